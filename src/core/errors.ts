@@ -1,0 +1,64 @@
+/**
+ * One error type for the whole product. Every cause has a stable string `code` (documented in docs/errors.md);
+ * `field` names the offending field for decoding/validation errors. Messages are fixed texts chosen by us:
+ * they never carry key material or attacker-supplied bytes.
+ */
+export const ErrorCode = {
+  /** Input is structurally invalid (truncated, wrong type, bad enum, trailing bytes...). */
+  MALFORMED: 'MALFORMED',
+  /** Input exceeds a configured size or count limit; rejected before allocation. */
+  TOO_LARGE: 'TOO_LARGE',
+  /** Protocol version not supported. */
+  UNSUPPORTED_VERSION: 'UNSUPPORTED_VERSION',
+  /** AEAD suite not supported or not allowed for this Service Group. */
+  UNSUPPORTED_SUITE: 'UNSUPPORTED_SUITE',
+  /** AEAD tag (the Group Key MAC) did not verify: forged, corrupted, or wrong key. */
+  BAD_MAC: 'BAD_MAC',
+  /** Counter already seen or older than the replay window. */
+  REPLAY: 'REPLAY',
+  /** No Group Key known for this (Service Group, epoch): caller should fetch the current key. */
+  UNKNOWN_EPOCH: 'UNKNOWN_EPOCH',
+  /** Epoch is known but no longer accepted (older than previous, or previous past its grace period). */
+  EXPIRED_EPOCH: 'EXPIRED_EPOCH',
+  /** Service Group unknown to this receiver. */
+  UNKNOWN_GROUP: 'UNKNOWN_GROUP',
+  /** Signature invalid (Ed25519). */
+  BAD_SIGNATURE: 'BAD_SIGNATURE',
+  /** Policy requires a signature and none was present, or no public key is known for the signer. */
+  SIGNATURE_REQUIRED: 'SIGNATURE_REQUIRED',
+  /** Sender counter space exhausted: the sender must start a new instance. */
+  COUNTER_EXHAUSTED: 'COUNTER_EXHAUSTED',
+  /** AES key unwrap failed the integrity check (RFC 3394 §2.2.3) or had an invalid length. */
+  UNWRAP_FAILED: 'UNWRAP_FAILED',
+  /** Broadcast delivery: this PNE is not in any subset of the cover (it is excluded). */
+  NOT_IN_COVER: 'NOT_IN_COVER',
+  /** Broadcast delivery: datagram is for another GW, tree or tree version than this PNE holds. */
+  WRONG_TREE: 'WRONG_TREE',
+  /** Broadcast delivery: epoch is not newer than the one this PNE holds. */
+  STALE_EPOCH: 'STALE_EPOCH',
+  /** Subset-Difference tree has no unassigned leaf left. */
+  TREE_FULL: 'TREE_FULL',
+  /** A value given by the local caller (not the network) is out of range. */
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /** A control message field failed schema validation. */
+  SCHEMA: 'SCHEMA',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class CpnsError extends Error {
+  readonly code: ErrorCode;
+  /** Name of the offending field (schema path), when the error is about one field. */
+  readonly field: string | undefined;
+
+  constructor(code: ErrorCode, message: string, field?: string) {
+    super(message);
+    this.name = 'CpnsError';
+    this.code = code;
+    this.field = field;
+  }
+}
+
+export function isCpnsError(e: unknown, code?: ErrorCode): e is CpnsError {
+  return e instanceof CpnsError && (code === undefined || e.code === code);
+}
