@@ -1,0 +1,122 @@
+import { createCipheriv, type KeyObject } from 'node:crypto';
+import { Suite, TAG_BYTES } from '../crypto/aead.js';
+import { random } from '../crypto/bytes.js';
+import { ED25519_SIGNATURE_BYTES, ed25519Sign } from '../crypto/ed25519.js';
+import { CpnsError, ErrorCode } from '../errors.js';
+import {
+  FLAG_SIGNED,
+  HEADER_BYTES,
+  INSTANCE_BYTES,
+  MAX_COUNTER,
+  SENDER_ID_BYTES,
+  SG_ID_BYTES,
+  writeHeader,
+} from './header.js';
+import type { EpochKey } from './keyring.js';
+import { deriveMessageKey, type MessageKey, nonceFor } from './message-key.js';
+
+const ALG = { [Suite.AES_256_GCM]: 'aes-256-gcm', [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305' } as const;
+
+export interface SenderOptions {
+  /** 16-byte sender id (PNE UUID bytes; nil UUID for the CPNS Server). */
+  readonly senderId: Uint8Array;
+  /** Ed25519 key for per-SG source authentication; required to send to SGs that demand it. */
+  readonly signingKey?: KeyObject;
+  /** Fixed instance id (tests/vectors only). Default: 8 random bytes per start. */
+  readonly instance?: Uint8Array;
+  /** First counter value (tests only). */
+  readonly startCounter?: number;
+}
+
+export interface ProtectOptions {
+  readonly sign?: boolean;
+}
+
+/**
+ * Protects messages destined to a Service Group with the Group Key (CPNS TS §5.3.3 "Usage of Group Key":
+ * confidentiality by encryption, authenticity and integrity by the MAC — here the AEAD tag).
+ * One sender instance keeps one counter across all its groups and epochs; since the message key is unique
+ * per (SG, epoch, sender, instance), the (key, nonce) pair never repeats.
+ */
+export class GroupSender {
+  readonly senderId: Buffer;
+  readonly instance: Buffer;
+  private readonly signingKey: KeyObject | undefined;
+  private counter: number;
+  private readonly keys = new Map<string, MessageKey>();
+  private readonly nonce = Buffer.alloc(12);
+
+  constructor(opts: SenderOptions) {
+    if (opts.senderId.length !== SENDER_ID_BYTES) {
+      throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'senderId must be 16 bytes');
+    }
+    this.senderId = Buffer.from(opts.senderId);
+    this.instance = opts.instance ? Buffer.from(opts.instance) : random(INSTANCE_BYTES);
+    if (this.instance.length !== INSTANCE_BYTES) {
+      throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'instance must be 8 bytes');
+    }
+    this.signingKey = opts.signingKey;
+    this.counter = opts.startCounter ?? 0;
+  }
+
+  /** Next counter this sender will use. */
+  get nextCounter(): number {
+    return this.counter;
+  }
+
+  protect(sgId: Uint8Array, gk: EpochKey, plaintext: Uint8Array, opts: ProtectOptions = {}): Buffer {
+    if (sgId.length !== SG_ID_BYTES) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'sgId must be 16 bytes');
+    if (this.counter > MAX_COUNTER) {
+      throw new CpnsError(
+        ErrorCode.COUNTER_EXHAUSTED,
+        'sender counter exhausted; start a new sender instance',
+      );
+    }
+    const sign = opts.sign ?? false;
+    if (sign && !this.signingKey)
+      throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'no signing key configured');
+    const counter = this.counter++;
+    const mk = this.messageKey(sgId, gk);
+    const sigLen = sign ? ED25519_SIGNATURE_BYTES : 0;
+    const out = Buffer.allocUnsafe(HEADER_BYTES + plaintext.length + TAG_BYTES + sigLen);
+    writeHeader(out, gk.suite, sign ? FLAG_SIGNED : 0, gk.epoch, sgId, this.senderId, this.instance, counter);
+    const header = out.subarray(0, HEADER_BYTES);
+    const cipher = createCipheriv(
+      ALG[gk.suite] as 'aes-256-gcm',
+      mk.key,
+      nonceFor(mk.iv, counter, this.nonce),
+      {
+        authTagLength: TAG_BYTES,
+      },
+    );
+    cipher.setAAD(header, { plaintextLength: plaintext.length });
+    let n = HEADER_BYTES + cipher.update(plaintext).copy(out, HEADER_BYTES);
+    n += cipher.final().copy(out, n);
+    n += cipher.getAuthTag().copy(out, n);
+    if (sign) ed25519Sign(this.signingKey!, out.subarray(0, n)).copy(out, n);
+    return out;
+  }
+
+  /** Forget derived keys of a group (after an update or delete). */
+  forget(sgId: Uint8Array): void {
+    const prefix = Buffer.from(sgId).toString('latin1');
+    for (const k of this.keys.keys()) {
+      if (k.startsWith(prefix)) {
+        this.keys.get(k)?.key.fill(0);
+        this.keys.delete(k);
+      }
+    }
+  }
+
+  private messageKey(sgId: Uint8Array, gk: EpochKey): MessageKey {
+    const id = `${Buffer.from(sgId.buffer, sgId.byteOffset, sgId.byteLength).toString('latin1')}${gk.epoch}`;
+    let mk = this.keys.get(id);
+    if (!mk) {
+      // One derived key per (SG, epoch) for this instance; drop the previous epoch's key of this SG.
+      this.forget(sgId);
+      mk = deriveMessageKey(gk.key, gk.suite, gk.epoch, sgId, this.senderId, this.instance);
+      this.keys.set(id, mk);
+    }
+    return mk;
+  }
+}

@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+import { Suite } from '../../../src/core/crypto/aead.js';
+import { GroupKeyRing, GroupReceiver, GroupSender } from '../../../src/core/group/index.js';
+
+export const SG = Buffer.from('5a1d0c0e7f3b4c2a9e6d8b1f0a2c4e6d', 'hex');
+export const ALICE = Buffer.from('a11ce000000000000000000000000001', 'hex');
+export const BOB = Buffer.from('b0b00000000000000000000000000002', 'hex');
+
+export function setup(opts: { suite?: Suite; epoch?: number; key?: Buffer; sourceAuth?: boolean } = {}) {
+  let now = 1_000_000;
+  const clock = () => now;
+  const suite = opts.suite ?? Suite.AES_256_GCM;
+  const epoch = opts.epoch ?? 1;
+  const key = opts.key ?? randomBytes(32);
+  const ring = new GroupKeyRing(clock);
+  ring.install(SG, epoch, key, suite, { sourceAuth: opts.sourceAuth ?? false });
+  const receiver = new GroupReceiver({ keyRing: ring });
+  const sender = new GroupSender({ senderId: ALICE });
+  return {
+    ring,
+    receiver,
+    sender,
+    key,
+    suite,
+    epoch,
+    advance: (ms: number) => {
+      now += ms;
+    },
+    gk: () => ring.current(SG)!,
+  };
+}
