@@ -1,0 +1,53 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { benchGroup, GROUP_SIZES, type GroupBenchRow } from './group-bench.js';
+import { Progress } from './measure.js';
+
+export interface CoreBenchOptions {
+  readonly quick?: boolean;
+  readonly outDir?: string;
+  readonly log?: (line: string) => void;
+}
+
+export interface CoreBenchResult {
+  readonly date: string;
+  readonly node: string;
+  readonly cpu: string;
+  readonly group: GroupBenchRow[];
+  readonly file: string;
+}
+
+/** `cpns bench core`: group-message throughput vs raw AEAD; writes bench/results/core-<date>.json. */
+export function runCoreBench(opts: CoreBenchOptions = {}): CoreBenchResult {
+  const log = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const rounds = opts.quick ? 1 : 5;
+  const ms = opts.quick ? 100 : 400;
+  const progress = new Progress(GROUP_SIZES.length * 2);
+  const group = benchGroup({ rounds, ms, progress });
+
+  log('');
+  log(
+    'Service Group message protect+open vs raw node:crypto AEAD seal+open (same run, median of interleaved rounds)',
+  );
+  log('suite              size    pairs/s     MB/s   raw MB/s   ratio  target');
+  for (const r of group) {
+    const ok = r.ratio >= r.target ? 'ok' : 'BELOW';
+    log(
+      `${r.suite.padEnd(18)} ${String(r.bytes).padStart(5)} ${r.pairsPerSec.toFixed(0).padStart(10)} ${r.mbPerSec
+        .toFixed(1)
+        .padStart(
+          8,
+        )} ${r.baselineMbPerSec.toFixed(1).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  >=${r.target} ${ok}`,
+    );
+  }
+
+  const date = new Date().toISOString();
+  const outDir = opts.outDir ?? join(process.cwd(), 'bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, `core-${date.slice(0, 10)}.json`);
+  const result = { date, node: process.version, cpu: cpus()[0]?.model ?? 'unknown', group, file };
+  writeFileSync(file, `${JSON.stringify({ ...result, file: undefined, rounds, msPerSide: ms }, null, 2)}\n`);
+  log(`\nwritten ${file}`);
+  return result;
+}

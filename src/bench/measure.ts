@@ -1,0 +1,73 @@
+import { performance } from 'node:perf_hooks';
+
+/**
+ * Time-boxed throughput measurement. Runs `op` in batches until `ms` elapsed and returns ops/s.
+ * Benchmarks compare against a baseline measured in the same run, interleaved (A B A B ...), and report
+ * the median ratio, because these machines are shared and noisy.
+ */
+export function opsPerSecond(op: () => void, ms: number): number {
+  // warm-up so JIT and OpenSSL contexts are settled
+  for (let i = 0; i < 200; i++) op();
+  let n = 0;
+  let batch = 64;
+  const start = performance.now();
+  let elapsed = 0;
+  while (elapsed < ms) {
+    for (let i = 0; i < batch; i++) op();
+    n += batch;
+    elapsed = performance.now() - start;
+    if (elapsed < ms / 10) batch *= 2;
+  }
+  return (n * 1000) / elapsed;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface Comparison {
+  readonly subject: number;
+  readonly baseline: number;
+  readonly ratio: number;
+}
+
+/** Interleaved rounds of baseline and subject; median of per-round ratios. */
+export function compare(
+  subject: () => void,
+  baseline: () => void,
+  rounds: number,
+  msPerSide: number,
+): Comparison {
+  const s: number[] = [];
+  const b: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const bi = opsPerSecond(baseline, msPerSide);
+    const si = opsPerSecond(subject, msPerSide);
+    b.push(bi);
+    s.push(si);
+    r.push(si / bi);
+  }
+  return { subject: median(s), baseline: median(b), ratio: median(r) };
+}
+
+/** Minimal progress bar on stderr (no dependency); silent when stderr is not a TTY unless forced. */
+export class Progress {
+  private done = 0;
+  constructor(
+    private readonly total: number,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {}
+
+  tick(label: string): void {
+    this.done++;
+    const width = 30;
+    const filled = Math.round((this.done / this.total) * width);
+    const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${this.done}/${this.total} ${label}`;
+    if (this.out.isTTY) this.out.write(`\r${bar.padEnd(90)}`);
+    else this.out.write(`${bar}\n`);
+    if (this.done === this.total && this.out.isTTY) this.out.write('\n');
+  }
+}
