@@ -1,0 +1,50 @@
+/** Shared context of the SQLite backend: connection, clock, row sealer, transactions and error mapping. */
+import type Database from 'better-sqlite3';
+import type { RowSealer } from '../at-rest.js';
+import { StoreError } from '../errors.js';
+
+export type Db = Database.Database;
+
+export interface Ctx {
+  readonly db: Db;
+  readonly sealer: RowSealer;
+  readonly now: () => number;
+}
+
+/** SQLite stores booleans as 0/1. */
+export const b2i = (b: boolean): number => (b ? 1 : 0);
+export const i2b = (i: unknown): boolean => i === 1 || i === 1n;
+
+/**
+ * Runs `fn` in a BEGIN IMMEDIATE transaction: the write lock is taken up front, so two connections (two
+ * processes on one file) serialize instead of failing on lock upgrade. Nested calls join the outer one.
+ */
+export function tx<T>(db: Db, fn: () => T): T {
+  if (db.inTransaction) return fn();
+  return db.transaction(fn).immediate();
+}
+
+/** A consistent snapshot for multi-statement reads (deferred transaction: no write lock). */
+export function readTx<T>(db: Db, fn: () => T): T {
+  if (db.inTransaction) return fn();
+  return db.transaction(fn).deferred();
+}
+
+interface SqliteLikeError {
+  code?: unknown;
+}
+
+/** Maps driver errors to StoreError; StoreError / CpnsError pass through. */
+export function mapError(e: unknown): unknown {
+  if (!(e instanceof Error) || e.name !== 'SqliteError') return e;
+  const code = String((e as SqliteLikeError).code ?? '');
+  if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE')
+    return new StoreError('CONFLICT', 'row already exists');
+  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY')
+    return new StoreError('NOT_FOUND', 'referenced row does not exist');
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+    return new StoreError('BUSY', 'database is locked by another writer');
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB')
+    return new StoreError('STORE_CORRUPT', 'database file is corrupt');
+  return e;
+}

@@ -1,0 +1,234 @@
+/**
+ * Numbered, forward-only migrations. Rules (docs/store.md):
+ * - a migration is never edited or removed once released: its SHA-256 is recorded in schema_migrations and
+ *   checked on every open (MIGRATION_MISMATCH);
+ * - open() applies, in one transaction each, only the migrations newer than the database's highest version;
+ * - a database newer than the code (unknown version) is refused (SCHEMA_TOO_NEW).
+ * src/store/postgres/migrations.ts will carry the same numbers and names with PostgreSQL DDL.
+ */
+import { createHash } from 'node:crypto';
+import { StoreError } from '../errors.js';
+import type { Db } from './db.js';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+const M1_INITIAL = `
+CREATE TABLE store_meta (
+  key   TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE identities (
+  id          TEXT PRIMARY KEY,
+  role        TEXT NOT NULL CHECK (role IN ('gw', 'pne')),
+  cert_serial TEXT NOT NULL UNIQUE,
+  cert_pem    TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER
+) STRICT;
+CREATE INDEX identities_role ON identities (role);
+
+-- Every certificate serial ever revoked (a revoked identity may have had several certificates).
+CREATE TABLE revoked_certs (
+  serial     TEXT PRIMARY KEY,
+  id         TEXT NOT NULL,
+  revoked_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE enrollment_tokens (
+  token_hash TEXT PRIMARY KEY,            -- SHA-256 hex; the token itself is never stored
+  role       TEXT NOT NULL CHECK (role IN ('gw', 'pne')),
+  label      TEXT,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at    INTEGER
+) STRICT;
+CREATE INDEX enrollment_tokens_expiry ON enrollment_tokens (expires_at);
+
+CREATE TABLE gateways (
+  gw_id         TEXT PRIMARY KEY,
+  registered_at INTEGER NOT NULL,
+  last_seen     INTEGER NOT NULL,
+  online        INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1))
+) STRICT;
+
+CREATE TABLE pnes (
+  pne_id    TEXT PRIMARY KEY,
+  gw_id     TEXT REFERENCES gateways (gw_id) ON DELETE SET NULL,
+  media     TEXT NOT NULL DEFAULT '[]',  -- JSON array of medium names
+  online    INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1)),
+  last_seen INTEGER NOT NULL
+) STRICT;
+CREATE INDEX pnes_gw ON pnes (gw_id);
+
+CREATE TABLE service_groups (
+  sg_id              TEXT PRIMARY KEY,
+  name               TEXT NOT NULL,
+  owner_id           TEXT NOT NULL,
+  join_policy        TEXT NOT NULL CHECK (join_policy IN ('open', 'invite')),
+  suite              INTEGER NOT NULL CHECK (suite IN (1, 2)),
+  source_auth        INTEGER NOT NULL CHECK (source_auth IN (0, 1)),
+  rekey_interval_sec INTEGER,
+  delivery_policy    TEXT,                -- JSON object
+  created_at         INTEGER NOT NULL,
+  epoch_hwm          INTEGER NOT NULL DEFAULT 0 CHECK (epoch_hwm >= 0)  -- highest epoch ever allocated
+) STRICT;
+CREATE INDEX service_groups_owner ON service_groups (owner_id);
+
+-- Ids of deleted groups: never reused, so (sg_id, epoch) names at most one key forever.
+CREATE TABLE retired_groups (
+  sg_id      TEXT PRIMARY KEY,
+  epoch_hwm  INTEGER NOT NULL,
+  deleted_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE members (
+  sg_id     TEXT NOT NULL REFERENCES service_groups (sg_id) ON DELETE CASCADE,
+  pne_id    TEXT NOT NULL,
+  joined_at INTEGER NOT NULL,
+  PRIMARY KEY (sg_id, pne_id)
+) STRICT;
+CREATE INDEX members_pne ON members (pne_id);
+
+CREATE TABLE invitations (
+  sg_id      TEXT NOT NULL REFERENCES service_groups (sg_id) ON DELETE CASCADE,
+  pne_id     TEXT NOT NULL,
+  invited_at INTEGER NOT NULL,
+  PRIMARY KEY (sg_id, pne_id)
+) STRICT;
+
+CREATE TABLE group_keys (
+  sg_id       TEXT NOT NULL REFERENCES service_groups (sg_id) ON DELETE CASCADE,
+  epoch       INTEGER NOT NULL CHECK (epoch >= 1),
+  key_nonce   BLOB NOT NULL,              -- 12 random bytes
+  key_ct      BLOB NOT NULL,              -- AES-256-GCM(master key, AAD = store id, 'gk', sg_id, epoch) || tag
+  created_at  INTEGER NOT NULL,
+  reason      TEXT NOT NULL,
+  activate_at INTEGER,
+  PRIMARY KEY (sg_id, epoch)
+) STRICT;
+
+CREATE TABLE deliveries (
+  sg_id    TEXT NOT NULL REFERENCES service_groups (sg_id) ON DELETE CASCADE,
+  pne_id   TEXT NOT NULL,
+  epoch    INTEGER NOT NULL,
+  gw_id    TEXT NOT NULL,
+  method   TEXT NOT NULL CHECK (method IN ('unicast', 'broadcast', 'fallback')),
+  acked_at INTEGER NOT NULL,
+  PRIMARY KEY (sg_id, pne_id, epoch)
+) STRICT;
+
+CREATE TABLE gw_deliveries (
+  sg_id    TEXT NOT NULL REFERENCES service_groups (sg_id) ON DELETE CASCADE,
+  gw_id    TEXT NOT NULL,
+  epoch    INTEGER NOT NULL,
+  acked_at INTEGER NOT NULL,
+  PRIMARY KEY (sg_id, gw_id, epoch)
+) STRICT;
+
+CREATE TABLE relay_marks (
+  sg_id      TEXT NOT NULL REFERENCES service_groups (sg_id) ON DELETE CASCADE,
+  epoch      INTEGER NOT NULL,
+  sender     TEXT NOT NULL,
+  instance   TEXT NOT NULL,
+  counter    INTEGER NOT NULL CHECK (counter >= 0),
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (sg_id, epoch, sender, instance)
+) STRICT;
+
+CREATE TABLE secrets (
+  name       TEXT PRIMARY KEY,
+  nonce      BLOB NOT NULL,
+  ct         BLOB NOT NULL,              -- AES-256-GCM(master key, AAD = store id, 'secret', name) || tag
+  updated_at INTEGER NOT NULL
+) STRICT;
+
+-- Append-only: no foreign keys (entries outlive their groups), UPDATE and DELETE abort.
+CREATE TABLE audit_log (
+  seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      INTEGER NOT NULL,
+  actor   TEXT NOT NULL,
+  action  TEXT NOT NULL,
+  sg_id   TEXT,
+  subject TEXT,
+  epoch   INTEGER,
+  reason  TEXT,
+  detail  TEXT                            -- JSON object, never key material
+) STRICT;
+CREATE INDEX audit_log_sg ON audit_log (sg_id, seq);
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: M1_INITIAL }];
+
+export function checksum(m: Migration): string {
+  return createHash('sha256').update(m.sql).digest('hex');
+}
+
+export interface MigrationResult {
+  /** Versions applied by this call, in order. */
+  readonly applied: number[];
+  readonly version: number;
+}
+
+/**
+ * Applies pending migrations. Each runs with its bookkeeping row in one BEGIN IMMEDIATE transaction, and the
+ * "what is applied" check is repeated under that lock, so two processes opening one new file at once are safe.
+ */
+export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): MigrationResult {
+  for (let i = 0; i < migrations.length; i++) {
+    if (migrations[i]?.version !== i + 1) throw new Error('migrations must be numbered 1..n without gaps');
+  }
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+  ) STRICT`);
+  const applied: number[] = [];
+  const rows = () =>
+    db.prepare('SELECT version, checksum FROM schema_migrations ORDER BY version').all() as {
+      version: number;
+      checksum: string;
+    }[];
+  const verify = (have: { version: number; checksum: string }[]) => {
+    for (const r of have) {
+      const m = migrations[r.version - 1];
+      if (m === undefined)
+        throw new StoreError(
+          'SCHEMA_TOO_NEW',
+          'database schema is newer than this software',
+          'schema_migrations',
+        );
+      if (checksum(m) !== r.checksum)
+        throw new StoreError(
+          'MIGRATION_MISMATCH',
+          'an applied migration differs from the shipped one',
+          'schema_migrations',
+        );
+    }
+  };
+  verify(rows());
+  for (const m of migrations) {
+    db.transaction(() => {
+      const exists = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').get(m.version);
+      if (exists !== undefined) return;
+      db.exec(m.sql);
+      db.prepare(
+        'INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)',
+      ).run(m.version, m.name, checksum(m), Date.now());
+      applied.push(m.version);
+    }).immediate();
+  }
+  const final = rows();
+  verify(final);
+  return { applied, version: final.length === 0 ? 0 : final[final.length - 1]!.version };
+}

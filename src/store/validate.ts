@@ -1,0 +1,237 @@
+/**
+ * Validation of caller input, shared by every backend: runs before any query, so a bad id never reaches SQL
+ * and every backend rejects exactly the same inputs. Errors are CpnsError(INVALID_ARGUMENT) naming the field;
+ * messages are fixed texts (never the offending value).
+ */
+import { isSuite, KEY_BYTES, type Suite } from '../core/crypto/aead.js';
+import { CpnsError, ErrorCode } from '../core/errors.js';
+import type { DeliveryMethod, JoinPolicy, JsonObject, Role } from './store.js';
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const UUID_RE = new RegExp(`^${UUID}$`);
+const GW_RE = new RegExp(`^urn:cpns:gw:${UUID}$`);
+const PNE_RE = new RegExp(`^urn:cpns:pne:${UUID}$`);
+const HEX_RE = /^[0-9a-fA-F]+$/;
+const HEX64_RE = /^[0-9a-f]{64}$/;
+const SENDER_RE = /^[0-9a-f]{32}$/;
+const INSTANCE_RE = /^[0-9a-f]{16}$/;
+const ACTION_RE = /^[a-z][a-z0-9_.:-]{0,63}$/;
+const REASON_RE = /^[a-z0-9_.:-]{1,64}$/;
+const MEDIUM_RE = /^[a-z0-9_-]{1,32}$/;
+const SECRET_NAME_RE = /^[a-z0-9][a-z0-9_.:/-]{0,127}$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/** Highest epoch the wire header can carry (uint32). */
+export const MAX_EPOCH = 0xffff_ffff;
+/** Highest counter of a group message (uint48). */
+export const MAX_COUNTER = 2 ** 48 - 1;
+export const MAX_TOKEN_TTL_SEC = 30 * 24 * 3600;
+export const MAX_CERT_PEM = 16 * 1024;
+export const MAX_POLICY_JSON = 4 * 1024;
+export const MAX_DETAIL_JSON = 8 * 1024;
+export const MAX_SECRET_BYTES = 64 * 1024;
+export const MAX_AUDIT_LIMIT = 1000;
+export const DEFAULT_AUDIT_LIMIT = 100;
+
+function bad(field: string, message: string): never {
+  throw new CpnsError(ErrorCode.INVALID_ARGUMENT, message, field);
+}
+
+export function gwId(v: unknown, field = 'gwId'): string {
+  if (typeof v !== 'string' || !GW_RE.test(v)) bad(field, 'expected urn:cpns:gw:<lowercase uuid>');
+  return v;
+}
+
+export function pneId(v: unknown, field = 'pneId'): string {
+  if (typeof v !== 'string' || !PNE_RE.test(v)) bad(field, 'expected urn:cpns:pne:<lowercase uuid>');
+  return v;
+}
+
+export function isGwId(v: string): boolean {
+  return GW_RE.test(v);
+}
+
+export function isPneId(v: string): boolean {
+  return PNE_RE.test(v);
+}
+
+/** A GW or PNE id; returns its role. */
+export function nodeId(v: unknown, field = 'id'): Role {
+  if (typeof v === 'string' && GW_RE.test(v)) return 'gw';
+  if (typeof v === 'string' && PNE_RE.test(v)) return 'pne';
+  bad(field, 'expected urn:cpns:gw:<uuid> or urn:cpns:pne:<uuid>');
+}
+
+export function sgId(v: unknown, field = 'sgId'): string {
+  if (typeof v !== 'string' || !UUID_RE.test(v)) bad(field, 'expected a lowercase uuid');
+  return v;
+}
+
+export function role(v: unknown, field = 'role'): Role {
+  if (v !== 'gw' && v !== 'pne') bad(field, "expected 'gw' or 'pne'");
+  return v;
+}
+
+export function ownerId(v: unknown, field = 'ownerId'): string {
+  if (v === 'operator') return v;
+  return pneId(v, field);
+}
+
+export function joinPolicy(v: unknown, field = 'joinPolicy'): JoinPolicy {
+  if (v !== 'open' && v !== 'invite') bad(field, "expected 'open' or 'invite'");
+  return v;
+}
+
+export function suite(v: unknown, field = 'suite'): Suite {
+  if (typeof v !== 'number' || !isSuite(v)) bad(field, 'unsupported suite');
+  return v;
+}
+
+export function bool(v: unknown, field: string): boolean {
+  if (typeof v !== 'boolean') bad(field, 'expected a boolean');
+  return v;
+}
+
+export function method(v: unknown, field = 'method'): DeliveryMethod {
+  if (v !== 'unicast' && v !== 'broadcast' && v !== 'fallback')
+    bad(field, "expected 'unicast', 'broadcast' or 'fallback'");
+  return v;
+}
+
+export function int(v: unknown, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    bad(field, 'integer out of range');
+  return v;
+}
+
+/** A time in ms since the Unix epoch. */
+export function time(v: unknown, field: string): number {
+  return int(v, field, 0, 8.64e15);
+}
+
+export function epoch(v: unknown, field = 'epoch'): number {
+  return int(v, field, 1, MAX_EPOCH);
+}
+
+/** Printable text of 1..max characters (no control characters). */
+export function text(v: unknown, field: string, max: number): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || CONTROL_RE.test(v))
+    bad(field, 'expected printable text of bounded length');
+  return v;
+}
+
+export function reason(v: unknown, field = 'reason'): string {
+  if (typeof v !== 'string' || !REASON_RE.test(v)) bad(field, 'expected 1..64 chars [a-z0-9_.:-]');
+  return v;
+}
+
+export function action(v: unknown, field = 'action'): string {
+  if (typeof v !== 'string' || !ACTION_RE.test(v)) bad(field, 'expected [a-z][a-z0-9_.:-]{0,63}');
+  return v;
+}
+
+/** Certificate serial: hex, normalized to lowercase without leading zeros (max 20 bytes per RFC 5280, with slack). */
+export function certSerial(v: unknown, field = 'certSerial'): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 66 || !HEX_RE.test(v))
+    bad(field, 'expected a hex serial number');
+  const s = v.toLowerCase().replace(/^0+/, '');
+  return s.length === 0 ? '0' : s;
+}
+
+export function isCertSerial(v: string): boolean {
+  return v.length > 0 && v.length <= 66 && HEX_RE.test(v);
+}
+
+export function certPem(v: unknown, field = 'certPem'): string {
+  if (
+    typeof v !== 'string' ||
+    v.length > MAX_CERT_PEM ||
+    !v.includes('-----BEGIN CERTIFICATE-----') ||
+    !v.includes('-----END CERTIFICATE-----')
+  )
+    bad(field, 'expected a PEM certificate of at most 16 KiB');
+  return v;
+}
+
+export function tokenHash(v: unknown, field = 'tokenHash'): string {
+  if (typeof v !== 'string' || !HEX64_RE.test(v)) bad(field, 'expected a SHA-256 hash as 64 lowercase hex');
+  return v;
+}
+
+export function media(v: unknown, field = 'media'): string[] {
+  if (!Array.isArray(v) || v.length > 16) bad(field, 'expected an array of at most 16 media');
+  const out: string[] = [];
+  for (const m of v) {
+    if (typeof m !== 'string' || !MEDIUM_RE.test(m)) bad(field, 'medium must match [a-z0-9_-]{1,32}');
+    if (!out.includes(m)) out.push(m);
+  }
+  return out;
+}
+
+export function groupKey(v: unknown, field = 'key'): Uint8Array {
+  if (!(v instanceof Uint8Array) || v.length !== KEY_BYTES) bad(field, 'Group Key must be 32 bytes');
+  return v;
+}
+
+export function sender(v: unknown, field = 'sender'): string {
+  if (typeof v !== 'string' || !SENDER_RE.test(v)) bad(field, 'expected 16 bytes as 32 lowercase hex');
+  return v;
+}
+
+export function instance(v: unknown, field = 'instance'): string {
+  if (typeof v !== 'string' || !INSTANCE_RE.test(v)) bad(field, 'expected 8 bytes as 16 lowercase hex');
+  return v;
+}
+
+export function secretName(v: unknown, field = 'name'): string {
+  if (typeof v !== 'string' || !SECRET_NAME_RE.test(v)) bad(field, 'expected 1..128 chars [a-z0-9_.:/-]');
+  return v;
+}
+
+export function secretValue(v: unknown, field = 'value'): Uint8Array {
+  if (!(v instanceof Uint8Array) || v.length === 0 || v.length > MAX_SECRET_BYTES)
+    bad(field, 'secret must be 1 byte .. 64 KiB');
+  return v;
+}
+
+const SECRET_FIELD_RE = /^(key|gk|groupkey|secret|token|password|masterkey|privatekey|plaintext|gkdk|gkek)$/i;
+
+function checkJson(v: unknown, field: string, depth: number, secretsAllowed: boolean): void {
+  if (depth > 16) bad(field, 'JSON nested too deeply');
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) bad(field, 'JSON numbers must be finite');
+    return;
+  }
+  if (Array.isArray(v)) {
+    for (const x of v) checkJson(x, field, depth + 1, secretsAllowed);
+    return;
+  }
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const [k, x] of Object.entries(v)) {
+      if (!secretsAllowed && SECRET_FIELD_RE.test(k))
+        bad(field, 'secret-looking field refused in audit detail');
+      checkJson(x, field, depth + 1, secretsAllowed);
+    }
+    return;
+  }
+  // Buffers, typed arrays, Dates, class instances, bigint, functions...: not plain JSON.
+  bad(field, 'expected plain JSON (no binary or class instances)');
+}
+
+/**
+ * A plain JSON object serialized to at most `max` bytes. With `noSecrets`, fields named like key material
+ * are refused: the audit log must never hold a key, even by mistake.
+ */
+export function jsonObject(v: unknown, field: string, max: number, noSecrets = false): string {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(field, 'expected a JSON object');
+  checkJson(v, field, 0, !noSecrets);
+  const s = JSON.stringify(v as JsonObject);
+  if (Buffer.byteLength(s) > max) bad(field, 'JSON object too large');
+  return s;
+}
+
+export function optional<T>(v: T | null | undefined, f: (x: T) => T): T | null {
+  return v === undefined || v === null ? null : f(v);
+}
