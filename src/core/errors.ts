@@ -42,6 +42,20 @@ export const ErrorCode = {
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   /** A control message field failed schema validation. */
   SCHEMA: 'SCHEMA',
+  /** Protocol: the authenticated identity may not do this (not owner/operator, field names someone else). */
+  FORBIDDEN: 'FORBIDDEN',
+  /** Protocol: the named Service Group, PNE or GW does not exist. */
+  NOT_FOUND: 'NOT_FOUND',
+  /** Protocol: the PNE is not a member of the Service Group. */
+  NOT_MEMBER: 'NOT_MEMBER',
+  /** Protocol: the PNE already is a member of the Service Group. */
+  ALREADY_MEMBER: 'ALREADY_MEMBER',
+  /** Protocol: enrollment token unknown, used, expired or for another role. */
+  ENROLL_REFUSED: 'ENROLL_REFUSED',
+  /** Protocol: a valid message that this role does not accept on this connection. */
+  UNEXPECTED_MESSAGE: 'UNEXPECTED_MESSAGE',
+  /** Protocol: the identity is revoked. */
+  REVOKED: 'REVOKED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
