@@ -3,6 +3,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { benchGroup, GROUP_SIZES, type GroupBenchRow } from './group-bench.js';
 import { Progress } from './measure.js';
+import { benchSd, type SdBenchResult } from './sd-bench.js';
 
 export interface CoreBenchOptions {
   readonly quick?: boolean;
@@ -15,6 +16,7 @@ export interface CoreBenchResult {
   readonly node: string;
   readonly cpu: string;
   readonly group: GroupBenchRow[];
+  readonly sd: SdBenchResult;
   readonly file: string;
 }
 
@@ -23,8 +25,9 @@ export function runCoreBench(opts: CoreBenchOptions = {}): CoreBenchResult {
   const log = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`));
   const rounds = opts.quick ? 1 : 5;
   const ms = opts.quick ? 100 : 400;
-  const progress = new Progress(GROUP_SIZES.length * 2);
+  const progress = new Progress(GROUP_SIZES.length * 2 + 3);
   const group = benchGroup({ rounds, ms, progress });
+  const sd = benchSd({ reps: opts.quick ? 5 : 40, progress });
 
   log('');
   log(
@@ -42,11 +45,28 @@ export function runCoreBench(opts: CoreBenchOptions = {}): CoreBenchResult {
     );
   }
 
+  log('');
+  log(
+    `Subset-Difference broadcast delivery (GKEK), N = 1024; GKDK per PNE: ${sd.gkdkLabels} labels, ${sd.gkdkBytes} B`,
+  );
+  log(
+    '  r  entries  bound  cover ms  build+sign ms  header B  datagrams  PNE open ms  max PRG calls (<= 10)',
+  );
+  for (const r of sd.rows) {
+    log(
+      `${String(r.excluded).padStart(3)} ${String(r.coverEntries).padStart(8)} ${String(r.bound).padStart(6)} ${r.coverMs
+        .toFixed(3)
+        .padStart(9)} ${r.buildMs.toFixed(2).padStart(14)} ${String(r.headerBytes).padStart(9)} ${String(
+        r.datagrams,
+      ).padStart(10)} ${r.openMs.toFixed(3).padStart(12)} ${String(r.maxPrgCalls).padStart(14)}`,
+    );
+  }
+
   const date = new Date().toISOString();
   const outDir = opts.outDir ?? join(process.cwd(), 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, `core-${date.slice(0, 10)}.json`);
-  const result = { date, node: process.version, cpu: cpus()[0]?.model ?? 'unknown', group, file };
+  const result = { date, node: process.version, cpu: cpus()[0]?.model ?? 'unknown', group, sd, file };
   writeFileSync(file, `${JSON.stringify({ ...result, file: undefined, rounds, msPerSide: ms }, null, 2)}\n`);
   log(`\nwritten ${file}`);
   return result;
