@@ -1,0 +1,7 @@
+/** Transport layer: CPNS CA, secure sessions (CPNS TS §5.3.2), frames, the GW tunnel, the broadcast medium. */
+export * from './ca.js';
+export * from './errors.js';
+export * from './framing.js';
+export * from './session.js';
+export * from './tunnel.js';
+export * from './udp.js';

@@ -1,0 +1,103 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CpnsError } from '../../src/core/errors.js';
+import { decodeFrame, encodeFrame, type Frame, MAX_TUNNEL_META } from '../../src/transport/framing.js';
+
+const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
+
+describe('frame codec', () => {
+  it('encodes the documented layout', () => {
+    expect(encodeFrame({ kind: 'control', payload: hex('a0') })).toEqual(hex('01 a0'));
+    expect(encodeFrame({ kind: 'tunnel-data', tunnelId: 0x01020304, data: hex('1703') })).toEqual(
+      hex('02 01020304 1703'),
+    );
+    expect(encodeFrame({ kind: 'tunnel-open', tunnelId: 1, meta: new Uint8Array(0) })).toEqual(
+      hex('03 00000001'),
+    );
+    expect(encodeFrame({ kind: 'tunnel-close', tunnelId: 0xffffffff, reason: 3 })).toEqual(
+      hex('04 ffffffff 03'),
+    );
+    expect(encodeFrame({ kind: 'group', payload: hex('0102') })).toEqual(hex('05 0102'));
+  });
+
+  it.each([
+    ['empty', '', 'MALFORMED', 'kind'],
+    ['unknown kind 0x00', '00 01', 'MALFORMED', 'kind'],
+    ['unknown kind 0x06', '06 01', 'MALFORMED', 'kind'],
+    ['unknown kind 0xff', 'ff', 'MALFORMED', 'kind'],
+    ['control without payload', '01', 'MALFORMED', 'payload'],
+    ['group without payload', '05', 'MALFORMED', 'payload'],
+    ['tunnel data truncated id', '02 0000', 'MALFORMED', 'tunnelId'],
+    ['tunnel data no bytes', '02 00000001', 'MALFORMED', 'data'],
+    ['tunnel data id 0', '02 00000000 aa', 'MALFORMED', 'tunnelId'],
+    ['tunnel open truncated', '03 000001', 'MALFORMED', 'tunnelId'],
+    ['tunnel open id 0', '03 00000000', 'MALFORMED', 'tunnelId'],
+    ['tunnel close no reason', '04 00000001', 'MALFORMED', 'reason'],
+    ['tunnel close trailing', '04 00000001 00 00', 'MALFORMED', 'reason'],
+    ['tunnel close truncated', '04', 'MALFORMED', 'tunnelId'],
+  ])('rejects %s', (_name, input, code, field) => {
+    try {
+      decodeFrame(hex(input));
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(CpnsError);
+      expect((e as CpnsError).code).toBe(code);
+      expect((e as CpnsError).field).toBe(field);
+    }
+  });
+
+  it('bounds sizes: frame over maxFrame and oversized tunnel meta', () => {
+    expect(() => decodeFrame(Buffer.alloc(11, 1), { maxFrame: 10 })).toThrow(
+      expect.objectContaining({ code: 'TOO_LARGE', field: 'frame' }),
+    );
+    expect(decodeFrame(Buffer.alloc(10, 1), { maxFrame: 10 }).kind).toBe('control');
+    const meta = Buffer.concat([hex('03 00000001'), Buffer.alloc(MAX_TUNNEL_META + 1)]);
+    expect(() => decodeFrame(meta)).toThrow(expect.objectContaining({ code: 'TOO_LARGE', field: 'meta' }));
+    expect(() => encodeFrame({ kind: 'group', payload: Buffer.alloc(10) }, { maxFrame: 10 })).toThrow(
+      expect.objectContaining({ code: 'TOO_LARGE' }),
+    );
+    expect(() => encodeFrame({ kind: 'tunnel-data', tunnelId: 0, data: hex('00') })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', field: 'tunnelId' }),
+    );
+  });
+
+  const bytes = (min: number) => fc.uint8Array({ minLength: min, maxLength: 300 });
+  const tid = fc.integer({ min: 1, max: 0xffffffff });
+  const frameArb: fc.Arbitrary<Frame> = fc.oneof(
+    bytes(1).map((payload) => ({ kind: 'control' as const, payload })),
+    bytes(1).map((payload) => ({ kind: 'group' as const, payload })),
+    fc.record({ kind: fc.constant('tunnel-data' as const), tunnelId: tid, data: bytes(1) }),
+    fc.record({ kind: fc.constant('tunnel-open' as const), tunnelId: tid, meta: bytes(0) }),
+    fc.record({
+      kind: fc.constant('tunnel-close' as const),
+      tunnelId: tid,
+      reason: fc.integer({ min: 0, max: 255 }),
+    }),
+  );
+
+  it('round-trips every frame (property)', () => {
+    fc.assert(
+      fc.property(frameArb, (f) => {
+        const d = decodeFrame(encodeFrame(f));
+        const norm = (x: Frame) =>
+          Object.entries(x)
+            .map(([k, v]) => `${k}=${v instanceof Uint8Array ? Buffer.from(v).toString('hex') : String(v)}`)
+            .join(';');
+        expect(norm(d)).toBe(norm(f));
+      }),
+    );
+  });
+
+  it('never throws anything but CpnsError on arbitrary bytes (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
+        try {
+          decodeFrame(b);
+        } catch (e) {
+          expect(e).toBeInstanceOf(CpnsError);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
