@@ -149,8 +149,27 @@ export const bodies = {
     treeVersion: s.uint({ max: UINT32_MAX }),
     leaf: s.uint({ max: UINT32_MAX }),
     gkdk: s.bytes({ min: 1, max: 8 * 1024 }),
+    /** The GW's Ed25519 broadcast-signing public key (raw 32 bytes), delivered over the authenticated session. */
+    signKey: s.bytes({ len: 32 }),
+    /** Broadcast media the GW sends on: UDP multicast group and port per medium. */
+    media: s.array(
+      s.object({
+        name: medium,
+        group: s.str({ min: 7, max: 15, format: 'text' }),
+        port: s.uint({ min: 1, max: 65535 }),
+      }),
+      { max: 8 },
+    ),
   },
   'gkdk.ack': { treeId: uuid, treeVersion: s.uint({ max: UINT32_MAX }) },
+  /** Operator delivery policy pushed by the server to GWs (seed §5.3.3: the GW selects unicast/broadcast). */
+  'gw.policy': {
+    broadcast: s.bool(),
+    /** Broadcast when at least this many member PNEs of the SG are in the PN and can receive it. */
+    broadcastThreshold: s.uint({ min: 1, max: 65536 }),
+    /** Re-send by unicast to members that did not ack a broadcast within this time. */
+    ackTimeoutMs: s.uint({ min: 10, max: 600_000 }),
+  },
 
   // Service Group message: the protected group message is opaque to the codec.
   'sg.msg': { sgId, data: s.bytes({ min: 1, max: 'maxGroupMessageBytes' }) },
@@ -204,6 +223,10 @@ export const messageInfo: {
   'key.status': { dir: 'GW/PNE → server', doc: 'Ask per-member key status; answered by key.status.reply.' },
   'key.status.reply': { dir: 'server → requester', doc: 'One page of per-member key status.' },
   'key.delivery.report': { dir: 'GW → server', doc: 'Which member PNEs confirmed an epoch, how and when.' },
+  'gw.policy': {
+    dir: 'server → GW',
+    doc: 'Operator delivery policy: when to broadcast, ack timeout before unicast fallback.',
+  },
   'gkdk.issue': {
     dir: 'GW → PNE',
     doc: "The PNE's Subset-Difference label set (GKDK) for broadcast delivery.",

@@ -328,6 +328,8 @@ describe('bounds: exactly max is accepted, max+1 is TOO_LARGE', () => {
         treeVersion: 1,
         leaf: 3,
         gkdk: new Uint8Array(n),
+        signKey: new Uint8Array(32),
+        media: [{ name: 'wifi', group: '239.1.2.3', port: 5000 }],
       }),
       8192,
       'gkdk',
