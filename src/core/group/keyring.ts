@@ -19,10 +19,18 @@ export interface EpochKey {
   readonly suite: Suite;
 }
 
+interface StagedKey extends EpochKey {
+  /** Local clock time (ms) at which senders switch to this epoch. */
+  readonly activateAt: number;
+  readonly graceMs: number;
+}
+
 interface GroupEntry {
   readonly sgId: Buffer;
   current: EpochKey;
   previous: (EpochKey & { readonly acceptUntil: number }) | undefined;
+  /** A periodic update distributed ahead of its activation (DESIGN §4: members switch together). */
+  next: StagedKey | undefined;
   /** Per-SG policy: messages must carry a valid Ed25519 signature of their sender. */
   sourceAuth: boolean;
 }
@@ -73,11 +81,16 @@ export class GroupKeyRing {
         sgId: Buffer.from(sgId),
         current: fresh,
         previous: undefined,
+        next: undefined,
         sourceAuth: opts.sourceAuth ?? false,
       });
       return true;
     }
     if (epoch <= entry.current.epoch) return false;
+    if (entry.next && entry.next.epoch <= epoch) {
+      if (entry.next.epoch < epoch) this.retire(id, entry.next);
+      entry.next = undefined;
+    }
     if (entry.previous) this.retire(id, entry.previous);
     const graceMs = opts.graceMs ?? 0;
     if (graceMs > 0 && epoch === entry.current.epoch + 1) {
@@ -92,11 +105,43 @@ export class GroupKeyRing {
     return true;
   }
 
+  /**
+   * Stage the next epoch's key ahead of its activation (periodic update). Receivers accept it at once (a sender
+   * whose clock runs ahead may switch early); `current()` — the key to send with — switches at `activateAt`
+   * (local clock; the caller converts a relative `activateIn` to local time, so devices without a synchronised
+   * clock follow). Returns false for an epoch that is not newer than the current one.
+   */
+  stage(
+    sgId: Uint8Array,
+    epoch: number,
+    key: Uint8Array,
+    suite: Suite,
+    activateAt: number,
+    opts: { readonly graceMs?: number } = {},
+  ): boolean {
+    const id = GroupKeyRing.groupKey(sgId);
+    const entry = this.groups.get(id);
+    if (!entry) return this.install(sgId, epoch, key, suite, opts);
+    this.promote(entry);
+    if (epoch <= entry.current.epoch || (entry.next && epoch <= entry.next.epoch)) return false;
+    if (key.length !== 32) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'Group Key must be 32 bytes');
+    if (entry.next) this.retire(id, entry.next);
+    entry.next = { epoch, key: Buffer.from(key), suite, activateAt, graceMs: opts.graceMs ?? 0 };
+    this.promote(entry);
+    return true;
+  }
+
+  /** Epoch staged for a later activation, if any. */
+  staged(sgId: Uint8Array): number | undefined {
+    return this.groups.get(GroupKeyRing.groupKey(sgId))?.next?.epoch;
+  }
+
   /** Service Group deleted (or this PNE left it): erase every key of the group. */
   remove(sgId: Uint8Array): void {
     const id = GroupKeyRing.groupKey(sgId);
     const entry = this.groups.get(id);
     if (!entry) return;
+    if (entry.next) this.retire(id, entry.next);
     if (entry.previous) this.retire(id, entry.previous);
     this.retire(id, entry.current);
     this.groups.delete(id);
@@ -106,9 +151,13 @@ export class GroupKeyRing {
     return this.groups.has(GroupKeyRing.groupKey(sgId));
   }
 
-  /** Key to send with: always the current epoch. */
+  /** Key to send with: always the current epoch (a staged key becomes current at its activation time). */
   current(sgId: Uint8Array): EpochKey | undefined {
-    return this.groups.get(GroupKeyRing.groupKey(sgId))?.current;
+    const id = GroupKeyRing.groupKey(sgId);
+    const entry = this.groups.get(id);
+    if (!entry) return undefined;
+    this.promote(entry);
+    return entry.current;
   }
 
   sourceAuth(sgId: Uint8Array): boolean {
@@ -121,8 +170,14 @@ export class GroupKeyRing {
     if (!entry)
       throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
     if (epoch === entry.current.epoch) return entry.current;
-    if (epoch > entry.current.epoch)
+    if (entry.next) {
+      this.promote(entry);
+      if (epoch === entry.current.epoch) return entry.current;
+      if (entry.next && epoch === entry.next.epoch) return entry.next;
+    }
+    if (epoch > entry.current.epoch) {
       throw new CpnsError(ErrorCode.UNKNOWN_EPOCH, 'epoch not yet known', 'epoch');
+    }
     const prev = entry.previous;
     if (prev && epoch === prev.epoch) {
       if (this.now() <= prev.acceptUntil) return prev;
@@ -134,6 +189,14 @@ export class GroupKeyRing {
 
   entry(sgKey: string): { sourceAuth: boolean } | undefined {
     return this.groups.get(sgKey);
+  }
+
+  private promote(entry: GroupEntry): void {
+    const next = entry.next;
+    if (!next || this.now() < next.activateAt) return;
+    entry.next = undefined;
+    this.install(entry.sgId, next.epoch, next.key, next.suite, { graceMs: next.graceMs });
+    next.key.fill(0);
   }
 
   private retire(sgKey: string, k: EpochKey): void {
