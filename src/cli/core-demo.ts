@@ -1,5 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { buildBroadcast, openBroadcast, SdTree } from '../core/broadcast/index.js';
 import { Suite } from '../core/crypto/aead.js';
+import { ed25519Generate } from '../core/crypto/ed25519.js';
 import { CpnsError } from '../core/errors.js';
 import { GroupKeyRing, GroupReceiver, GroupSender } from '../core/group/index.js';
 
@@ -68,6 +70,46 @@ export async function runCoreDemo({ log }: DemoOptions): Promise<void> {
   for (const p of [watch, headset, outsider]) log(`  ${p.name}: ${tryOpen(p, m2)}`);
   const injected = headset.tx.protect(sgId, headset.ring.current(sgId)!, Buffer.from('fake score'));
   log(`  headset injects under its old key -> tv: ${tryOpen(tv, injected)}`);
+
+  // broadcast delivery (GKEK/GKDK): the PN GW broadcasts the next Group Key so only SG members can unwrap it
+  log('[pn-gw] broadcast delivery of the next Group Key (Subset-Difference GKEK over a 16-leaf tree)');
+  const gw = ed25519Generate();
+  const tree = SdTree.create({ gwId: uuidBytes(randomUUID()), capacity: 16 });
+  const pn = ['watch', 'tv', 'headset', 'game-pad', 'camera', 'speaker'];
+  for (const name of pn) tree.assignLeaf(name);
+  const gkdks = new Map(pn.map((name) => [name, tree.gkdkFor(name)]));
+  tree.releaseLeaf('camera');
+  log(
+    '  GKDKs issued to 6 PNEs of the PN; the camera then left the PN (its leaf is spent, it keeps its GKDK)',
+  );
+  epoch += 1;
+  gk = randomBytes(32);
+  const datagrams = buildBroadcast({
+    gwSigningKey: gw.privateKey,
+    tree,
+    sgId,
+    epoch,
+    groupKey: gk,
+    memberPneIds: ['watch', 'tv'],
+  });
+  log(
+    `  epoch ${epoch}: ${datagrams.length} signed datagram(s), ${datagrams[0]!.length} bytes, members watch, tv`,
+  );
+  for (const [name, gkdk] of gkdks) {
+    let result: string;
+    try {
+      const opened = openBroadcast(datagrams[0]!, {
+        gkdk,
+        gwPublicKey: gw.publicKey,
+        currentEpoch: epoch - 1,
+      });
+      result = opened.groupKey.equals(gk) ? `unwraps the Group Key of epoch ${opened.epoch}` : 'WRONG KEY';
+    } catch (e) {
+      if (!(e instanceof CpnsError)) throw e;
+      result = `cannot unwrap (${e.code})`;
+    }
+    log(`  ${name.padEnd(9)} ${result}`);
+  }
 
   // delete: keys erased everywhere
   for (const m of members) m.ring.remove(sgId);

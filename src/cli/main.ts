@@ -1,13 +1,22 @@
 #!/usr/bin/env node
 import { runCoreBench } from '../bench/core-bench.js';
+import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
+import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
 
 const USAGE = `usage: cpns <command>
 
 commands:
-  demo            run the demo (Service Group keys, protected messages, member removal, broadcast delivery)
+  demo            run the demo: a CPNS Server, two PN GWs and PNEs on loopback, a Service Group across both PNs
+  demo core       the in-process core demo (Group Key protection, removal, no network)
+  server          run a CPNS Server        [--data-dir D] [--port 7443] [--admin-port 7444]
+  gateway         run a PN GW              --server URL --ca ca.pem [--token T] [--data-dir D] [--media wifi,bt]
+  pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--token T] [--data-dir D]
+  admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
-  help            this text`;
+  help            this text
+
+environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_CA, CPNS_TOKEN, CPNS_LOG_LEVEL, CPNS_MASTER_KEY`;
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -15,6 +24,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'demo':
       await runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
       return 0;
+    case 'server':
+      return serverCommand(rest);
+    case 'gateway':
+      return gatewayCommand(rest);
+    case 'pne':
+      return pneCommand(rest);
+    case 'admin':
+      return adminCommand(rest);
     case 'bench':
       if (rest[0] !== 'core') break;
       runCoreBench({ quick: rest.includes('--quick') });
@@ -40,6 +57,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     const e = err as { code?: string; message?: string };
     process.stderr.write(`cpns: ${e.code ?? 'ERROR'}: ${e.message ?? String(err)}\n`);
     process.exitCode = 1;

@@ -1,0 +1,206 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pino, { type Logger } from 'pino';
+import { PnGateway } from '../gateway/index.js';
+import { PneClient } from '../pne/index.js';
+import { AdminHttp, loadOrCreateAdminToken } from '../server/admin-http.js';
+import { CpnsServer } from '../server/index.js';
+import { loadCredentials, readText, saveCredentials, writeJson } from './files.js';
+
+type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
+
+function logger(name: string): Logger {
+  return pino({ name, level: process.env.CPNS_LOG_LEVEL ?? 'info' });
+}
+
+/** Resolve on SIGINT/SIGTERM, then run `stop` once (graceful shutdown). */
+function untilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const on = () => {
+      if (stopping) return;
+      stopping = true;
+      stop().then(resolve, resolve);
+    };
+    process.once('SIGINT', on);
+    process.once('SIGTERM', on);
+  });
+}
+
+const env = (k: string): string | undefined => process.env[k] || undefined;
+
+/** `cpns server`: the CPNS Server with its SQLite store and CA in --data-dir, plus the operator endpoint. */
+export async function serverCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
+      host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
+      port: { type: 'string', default: env('CPNS_PORT') ?? '7443' },
+      'admin-port': { type: 'string', default: env('CPNS_ADMIN_PORT') ?? '7444' },
+    },
+  });
+  const dataDir = values['data-dir'];
+  const log = logger('cpns-server');
+  const server = await CpnsServer.start({
+    dataDir,
+    host: values.host,
+    port: Number(values.port),
+    logger: log,
+  });
+  const tls = server.adminTls();
+  const admin = await AdminHttp.start(server.admin, {
+    ...tls,
+    token: loadOrCreateAdminToken(dataDir),
+    host: values.host,
+    port: Number(values['admin-port']),
+  });
+  writeFileSync(join(dataDir, 'ca.pem'), server.caPem);
+  writeJson(dataDir, 'server.json', { url: server.url, enrollUrl: server.enrollUrl, adminUrl: admin.url });
+  log.info({ url: server.url, adminUrl: admin.url, dataDir }, 'CPNS Server ready');
+  await untilSignal(async () => {
+    log.info('shutting down');
+    await admin.close();
+    await server.close();
+  });
+  return 0;
+}
+
+/** `cpns gateway`: a PN GW; enrolls with --token on first start, then keeps its credentials in --data-dir. */
+export async function gatewayCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/gateway' },
+      server: { type: 'string', default: env('CPNS_SERVER_URL') },
+      ca: { type: 'string', default: env('CPNS_CA') },
+      token: { type: 'string', default: env('CPNS_TOKEN') },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '0' },
+      media: { type: 'string', default: 'wifi' },
+    },
+  });
+  if (!values.server || !values.ca) throw usage('gateway needs --server <wss url> and --ca <ca.pem>');
+  const dataDir = values['data-dir'];
+  const caPem = readText(values.ca);
+  let credentials = loadCredentials(dataDir);
+  if (!credentials) {
+    if (!values.token) throw usage('first start: --token <enrollment token> is required');
+    credentials = await PnGateway.enroll({ serverUrl: values.server, caPem, token: values.token });
+    saveCredentials(dataDir, credentials);
+  }
+  const log = logger('cpns-gateway');
+  const gw = await PnGateway.start({
+    serverUrl: values.server,
+    credentials,
+    host: values.host,
+    port: Number(values.port),
+    logger: log,
+    media: values.media.split(',') as Medium[],
+  });
+  writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
+  log.info({ identity: gw.identity, url: gw.url }, 'PN GW ready');
+  await untilSignal(() => gw.close());
+  return 0;
+}
+
+async function pneConnect(values: {
+  'data-dir': string;
+  gw?: string;
+  ca?: string;
+  token?: string;
+  media: string;
+}) {
+  if (!values.gw || !values.ca) throw usage('pne needs --gw <wss url> and --ca <ca.pem>');
+  const caPem = readText(values.ca);
+  let credentials = loadCredentials(values['data-dir']);
+  if (!credentials) {
+    if (!values.token) throw usage('first start: --token <enrollment token> is required');
+    credentials = await PneClient.enroll({ gwUrl: values.gw, caPem, token: values.token });
+    saveCredentials(values['data-dir'], credentials);
+  }
+  return PneClient.connect({
+    gwUrl: values.gw,
+    credentials,
+    media: values.media.split(',').filter(Boolean) as Medium[],
+    logger: logger('cpns-pne'),
+  });
+}
+
+/**
+ * `cpns pne [listen]`, `cpns pne send --sg <id> --data <text>`, `cpns pne group create|join|leave|remove`.
+ * Received Service Group messages are printed as JSON lines (for scripts).
+ */
+export async function pneCommand(argv: string[]): Promise<number> {
+  const sub = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'listen';
+  const rest = sub === argv[0] ? argv.slice(1) : argv;
+  const action = sub === 'group' ? rest[0] : undefined;
+  const { values } = parseArgs({
+    args: action ? rest.slice(1) : rest,
+    options: {
+      'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/pne' },
+      gw: { type: 'string', default: env('CPNS_GW_URL') },
+      ca: { type: 'string', default: env('CPNS_CA') },
+      token: { type: 'string', default: env('CPNS_TOKEN') },
+      media: { type: 'string', default: '' },
+      sg: { type: 'string' },
+      data: { type: 'string' },
+      name: { type: 'string' },
+      pne: { type: 'string' },
+      open: { type: 'boolean', default: false },
+    },
+  });
+  const pne = await pneConnect(values);
+  const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  try {
+    switch (sub) {
+      case 'listen':
+        out({ event: 'ready', identity: pne.identity });
+        pne.on('message', (m: { sgId: string; sender: string; epoch: number; plaintext: Buffer }) =>
+          out({
+            event: 'message',
+            sgId: m.sgId,
+            sender: m.sender,
+            epoch: m.epoch,
+            text: m.plaintext.toString('utf8'),
+          }),
+        );
+        pne.on('key', (k: { sgId: string; epoch: number; reason: string }) => out({ event: 'key', ...k }));
+        await untilSignal(() => pne.close());
+        return 0;
+      case 'send': {
+        if (!values.sg || values.data === undefined) throw usage('pne send needs --sg <id> --data <text>');
+        await pne.waitForKey(values.sg);
+        pne.send(values.sg, values.data);
+        out({ event: 'sent', sgId: values.sg, epoch: pne.currentEpoch(values.sg) });
+        return 0;
+      }
+      case 'group': {
+        if (action === 'create') {
+          if (!values.name) throw usage('pne group create needs --name');
+          out(await pne.createGroup({ name: values.name, joinPolicy: values.open ? 'open' : 'invite' }));
+        } else if (action === 'join' && values.sg) await pne.joinGroup(values.sg);
+        else if (action === 'leave' && values.sg) await pne.leaveGroup(values.sg);
+        else if (action === 'remove' && values.sg && values.pne)
+          await pne.removeMember(values.sg, values.pne);
+        else if (action === 'invite' && values.sg && values.pne) await pne.invite(values.sg, values.pne);
+        else if (action === 'delete' && values.sg) await pne.deleteGroup(values.sg);
+        else throw usage('pne group create|join|leave|invite|remove|delete --sg <id> [--pne <id>] [--name]');
+        return 0;
+      }
+      default:
+        throw usage(`unknown pne subcommand ${sub}`);
+    }
+  } finally {
+    if (sub !== 'listen') await pne.close();
+  }
+}
+
+export class UsageError extends Error {
+  readonly code = 'USAGE';
+}
+
+function usage(msg: string): UsageError {
+  return new UsageError(msg);
+}

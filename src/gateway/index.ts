@@ -1,0 +1,604 @@
+/**
+ * The PN Gateway role (docs/protocol.md): one secure session up to the CPNS Server (reconnecting), one secure
+ * session to each PNE of its PN, unicast Group Key delivery to the member PNEs of its PN (CPNS TS §5.3.3
+ * "deliver Group Key"), local fan-out and upstream forwarding of messages destined to a Service Group, and the
+ * relay of the PNE ↔ server end-to-end TLS tunnels (bytes it cannot read).
+ */
+import { EventEmitter } from 'node:events';
+import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
+import { readHeader } from '../core/group/header.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
+import {
+  Control,
+  codeOf,
+  decodeControl,
+  fail,
+  type Logger,
+  senderIdentity,
+  silentLogger,
+  uuidOf,
+  uuidToBytes,
+} from '../server/control.js';
+import { generateKeyAndCsr, identityFromCert } from '../transport/ca.js';
+import { decodeFrame } from '../transport/framing.js';
+import {
+  type BackoffOptions,
+  CloseCode,
+  connectAnonymousSession,
+  type HeartbeatOptions,
+  ReconnectingClient,
+  SecureServer,
+  type Session,
+} from '../transport/session.js';
+import { TunnelRelay, type TunnelRelayOptions } from '../transport/tunnel.js';
+
+export interface Credentials {
+  identity: string;
+  certPem: string;
+  keyPem: string;
+  caPem: string;
+}
+
+export interface GatewayOptions {
+  serverUrl: string;
+  credentials: Credentials;
+  /** Listen address for PNEs. Default 127.0.0.1. */
+  host?: string;
+  /** Default 0 (ephemeral). */
+  port?: number;
+  logger?: Logger;
+  reconnect?: BackoffOptions;
+  heartbeat?: HeartbeatOptions | false;
+  /** Media this GW offers its PNEs (reported in gw.register). Default ['wifi']. */
+  media?: ('wifi' | 'bt' | 'ble' | 'eth' | 'usb')[];
+  /** Tests only: observe (or tamper with) the relayed tunnel bytes. */
+  relayTap?: TunnelRelayOptions['tap'];
+  /** How long start() waits for the first registration with the server (ms). Default 15 000. */
+  startTimeoutMs?: number;
+}
+
+type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
+
+interface KeyEntry {
+  epoch: number;
+  key: Buffer;
+  suite: MessageOf<'key.deliver'>['suite'];
+  reason: MessageOf<'key.deliver'>['reason'];
+  graceSec: number;
+  previousEpoch: number | undefined;
+  anchors: MessageOf<'key.deliver'>['senderAnchors'];
+  targets: Set<string>;
+}
+
+interface PneConn {
+  readonly id: string;
+  readonly session: Session;
+  readonly control: Control;
+  /** Highest epoch sent to this PNE per SG (on this session). */
+  readonly sent: Map<string, number>;
+  media: Medium[];
+  /** The PNE said hello (pne.attach); it is attached upstream whenever the GW is registered. */
+  attached: boolean;
+  detached: boolean;
+  queue: Promise<void>;
+}
+
+/** Derives the anonymous enrollment URL of an endpoint from its session URL. */
+export function enrollUrlOf(url: string): string {
+  const u = new URL(url);
+  u.pathname = '/enroll';
+  return u.toString();
+}
+
+/** Device side of enrollment on an anonymous session; `expectedRole` is the role of the endpoint's certificate. */
+export async function enrollAt(
+  url: string,
+  caPem: string,
+  token: string,
+  role: 'gw' | 'pne',
+  expectedRole: 'server' | 'gw',
+): Promise<Credentials> {
+  const { keyPem, csrPem } = await generateKeyAndCsr(`cpns-${role}`);
+  const s = await connectAnonymousSession(enrollUrlOf(url), {
+    caPem,
+    expectedServerRole: expectedRole,
+    heartbeat: false,
+  });
+  const control = Control.forSession(s);
+  s.on('frame', (buf: Buffer) => {
+    try {
+      const f = decodeFrame(buf, { maxFrame: s.maxPayload });
+      if (f.kind === 'control') control.accept(decodeControl(f.payload));
+    } catch {}
+  });
+  s.once('close', () => control.failAll(new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused')));
+  try {
+    const r = await control.request({ t: 'enroll.request', token, role, csr: csrPem }, 15_000);
+    if (r.t !== 'enroll.response') fail(ErrorCode.UNEXPECTED_MESSAGE);
+    const identity = identityFromCert(r.cert);
+    if (!identity.startsWith(`urn:cpns:${role}:`)) fail(ErrorCode.ENROLL_REFUSED);
+    return { identity, certPem: r.cert, keyPem, caPem };
+  } finally {
+    s.close();
+  }
+}
+
+/** Events: 'registered', 'key' {sgId, epoch, targets}, 'revoked'. */
+export class PnGateway extends EventEmitter {
+  readonly identity: string;
+  readonly #opts: GatewayOptions;
+  readonly #log: Logger;
+  readonly #pneServer: SecureServer;
+  readonly #client: ReconnectingClient;
+  readonly #pnes = new Map<string, PneConn>();
+  readonly #keys = new Map<string, KeyEntry>();
+  readonly #revoked = new Set<string>();
+  #relay: TunnelRelay | null = null;
+  #up: Session | null = null;
+  #upControl: Control | null = null;
+  #registered = false;
+  #closed = false;
+
+  private constructor(opts: GatewayOptions, pneServer: SecureServer, client: ReconnectingClient) {
+    super();
+    this.#opts = opts;
+    this.identity = opts.credentials.identity;
+    this.#log = opts.logger ?? silentLogger;
+    this.#pneServer = pneServer;
+    this.#client = client;
+  }
+
+  /** Enrolls a GW with a one-time token at the server's /enroll endpoint. */
+  static enroll(o: { serverUrl: string; caPem: string; token: string }): Promise<Credentials> {
+    return enrollAt(o.serverUrl, o.caPem, o.token, 'gw', 'server');
+  }
+
+  static async start(opts: GatewayOptions): Promise<PnGateway> {
+    const c = opts.credentials;
+    let self: PnGateway | undefined;
+    const pneServer = new SecureServer({
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      host: opts.host ?? '127.0.0.1',
+      port: opts.port ?? 0,
+      path: '/cpns',
+      anonymousPath: '/enroll',
+      allowedRoles: ['pne'],
+      heartbeat: opts.heartbeat,
+      isRevoked: (id) => (self ? self.#revoked.has(id) : false),
+    });
+    const client = new ReconnectingClient(
+      opts.serverUrl,
+      {
+        certPem: c.certPem,
+        keyPem: c.keyPem,
+        caPem: c.caPem,
+        expectedServerRole: 'server',
+        heartbeat: opts.heartbeat,
+      },
+      opts.reconnect,
+    );
+    const gw = new PnGateway(opts, pneServer, client);
+    self = gw;
+    pneServer.on('session', (s: Session) => gw.#onPneSession(s));
+    await pneServer.listen();
+    client.on('session', (s: Session) => gw.#onUpstream(s));
+    client.on('connect-error', (err: Error & { code?: string }) =>
+      gw.#log.debug({ code: err.code }, 'server connect failed'),
+    );
+    const registered = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(
+        () => reject(new CpnsError(ErrorCode.INVALID_ARGUMENT, 'could not register with the server')),
+        opts.startTimeoutMs ?? 15_000,
+      );
+      gw.once('registered', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      client.once('fatal', (err: Error) => {
+        clearTimeout(t);
+        reject(err);
+      });
+    });
+    client.on('fatal', (err: Error & { code?: string }) => {
+      gw.#log.error({ code: err.code }, 'server refused this GW');
+      if (err.code === 'REVOKED') gw.emit('revoked');
+    });
+    client.start();
+    try {
+      await registered;
+    } catch (e) {
+      await gw.close();
+      throw e;
+    }
+    return gw;
+  }
+
+  get url(): string {
+    return this.#pneServer.url;
+  }
+
+  get enrollUrl(): string {
+    return this.#pneServer.anonymousUrl ?? '';
+  }
+
+  get connected(): boolean {
+    return this.#registered && this.#up?.isOpen === true;
+  }
+
+  /** Connected PNE identities (tests, status). */
+  get pnes(): string[] {
+    return [...this.#pnes.keys()];
+  }
+
+  /** Epoch of the Group Key this GW holds for an SG (tests, status). */
+  keyEpoch(sgId: string): number | undefined {
+    return this.#keys.get(sgId)?.epoch;
+  }
+
+  /** Orderly removal of this PN: the server detaches its PNEs (and updates their SGs' keys). */
+  async deregister(): Promise<void> {
+    if (this.#upControl && this.#registered) {
+      await this.#upControl.request({ t: 'gw.deregister' });
+    }
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#client.stop(CloseCode.GOING_AWAY, 'gateway stopping');
+    await this.#pneServer.close(300);
+    for (const k of this.#keys.values()) k.key.fill(0);
+    this.#keys.clear();
+  }
+
+  // ------------------------------------------------------------------------------------------- upstream
+
+  #onUpstream(s: Session): void {
+    this.#up = s;
+    this.#registered = false;
+    const control = Control.forSession(s);
+    this.#upControl = control;
+    if (!this.#relay) {
+      this.#relay = new TunnelRelay(s, { maxTunnelsPerPne: 4, tap: this.#opts.relayTap });
+      for (const p of this.#pnes.values()) this.#relay.attach(p.session);
+    } else {
+      this.#relay.setUpstream(s);
+    }
+    s.on('frame', (buf: Buffer) => this.#onUpstreamFrame(control, buf));
+    s.once('close', (code: number) => {
+      control.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'server session closed'));
+      if (this.#up === s) {
+        this.#up = null;
+        this.#upControl = null;
+        this.#registered = false;
+      }
+      this.#log.info({ code }, 'server session down');
+    });
+    control
+      .request({ t: 'gw.register', capabilities: { media: this.#opts.media ?? ['wifi'], broadcast: false } })
+      .then(async () => {
+        if (this.#up !== s) return;
+        this.#registered = true;
+        this.#log.info('registered with the server');
+        this.emit('registered');
+        for (const p of this.#pnes.values()) if (p.attached && !p.detached) await this.#attachUp(p);
+      })
+      .catch((e) => this.#log.warn({ code: codeOf(e) }, 'registration failed'));
+  }
+
+  #onUpstreamFrame(control: Control, buf: Buffer): void {
+    let msg: ControlMessage;
+    try {
+      const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
+      if (f.kind === 'group') {
+        this.#deliverLocal(buf, Buffer.from(f.payload), undefined);
+        return;
+      }
+      if (f.kind !== 'control') return; // tunnel frames: the relay's
+      msg = decodeControl(f.payload);
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e) }, 'bad frame from the server');
+      return;
+    }
+    if (control.accept(msg)) return;
+    switch (msg.t) {
+      case 'key.deliver':
+        this.#onKeyDeliver(msg);
+        return;
+      case 'sg.deleted': {
+        const e = this.#keys.get(msg.sgId);
+        if (!e) return;
+        for (const p of e.targets) {
+          try {
+            this.#pnes.get(p)?.control.send({ t: 'sg.deleted', sgId: msg.sgId });
+          } catch {}
+        }
+        e.key.fill(0);
+        this.#keys.delete(msg.sgId);
+        return;
+      }
+      case 'pne.detach': {
+        // The server revoked this PNE: drop its session at once and refuse it from now on.
+        this.#revoked.add(msg.pneId);
+        for (const e of this.#keys.values()) e.targets.delete(msg.pneId);
+        this.#pneServer.closeSessionsOf(msg.pneId, CloseCode.REVOKED, 'revoked');
+        return;
+      }
+      case 'error':
+        this.#log.debug({ code: msg.code }, 'server reported an error');
+        return;
+      case 'ok':
+        return;
+      default:
+        control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+    }
+  }
+
+  #onKeyDeliver(msg: MessageOf<'key.deliver'>): void {
+    if (msg.targets === undefined) return;
+    const old = this.#keys.get(msg.sgId);
+    if (old && msg.epoch < old.epoch) return; // keys only move forward
+    if (msg.targets.length === 0) {
+      old?.key.fill(0);
+      this.#keys.delete(msg.sgId);
+      this.emit('key', { sgId: msg.sgId, epoch: msg.epoch, targets: [] });
+      return;
+    }
+    if (old && old.epoch !== msg.epoch) old.key.fill(0);
+    const e: KeyEntry = {
+      epoch: msg.epoch,
+      key: old && old.epoch === msg.epoch ? old.key : Buffer.from(msg.key),
+      suite: msg.suite,
+      reason: msg.reason,
+      graceSec: msg.graceSec,
+      previousEpoch: msg.previousEpoch,
+      anchors: msg.senderAnchors ?? (old && old.epoch === msg.epoch ? old.anchors : undefined),
+      targets: new Set(msg.targets),
+    };
+    this.#keys.set(msg.sgId, e);
+    for (const p of e.targets) {
+      const c = this.#pnes.get(p);
+      if (c?.attached) this.#sendKey(c, msg.sgId, e);
+    }
+    try {
+      this.#upControl?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
+    } catch {}
+    this.emit('key', { sgId: msg.sgId, epoch: msg.epoch, targets: msg.targets });
+  }
+
+  /** Unicast Group Key delivery over the PNE's secure session (mandatory mode, §5.3.3). */
+  #sendKey(c: PneConn, sgId: string, e: KeyEntry): void {
+    if ((c.sent.get(sgId) ?? -1) >= e.epoch) return;
+    try {
+      c.control.send({
+        t: 'key.deliver',
+        sgId,
+        epoch: e.epoch,
+        key: e.key,
+        suite: e.suite,
+        reason: e.reason,
+        graceSec: e.graceSec,
+        previousEpoch: e.previousEpoch,
+        senderAnchors: e.anchors,
+      });
+      c.sent.set(sgId, e.epoch);
+    } catch (err) {
+      this.#log.warn({ code: codeOf(err) }, 'key delivery to PNE failed');
+    }
+  }
+
+  async #attachUp(p: PneConn): Promise<void> {
+    const up = this.#upControl;
+    if (!up || !this.#registered) return;
+    try {
+      await up.request({ t: 'pne.attach', pneId: p.id, media: p.media });
+    } catch (e) {
+      const code = codeOf(e);
+      if (code === ErrorCode.REVOKED || code === ErrorCode.NOT_FOUND || code === ErrorCode.FORBIDDEN) {
+        if (code === ErrorCode.REVOKED) this.#revoked.add(p.id);
+        // After the typed error reply has gone out (the caller sends it).
+        const t = setTimeout(
+          () => p.session.close(code === ErrorCode.REVOKED ? CloseCode.REVOKED : CloseCode.POLICY, 'refused'),
+          20,
+        );
+        t.unref();
+      }
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- PNE side
+
+  #onPneSession(s: Session): void {
+    if (this.#closed) {
+      s.close(CloseCode.GOING_AWAY, 'closing');
+      return;
+    }
+    if (s.anonymous || s.identity === null) {
+      this.#onEnrollSession(s);
+      return;
+    }
+    const id = s.identity;
+    if (this.#revoked.has(id)) {
+      s.close(CloseCode.REVOKED, 'revoked');
+      return;
+    }
+    const old = this.#pnes.get(id);
+    if (old) old.session.close(CloseCode.REPLACED, 'replaced by a newer session');
+    const c: PneConn = {
+      id,
+      session: s,
+      control: Control.forSession(s),
+      sent: new Map(),
+      media: [],
+      attached: false,
+      detached: false,
+      queue: Promise.resolve(),
+    };
+    this.#pnes.set(id, c);
+    this.#relay?.attach(s);
+    s.on('frame', (buf: Buffer) => this.#onPneFrame(c, buf));
+    s.once('close', () => {
+      if (this.#pnes.get(id) !== c) return;
+      this.#pnes.delete(id);
+      if (c.attached && !c.detached && this.#registered && !this.#closed) {
+        this.#upControl?.request({ t: 'pne.status', pneId: id, online: false }).catch(() => {});
+      }
+    });
+  }
+
+  #onPneFrame(c: PneConn, buf: Buffer): void {
+    let msg: ControlMessage;
+    try {
+      const f = decodeFrame(buf, { maxFrame: c.session.maxPayload });
+      if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
+      if (f.kind === 'group') {
+        this.#fromPne(c, buf, Buffer.from(f.payload));
+        return;
+      }
+      msg = decodeControl(f.payload);
+    } catch (e) {
+      c.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+      return;
+    }
+    if (c.control.accept(msg)) return;
+    c.queue = c.queue.then(async () => {
+      try {
+        await this.#handlePne(c, msg);
+      } catch (e) {
+        const code = codeOf(e);
+        if (code === 'INTERNAL') this.#log.error({ err: e, t: msg.t }, 'PNE request failed');
+        c.control.sendError(code, msg.id, (e as CpnsError).field);
+      }
+    });
+  }
+
+  async #handlePne(c: PneConn, msg: ControlMessage): Promise<void> {
+    switch (msg.t) {
+      case 'pne.attach': {
+        if (msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+        c.media = msg.media;
+        c.attached = true;
+        c.detached = false;
+        if (this.#registered) await this.#attachUp(c);
+        c.control.sendOk(msg.id);
+        // Keys this GW already holds for the PNE (the server's catch-up may also bring newer ones).
+        for (const [sgId, e] of this.#keys) if (e.targets.has(c.id)) this.#sendKey(c, sgId, e);
+        return;
+      }
+      case 'key.ack': {
+        const e = this.#keys.get(msg.sgId);
+        if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+        if (msg.pneId !== undefined && msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+        if (msg.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+        this.#upControl?.send({
+          t: 'key.delivery.report',
+          sgId: msg.sgId,
+          epoch: msg.epoch,
+          entries: [{ pneId: c.id, method: 'unicast', ackedAt: Date.now() }],
+        });
+        c.control.sendOk(msg.id);
+        return;
+      }
+      case 'pne.detach': {
+        if (msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+        if (!this.#upControl || !this.#registered) fail(ErrorCode.UNEXPECTED_MESSAGE);
+        await this.#upControl.request({ t: 'pne.detach', pneId: c.id });
+        c.detached = true;
+        c.attached = false;
+        for (const e of this.#keys.values()) e.targets.delete(c.id);
+        c.control.sendOk(msg.id);
+        setTimeout(() => c.session.close(CloseCode.NORMAL, 'detached'), 50).unref();
+        return;
+      }
+      default:
+        fail(ErrorCode.UNEXPECTED_MESSAGE);
+    }
+  }
+
+  /** A message destined to a Service Group, from one of our PNEs. */
+  #fromPne(c: PneConn, frame: Buffer, payload: Buffer): void {
+    try {
+      if (!c.attached) fail(ErrorCode.UNEXPECTED_MESSAGE);
+      if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
+      const h = readHeader(payload);
+      // Attribution: the header's sender must be this PNE as named in its certificate.
+      if (!h.senderId.equals(uuidToBytes(uuidOf(c.id)))) fail(ErrorCode.FORBIDDEN, 'senderId');
+      const sgId = hexUuid(h.sgId);
+      const e = this.#keys.get(sgId);
+      if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+      if (h.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+      this.#deliverLocal(frame, payload, c.id, sgId);
+      if (!this.#up?.isOpen || !this.#registered) return; // upstream down: local delivery only
+      this.#up.send(frame);
+    } catch (err) {
+      if (!isCpnsError(err)) this.#log.error({ err }, 'group message handling failed');
+      c.control.sendError(codeOf(err), undefined, (err as CpnsError).field);
+    }
+  }
+
+  #deliverLocal(frame: Buffer, payload: Buffer, exclude: string | undefined, sgIdKnown?: string): void {
+    let sgId = sgIdKnown;
+    let sender = exclude;
+    if (sgId === undefined) {
+      try {
+        const h = readHeader(payload);
+        sgId = hexUuid(h.sgId);
+        sender = senderIdentity(h.senderId);
+      } catch {
+        return;
+      }
+    }
+    const e = this.#keys.get(sgId);
+    if (!e) return;
+    for (const p of e.targets) {
+      if (p === sender) continue;
+      const c = this.#pnes.get(p);
+      if (c?.attached) c.session.send(frame);
+    }
+  }
+
+  #onEnrollSession(s: Session): void {
+    const control = Control.forSession(s);
+    const t = setTimeout(() => s.close(CloseCode.POLICY, 'enrollment timeout'), 30_000);
+    t.unref();
+    s.once('close', () => clearTimeout(t));
+    s.on('frame', (buf: Buffer) => {
+      let msg: ControlMessage;
+      try {
+        const f = decodeFrame(buf, { maxFrame: s.maxPayload });
+        if (f.kind !== 'control') fail(ErrorCode.UNEXPECTED_MESSAGE);
+        msg = decodeControl(f.payload);
+      } catch (e) {
+        control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+        return;
+      }
+      if (msg.t !== 'enroll.request') {
+        control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+        return;
+      }
+      if (msg.role !== 'pne' || !this.#upControl || !this.#registered) {
+        control.sendError(ErrorCode.ENROLL_REFUSED, msg.id);
+        return;
+      }
+      const { id: _id, v: _v, t: _t, ...request } = msg;
+      this.#upControl.request({ t: 'enroll.relay', request }, 15_000).then(
+        (r) => {
+          if (r.t !== 'enroll.response') return control.sendError(ErrorCode.ENROLL_REFUSED, msg.id);
+          // Passed through unchanged: the GW cannot forge it (it never holds the PNE's key).
+          control.send({ t: 'enroll.response', id: msg.id, cert: r.cert, caCert: r.caCert });
+        },
+        (e) => control.sendError(codeOf(e), msg.id),
+      );
+    });
+  }
+}
+
+function hexUuid(b: Uint8Array): string {
+  const h = Buffer.from(b).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}

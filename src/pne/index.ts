@@ -1,0 +1,500 @@
+/**
+ * The PNE device SDK (docs/protocol.md): a secure session to its PN GW (unicast Group Key delivery, Service Group
+ * messages as frame 0x05), and an end-to-end TLS session to the CPNS Server tunnelled through the GW (Service
+ * Group management, key catch-up) that the GW cannot read.
+ *
+ * Events: 'message' {sgId, sender, epoch, plaintext}, 'key' {sgId, epoch, reason}, 'group-deleted' {sgId},
+ * 'removed' {sgId}, 'drop' {code, sgId?} (a message that failed to open, by error code), 'disconnected',
+ * 'reconnected', 'revoked'.
+ */
+import { EventEmitter } from 'node:events';
+import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import { Suite } from '../core/crypto/aead.js';
+import { CpnsError, ErrorCode } from '../core/errors.js';
+import { OFF } from '../core/group/header.js';
+import { GroupKeyRing } from '../core/group/keyring.js';
+import { GroupReceiver, type OpenedMessage } from '../core/group/receiver.js';
+import { GroupSender } from '../core/group/sender.js';
+import { type Credentials, enrollAt } from '../gateway/index.js';
+import {
+  bytesToUuid,
+  Control,
+  codeOf,
+  decodeControl,
+  fail,
+  type Logger,
+  senderIdentity,
+  silentLogger,
+  toPneIdentity,
+  uuidOf,
+  uuidToBytes,
+} from '../server/control.js';
+import { decodeFrame, encodeFrame } from '../transport/framing.js';
+import {
+  type BackoffOptions,
+  backoffDelay,
+  CloseCode,
+  connectSession,
+  type HeartbeatOptions,
+  type Session,
+} from '../transport/session.js';
+import { MessageSocket, openTunnelTls } from '../transport/tunnel.js';
+
+export type { OpenedMessage } from '../core/group/receiver.js';
+export type { Credentials } from '../gateway/index.js';
+
+type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
+type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export interface PneConnectOptions {
+  gwUrl: string;
+  credentials: Credentials;
+  media?: Medium[];
+  logger?: Logger;
+  /** Reconnect to the GW (and reopen the server tunnel) after a loss. false = never. */
+  reconnect?: BackoffOptions | false;
+  heartbeat?: HeartbeatOptions | false;
+  /** How long createGroup/joinGroup wait for the Group Key before fetching it over the tunnel (ms). */
+  keyWaitMs?: number;
+}
+
+export interface GroupMessageEvent {
+  sgId: string;
+  /** PNE identity of the sender, or 'server'. */
+  sender: string;
+  epoch: number;
+  plaintext: Buffer;
+}
+
+export interface CreateGroupOptions {
+  name: string;
+  joinPolicy?: 'open' | 'invite';
+  suite?: WireSuite;
+  sourceAuth?: boolean;
+  rekeyIntervalSec?: number;
+}
+
+const SUITE_OF: Record<WireSuite, Suite> = {
+  'aes-256-gcm': Suite.AES_256_GCM,
+  'chacha20-poly1305': Suite.CHACHA20_POLY1305,
+};
+const MAX_PENDING = 32;
+
+export class PneClient extends EventEmitter {
+  readonly identity: string;
+  readonly #opts: PneConnectOptions;
+  readonly #log: Logger;
+  readonly #ring = new GroupKeyRing();
+  readonly #receiver = new GroupReceiver({ keyRing: this.#ring });
+  readonly #sender: GroupSender;
+  readonly #pending = new Map<string, Buffer[]>();
+  readonly #fetching = new Set<string>();
+  #session: Session | null = null;
+  #gw: Control | null = null;
+  #ms: MessageSocket | null = null;
+  #srv: Control | null = null;
+  #closing = false;
+  #attempt = 0;
+  #tunnelAttempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  private constructor(opts: PneConnectOptions) {
+    super();
+    this.#opts = opts;
+    this.identity = opts.credentials.identity;
+    this.#log = opts.logger ?? silentLogger;
+    this.#sender = new GroupSender({ senderId: uuidToBytes(uuidOf(this.identity)) });
+  }
+
+  /** Enrolls a PNE with a one-time token through its GW (which relays to the server). */
+  static enroll(o: { gwUrl: string; caPem: string; token: string }): Promise<Credentials> {
+    return enrollAt(o.gwUrl, o.caPem, o.token, 'pne', 'gw');
+  }
+
+  static async connect(opts: PneConnectOptions): Promise<PneClient> {
+    const c = new PneClient(opts);
+    await c.#connect();
+    return c;
+  }
+
+  /** True when both the GW session and the server tunnel are up. */
+  get connected(): boolean {
+    return this.#session?.isOpen === true && this.#srv !== null;
+  }
+
+  currentEpoch(sgId: string): number | undefined {
+    return this.#ring.current(uuidToBytes(sgId))?.epoch;
+  }
+
+  // ------------------------------------------------------------------------------------------- SG API
+
+  async createGroup(o: CreateGroupOptions): Promise<{ sgId: string; epoch: number }> {
+    const r = await (await this.#server()).request({
+      t: 'sg.create',
+      name: o.name,
+      joinPolicy: o.joinPolicy ?? 'open',
+      suite: o.suite ?? 'aes-256-gcm',
+      sourceAuth: o.sourceAuth ?? false,
+      rekeyIntervalSec: o.rekeyIntervalSec,
+    });
+    if (r.t !== 'sg.created') fail(ErrorCode.UNEXPECTED_MESSAGE);
+    await this.#waitKey(r.sgId, r.epoch);
+    return { sgId: r.sgId, epoch: r.epoch };
+  }
+
+  async joinGroup(sgId: string): Promise<void> {
+    await (await this.#server()).request({ t: 'sg.join', sgId });
+    await this.#waitKey(sgId, 1);
+  }
+
+  async leaveGroup(sgId: string): Promise<void> {
+    await (await this.#server()).request({ t: 'sg.leave', sgId });
+    this.#forget(sgId);
+  }
+
+  async invite(sgId: string, pne: string): Promise<void> {
+    await (await this.#server()).request({ t: 'sg.invite', sgId, pneId: toPneIdentity(pne) });
+  }
+
+  async removeMember(sgId: string, pne: string): Promise<void> {
+    await (await this.#server()).request({ t: 'sg.remove', sgId, pneId: toPneIdentity(pne) });
+  }
+
+  async deleteGroup(sgId: string): Promise<void> {
+    await (await this.#server()).request({ t: 'sg.delete', sgId });
+    this.#forget(sgId);
+  }
+
+  /**
+   * Resolves once a Group Key of `sgId` (epoch >= minEpoch) is installed; after `timeoutMs` without one it fetches
+   * the current key over the tunnel (NOT_MEMBER / NOT_FOUND reject).
+   */
+  async waitForKey(sgId: string, minEpoch = 1, timeoutMs?: number): Promise<number> {
+    await this.#waitKey(sgId, minEpoch, timeoutMs);
+    return this.currentEpoch(sgId) ?? 0;
+  }
+
+  /** Asks the server for the current Group Key (catch-up: intermediate epochs are skipped). */
+  async fetchKey(sgId: string): Promise<number> {
+    const have = this.currentEpoch(sgId);
+    const r = await (await this.#server()).request({ t: 'key.fetch', sgId, haveEpoch: have });
+    if (r.t !== 'key.deliver') fail(ErrorCode.UNEXPECTED_MESSAGE);
+    this.#install(r);
+    return r.epoch;
+  }
+
+  /**
+   * Protects `data` with the current Group Key of the SG and sends it to the GW (frame 0x05).
+   * Returns the protected message (what travels on the wire).
+   */
+  send(sgId: string, data: Uint8Array | string): Buffer {
+    const sg = uuidToBytes(sgId);
+    const gk = this.#ring.current(sg);
+    if (!gk) throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const payload = this.#sender.protect(sg, gk, bytes);
+    if (!this.#session?.isOpen) throw new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'not connected to the GW');
+    this.#session.send(encodeFrame({ kind: 'group', payload }));
+    return payload;
+  }
+
+  /** Tries to open a captured protected message with the keys this PNE holds (throws CpnsError on failure). */
+  open(raw: Uint8Array): OpenedMessage {
+    return this.#receiver.open(Buffer.from(raw));
+  }
+
+  /** Leaves the PN: the server detaches this PNE and updates the keys of its SGs; then closes. */
+  async detach(): Promise<void> {
+    if (this.#gw) await this.#gw.request({ t: 'pne.detach', pneId: this.identity });
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#ms?.close();
+    const s = this.#session;
+    if (s?.isOpen) {
+      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      s.close(CloseCode.NORMAL, 'pne closing');
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- connection
+
+  async #connect(): Promise<void> {
+    const c = this.#opts.credentials;
+    const s = await connectSession(this.#opts.gwUrl, {
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      expectedServerRole: 'gw',
+      heartbeat: this.#opts.heartbeat,
+    });
+    const gw = Control.forSession(s);
+    this.#session = s;
+    this.#gw = gw;
+    s.on('frame', (buf: Buffer) => this.#onGwFrame(gw, buf));
+    s.once('close', (code: number) => this.#onSessionClose(s, gw, code));
+    try {
+      await gw.request({ t: 'pne.attach', pneId: this.identity, media: this.#opts.media ?? ['wifi'] });
+      await this.#openTunnel(s);
+    } catch (e) {
+      this.#closing = true;
+      s.close();
+      throw e;
+    }
+  }
+
+  async #openTunnel(s: Session): Promise<void> {
+    const c = this.#opts.credentials;
+    const t = await openTunnelTls(s, { certPem: c.certPem, keyPem: c.keyPem, caPem: c.caPem });
+    const ms = new MessageSocket(t.socket, { maxMessage: 1024 * 1024 });
+    const srv = new Control((p) => ms.send(p));
+    this.#ms = ms;
+    this.#srv = srv;
+    this.#tunnelAttempt = 0;
+    ms.on('message', (m: Buffer) => this.#onServerMessage(srv, m));
+    ms.once('close', () => {
+      srv.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'server tunnel closed'));
+      if (this.#srv === srv) {
+        this.#srv = null;
+        this.#ms = null;
+      }
+      if (!this.#closing && s.isOpen && this.#session === s) this.#scheduleTunnel(s);
+    });
+    this.emit('tunnel');
+  }
+
+  #scheduleTunnel(s: Session): void {
+    if (this.#opts.reconnect === false) return;
+    const delay = backoffDelay(
+      this.#tunnelAttempt++,
+      this.#opts.reconnect ?? { initialMs: 100, maxMs: 5000 },
+    );
+    const t = setTimeout(() => {
+      if (this.#closing || !s.isOpen || this.#session !== s) return;
+      this.#openTunnel(s).catch(() => this.#scheduleTunnel(s));
+    }, delay);
+    t.unref();
+  }
+
+  #onSessionClose(s: Session, gw: Control, code: number): void {
+    gw.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'GW session closed'));
+    if (this.#session !== s) return;
+    this.#session = null;
+    this.#gw = null;
+    this.emit('disconnected', code);
+    if (code === CloseCode.REVOKED) {
+      this.#closing = true;
+      this.emit('revoked');
+      return;
+    }
+    if (this.#closing || this.#opts.reconnect === false) return;
+    const retry = (): void => {
+      const delay = backoffDelay(this.#attempt++, this.#opts.reconnect || { initialMs: 100, maxMs: 5000 });
+      this.#timer = setTimeout(() => {
+        if (this.#closing) return;
+        this.#connect().then(
+          () => {
+            this.#attempt = 0;
+            this.#closing = false;
+            this.emit('reconnected');
+          },
+          (e) => {
+            if (codeOf(e) === ErrorCode.REVOKED) {
+              this.emit('revoked');
+              return;
+            }
+            this.#closing = false;
+            retry();
+          },
+        );
+      }, delay);
+      this.#timer.unref();
+    };
+    retry();
+  }
+
+  async #server(timeoutMs = 10_000): Promise<Control> {
+    if (this.#srv) return this.#srv;
+    if (this.#closing) fail(ErrorCode.UNEXPECTED_MESSAGE);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.off('tunnel', on);
+        reject(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'no tunnel to the server'));
+      }, timeoutMs);
+      const on = (): void => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.once('tunnel', on);
+    });
+    if (!this.#srv) fail(ErrorCode.UNEXPECTED_MESSAGE);
+    return this.#srv;
+  }
+
+  // ------------------------------------------------------------------------------------------- inbound
+
+  #onGwFrame(gw: Control, buf: Buffer): void {
+    let msg: ControlMessage;
+    try {
+      const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
+      if (f.kind === 'group') {
+        this.#onGroupMessage(Buffer.from(f.payload));
+        return;
+      }
+      if (f.kind !== 'control') return; // tunnel frames belong to the tunnel mux
+      msg = decodeControl(f.payload);
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e) }, 'bad frame from the GW');
+      return;
+    }
+    if (gw.accept(msg)) return;
+    switch (msg.t) {
+      case 'key.deliver':
+        this.#install(msg);
+        return;
+      case 'sg.deleted':
+        this.#forget(msg.sgId);
+        this.emit('group-deleted', { sgId: msg.sgId });
+        return;
+      case 'error':
+        this.emit('gw-error', { code: msg.code, field: msg.field });
+        return;
+      case 'ok':
+        return;
+      default:
+        gw.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+    }
+  }
+
+  #onServerMessage(srv: Control, m: Buffer): void {
+    let msg: ControlMessage;
+    try {
+      msg = decodeControl(m);
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e) }, 'bad message from the server');
+      return;
+    }
+    if (srv.accept(msg)) return;
+    switch (msg.t) {
+      case 'sg.remove':
+        if (msg.pneId !== this.identity) return;
+        this.#forget(msg.sgId);
+        this.emit('removed', { sgId: msg.sgId });
+        return;
+      case 'sg.deleted':
+        this.#forget(msg.sgId);
+        this.emit('group-deleted', { sgId: msg.sgId });
+        return;
+      case 'key.deliver':
+        this.#install(msg);
+        return;
+      case 'error':
+      case 'ok':
+        return;
+      default:
+        srv.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+    }
+  }
+
+  #install(msg: MessageOf<'key.deliver'>): void {
+    const sg = uuidToBytes(msg.sgId);
+    let fresh = false;
+    try {
+      fresh = this.#ring.install(sg, msg.epoch, msg.key, SUITE_OF[msg.suite], {
+        graceMs: msg.graceSec * 1000,
+      });
+      for (const a of msg.senderAnchors ?? []) {
+        this.#receiver.anchor(sg, msg.epoch, a.sender, a.instance, a.counter);
+      }
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e) }, 'key not installed');
+      return;
+    } finally {
+      msg.key.fill(0);
+    }
+    try {
+      this.#gw?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
+    } catch {}
+    if (fresh) {
+      this.#log.debug({ sgId: msg.sgId, epoch: msg.epoch, reason: msg.reason }, 'group key installed');
+      this.emit('key', { sgId: msg.sgId, epoch: msg.epoch, reason: msg.reason });
+    }
+    const pending = this.#pending.get(msg.sgId);
+    if (pending) {
+      this.#pending.delete(msg.sgId);
+      for (const p of pending) this.#onGroupMessage(p, true);
+    }
+  }
+
+  #onGroupMessage(payload: Buffer, retried = false): void {
+    let opened: OpenedMessage;
+    try {
+      opened = this.#receiver.open(payload);
+    } catch (e) {
+      const code = codeOf(e);
+      const sgId =
+        payload.length >= OFF.sgId + 16 ? bytesToUuid(payload.subarray(OFF.sgId, OFF.sgId + 16)) : undefined;
+      this.emit('drop', { code, sgId });
+      if (code === ErrorCode.UNKNOWN_EPOCH && sgId !== undefined && !retried) {
+        const list = this.#pending.get(sgId) ?? [];
+        if (list.length < MAX_PENDING) list.push(payload);
+        this.#pending.set(sgId, list);
+        this.#fetch(sgId);
+      }
+      return;
+    }
+    const h = opened.header;
+    const ev: GroupMessageEvent = {
+      sgId: bytesToUuid(h.sgId),
+      sender: senderIdentity(h.senderId),
+      epoch: h.epoch,
+      plaintext: opened.plaintext,
+    };
+    this.emit('message', ev);
+  }
+
+  /** UNKNOWN_EPOCH: fetch the current key over the tunnel (once at a time per SG). */
+  #fetch(sgId: string): void {
+    if (this.#fetching.has(sgId)) return;
+    this.#fetching.add(sgId);
+    this.fetchKey(sgId)
+      .catch((e) => {
+        this.#log.debug({ code: codeOf(e), sgId }, 'key fetch failed');
+        this.#pending.delete(sgId);
+      })
+      .finally(() => this.#fetching.delete(sgId));
+  }
+
+  #forget(sgId: string): void {
+    const sg = uuidToBytes(sgId);
+    this.#ring.remove(sg);
+    this.#sender.forget(sg);
+    this.#pending.delete(sgId);
+  }
+
+  async #waitKey(sgId: string, minEpoch: number, timeoutMs?: number): Promise<void> {
+    if ((this.currentEpoch(sgId) ?? 0) >= minEpoch) return;
+    const got = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(
+        () => {
+          this.off('key', on);
+          resolve(false);
+        },
+        timeoutMs ?? this.#opts.keyWaitMs ?? 3000,
+      );
+      const on = (e: { sgId: string; epoch: number }): void => {
+        if (e.sgId === sgId && e.epoch >= minEpoch) {
+          clearTimeout(t);
+          this.off('key', on);
+          resolve(true);
+        }
+      };
+      this.on('key', on);
+    });
+    if (!got) await this.fetchKey(sgId);
+  }
+}

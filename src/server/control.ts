@@ -1,0 +1,200 @@
+/**
+ * Control-message plumbing shared by the three roles (server, PN GW, PNE SDK): request/reply correlation,
+ * typed `error` replies with fixed texts, and turning any failure into a stable code.
+ *
+ * It imports only core + transport, so the GW and the PNE SDK can use it without pulling in server code.
+ */
+import pino, { type Logger } from 'pino';
+import {
+  type ControlMessage,
+  type ControlMessageInit,
+  decodeMessage,
+  encodeMessage,
+} from '../core/codec/index.js';
+import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
+import { isStoreError } from '../store/errors.js';
+import { encodeFrame } from '../transport/framing.js';
+import type { Session } from '../transport/session.js';
+
+export const silentLogger: Logger = pino({ level: 'silent' });
+
+/** Fixed, attacker-free text for each code sent in an `error` reply. */
+const TEXT: Partial<Record<string, string>> = {
+  MALFORMED: 'malformed input',
+  TOO_LARGE: 'input too large',
+  UNSUPPORTED_VERSION: 'unsupported version',
+  UNSUPPORTED_SUITE: 'unsupported suite',
+  SCHEMA: 'message failed schema validation',
+  FORBIDDEN: 'not allowed for this identity',
+  NOT_FOUND: 'no such service group or entity',
+  NOT_MEMBER: 'not a member of the service group',
+  ALREADY_MEMBER: 'already a member of the service group',
+  ENROLL_REFUSED: 'enrollment refused',
+  UNEXPECTED_MESSAGE: 'message not accepted on this connection',
+  REVOKED: 'identity revoked',
+  EXPIRED_EPOCH: 'epoch not accepted',
+  UNKNOWN_EPOCH: 'epoch not known',
+  REPLAY: 'counter already relayed',
+  INVALID_ARGUMENT: 'invalid argument',
+  INTERNAL: 'internal error',
+};
+
+export function errorText(code: string): string {
+  return TEXT[code] ?? 'request failed';
+}
+
+/** Stable code of any thrown value: CpnsError codes as they are, store NOT_FOUND mapped, the rest INTERNAL. */
+export function codeOf(e: unknown): string {
+  if (isCpnsError(e)) return e.code;
+  if (isStoreError(e)) {
+    if (e.code === 'NOT_FOUND') return ErrorCode.NOT_FOUND;
+    if (e.code === 'CONFLICT') return ErrorCode.FORBIDDEN;
+  }
+  return 'INTERNAL';
+}
+
+export function fail(code: ErrorCode, field?: string): never {
+  throw new CpnsError(code, errorText(code), field);
+}
+
+/** Messages that answer a request by carrying the request's number in `id` (instead of `ok`/`error` `ref`). */
+const TYPED_REPLIES: ReadonlySet<string> = new Set([
+  'registered',
+  'sg.created',
+  'enroll.response',
+  'key.deliver',
+  'key.status.reply',
+]);
+
+interface Pending {
+  resolve: (m: ControlMessage) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One control channel: `sendRaw` puts encoded CBOR on the wire (as a 0x01 frame on a session, or as a message on
+ * the tunnel's MessageSocket). Requests get increasing ids; `accept()` routes replies to their request.
+ */
+export class Control {
+  readonly #sendRaw: (payload: Uint8Array) => void;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+
+  constructor(sendRaw: (payload: Uint8Array) => void) {
+    this.#sendRaw = sendRaw;
+  }
+
+  /** For a session: control messages go as 0x01 frames. */
+  static forSession(session: Session): Control {
+    return new Control((payload) => session.send(encodeFrame({ kind: 'control', payload })));
+  }
+
+  send(msg: ControlMessageInit): void {
+    this.#sendRaw(encodeMessage(msg));
+  }
+
+  sendError(code: string, ref?: number, field?: string): void {
+    const safeField = field !== undefined && /^[A-Za-z0-9_.[\]]{1,64}$/.test(field) ? field : undefined;
+    try {
+      this.send({ t: 'error', code, message: errorText(code), field: safeField, ref });
+    } catch {
+      // never let a reply failure escape (closed channel)
+    }
+  }
+
+  sendOk(ref: number | undefined): void {
+    if (ref !== undefined) this.send({ t: 'ok', ref });
+  }
+
+  /** Sends `msg` with a fresh id; resolves with the reply, rejects with a CpnsError for an `error` reply. */
+  request(msg: ControlMessageInit, timeoutMs = 10_000): Promise<ControlMessage> {
+    const id = this.#nextId++;
+    return new Promise<ControlMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new CpnsError(ErrorCode.INVALID_ARGUMENT, 'request timed out'));
+      }, timeoutMs);
+      timer.unref();
+      this.#pending.set(id, { resolve, reject, timer });
+      try {
+        this.send({ ...msg, id } as ControlMessageInit);
+      } catch (e) {
+        clearTimeout(timer);
+        this.#pending.delete(id);
+        reject(e as Error);
+      }
+    });
+  }
+
+  /** Returns true when `msg` was the reply to one of our requests (and consumed it). */
+  accept(msg: ControlMessage): boolean {
+    let ref: number | undefined;
+    if (msg.t === 'ok' || msg.t === 'error') ref = msg.ref;
+    else if (TYPED_REPLIES.has(msg.t)) ref = msg.id;
+    if (ref === undefined) return false;
+    const p = this.#pending.get(ref);
+    if (!p) return false;
+    this.#pending.delete(ref);
+    clearTimeout(p.timer);
+    if (msg.t === 'error') {
+      p.reject(new CpnsError(toErrorCode(msg.code), errorText(msg.code), msg.field));
+    } else {
+      p.resolve(msg);
+    }
+    return true;
+  }
+
+  failAll(err: Error): void {
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.#pending.clear();
+  }
+}
+
+function toErrorCode(code: string): ErrorCode {
+  return (Object.hasOwn(ErrorCode, code) ? code : ErrorCode.UNEXPECTED_MESSAGE) as ErrorCode;
+}
+
+/** Decodes a control payload; throws CpnsError only. */
+export function decodeControl(payload: Uint8Array): ControlMessage {
+  return decodeMessage(payload);
+}
+
+// ---------------------------------------------------------------------------------------------- id helpers
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function uuidToBytes(uuid: string): Buffer {
+  return Buffer.from(uuid.replaceAll('-', ''), 'hex');
+}
+
+export function bytesToUuid(b: Uint8Array): string {
+  const h = Buffer.from(b).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/** UUID of `urn:cpns:<role>:<uuid>`. */
+export function uuidOf(identity: string): string {
+  return identity.slice(identity.lastIndexOf(':') + 1);
+}
+
+/** Accepts a PNE identity or a bare UUID; returns the identity, or throws INVALID_ARGUMENT. */
+export function toPneIdentity(pne: string): string {
+  const s = pne.trim().toLowerCase();
+  if (UUID_RE.test(s)) return `urn:cpns:pne:${s}`;
+  if (s.startsWith('urn:cpns:pne:') && UUID_RE.test(s.slice(13))) return s;
+  throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'not a PNE identity or UUID', 'pne');
+}
+
+export const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+/** Sender identity of a group message header's senderId: the PNE identity, or 'server' for the nil UUID. */
+export function senderIdentity(senderId: Uint8Array): string {
+  const u = bytesToUuid(senderId);
+  return u === NIL_UUID ? 'server' : `urn:cpns:pne:${u}`;
+}
+
+export type { Logger };

@@ -1,0 +1,1147 @@
+/**
+ * The CPNS Server role (docs/protocol.md): enrollment CA, PN registry, Service Groups, Group Key management
+ * (CPNS TS §5.3.3 create / update / delete / deliver), relay of messages destined to a Service Group
+ * (ciphertext only), revocation. State lives in the store (SQLite in `dataDir`); the in-memory maps below are
+ * caches rebuilt from it at start, so a restart loses nothing.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import { Suite } from '../core/crypto/aead.js';
+import { CpnsError, ErrorCode } from '../core/errors.js';
+import { readHeader } from '../core/group/header.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
+import { loadOrCreateMasterKey } from '../store/masterkey.js';
+import { openSqliteStore } from '../store/sqlite/index.js';
+import type { DeliveryStatus, PersonalNetwork, Role, ServiceGroup, Store } from '../store/store.js';
+import { hashToken } from '../store/token.js';
+import {
+  type Ca,
+  certInfo,
+  createCa,
+  formatIdentity,
+  issueFromCsr,
+  issueServerCert,
+  loadCa,
+  parseIdentity,
+} from '../transport/ca.js';
+import { decodeFrame } from '../transport/framing.js';
+import { CloseCode, type HeartbeatOptions, SecureServer, type Session } from '../transport/session.js';
+import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
+import {
+  Control,
+  codeOf,
+  decodeControl,
+  fail,
+  type Logger,
+  silentLogger,
+  toPneIdentity,
+  uuidToBytes,
+} from './control.js';
+
+export { Control } from './control.js';
+
+export interface ServerOptions {
+  dataDir: string;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0 (ephemeral). */
+  port?: number;
+  logger?: Logger;
+  /** Node name in the server identity `urn:cpns:server:<name>`. Default 'node1'. */
+  serverName?: string;
+  /** Grace of the previous epoch after a leave-type update. Default 0 (the leaver stops at once). */
+  leaveGraceSec?: number;
+  /** Grace of the previous epoch after a periodic or operator update. Default 10 s. */
+  periodicGraceSec?: number;
+  heartbeat?: HeartbeatOptions | false;
+  /** How often relay marks are flushed to the store (ms). Default 250. */
+  relayMarkFlushMs?: number;
+}
+
+export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
+type RekeyReason = MessageOf<'key.deliver'>['reason'];
+
+export interface CreateGroupInput {
+  name: string;
+  joinPolicy?: 'open' | 'invite';
+  suite?: WireSuite;
+  sourceAuth?: boolean;
+  rekeyIntervalSec?: number;
+  /** PNE identities or bare UUIDs. */
+  members?: string[];
+}
+
+export interface GroupSummary extends ServiceGroup {
+  currentEpoch: number;
+  members: string[];
+}
+
+export interface ServerAdmin {
+  createToken(role: 'gw' | 'pne', ttlSec?: number): Promise<string>;
+  revoke(identity: string): Promise<void>;
+  createGroup(o: CreateGroupInput): Promise<{ sgId: string; epoch: number }>;
+  deleteGroup(sgId: string): Promise<void>;
+  addMember(sgId: string, pne: string): Promise<void>;
+  removeMember(sgId: string, pne: string): Promise<void>;
+  rekey(sgId: string): Promise<{ epoch: number }>;
+  listPns(): Promise<PersonalNetwork[]>;
+  listGroups(): Promise<GroupSummary[]>;
+  groupStatus(sgId: string): Promise<DeliveryStatus>;
+}
+
+const SUITE_OF: Record<WireSuite, Suite> = {
+  'aes-256-gcm': Suite.AES_256_GCM,
+  'chacha20-poly1305': Suite.CHACHA20_POLY1305,
+};
+const WIRE_SUITE: Record<Suite, WireSuite> = {
+  [Suite.AES_256_GCM]: 'aes-256-gcm',
+  [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305',
+};
+const WIRE_REASONS: ReadonlySet<string> = new Set([
+  'create',
+  'leave',
+  'remove',
+  'periodic',
+  'operator',
+  'detach',
+  'revoke',
+]);
+/** Updates after which the previous epoch must stop at once (the leaver must not read or inject). */
+const LEAVE_REASONS: ReadonlySet<string> = new Set(['leave', 'remove', 'detach', 'revoke']);
+const SECRET_CA_CERT = 'ca.cert';
+const SECRET_CA_KEY = 'ca.key';
+/** Present only between a graceful close (relay marks flushed) and the next start. */
+const SECRET_CLEAN = 'relay.clean-shutdown';
+const OPERATOR = 'operator';
+const ENROLL_SESSION_MS = 30_000;
+
+interface SgState {
+  readonly sgId: string;
+  readonly suite: Suite;
+  ownerId: string;
+  joinPolicy: 'open' | 'invite';
+  rekeyIntervalSec: number | null;
+  readonly members: Set<string>;
+  epoch: number;
+  prevEpoch: number | undefined;
+  prevUntil: number;
+  timer: NodeJS.Timeout | undefined;
+  /** GWs that got a non-empty target list: they must hear when their last member goes. */
+  readonly targetGws: Set<string>;
+}
+
+interface GwConn {
+  readonly id: string;
+  readonly session: Session;
+  readonly control: Control;
+  /** PNEs this GW reported attached (pne.attach) on this session. */
+  readonly attached: Set<string>;
+  registered: boolean;
+  queue: Promise<void>;
+}
+
+interface PneTunnel {
+  readonly identity: string;
+  readonly ms: MessageSocket;
+  readonly control: Control;
+  readonly gw: GwConn;
+  queue: Promise<void>;
+}
+
+export class CpnsServer {
+  readonly url: string;
+  readonly enrollUrl: string;
+  readonly caPem: string;
+  readonly identity: string;
+  readonly admin: ServerAdmin;
+  readonly store: Store;
+  readonly #log: Logger;
+  readonly #ca: Ca;
+  readonly #secure: SecureServer;
+  readonly #opts: ServerOptions;
+  readonly #groups = new Map<string, SgState>();
+  readonly #gwConns = new Map<string, GwConn>();
+  readonly #tunnels = new Map<string, Set<PneTunnel>>();
+  /** PNE -> GW of its PN (store inventory, cached). */
+  readonly #pneAt = new Map<string, string>();
+  readonly #revokedIds = new Set<string>();
+  readonly #revokedSerials = new Set<string>();
+  /** `${sgId}|${epoch}` -> `${senderHex}|${instanceHex}` -> highest relayed counter. */
+  readonly #marks = new Map<string, Map<string, number>>();
+  readonly #dirtyMarks = new Set<string>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+  #flushTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(
+    opts: ServerOptions,
+    store: Store,
+    ca: Ca,
+    secure: SecureServer,
+    identity: string,
+    log: Logger,
+  ) {
+    this.#opts = opts;
+    this.store = store;
+    this.#ca = ca;
+    this.#secure = secure;
+    this.identity = identity;
+    this.#log = log;
+    this.caPem = ca.certPem;
+    this.url = secure.url;
+    this.enrollUrl = secure.anonymousUrl ?? '';
+    this.admin = this.#makeAdmin();
+  }
+
+  static async start(opts: ServerOptions): Promise<CpnsServer> {
+    const log = opts.logger ?? silentLogger;
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    const mk = loadOrCreateMasterKey({ dataDir: opts.dataDir });
+    const store = await openSqliteStore({ path: join(opts.dataDir, 'cpns.db'), masterKey: mk.key });
+    mk.key.fill(0);
+    try {
+      let certPem = (await store.getSecret(SECRET_CA_CERT))?.toString('utf8');
+      let keyPem = (await store.getSecret(SECRET_CA_KEY))?.toString('utf8');
+      if (certPem === undefined || keyPem === undefined) {
+        const pair = await createCa('CPNS CA');
+        await store.putSecret(SECRET_CA_CERT, Buffer.from(pair.certPem));
+        await store.putSecret(SECRET_CA_KEY, Buffer.from(pair.keyPem));
+        await store.appendAudit({ actor: 'server', action: 'ca.create' });
+        certPem = pair.certPem;
+        keyPem = pair.keyPem;
+      }
+      const ca = await loadCa({ certPem, keyPem });
+      const identity = formatIdentity('server', opts.serverName ?? 'node1');
+      const host = opts.host ?? '127.0.0.1';
+      const isIp = /^[0-9.]+$|:/.test(host);
+      const sc = await issueServerCert(ca, identity, {
+        ips: ['127.0.0.1', '::1', ...(isIp && host !== '0.0.0.0' ? [host] : [])],
+        dnsNames: ['localhost', ...(isIp ? [] : [host])],
+      });
+      let self: CpnsServer | undefined;
+      const secure = new SecureServer({
+        certPem: sc.certPem,
+        keyPem: sc.keyPem,
+        caPem: ca.certPem,
+        host,
+        port: opts.port ?? 0,
+        path: '/cpns',
+        anonymousPath: '/enroll',
+        allowedRoles: ['gw'],
+        heartbeat: opts.heartbeat,
+        isRevoked: (id, serial) => self?.isRevokedSync(id, serial) ?? true,
+      });
+      await secure.listen();
+      const server = new CpnsServer(opts, store, ca, secure, identity, log);
+      self = server;
+      server.#serverCert = sc;
+      await server.#load();
+      secure.on('session', (s: Session) => server.#onSession(s));
+      secure.on('refused', (reason: string) => log.info({ reason }, 'session refused'));
+      log.info({ url: server.url }, 'CPNS server listening');
+      return server;
+    } catch (e) {
+      await store.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  #serverCert: { certPem: string; keyPem: string } = { certPem: '', keyPem: '' };
+
+  /** The server's TLS certificate and key (issued by the CPNS CA at start), for the admin HTTPS listener. */
+  adminTls(): { certPem: string; keyPem: string } {
+    return { ...this.#serverCert };
+  }
+
+  isRevokedSync(identity: string, serialHex: string): boolean {
+    return this.#revokedIds.has(identity) || this.#revokedSerials.has(serialHex.replace(/^0+/, ''));
+  }
+
+  /** Number of open GW sessions (tests, metrics). */
+  get gatewayCount(): number {
+    return this.#gwConns.size;
+  }
+
+  /** Current epoch of an SG as the server sees it (tests, metrics). */
+  currentEpoch(sgId: string): number | undefined {
+    return this.#groups.get(sgId)?.epoch;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#flushTimer) clearInterval(this.#flushTimer);
+    for (const st of this.#groups.values()) if (st.timer) clearInterval(st.timer);
+    for (const set of this.#tunnels.values()) for (const t of set) t.ms.destroy();
+    await this.#secure.close(500);
+    // Let handlers that are mid-flight finish before the store goes away.
+    await Promise.allSettled([...this.#locks.values()]);
+    await Promise.allSettled([...this.#gwConns.values()].map((c) => c.queue));
+    try {
+      await this.#flushMarks();
+      await this.store.putSecret(SECRET_CLEAN, Buffer.from([1]));
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e) }, 'could not flush relay marks');
+    }
+    await this.store.close();
+  }
+
+  // ------------------------------------------------------------------------------------------- startup
+
+  async #load(): Promise<void> {
+    for (const idn of await this.store.listIdentities()) {
+      if (idn.revokedAt !== null) {
+        this.#revokedIds.add(idn.id);
+        this.#revokedSerials.add(idn.certSerial);
+      }
+    }
+    for (const pn of await this.store.listPns()) {
+      for (const p of pn.pnes) this.#pneAt.set(p.pneId, pn.gwId);
+      if (pn.online) await this.store.setOnline(pn.gwId, false);
+      for (const p of pn.pnes) if (p.online) await this.store.setOnline(p.pneId, false);
+    }
+    for (const g of await this.store.listGroups()) {
+      const members = new Set((await this.store.listMembers(g.sgId)).map((m) => m.pneId));
+      const cur = await this.store.getCurrentKey(g.sgId);
+      const epoch = cur?.epoch ?? 0;
+      cur?.key.fill(0);
+      const st: SgState = {
+        sgId: g.sgId,
+        suite: g.suite,
+        ownerId: g.ownerId,
+        joinPolicy: g.joinPolicy,
+        rekeyIntervalSec: g.rekeyIntervalSec,
+        members,
+        epoch,
+        prevEpoch: undefined,
+        prevUntil: 0,
+        timer: undefined,
+        targetGws: new Set(),
+      };
+      this.#groups.set(g.sgId, st);
+      this.#startTimer(st);
+    }
+    const clean = await this.store.getSecret(SECRET_CLEAN);
+    if (clean) {
+      // Graceful restart: relay marks were flushed, so replay anchors survive; keep the epochs.
+      await this.store.deleteSecret(SECRET_CLEAN);
+      for (const st of this.#groups.values()) {
+        const m = new Map<string, number>();
+        for (const r of await this.store.listRelayMarks(st.sgId, st.epoch))
+          m.set(`${r.sender}|${r.instance}`, r.counter);
+        if (m.size > 0) this.#marks.set(`${st.sgId}|${st.epoch}`, m);
+      }
+      await this.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'clean' });
+    } else if (this.#groups.size > 0) {
+      // Crash (or first start of an old database): relay marks may be stale, so rotate every SG's key once
+      // (docs/group-messages.md "restart policy"): fresh epochs, fresh replay windows everywhere.
+      await this.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'unclean' });
+      for (const st of this.#groups.values()) {
+        await this.#withSg(st.sgId, () => this.#rekeyLocked(st, 'periodic', 'server', 'restart'));
+      }
+    }
+    this.#flushTimer = setInterval(() => {
+      this.#flushMarks().catch((e) => this.#log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
+    }, this.#opts.relayMarkFlushMs ?? 250);
+    this.#flushTimer.unref();
+  }
+
+  // ------------------------------------------------------------------------------------------- sessions
+
+  #onSession(s: Session): void {
+    if (this.#closed) {
+      s.close(CloseCode.GOING_AWAY, 'closing');
+      return;
+    }
+    if (s.anonymous || s.identity === null) this.#onEnrollSession(s);
+    else this.#onGwSession(s);
+  }
+
+  #onEnrollSession(s: Session): void {
+    const control = Control.forSession(s);
+    const t = setTimeout(() => s.close(CloseCode.POLICY, 'enrollment timeout'), ENROLL_SESSION_MS);
+    t.unref();
+    s.once('close', () => clearTimeout(t));
+    let busy = false;
+    s.on('frame', (buf: Buffer) => {
+      let msg: ControlMessage;
+      try {
+        const f = decodeFrame(buf, { maxFrame: s.maxPayload });
+        if (f.kind !== 'control') fail(ErrorCode.UNEXPECTED_MESSAGE);
+        msg = decodeControl(f.payload);
+      } catch (e) {
+        control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+        return;
+      }
+      if (msg.t !== 'enroll.request' || busy) {
+        control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+        return;
+      }
+      busy = true;
+      this.#enroll(msg).then(
+        (r) => {
+          control.send({ t: 'enroll.response', id: msg.id, ...r });
+          busy = false;
+        },
+        (e) => {
+          control.sendError(codeOf(e), msg.id, (e as CpnsError).field);
+          busy = false;
+        },
+      );
+    });
+  }
+
+  async #enroll(req: {
+    token: string;
+    role: 'gw' | 'pne';
+    csr: string;
+  }): Promise<{ cert: string; caCert: string }> {
+    const identity = formatIdentity(req.role, randomUUID());
+    let cert: string;
+    try {
+      cert = await issueFromCsr(this.#ca, req.csr, identity, 365);
+    } catch {
+      throw new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused', 'csr');
+    }
+    const r = await this.store.consumeToken(hashToken(req.token), req.role as Role);
+    if (!r.ok) {
+      await this.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: r.reason });
+      fail(ErrorCode.ENROLL_REFUSED, 'token');
+    }
+    const info = certInfo(cert);
+    await this.store.putIdentity({ id: identity, role: req.role, certSerial: info.serialHex, certPem: cert });
+    await this.store.appendAudit({ actor: 'server', action: 'identity.enroll', subject: identity });
+    this.#log.info({ identity }, 'enrolled');
+    return { cert, caCert: this.#ca.certPem };
+  }
+
+  #onGwSession(session: Session): void {
+    const id = session.identity!;
+    const old = this.#gwConns.get(id);
+    if (old) old.session.close(CloseCode.REPLACED, 'replaced by a newer session');
+    const conn: GwConn = {
+      id,
+      session,
+      control: Control.forSession(session),
+      attached: new Set(),
+      registered: false,
+      queue: Promise.resolve(),
+    };
+    this.#gwConns.set(id, conn);
+    this.#log.info({ gw: id }, 'GW session up');
+    tunnelMuxFor(session, { maxTunnels: 1024 }).on('tunnel', (stream: TunnelStream) =>
+      this.#onTunnel(conn, stream),
+    );
+    session.on('frame', (buf: Buffer) => this.#onGwFrame(conn, buf));
+    session.once('close', () => {
+      conn.control.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'session closed'));
+      if (this.#gwConns.get(id) !== conn) return;
+      this.#gwConns.delete(id);
+      this.#log.info({ gw: id }, 'GW session down');
+      if (this.#closed) return;
+      const attached = [...conn.attached];
+      conn.queue = conn.queue.then(async () => {
+        try {
+          if (await this.store.getGateway(id)) await this.store.setOnline(id, false);
+          for (const p of attached) if (this.#pneAt.get(p) === id) await this.store.setOnline(p, false);
+        } catch {}
+      });
+    });
+  }
+
+  #onGwFrame(conn: GwConn, buf: Buffer): void {
+    let msg: ControlMessage;
+    try {
+      const f = decodeFrame(buf, { maxFrame: conn.session.maxPayload });
+      if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
+      if (f.kind === 'group') {
+        this.#relay(conn, buf);
+        return;
+      }
+      msg = decodeControl(f.payload);
+    } catch (e) {
+      conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+      return;
+    }
+    if (conn.control.accept(msg)) return;
+    conn.queue = conn.queue.then(async () => {
+      try {
+        await this.#handleGw(conn, msg);
+      } catch (e) {
+        const code = codeOf(e);
+        if (code === 'INTERNAL') this.#log.error({ err: e, t: msg.t }, 'GW request failed');
+        conn.control.sendError(code, msg.id, (e as CpnsError).field);
+      }
+    });
+  }
+
+  async #handleGw(conn: GwConn, msg: ControlMessage): Promise<void> {
+    if (this.#closed) return;
+    if (!conn.registered && msg.t !== 'gw.register' && msg.t !== 'enroll.relay') {
+      fail(ErrorCode.UNEXPECTED_MESSAGE);
+    }
+    switch (msg.t) {
+      case 'gw.register': {
+        await this.store.registerGateway(conn.id);
+        await this.store.setOnline(conn.id, true);
+        conn.registered = true;
+        conn.control.send({ t: 'registered', id: msg.id, ok: true });
+        return;
+      }
+      case 'enroll.relay': {
+        const r = await this.#enroll(msg.request);
+        conn.control.send({ t: 'enroll.response', id: msg.id, ...r });
+        return;
+      }
+      case 'pne.attach':
+        return this.#pneAttach(conn, msg);
+      case 'pne.status': {
+        if (this.#pneAt.get(msg.pneId) !== conn.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+        await this.store.setOnline(msg.pneId, msg.online);
+        if (msg.online) conn.attached.add(msg.pneId);
+        else conn.attached.delete(msg.pneId);
+        conn.control.sendOk(msg.id);
+        return;
+      }
+      case 'pne.detach': {
+        if (this.#pneAt.get(msg.pneId) !== conn.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+        await this.store.detachPne(msg.pneId);
+        this.#pneAt.delete(msg.pneId);
+        conn.attached.delete(msg.pneId);
+        await this.store.appendAudit({ actor: conn.id, action: 'pne.detach', subject: msg.pneId });
+        conn.control.sendOk(msg.id);
+        await this.#rekeyGroupsOf([msg.pneId], 'detach', conn.id);
+        return;
+      }
+      case 'gw.deregister': {
+        const pnes = await this.store.deregisterGateway(conn.id);
+        for (const p of pnes) this.#pneAt.delete(p);
+        conn.attached.clear();
+        conn.registered = false;
+        await this.store.appendAudit({ actor: conn.id, action: 'gw.deregister', subject: conn.id });
+        await this.#rekeyGroupsOf(pnes, 'detach', conn.id);
+        for (const st of this.#groups.values()) st.targetGws.delete(conn.id);
+        conn.control.sendOk(msg.id);
+        setTimeout(() => conn.session.close(CloseCode.NORMAL, 'deregistered'), 50).unref();
+        return;
+      }
+      case 'key.ack': {
+        const st = this.#groups.get(msg.sgId);
+        if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+        if (msg.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+        if (msg.pneId !== undefined) {
+          if (this.#pneAt.get(msg.pneId) !== conn.id || !st.members.has(msg.pneId))
+            fail(ErrorCode.FORBIDDEN, 'pneId');
+          await this.store.recordDelivery({
+            sgId: msg.sgId,
+            epoch: msg.epoch,
+            pneId: msg.pneId,
+            gwId: conn.id,
+            method: msg.method ?? 'unicast',
+          });
+        } else {
+          await this.store.recordGatewayAck({ sgId: msg.sgId, epoch: msg.epoch, gwId: conn.id });
+        }
+        conn.control.sendOk(msg.id);
+        return;
+      }
+      case 'key.delivery.report': {
+        const st = this.#groups.get(msg.sgId);
+        if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+        if (msg.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+        const acks = msg.entries
+          .filter((e) => this.#pneAt.get(e.pneId) === conn.id && st.members.has(e.pneId))
+          .map((e) => ({
+            sgId: msg.sgId,
+            epoch: msg.epoch,
+            pneId: e.pneId,
+            gwId: conn.id,
+            method: e.method,
+          }));
+        if (acks.length !== msg.entries.length) fail(ErrorCode.FORBIDDEN, 'entries');
+        await this.store.recordDeliveries(acks);
+        conn.control.sendOk(msg.id);
+        return;
+      }
+      default:
+        fail(ErrorCode.UNEXPECTED_MESSAGE);
+    }
+  }
+
+  async #pneAttach(conn: GwConn, msg: MessageOf<'pne.attach'>): Promise<void> {
+    const pneId = msg.pneId;
+    if (this.#revokedIds.has(pneId)) fail(ErrorCode.REVOKED, 'pneId');
+    const idn = await this.store.getIdentity(pneId);
+    if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
+    if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
+    const { previousGwId } = await this.store.attachPne(pneId, conn.id, msg.media);
+    this.#pneAt.set(pneId, conn.id);
+    conn.attached.add(pneId);
+    if (previousGwId !== null && previousGwId !== conn.id) {
+      this.#gwConns.get(previousGwId)?.attached.delete(pneId);
+      await this.store.appendAudit({
+        actor: conn.id,
+        action: 'pne.move',
+        subject: pneId,
+        detail: { from: previousGwId },
+      });
+    }
+    conn.control.sendOk(msg.id);
+    // Catch-up: the current key (only) of every SG the PNE is a member of, with replay anchors.
+    for (const st of this.#groups.values()) {
+      if (!st.members.has(pneId)) continue;
+      await this.#withSg(st.sgId, async () => {
+        await this.#sendCurrentKey(st, conn.id);
+        if (previousGwId !== null && previousGwId !== conn.id) await this.#sendCurrentKey(st, previousGwId);
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- tunnels
+
+  #onTunnel(conn: GwConn, stream: TunnelStream): void {
+    acceptTunnelTls(stream, {
+      certPem: this.#serverCert.certPem,
+      keyPem: this.#serverCert.keyPem,
+      caPem: this.#ca.certPem,
+      allowedRoles: ['pne'],
+      isRevoked: (id, serial) => this.isRevokedSync(id, serial),
+    }).then(
+      (t) => {
+        const ms = new MessageSocket(t.socket, { maxMessage: 1024 * 1024 });
+        const pt: PneTunnel = {
+          identity: t.peer.identity,
+          ms,
+          control: new Control((p) => ms.send(p)),
+          gw: conn,
+          queue: Promise.resolve(),
+        };
+        let set = this.#tunnels.get(pt.identity);
+        if (!set) {
+          set = new Set();
+          this.#tunnels.set(pt.identity, set);
+        }
+        set.add(pt);
+        ms.on('message', (m: Buffer) => this.#onTunnelMessage(pt, m));
+        ms.once('close', () => {
+          const s = this.#tunnels.get(pt.identity);
+          s?.delete(pt);
+          if (s?.size === 0) this.#tunnels.delete(pt.identity);
+        });
+      },
+      (e) => this.#log.info({ code: (e as { code?: string }).code }, 'tunnel refused'),
+    );
+  }
+
+  #onTunnelMessage(pt: PneTunnel, m: Buffer): void {
+    let msg: ControlMessage;
+    try {
+      msg = decodeControl(m);
+    } catch (e) {
+      pt.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+      return;
+    }
+    if (pt.control.accept(msg)) return;
+    pt.queue = pt.queue.then(async () => {
+      try {
+        await this.#handlePne(pt, msg);
+      } catch (e) {
+        const code = codeOf(e);
+        if (code === 'INTERNAL') this.#log.error({ err: e, t: msg.t }, 'PNE request failed');
+        pt.control.sendError(code, msg.id, (e as CpnsError).field);
+      }
+    });
+  }
+
+  async #handlePne(pt: PneTunnel, msg: ControlMessage): Promise<void> {
+    if (this.#closed) return;
+    if (this.#revokedIds.has(pt.identity)) {
+      pt.ms.destroy();
+      return;
+    }
+    const me = pt.identity;
+    switch (msg.t) {
+      case 'sg.create': {
+        const r = await this.#createGroup(
+          {
+            name: msg.name,
+            joinPolicy: msg.joinPolicy,
+            suite: msg.suite,
+            sourceAuth: msg.sourceAuth,
+            rekeyIntervalSec: msg.rekeyIntervalSec,
+            members: [me],
+          },
+          me,
+        );
+        pt.control.send({ t: 'sg.created', id: msg.id, sgId: r.sgId, epoch: r.epoch });
+        return;
+      }
+      case 'sg.delete': {
+        const st = this.#group(msg.sgId);
+        if (st.ownerId !== me) fail(ErrorCode.FORBIDDEN, 'sgId');
+        await this.#deleteGroup(msg.sgId, me);
+        pt.control.sendOk(msg.id);
+        return;
+      }
+      case 'sg.join': {
+        const st = this.#group(msg.sgId);
+        if (st.members.has(me)) fail(ErrorCode.ALREADY_MEMBER, 'sgId');
+        if (st.joinPolicy === 'invite' && st.ownerId !== me && !(await this.store.hasInvite(msg.sgId, me))) {
+          fail(ErrorCode.FORBIDDEN, 'sgId');
+        }
+        await this.#addMember(msg.sgId, me, me);
+        pt.control.sendOk(msg.id);
+        return;
+      }
+      case 'sg.invite': {
+        const st = this.#group(msg.sgId);
+        if (st.ownerId !== me) fail(ErrorCode.FORBIDDEN, 'sgId');
+        if (st.members.has(msg.pneId)) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
+        await this.store.invite(msg.sgId, msg.pneId);
+        await this.store.appendAudit({
+          actor: me,
+          action: 'member.invite',
+          sgId: msg.sgId,
+          subject: msg.pneId,
+        });
+        pt.control.sendOk(msg.id);
+        return;
+      }
+      case 'sg.leave': {
+        await this.#removeMember(msg.sgId, me, 'leave', me);
+        pt.control.sendOk(msg.id);
+        return;
+      }
+      case 'sg.remove': {
+        const st = this.#group(msg.sgId);
+        if (st.ownerId !== me && msg.pneId !== me) fail(ErrorCode.FORBIDDEN, 'pneId');
+        await this.#removeMember(msg.sgId, msg.pneId, msg.pneId === me ? 'leave' : 'remove', me);
+        pt.control.sendOk(msg.id);
+        return;
+      }
+      case 'key.fetch': {
+        const st = this.#group(msg.sgId);
+        if (!st.members.has(me)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+        const k = await this.store.getCurrentKey(msg.sgId);
+        if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
+        try {
+          pt.control.send({
+            t: 'key.deliver',
+            id: msg.id,
+            sgId: msg.sgId,
+            epoch: k.epoch,
+            key: k.key,
+            suite: WIRE_SUITE[st.suite],
+            reason: wireReason(k.reason),
+            graceSec: 0,
+            senderAnchors: this.#anchors(st.sgId, k.epoch),
+          });
+        } finally {
+          k.key.fill(0);
+        }
+        await this.store.appendAudit({ actor: me, action: 'key.fetch', sgId: st.sgId, epoch: k.epoch });
+        return;
+      }
+      default:
+        fail(ErrorCode.UNEXPECTED_MESSAGE);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- relay
+
+  #relay(conn: GwConn, frame: Buffer): void {
+    try {
+      if (!conn.registered) fail(ErrorCode.UNEXPECTED_MESSAGE);
+      const payload = frame.subarray(1);
+      if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
+      const h = readHeader(payload);
+      const sgId = bytesToUuidStr(h.sgId);
+      const st = this.#groups.get(sgId);
+      if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+      const sender = `urn:cpns:pne:${bytesToUuidStr(h.senderId)}`;
+      // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
+      if (this.#pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
+        fail(ErrorCode.FORBIDDEN, 'senderId');
+      if (!st.members.has(sender)) fail(ErrorCode.NOT_MEMBER, 'senderId');
+      if (h.epoch !== st.epoch) {
+        if (h.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+        if (!(h.epoch === st.prevEpoch && Date.now() <= st.prevUntil)) fail(ErrorCode.EXPIRED_EPOCH, 'epoch');
+      }
+      const mk = `${sgId}|${h.epoch}`;
+      const sk = `${h.senderId.toString('hex')}|${h.instance.toString('hex')}`;
+      let marks = this.#marks.get(mk);
+      const prev = marks?.get(sk);
+      if (prev !== undefined && h.counter <= prev) fail(ErrorCode.REPLAY, 'counter');
+      if (!marks) {
+        marks = new Map();
+        this.#marks.set(mk, marks);
+      }
+      marks.set(sk, h.counter);
+      this.#dirtyMarks.add(`${mk}|${sk}`);
+      const out = new Set<string>();
+      for (const m of st.members) {
+        const gw = this.#pneAt.get(m);
+        if (gw !== undefined && gw !== conn.id) out.add(gw);
+      }
+      for (const gw of out) this.#gwConns.get(gw)?.session.send(frame);
+    } catch (e) {
+      conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+    }
+  }
+
+  #anchors(
+    sgId: string,
+    epoch: number,
+  ): { sender: Uint8Array; instance: Uint8Array; counter: number }[] | undefined {
+    const m = this.#marks.get(`${sgId}|${epoch}`);
+    if (!m || m.size === 0) return undefined;
+    const out: { sender: Uint8Array; instance: Uint8Array; counter: number }[] = [];
+    for (const [k, counter] of m) {
+      const [s, i] = k.split('|') as [string, string];
+      out.push({ sender: Buffer.from(s, 'hex'), instance: Buffer.from(i, 'hex'), counter });
+      if (out.length >= 4096) break;
+    }
+    return out;
+  }
+
+  async #flushMarks(): Promise<void> {
+    if (this.#dirtyMarks.size === 0) return;
+    const keys = [...this.#dirtyMarks];
+    this.#dirtyMarks.clear();
+    for (const k of keys) {
+      const [sgId, epochS, sender, instance] = k.split('|') as [string, string, string, string];
+      const counter = this.#marks.get(`${sgId}|${epochS}`)?.get(`${sender}|${instance}`);
+      if (counter === undefined || !this.#groups.has(sgId)) continue;
+      await this.store.upsertRelayMark({ sgId, epoch: Number(epochS), sender, instance, counter });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- groups & keys
+
+  #group(sgId: string): SgState {
+    const st = this.#groups.get(sgId);
+    if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+    return st;
+  }
+
+  /** Serializes every key/membership operation of one SG (epochs strictly in order, deliveries in order). */
+  #withSg<T>(sgId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(sgId) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.#locks.set(sgId, tail);
+    tail.then(() => {
+      if (this.#locks.get(sgId) === tail) this.#locks.delete(sgId);
+    });
+    return run;
+  }
+
+  #startTimer(st: SgState): void {
+    if (st.timer) clearInterval(st.timer);
+    st.timer = undefined;
+    if (!st.rekeyIntervalSec) return;
+    st.timer = setInterval(() => {
+      if (this.#closed || !this.#groups.has(st.sgId)) return;
+      this.#withSg(st.sgId, () => this.#rekeyLocked(st, 'periodic', 'scheduler')).catch((e) =>
+        this.#log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
+      );
+    }, st.rekeyIntervalSec * 1000);
+    st.timer.unref();
+  }
+
+  /** New Group Key epoch: persisted (encrypted) before delivery; caller holds the SG lock. */
+  async #rekeyLocked(st: SgState, reason: RekeyReason, actor: string, auditReason?: string): Promise<number> {
+    const key = randomBytes(32);
+    try {
+      const meta = await this.store.rotateGroupKey(st.sgId, key, reason);
+      const graceSec =
+        reason === 'create' || auditReason === 'restart'
+          ? 0
+          : LEAVE_REASONS.has(reason)
+            ? (this.#opts.leaveGraceSec ?? 0)
+            : (this.#opts.periodicGraceSec ?? 10);
+      const previous = st.epoch;
+      st.prevEpoch = previous > 0 ? previous : undefined;
+      st.prevUntil = Date.now() + graceSec * 1000;
+      st.epoch = meta.epoch;
+      for (const k of this.#marks.keys()) {
+        if (!k.startsWith(`${st.sgId}|`)) continue;
+        const e = Number(k.slice(st.sgId.length + 1));
+        if (e !== st.epoch && e !== st.prevEpoch) this.#marks.delete(k);
+      }
+      await this.store.appendAudit({
+        actor,
+        action: reason === 'create' ? 'key.create' : 'key.update',
+        sgId: st.sgId,
+        epoch: meta.epoch,
+        reason: auditReason ?? reason,
+      });
+      this.#deliver(st, key, meta.epoch, reason, graceSec, undefined, previous > 0 ? previous : undefined);
+      if (previous > 1) await this.store.pruneKeys(st.sgId, previous);
+      this.#log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
+      return meta.epoch;
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  /** key.deliver to the GWs of the SG's members (or to `onlyGw`), each with its full target list. */
+  #deliver(
+    st: SgState,
+    key: Uint8Array,
+    epoch: number,
+    reason: RekeyReason,
+    graceSec: number,
+    onlyGw?: string,
+    previousEpoch?: number,
+    anchors?: { sender: Uint8Array; instance: Uint8Array; counter: number }[],
+  ): void {
+    const byGw = new Map<string, string[]>();
+    for (const m of st.members) {
+      const gw = this.#pneAt.get(m);
+      if (gw === undefined) continue;
+      let l = byGw.get(gw);
+      if (!l) {
+        l = [];
+        byGw.set(gw, l);
+      }
+      l.push(m);
+    }
+    const gws = onlyGw !== undefined ? [onlyGw] : [...new Set([...byGw.keys(), ...st.targetGws])];
+    for (const gw of gws) {
+      const targets = byGw.get(gw) ?? [];
+      if (targets.length > 0) st.targetGws.add(gw);
+      else st.targetGws.delete(gw);
+      const conn = this.#gwConns.get(gw);
+      if (!conn?.registered) continue;
+      try {
+        conn.control.send({
+          t: 'key.deliver',
+          sgId: st.sgId,
+          epoch,
+          key,
+          suite: WIRE_SUITE[st.suite],
+          reason,
+          graceSec,
+          previousEpoch,
+          senderAnchors: anchors,
+          targets: targets.slice(0, 4096),
+        });
+      } catch (e) {
+        this.#log.warn({ code: codeOf(e), gw }, 'key delivery failed');
+      }
+    }
+  }
+
+  /** Catch-up delivery of the current key (with replay anchors) to one GW; caller holds the SG lock. */
+  async #sendCurrentKey(st: SgState, gw: string): Promise<void> {
+    const k = await this.store.getCurrentKey(st.sgId);
+    if (!k) return;
+    try {
+      this.#deliver(
+        st,
+        k.key,
+        k.epoch,
+        wireReason(k.reason),
+        0,
+        gw,
+        undefined,
+        this.#anchors(st.sgId, k.epoch),
+      );
+    } finally {
+      k.key.fill(0);
+    }
+  }
+
+  async #rekeyGroupsOf(pnes: readonly string[], reason: RekeyReason, actor: string): Promise<void> {
+    const set = new Set(pnes);
+    for (const st of [...this.#groups.values()]) {
+      if (![...st.members].some((m) => set.has(m))) continue;
+      await this.#withSg(st.sgId, async () => {
+        if (this.#groups.has(st.sgId)) await this.#rekeyLocked(st, reason, actor);
+      });
+    }
+  }
+
+  async #createGroup(o: CreateGroupInput, actor: string): Promise<{ sgId: string; epoch: number }> {
+    const suiteName = o.suite ?? 'aes-256-gcm';
+    const suite = SUITE_OF[suiteName];
+    if (suite === undefined) fail(ErrorCode.UNSUPPORTED_SUITE, 'suite');
+    const members = (o.members ?? []).map(toPneIdentity);
+    const g = await this.store.createGroup({
+      name: o.name,
+      ownerId: actor === OPERATOR ? OPERATOR : actor,
+      joinPolicy: o.joinPolicy ?? 'open',
+      suite,
+      sourceAuth: o.sourceAuth ?? false,
+      rekeyIntervalSec: o.rekeyIntervalSec ?? null,
+    });
+    for (const m of members) await this.store.addMember(g.sgId, m);
+    const st: SgState = {
+      sgId: g.sgId,
+      suite,
+      ownerId: g.ownerId,
+      joinPolicy: g.joinPolicy,
+      rekeyIntervalSec: g.rekeyIntervalSec,
+      members: new Set(members),
+      epoch: 0,
+      prevEpoch: undefined,
+      prevUntil: 0,
+      timer: undefined,
+      targetGws: new Set(),
+    };
+    this.#groups.set(g.sgId, st);
+    await this.store.appendAudit({ actor, action: 'group.create', sgId: g.sgId, detail: { name: o.name } });
+    for (const m of members)
+      await this.store.appendAudit({ actor, action: 'member.add', sgId: g.sgId, subject: m });
+    const epoch = await this.#withSg(g.sgId, () => this.#rekeyLocked(st, 'create', actor));
+    this.#startTimer(st);
+    return { sgId: g.sgId, epoch };
+  }
+
+  async #deleteGroup(sgId: string, actor: string): Promise<void> {
+    await this.#withSg(sgId, async () => {
+      const st = this.#group(sgId);
+      const gws = new Set(st.targetGws);
+      for (const m of st.members) {
+        const gw = this.#pneAt.get(m);
+        if (gw !== undefined) gws.add(gw);
+      }
+      await this.store.deleteGroup(sgId);
+      if (st.timer) clearInterval(st.timer);
+      this.#groups.delete(sgId);
+      for (const k of [...this.#marks.keys()]) if (k.startsWith(`${sgId}|`)) this.#marks.delete(k);
+      await this.store.appendAudit({ actor, action: 'key.delete', sgId, epoch: st.epoch });
+      await this.store.appendAudit({ actor, action: 'group.delete', sgId });
+      for (const gw of gws) {
+        try {
+          this.#gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
+        } catch {}
+      }
+    });
+  }
+
+  async #addMember(sgId: string, pne: string, actor: string): Promise<void> {
+    await this.#withSg(sgId, async () => {
+      const st = this.#group(sgId);
+      if (st.members.has(pne)) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
+      if (this.#revokedIds.has(pne)) fail(ErrorCode.REVOKED, 'pneId');
+      await this.store.addMember(sgId, pne);
+      st.members.add(pne);
+      await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: pne });
+      const gw = this.#pneAt.get(pne);
+      if (gw !== undefined) await this.#sendCurrentKey(st, gw);
+    });
+  }
+
+  async #removeMember(
+    sgId: string,
+    pne: string,
+    reason: 'leave' | 'remove' | 'revoke',
+    actor: string,
+  ): Promise<void> {
+    await this.#withSg(sgId, async () => {
+      const st = this.#group(sgId);
+      if (!st.members.has(pne)) fail(ErrorCode.NOT_MEMBER, 'pneId');
+      await this.store.removeMember(sgId, pne);
+      st.members.delete(pne);
+      await this.store.appendAudit({ actor, action: 'member.remove', sgId, subject: pne, reason });
+      await this.#rekeyLocked(st, reason, actor);
+    });
+    if (reason !== 'leave') {
+      for (const t of this.#tunnels.get(pne) ?? []) {
+        try {
+          t.control.send({ t: 'sg.remove', sgId, pneId: pne });
+        } catch {}
+      }
+    }
+  }
+
+  async #revoke(identity: string): Promise<void> {
+    let role: string;
+    try {
+      role = parseIdentity(identity).role;
+    } catch {
+      fail(ErrorCode.INVALID_ARGUMENT, 'identity');
+    }
+    const idn = await this.store.getIdentity(identity);
+    if (!idn) fail(ErrorCode.NOT_FOUND, 'identity');
+    await this.store.revokeIdentity(identity);
+    this.#revokedIds.add(identity);
+    this.#revokedSerials.add(idn.certSerial);
+    await this.store.appendAudit({ actor: OPERATOR, action: 'identity.revoke', subject: identity });
+    this.#log.warn({ identity }, 'identity revoked');
+    if (role === 'gw') {
+      this.#secure.closeSessionsOf(identity, CloseCode.REVOKED, 'revoked');
+      const pnes = await this.store.deregisterGateway(identity);
+      for (const p of pnes) this.#pneAt.delete(p);
+      await this.#rekeyGroupsOf(pnes, 'revoke', OPERATOR);
+      return;
+    }
+    for (const t of this.#tunnels.get(identity) ?? []) t.ms.destroy();
+    const gw = this.#pneAt.get(identity);
+    if (gw !== undefined) {
+      // Server -> GW pne.detach: "drop this PNE and refuse it" (docs/protocol.md, Revocation).
+      try {
+        this.#gwConns.get(gw)?.control.send({ t: 'pne.detach', pneId: identity });
+      } catch {}
+      this.#gwConns.get(gw)?.attached.delete(identity);
+      await this.store.detachPne(identity);
+      this.#pneAt.delete(identity);
+    }
+    for (const st of [...this.#groups.values()]) {
+      if (st.members.has(identity)) await this.#removeMember(st.sgId, identity, 'revoke', OPERATOR);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- admin
+
+  #makeAdmin(): ServerAdmin {
+    return {
+      createToken: async (role, ttlSec = 3600) => {
+        if (role !== 'gw' && role !== 'pne') fail(ErrorCode.INVALID_ARGUMENT, 'role');
+        const token = randomBytes(24).toString('base64url');
+        await this.store.createToken({ tokenHash: hashToken(token), role, ttlSec });
+        await this.store.appendAudit({ actor: OPERATOR, action: 'token.create', subject: role });
+        return token;
+      },
+      revoke: (identity) => this.#revoke(identity),
+      createGroup: (o) => this.#createGroup(o, OPERATOR),
+      deleteGroup: (sgId) => this.#deleteGroup(sgId, OPERATOR),
+      addMember: (sgId, pne) => this.#addMember(sgId, toPneIdentity(pne), OPERATOR),
+      removeMember: (sgId, pne) => this.#removeMember(sgId, toPneIdentity(pne), 'remove', OPERATOR),
+      rekey: async (sgId) => {
+        const epoch = await this.#withSg(sgId, () =>
+          this.#rekeyLocked(this.#group(sgId), 'operator', OPERATOR),
+        );
+        return { epoch };
+      },
+      listPns: () => this.store.listPns(),
+      listGroups: async () => {
+        const out: GroupSummary[] = [];
+        for (const g of await this.store.listGroups()) {
+          const st = this.#groups.get(g.sgId);
+          out.push({ ...g, currentEpoch: st?.epoch ?? 0, members: [...(st?.members ?? [])].sort() });
+        }
+        return out;
+      },
+      groupStatus: async (sgId) => {
+        this.#group(sgId);
+        return this.store.deliveryStatus(sgId);
+      },
+    };
+  }
+}
+
+function wireReason(r: string): RekeyReason {
+  return (WIRE_REASONS.has(r) ? r : 'periodic') as RekeyReason;
+}
+
+function bytesToUuidStr(b: Uint8Array): string {
+  const h = Buffer.from(b).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+export { uuidToBytes };

@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PnGateway } from '../../src/gateway/index.js';
+import { type Credentials, type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
+import { CpnsServer, type ServerOptions } from '../../src/server/index.js';
+
+export const BACKOFF = { initialMs: 30, maxMs: 300 };
+
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'cpns-test-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function startServer(dataDir: string, extra: Partial<ServerOptions> = {}): Promise<CpnsServer> {
+  return CpnsServer.start({ dataDir, heartbeat: false, ...extra });
+}
+
+export async function startGateway(server: CpnsServer, credentials?: Credentials): Promise<PnGateway> {
+  const creds =
+    credentials ??
+    (await PnGateway.enroll({
+      serverUrl: server.url,
+      caPem: server.caPem,
+      token: await server.admin.createToken('gw'),
+    }));
+  return PnGateway.start({ serverUrl: server.url, credentials: creds, heartbeat: false, reconnect: BACKOFF });
+}
+
+export async function enrollPne(server: CpnsServer, gw: PnGateway): Promise<Credentials> {
+  return PneClient.enroll({
+    gwUrl: gw.url,
+    caPem: server.caPem,
+    token: await server.admin.createToken('pne'),
+  });
+}
+
+export async function startPne(
+  server: CpnsServer,
+  gw: PnGateway,
+  credentials?: Credentials,
+): Promise<PneClient> {
+  const creds = credentials ?? (await enrollPne(server, gw));
+  return PneClient.connect({ gwUrl: gw.url, credentials: creds, heartbeat: false, reconnect: BACKOFF });
+}
+
+/** Collects 'message' events of a PNE. */
+export function inbox(p: PneClient): GroupMessageEvent[] {
+  const got: GroupMessageEvent[] = [];
+  p.on('message', (m: GroupMessageEvent) => got.push(m));
+  return got;
+}
+
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 15));
+  }
+  throw new Error(`timeout waiting for ${what}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,59 @@
+import { encode } from 'cbor-x';
+import {
+  type ControlMessage,
+  type ControlMessageInit,
+  decodeMessage,
+  encodeMessage,
+} from '../../src/core/codec/index.js';
+import { decodeFrame, encodeFrame } from '../../src/transport/framing.js';
+import type { Session } from '../../src/transport/session.js';
+
+/** A raw authenticated client: sends hand-made frames, collects decoded control replies. */
+export class RawPeer {
+  readonly got: ControlMessage[] = [];
+  readonly groups: Buffer[] = [];
+  #id = 1000;
+  constructor(readonly session: Session) {
+    session.on('frame', (buf: Buffer) => {
+      try {
+        const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
+        if (f.kind === 'control') this.got.push(decodeMessage(f.payload));
+        if (f.kind === 'group') this.groups.push(Buffer.from(f.payload));
+      } catch {}
+    });
+  }
+  raw(bytes: Uint8Array): void {
+    this.session.send(bytes);
+  }
+  control(msg: ControlMessageInit): number {
+    const id = this.#id++;
+    this.session.send(
+      encodeFrame({ kind: 'control', payload: encodeMessage({ ...msg, id } as ControlMessageInit) }),
+    );
+    return id;
+  }
+  /** CBOR of an arbitrary object as a control frame (bypasses our encoder's schema check). */
+  cbor(obj: unknown): void {
+    this.session.send(encodeFrame({ kind: 'control', payload: encode(obj) }));
+  }
+  group(payload: Uint8Array): void {
+    this.session.send(encodeFrame({ kind: 'group', payload }));
+  }
+  /** Waits for the next message matching `pred` that arrived after index `from`. */
+  async next(pred: (m: ControlMessage) => boolean, from = 0, timeoutMs = 3000): Promise<ControlMessage> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      const m = this.got.slice(from).find(pred);
+      if (m) return m;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error('timeout waiting for a reply');
+  }
+  /** Sends something, returns the code of the next `error` reply. */
+  async errorOf(send: () => void): Promise<string> {
+    const from = this.got.length;
+    send();
+    const m = await this.next((x) => x.t === 'error', from);
+    return m.t === 'error' ? m.code : '';
+  }
+}
