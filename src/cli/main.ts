@@ -3,6 +3,7 @@ import { runCoreBench } from '../bench/core-bench.js';
 import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
 import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
+import { runDemo } from './demo.js';
 
 const USAGE = `usage: cpns <command>
 
@@ -22,7 +23,9 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'demo':
-      await runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
+      if (rest[0] === 'core') await runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
+      else
+        await runDemo({ log: (l) => process.stdout.write(`${l}\n`), keepDataDir: rest.includes('--keep') });
       return 0;
     case 'server':
       return serverCommand(rest);
