@@ -1,0 +1,653 @@
+/**
+ * Admin REST API, SSE event stream, Prometheus endpoint and web console of the CPNS Server (docs/operator.md).
+ *
+ * - `/api/v1/...`: bearer token (constant-time compare), JSON schemas on every body / query / params (unknown
+ *   fields refused), errors `{error:{code,message,field?}}` with stable codes and no stack traces.
+ * - Mutations go through the server's `ServerAdmin` only; reads come from the store. Group Key bytes are never
+ *   read here: only key metadata (`listKeyEpochs`) and delivery status, and responses are serialized by schema.
+ * - `/api/v1/events`: Server-Sent Events; same bearer header (the console reads the stream with fetch(), so the
+ *   token never goes into a URL or a cookie).
+ * - `/openapi.json` (generated from the route schemas), `/metrics`, `/console/`.
+ */
+
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import swagger from '@fastify/swagger';
+import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { constantTimeEqual } from '../core/crypto/bytes.js';
+import type { DeliveryStatus, KeyMeta, ServiceGroup } from '../store/store.js';
+import { ApiError, httpError, toHttpError } from './errors.js';
+import * as S from './schemas.js';
+import type { AdminAppOptions, ChangeEvent } from './types.js';
+
+const API = '/api/v1';
+const SUITE_NAMES: Readonly<Record<number, string>> = { 1: 'aes-256-gcm', 2: 'chacha20-poly1305' };
+const CONSOLE_FILES: Readonly<Record<string, string>> = {
+  'index.html': 'text/html; charset=utf-8',
+  'app.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8',
+};
+const CONSOLE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
+  'kind',
+  'sgId',
+  'epoch',
+  'reason',
+  'pneId',
+  'gwId',
+  'identity',
+  'online',
+];
+
+type Req = FastifyRequest;
+
+/** Keeps only the whitelisted primitive fields of a server event (never key material, never big blobs). */
+export function sanitizeEvent(ev: unknown): ChangeEvent | undefined {
+  if (typeof ev !== 'object' || ev === null) return undefined;
+  const src = ev as Record<string, unknown>;
+  if (typeof src.kind !== 'string' || !/^[a-z][a-z0-9_.:-]{0,63}$/.test(src.kind)) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const k of EVENT_FIELDS) {
+    const v = src[k];
+    if ((typeof v === 'string' && v.length <= 200) || typeof v === 'boolean') out[k] = v;
+    else if (typeof v === 'number' && Number.isSafeInteger(v)) out[k] = v;
+  }
+  return out as unknown as ChangeEvent;
+}
+
+function loadConsole(dir: string | undefined): Map<string, Buffer> {
+  const candidates = dir
+    ? [dir]
+    : [
+        fileURLToPath(new URL('./console/', import.meta.url)),
+        // Compiled to dist/admin/: the static files stay in src/admin/console.
+        fileURLToPath(new URL('../../src/admin/console/', import.meta.url)),
+      ];
+  for (const d of candidates) {
+    try {
+      const files = new Map<string, Buffer>();
+      for (const name of Object.keys(CONSOLE_FILES)) files.set(name, readFileSync(`${d}/${name}`));
+      return files;
+    } catch {}
+  }
+  return new Map();
+}
+
+function wireGroup(g: ServiceGroup, currentEpoch: number, members: string[]) {
+  return {
+    sgId: g.sgId,
+    name: g.name,
+    ownerId: g.ownerId,
+    joinPolicy: g.joinPolicy,
+    suite: SUITE_NAMES[g.suite] ?? 'aes-256-gcm',
+    sourceAuth: g.sourceAuth,
+    rekeyIntervalSec: g.rekeyIntervalSec,
+    deliveryPolicy: g.deliveryPolicy,
+    createdAt: g.createdAt,
+    currentEpoch,
+    memberCount: members.length,
+    members,
+  };
+}
+
+const keyEpoch = (k: KeyMeta) => ({
+  epoch: k.epoch,
+  createdAt: k.createdAt,
+  reason: k.reason,
+  activateAt: k.activateAt,
+});
+
+/** Builds the admin app (not listening). The caller listens: `await app.listen({ host, port })`. */
+export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance> {
+  const expectedAuth = Buffer.from(`Bearer ${o.auth.token}`);
+  if (o.auth.token.length < 16) throw new TypeError('admin token must be at least 16 characters');
+  const consoleFiles = loadConsole(o.consoleDir);
+  const maxStreams = o.maxEventStreams ?? 32;
+  const keepAliveMs = o.keepAliveMs ?? 15_000;
+  const local = new EventEmitter();
+  local.setMaxListeners(0);
+
+  const app = fastify({
+    ...(o.https ? { https: { minVersion: 'TLSv1.3', ...o.https } } : {}),
+    ...(o.logger ? { loggerInstance: o.logger } : { logger: false }),
+    bodyLimit: 64 * 1024,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 120 },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  }) as unknown as FastifyInstance;
+
+  // JSON only: any other body type is 415 UNSUPPORTED_MEDIA_TYPE.
+  app.removeContentTypeParser('text/plain');
+  for (const s of S.componentSchemas()) app.addSchema(s);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'CPNS Server admin API',
+        version: '1.0.0',
+        description:
+          'Operator API of the CPNS Server: PN inventory, enrollment, revocation, Service Groups and their ' +
+          'Group Key status (never key material), forced key updates and the audit log.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    refResolver: {
+      buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+  });
+
+  // ------------------------------------------------------------------ cross-cutting hooks
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+    const path = req.url.split('?', 1)[0] ?? '';
+    const needsToken = path.startsWith('/api/') || (path === '/metrics' && !o.publicMetrics);
+    if (path.startsWith('/api/')) reply.header('cache-control', 'no-store');
+    if (!needsToken) return;
+    const given = Buffer.from(req.headers.authorization ?? '');
+    if (!constantTimeEqual(given, expectedAuth)) {
+      req.log.warn({ path }, 'admin request refused: bad or missing token');
+      reply.header('www-authenticate', 'Bearer realm="cpns-admin"');
+      const e = httpError(401, 'UNAUTHORIZED', 'missing or invalid bearer token');
+      return reply.code(e.status).send(e.body);
+    }
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = toHttpError(err);
+    if (e.status >= 500) req.log.error({ err }, 'admin request failed');
+    else req.log.info({ code: e.body.error.code, field: e.body.error.field }, 'admin request rejected');
+    return reply.code(e.status).send(e.body);
+  });
+
+  app.setNotFoundHandler((_req, reply) => {
+    const e = httpError(404, 'NOT_FOUND', 'no such route');
+    return reply.code(404).send(e.body);
+  });
+
+  // ------------------------------------------------------------------ helpers
+
+  const notify = (ev: ChangeEvent) => local.emit('change', ev);
+  const requireGroup = async (sgId: string): Promise<ServiceGroup> => {
+    const g = await o.store.getGroup(sgId);
+    if (!g) throw new ApiError(404, 'NOT_FOUND', 'no such Service Group', 'sgId');
+    return g;
+  };
+  const statusOf = async (sgId: string): Promise<DeliveryStatus> => o.store.deliveryStatus(sgId);
+  const memberStates = async (sgId: string, st: DeliveryStatus) => {
+    const joined = new Map((await o.store.listMembers(sgId)).map((m) => [m.pneId, m.joinedAt]));
+    return st.members.map((m) => ({
+      pneId: m.pneId,
+      gwId: m.gwId,
+      online: m.online,
+      joinedAt: joined.get(m.pneId) ?? null,
+      ackedEpoch: m.ackedEpoch,
+      ackedAt: m.ackedAt,
+      method: m.method,
+      lag: m.lag,
+    }));
+  };
+  const groupView = async (g: ServiceGroup) => {
+    const [st, members] = await Promise.all([statusOf(g.sgId), o.store.listMembers(g.sgId)]);
+    return wireGroup(
+      g,
+      st.currentEpoch,
+      members.map((m) => m.pneId),
+    );
+  };
+  const normPne = (p: string) => (p.startsWith('urn:cpns:pne:') ? p : `urn:cpns:pne:${p}`);
+
+  // ------------------------------------------------------------------ PN inventory & identities
+
+  app.get(
+    `${API}/pns`,
+    {
+      schema: {
+        tags: ['inventory'],
+        summary: 'Personal Networks: each GW with its PNEs',
+        response: S.responses.pns,
+      },
+    },
+    async () =>
+      (await o.store.listPns()).map((pn) => ({
+        gwId: pn.gwId,
+        online: pn.online,
+        registeredAt: pn.registeredAt,
+        lastSeen: pn.lastSeen,
+        pnes: pn.pnes.map((p) => ({ ...p, media: [...p.media] })),
+      })),
+  );
+
+  app.get(
+    `${API}/pnes`,
+    {
+      schema: {
+        tags: ['inventory'],
+        summary: 'All known PNEs, attached or detached',
+        response: S.responses.pnes,
+      },
+    },
+    async () => {
+      const pns = await o.store.listPns();
+      const detached = await o.store.listDetachedPnes();
+      return [...pns.flatMap((pn) => pn.pnes), ...detached].map((p) => ({ ...p, media: [...p.media] }));
+    },
+  );
+
+  app.get(
+    `${API}/gateways`,
+    {
+      schema: {
+        tags: ['inventory'],
+        summary: 'PN Gateways (online, last seen)',
+        response: S.responses.gateways,
+      },
+    },
+    async () =>
+      (await o.store.listPns()).map((pn) => ({
+        gwId: pn.gwId,
+        online: pn.online,
+        registeredAt: pn.registeredAt,
+        lastSeen: pn.lastSeen,
+        pneCount: pn.pnes.length,
+      })),
+  );
+
+  app.get<{ Querystring: { role?: 'gw' | 'pne' } }>(
+    `${API}/identities`,
+    {
+      schema: {
+        tags: ['identities'],
+        summary: 'Enrolled identities (GWs and PNEs) and their revocation state',
+        querystring: S.identitiesQuery,
+        response: S.responses.identities,
+      },
+    },
+    async (req) =>
+      (await o.store.listIdentities(req.query.role)).map((i) => ({
+        id: i.id,
+        role: i.role,
+        certSerial: i.certSerial,
+        createdAt: i.createdAt,
+        revokedAt: i.revokedAt,
+      })),
+  );
+
+  app.post<{ Body: { role: 'gw' | 'pne'; ttlSec?: number } }>(
+    `${API}/enrollment-tokens`,
+    {
+      schema: {
+        tags: ['identities'],
+        summary: 'Create a one-time enrollment token for a GW or a PNE',
+        body: S.createTokenBody,
+        response: S.responses.token,
+      },
+    },
+    async (req, reply) => {
+      const ttlSec = req.body.ttlSec ?? 3600;
+      const token = await o.admin.createToken(req.body.role, ttlSec);
+      return reply.code(201).send({ token, role: req.body.role, expiresAt: Date.now() + ttlSec * 1000 });
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    `${API}/identities/:id/revoke`,
+    {
+      schema: {
+        tags: ['identities'],
+        summary: 'Revoke a GW or PNE identity (its sessions close; its Service Groups get a new key)',
+        params: S.identityParams,
+        response: S.responses.revoke,
+      },
+    },
+    async (req) => {
+      await o.admin.revoke(req.params.id);
+      const i = await o.store.getIdentity(req.params.id);
+      if (!i) throw new ApiError(404, 'NOT_FOUND', 'no such identity', 'id');
+      notify({ kind: 'identity.revoke', identity: i.id });
+      return {
+        id: i.id,
+        role: i.role,
+        certSerial: i.certSerial,
+        createdAt: i.createdAt,
+        revokedAt: i.revokedAt,
+      };
+    },
+  );
+
+  // ------------------------------------------------------------------ Service Groups
+
+  app.get(
+    `${API}/service-groups`,
+    { schema: { tags: ['service-groups'], summary: 'List Service Groups', response: S.responses.groups } },
+    async () => {
+      const out = [];
+      for (const g of await o.store.listGroups()) out.push(await groupView(g));
+      return out;
+    },
+  );
+
+  app.post<{
+    Body: {
+      name: string;
+      joinPolicy?: 'open' | 'invite';
+      suite?: 'aes-256-gcm' | 'chacha20-poly1305';
+      sourceAuth?: boolean;
+      rekeyIntervalSec?: number;
+      members?: string[];
+    };
+  }>(
+    `${API}/service-groups`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Create a Service Group (its first Group Key is created and delivered at once)',
+        body: S.createGroupBody,
+        response: S.responses.groupCreated,
+      },
+    },
+    async (req, reply) => {
+      const { sgId, epoch } = await o.admin.createGroup({ ...req.body });
+      notify({ kind: 'sg.create', sgId, epoch });
+      const g = await requireGroup(sgId);
+      return reply.code(201).send(await groupView(g));
+    },
+  );
+
+  app.get<{ Params: { sgId: string } }>(
+    `${API}/service-groups/:sgId`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'One Service Group with its policy and members',
+        params: S.sgParams,
+        response: S.responses.group,
+      },
+    },
+    async (req) => groupView(await requireGroup(req.params.sgId)),
+  );
+
+  app.delete<{ Params: { sgId: string } }>(
+    `${API}/service-groups/:sgId`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Delete a Service Group (its keys are deleted; the id is retired)',
+        params: S.sgParams,
+        response: S.responses.noContent,
+      },
+    },
+    async (req, reply) => {
+      await requireGroup(req.params.sgId);
+      await o.admin.deleteGroup(req.params.sgId);
+      notify({ kind: 'sg.delete', sgId: req.params.sgId });
+      return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Params: { sgId: string } }>(
+    `${API}/service-groups/:sgId/members`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Members with their key delivery state',
+        params: S.sgParams,
+        response: S.responses.members,
+      },
+    },
+    async (req) => {
+      await requireGroup(req.params.sgId);
+      return memberStates(req.params.sgId, await statusOf(req.params.sgId));
+    },
+  );
+
+  app.post<{ Params: { sgId: string }; Body: { pneId: string } }>(
+    `${API}/service-groups/:sgId/members`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Add a member (it receives the current Group Key)',
+        params: S.sgParams,
+        body: S.addMemberBody,
+        response: S.responses.memberAdded,
+      },
+    },
+    async (req, reply) => {
+      await requireGroup(req.params.sgId);
+      const pneId = normPne(req.body.pneId);
+      await o.admin.addMember(req.params.sgId, pneId);
+      notify({ kind: 'member.add', sgId: req.params.sgId, pneId });
+      return reply.code(201).send({ sgId: req.params.sgId, pneId });
+    },
+  );
+
+  app.delete<{ Params: { sgId: string; pneId: string } }>(
+    `${API}/service-groups/:sgId/members/:pneId`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Remove a member (the Group Key is updated at once, without grace)',
+        params: S.memberParams,
+        response: S.responses.noContent,
+      },
+    },
+    async (req, reply) => {
+      await requireGroup(req.params.sgId);
+      const pneId = normPne(req.params.pneId);
+      await o.admin.removeMember(req.params.sgId, pneId);
+      notify({ kind: 'member.remove', sgId: req.params.sgId, pneId });
+      return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Params: { sgId: string } }>(
+    `${API}/service-groups/:sgId/key`,
+    {
+      schema: {
+        tags: ['keys'],
+        summary:
+          'Group Key status: epochs (created, reason) and per-member / per-GW ack state; never key bytes',
+        params: S.sgParams,
+        response: S.responses.keyStatus,
+      },
+    },
+    async (req) => {
+      const sgId = req.params.sgId;
+      await requireGroup(sgId);
+      const [st, epochs] = await Promise.all([statusOf(sgId), o.store.listKeyEpochs(sgId)]);
+      const members = await memberStates(sgId, st);
+      const cur = epochs.find((k) => k.epoch === st.currentEpoch);
+      return {
+        sgId,
+        currentEpoch: st.currentEpoch,
+        current: cur ? keyEpoch(cur) : null,
+        epochs: epochs.map(keyEpoch),
+        lagging: members.filter((m) => m.lag > 0).length,
+        members,
+        gateways: st.gateways.map((g) => ({ ...g })),
+      };
+    },
+  );
+
+  app.post<{ Params: { sgId: string } }>(
+    `${API}/service-groups/:sgId/rekey`,
+    {
+      schema: {
+        tags: ['keys'],
+        summary: "Force a Group Key update (reason 'operator')",
+        params: S.sgParams,
+        response: S.responses.rekey,
+      },
+    },
+    async (req) => {
+      await requireGroup(req.params.sgId);
+      const { epoch } = await o.admin.rekey(req.params.sgId);
+      notify({ kind: 'key.update', sgId: req.params.sgId, epoch, reason: 'operator' });
+      return { sgId: req.params.sgId, epoch };
+    },
+  );
+
+  // ------------------------------------------------------------------ audit
+
+  app.get<{ Querystring: { sgId?: string; action?: string; afterSeq?: string; limit?: string } }>(
+    `${API}/audit`,
+    {
+      schema: {
+        tags: ['audit'],
+        summary: 'Audit log of key operations and membership changes (append-only), oldest first, paged',
+        querystring: S.auditQuery,
+        response: S.responses.audit,
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const page = await o.store.listAudit({
+        ...(q.sgId !== undefined ? { sgId: q.sgId } : {}),
+        ...(q.action !== undefined ? { action: q.action } : {}),
+        ...(q.afterSeq !== undefined ? { afterSeq: Number(q.afterSeq) } : {}),
+        ...(q.limit !== undefined ? { limit: Number(q.limit) } : {}),
+      });
+      return { entries: page.entries.map((e) => ({ ...e })), nextAfterSeq: page.nextAfterSeq };
+    },
+  );
+
+  // ------------------------------------------------------------------ live events (SSE)
+
+  const streams = new Set<FastifyReply>();
+  app.get(
+    `${API}/events`,
+    {
+      schema: {
+        tags: ['events'],
+        summary:
+          "Server-Sent Events: 'change' events ({kind, sgId?, epoch?, reason?, pneId?, gwId?, identity?}) " +
+          'telling the client what to refetch; a comment line every 15 s keeps the stream open',
+        produces: ['text/event-stream'],
+        response: { 200: { type: 'string', description: 'text/event-stream' }, 401: { $ref: 'Error#' } },
+      },
+    },
+    (req: Req, reply: FastifyReply) => {
+      if (streams.size >= maxStreams) {
+        const e = httpError(503, 'TOO_MANY_STREAMS', 'too many event streams');
+        return reply.code(503).send(e.body);
+      }
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        'x-accel-buffering': 'no',
+      });
+      let id = 0;
+      const write = (s: string) => {
+        if (!res.writableEnded) res.write(s);
+      };
+      const onChange = (ev: unknown) => {
+        const clean = sanitizeEvent(ev);
+        if (clean) write(`id: ${++id}\nevent: change\ndata: ${JSON.stringify(clean)}\n\n`);
+      };
+      write(`retry: 2000\nevent: hello\ndata: ${JSON.stringify({ at: Date.now() })}\n\n`);
+      local.on('change', onChange);
+      o.events?.on('change', onChange);
+      const ka = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
+      ka.unref();
+      streams.add(reply);
+      const done = () => {
+        clearInterval(ka);
+        local.off('change', onChange);
+        o.events?.off('change', onChange);
+        streams.delete(reply);
+      };
+      res.once('close', done);
+      req.raw.once('close', done);
+    },
+  );
+
+  app.addHook('preClose', async () => {
+    for (const r of [...streams]) r.raw.end();
+    streams.clear();
+  });
+
+  // ------------------------------------------------------------------ metrics, OpenAPI, console
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['observability'],
+        summary: `Prometheus metrics (text exposition format)${o.publicMetrics ? '' : '; bearer token'}`,
+        produces: ['text/plain'],
+        response: { 200: { type: 'string' } },
+        ...(o.publicMetrics ? { security: [] } : {}),
+      },
+    },
+    async (_req, reply) => {
+      await refreshGauges();
+      const text = await o.metrics.text();
+      return reply.header('content-type', o.metrics.contentType).send(text);
+    },
+  );
+
+  /** Gauges that the store can answer at scrape time (groups, members, lagging members). */
+  async function refreshGauges(): Promise<void> {
+    const groups = await o.store.listGroups();
+    let members = 0;
+    let lagging = 0;
+    for (const g of groups) {
+      const st = await o.store.deliveryStatus(g.sgId);
+      members += st.members.length;
+      lagging += st.members.filter((m) => m.lag > 0).length;
+    }
+    o.metrics.setGroups(groups.length);
+    o.metrics.setMembers(members);
+    o.metrics.setLagging(lagging);
+  }
+
+  app.get('/openapi.json', { schema: { hide: true } }, async (_req, reply) =>
+    reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(app.swagger())),
+  );
+
+  const sendConsole = (reply: FastifyReply, name: string) => {
+    const body = consoleFiles.get(name);
+    const type = CONSOLE_FILES[name];
+    if (!body || !type) {
+      const e = httpError(404, 'NOT_FOUND', 'no such file');
+      return reply.code(404).send(e.body);
+    }
+    return reply
+      .header('content-type', type)
+      .header('content-security-policy', CONSOLE_CSP)
+      .header('cache-control', 'no-cache')
+      .send(body);
+  };
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
+  app.get('/console', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
+  app.get('/console/', { schema: { hide: true } }, async (_req, reply) => sendConsole(reply, 'index.html'));
+  app.get<{ Params: { file: string } }>(
+    '/console/:file',
+    {
+      schema: {
+        hide: true,
+        params: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { file: { type: 'string', enum: Object.keys(CONSOLE_FILES) } },
+          required: ['file'],
+        },
+      },
+    },
+    async (req, reply) => sendConsole(reply, req.params.file),
+  );
+
+  return app;
+}

@@ -1,0 +1,127 @@
+/**
+ * Error replies of the admin API: `{ error: { code, message, field? } }` with a stable `code` and the HTTP status
+ * it maps to. Never a stack trace, never an internal message: unknown errors become 500 INTERNAL "internal error".
+ */
+import { isCpnsError } from '../core/errors.js';
+import { isStoreError } from '../store/errors.js';
+
+export interface ErrorBody {
+  error: { code: string; message: string; field?: string };
+}
+
+export interface HttpError {
+  status: number;
+  body: ErrorBody;
+}
+
+/** CpnsError / StoreError codes -> HTTP status. Codes not listed: 400 for CpnsError, 500 (masked) otherwise. */
+const STATUS: Readonly<Record<string, number>> = {
+  NOT_FOUND: 404,
+  NOT_MEMBER: 404,
+  FORBIDDEN: 403,
+  CONFLICT: 409,
+  ALREADY_MEMBER: 409,
+  GROUP_RETIRED: 409,
+  REVOKED: 409,
+  EPOCH_EXHAUSTED: 409,
+  BUSY: 503,
+  CLOSED: 503,
+};
+
+/** Store failures whose details are for the server log only. */
+const INTERNAL_STORE_CODES: ReadonlySet<string> = new Set([
+  'STORE_CORRUPT',
+  'MASTER_KEY_MISMATCH',
+  'MASTER_KEY_INVALID',
+  'MASTER_KEY_PERMISSIONS',
+  'SCHEMA_TOO_NEW',
+  'MIGRATION_MISMATCH',
+]);
+
+const FASTIFY_CODES: Readonly<Record<string, { status: number; code: string; message: string }>> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'body must be application/json',
+  },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'TOO_LARGE', message: 'body too large' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'MALFORMED', message: 'empty JSON body' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'MALFORMED', message: 'body is not valid JSON' },
+};
+
+export function httpError(status: number, code: string, message: string, field?: string): HttpError {
+  return { status, body: { error: field === undefined ? { code, message } : { code, message, field } } };
+}
+
+/** An error a route throws on purpose, with its status and stable code. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 64)}…` : s);
+
+interface AjvIssue {
+  keyword?: string;
+  instancePath?: string;
+  message?: string;
+  params?: { missingProperty?: string; additionalProperty?: string };
+}
+
+function schemaError(err: { validation: AjvIssue[]; validationContext?: string }): HttpError {
+  const issue = err.validation[0] ?? {};
+  const where = err.validationContext ?? 'body';
+  const path = (issue.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
+  const prop = issue.params?.missingProperty ?? issue.params?.additionalProperty;
+  const field = clip([path, prop].filter((p) => p !== undefined && p !== '').join('.') || where);
+  const what =
+    issue.keyword === 'additionalProperties'
+      ? 'unknown field'
+      : issue.keyword === 'required'
+        ? 'missing field'
+        : `invalid field: ${issue.message ?? 'does not match the schema'}`;
+  return httpError(400, 'SCHEMA', `${where}: ${what}`, field);
+}
+
+/** Maps anything thrown by a route (or by fastify itself) to a safe reply. */
+export function toHttpError(e: unknown): HttpError {
+  const err = e as {
+    validation?: AjvIssue[];
+    validationContext?: string;
+    code?: unknown;
+    statusCode?: unknown;
+  };
+  if (e instanceof ApiError) return httpError(e.status, e.code, e.message, e.field);
+  if (Array.isArray(err?.validation)) return schemaError(err as { validation: AjvIssue[] });
+  if (isCpnsError(e)) {
+    return httpError(STATUS[e.code] ?? 400, e.code, e.message, e.field);
+  }
+  if (isStoreError(e)) {
+    if (INTERNAL_STORE_CODES.has(e.code)) return httpError(500, 'INTERNAL', 'internal error');
+    return httpError(STATUS[e.code] ?? 400, e.code, e.message, e.field);
+  }
+  if (typeof err?.code === 'string') {
+    const f = FASTIFY_CODES[err.code];
+    if (f) return httpError(f.status, f.code, f.message);
+    if (
+      err.code.startsWith('FST_') &&
+      typeof err.statusCode === 'number' &&
+      err.statusCode >= 400 &&
+      err.statusCode < 500
+    ) {
+      return httpError(400, 'MALFORMED', 'malformed request');
+    }
+  }
+  // JSON.parse errors from the body parser carry statusCode 400 without a FST_ code in some versions.
+  if (e instanceof SyntaxError && (err as { statusCode?: unknown }).statusCode === 400) {
+    return httpError(400, 'MALFORMED', 'body is not valid JSON');
+  }
+  return httpError(500, 'INTERNAL', 'internal error');
+}

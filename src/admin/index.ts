@@ -1,0 +1,3 @@
+export { buildAdminApp, sanitizeEvent } from './app.js';
+export { ApiError, type ErrorBody, toHttpError } from './errors.js';
+export type { AdminAppOptions, ChangeEvent, ServerAdmin } from './types.js';

@@ -1,0 +1,224 @@
+/**
+ * JSON schemas of the admin API. Requests are validated with them (no coercion, no removal of unknown fields:
+ * an unknown field is a 400 SCHEMA error); responses are serialized with them, so a response can only carry
+ * the fields declared here (a stray object with key material could never be serialized). The OpenAPI
+ * document at /openapi.json is generated from these schemas by @fastify/swagger.
+ */
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+export const UUID_PATTERN = `^${UUID}$`;
+export const PNE_REF_PATTERN = `^(urn:cpns:pne:)?${UUID}$`;
+export const IDENTITY_PATTERN = `^urn:cpns:(gw|pne):${UUID}$`;
+
+const str = (extra: object = {}) => ({ type: 'string', ...extra });
+const int = (extra: object = {}) => ({ type: 'integer', ...extra });
+const nullable = (type: string, extra: object = {}) => ({ type: [type, 'null'], ...extra });
+const time = (description: string) =>
+  int({ minimum: 0, description: `${description} (ms since the Unix epoch)` });
+const obj = (properties: Record<string, unknown>, required: string[] = Object.keys(properties)) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties,
+  required,
+});
+const arr = (items: unknown) => ({ type: 'array', items });
+
+export const sgIdSchema = str({ pattern: UUID_PATTERN, description: 'Service Group id (lowercase UUID)' });
+const pneIdSchema = str({ pattern: `^urn:cpns:pne:${UUID}$` });
+const gwIdSchema = str({ pattern: `^urn:cpns:gw:${UUID}$` });
+const suiteSchema = str({ enum: ['aes-256-gcm', 'chacha20-poly1305'] });
+const joinPolicySchema = str({ enum: ['open', 'invite'] });
+
+// ------------------------------------------------------------------ shared components (#/components/schemas)
+
+export const components: Record<string, object> = {
+  Error: obj({
+    error: obj(
+      {
+        code: str({ description: 'Stable error code (see docs/operator.md)' }),
+        message: str(),
+        field: str({ description: 'Offending field, when the error is about one' }),
+      },
+      ['code', 'message'],
+    ),
+  }),
+  Pne: obj({
+    pneId: pneIdSchema,
+    gwId: nullable('string', { description: 'GW of the PN it is attached to; null when detached' }),
+    online: { type: 'boolean' },
+    lastSeen: time('Last time seen'),
+    media: arr(str()),
+  }),
+  Gateway: obj({
+    gwId: gwIdSchema,
+    online: { type: 'boolean' },
+    registeredAt: time('Registration time'),
+    lastSeen: time('Last time seen'),
+    pneCount: int({ minimum: 0 }),
+  }),
+  PersonalNetwork: obj({
+    gwId: gwIdSchema,
+    online: { type: 'boolean' },
+    registeredAt: time('Registration time'),
+    lastSeen: time('Last time seen'),
+    pnes: arr({ $ref: 'Pne#' }),
+  }),
+  Identity: obj({
+    id: str({ pattern: IDENTITY_PATTERN }),
+    role: str({ enum: ['gw', 'pne'] }),
+    certSerial: str({ description: 'Serial of the current certificate (hex)' }),
+    createdAt: time('Enrollment time'),
+    revokedAt: nullable('integer', { description: 'Revocation time (ms), null if not revoked' }),
+  }),
+  ServiceGroup: obj({
+    sgId: sgIdSchema,
+    name: str(),
+    ownerId: str({ description: "'operator' or the creating PNE" }),
+    joinPolicy: joinPolicySchema,
+    suite: suiteSchema,
+    sourceAuth: { type: 'boolean', description: 'Messages must carry a sender signature' },
+    rekeyIntervalSec: nullable('integer', { description: 'Periodic key update interval; null = none' }),
+    deliveryPolicy: nullable('object', { additionalProperties: true }),
+    createdAt: time('Creation time'),
+    currentEpoch: int({ minimum: 0, description: 'Epoch of the current Group Key (0 = none)' }),
+    memberCount: int({ minimum: 0 }),
+    members: arr(pneIdSchema),
+  }),
+  MemberKeyState: obj({
+    pneId: pneIdSchema,
+    gwId: nullable('string'),
+    online: { type: 'boolean' },
+    joinedAt: nullable('integer', { description: 'Membership start (ms)' }),
+    ackedEpoch: nullable('integer', { description: 'Highest epoch the PNE acknowledged' }),
+    ackedAt: nullable('integer'),
+    method: nullable('string', { enum: ['unicast', 'broadcast', 'fallback', null] }),
+    lag: int({ minimum: 0, description: 'currentEpoch - ackedEpoch: how many epochs behind' }),
+  }),
+  GatewayKeyState: obj({
+    gwId: gwIdSchema,
+    online: { type: 'boolean' },
+    ackedEpoch: nullable('integer'),
+    ackedAt: nullable('integer'),
+    lag: int({ minimum: 0 }),
+  }),
+  KeyEpoch: obj({
+    epoch: int({ minimum: 1 }),
+    createdAt: time('Creation time'),
+    reason: str({ description: "Why: 'create', 'remove', 'leave', 'periodic', 'operator', 'revoke', ..." }),
+    activateAt: nullable('integer'),
+  }),
+  KeyStatus: obj({
+    sgId: sgIdSchema,
+    currentEpoch: int({ minimum: 0 }),
+    current: { anyOf: [{ $ref: 'KeyEpoch#' }, { type: 'null' }] },
+    epochs: arr({ $ref: 'KeyEpoch#' }),
+    lagging: int({ minimum: 0, description: 'Members behind the current epoch' }),
+    members: arr({ $ref: 'MemberKeyState#' }),
+    gateways: arr({ $ref: 'GatewayKeyState#' }),
+  }),
+  AuditEntry: obj({
+    seq: int({ minimum: 1 }),
+    at: time('When'),
+    actor: str(),
+    action: str(),
+    sgId: nullable('string'),
+    subject: nullable('string'),
+    epoch: nullable('integer'),
+    reason: nullable('string'),
+    detail: nullable('object', { additionalProperties: true }),
+  }),
+};
+
+/** Adds `$id` so the schemas can be registered with `app.addSchema` and referenced as `Name#`. */
+export function componentSchemas(): object[] {
+  return Object.entries(components).map(([name, s]) => ({ $id: name, ...s }));
+}
+
+const errorResponses = {
+  400: { $ref: 'Error#' },
+  401: { $ref: 'Error#' },
+  404: { $ref: 'Error#' },
+  409: { $ref: 'Error#' },
+};
+
+// ------------------------------------------------------------------ request parts
+
+export const sgParams = obj({ sgId: sgIdSchema });
+export const memberParams = obj({ sgId: sgIdSchema, pneId: str({ pattern: PNE_REF_PATTERN }) });
+export const identityParams = obj({ id: str({ pattern: IDENTITY_PATTERN }) });
+
+export const createTokenBody = obj(
+  {
+    role: str({ enum: ['gw', 'pne'] }),
+    ttlSec: int({ minimum: 60, maximum: 30 * 24 * 3600, description: 'Lifetime, default 3600' }),
+  },
+  ['role'],
+);
+
+export const createGroupBody = obj(
+  {
+    name: str({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
+    joinPolicy: { ...joinPolicySchema, description: "Default 'open'" },
+    suite: { ...suiteSchema, description: "Default 'aes-256-gcm'" },
+    sourceAuth: { type: 'boolean', description: 'Default false' },
+    rekeyIntervalSec: int({ minimum: 60, maximum: 366 * 24 * 3600, description: 'Periodic update' }),
+    members: {
+      type: 'array',
+      maxItems: 1000,
+      uniqueItems: true,
+      items: str({ pattern: PNE_REF_PATTERN }),
+      description: 'PNE identities (urn:cpns:pne:<uuid>) or bare UUIDs',
+    },
+  },
+  ['name'],
+);
+
+export const addMemberBody = obj({ pneId: str({ pattern: PNE_REF_PATTERN }) });
+
+export const auditQuery = obj(
+  {
+    sgId: sgIdSchema,
+    action: str({ pattern: '^[a-z][a-z0-9_.:-]{0,63}$', description: "e.g. 'key.update'" }),
+    afterSeq: str({ pattern: '^(0|[1-9][0-9]{0,15})$', description: 'Paging cursor (nextAfterSeq)' }),
+    limit: str({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: '1..1000, default 100' }),
+  },
+  [],
+);
+
+export const identitiesQuery = obj({ role: str({ enum: ['gw', 'pne'] }) }, []);
+
+// ------------------------------------------------------------------ responses
+
+export const responses = {
+  pns: { 200: arr({ $ref: 'PersonalNetwork#' }), ...errorResponses },
+  pnes: { 200: arr({ $ref: 'Pne#' }), ...errorResponses },
+  gateways: { 200: arr({ $ref: 'Gateway#' }), ...errorResponses },
+  identities: { 200: arr({ $ref: 'Identity#' }), ...errorResponses },
+  token: {
+    201: obj({
+      token: str({ description: 'One-time enrollment token; shown once, stored only as a hash' }),
+      role: str({ enum: ['gw', 'pne'] }),
+      expiresAt: time('Expiry'),
+    }),
+    ...errorResponses,
+  },
+  revoke: { 200: { $ref: 'Identity#' }, ...errorResponses },
+  groups: { 200: arr({ $ref: 'ServiceGroup#' }), ...errorResponses },
+  group: { 200: { $ref: 'ServiceGroup#' }, ...errorResponses },
+  groupCreated: { 201: { $ref: 'ServiceGroup#' }, ...errorResponses },
+  noContent: { 204: { type: 'null', description: 'Done' }, ...errorResponses },
+  members: { 200: arr({ $ref: 'MemberKeyState#' }), ...errorResponses },
+  memberAdded: { 201: obj({ sgId: sgIdSchema, pneId: pneIdSchema }), ...errorResponses },
+  keyStatus: { 200: { $ref: 'KeyStatus#' }, ...errorResponses },
+  rekey: {
+    200: obj({ sgId: sgIdSchema, epoch: int({ minimum: 1, description: 'The new current epoch' }) }),
+    ...errorResponses,
+  },
+  audit: {
+    200: obj({
+      entries: arr({ $ref: 'AuditEntry#' }),
+      nextAfterSeq: nullable('integer', { description: 'Cursor of the next page; null on the last page' }),
+    }),
+    ...errorResponses,
+  },
+};
