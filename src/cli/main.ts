@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import { parseArgs } from 'node:util';
 import { runCoreBench } from '../bench/core-bench.js';
+import { runRekeyBench } from '../bench/rekey-bench.js';
 import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
 import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
@@ -15,6 +17,7 @@ commands:
   pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--token T] [--data-dir D]
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
+  bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
   help            this text
 
 environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_CA, CPNS_TOKEN, CPNS_LOG_LEVEL, CPNS_MASTER_KEY`;
@@ -35,10 +38,27 @@ export async function main(argv: string[]): Promise<number> {
       return pneCommand(rest);
     case 'admin':
       return adminCommand(rest);
-    case 'bench':
-      if (rest[0] !== 'core') break;
-      runCoreBench({ quick: rest.includes('--quick') });
+    case 'bench': {
+      if (rest[0] === 'core') {
+        runCoreBench({ quick: rest.includes('--quick') });
+        return 0;
+      }
+      if (rest[0] !== 'rekey') break;
+      const { values } = parseArgs({
+        args: rest.slice(1),
+        options: {
+          members: { type: 'string', default: '1000' },
+          gateways: { type: 'string', default: '100' },
+          rounds: { type: 'string', default: '5' },
+        },
+      });
+      await runRekeyBench({
+        members: Number(values.members),
+        gateways: Number(values.gateways),
+        rounds: Number(values.rounds),
+      });
       return 0;
+    }
     case undefined:
     case 'help':
     case '--help':

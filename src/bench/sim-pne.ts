@@ -1,0 +1,112 @@
+import {
+  type ControlMessage,
+  type ControlMessageInit,
+  decodeMessage,
+  encodeMessage,
+} from '../core/codec/index.js';
+import { BroadcastKeyListener, type GkdkIssue } from '../delivery/index.js';
+import type { Credentials } from '../gateway/index.js';
+import { decodeFrame, encodeFrame } from '../transport/framing.js';
+import { connectSession, type Session } from '../transport/session.js';
+
+/**
+ * A simulated PNE endpoint for the rekey benchmark (issue #4 §7): a real mutually authenticated TLS session to
+ * its real PN GW, speaking the real control protocol (pne.attach, key.deliver -> key.ack, gkdk.issue ->
+ * gkdk.ack, broadcast datagrams through BroadcastKeyListener) — without the server tunnel and group messaging
+ * of the full PneClient, so thousands fit in one process.
+ */
+export class SimPne {
+  readonly identity: string;
+  /** epoch -> time (performance.now) the key of that epoch was acked, per SG. */
+  readonly acked = new Map<string, Map<number, number>>();
+  /** Bytes of key deliveries received by unicast (whole frames) and by broadcast (datagrams). */
+  unicastBytes = 0;
+  broadcastBytes = 0;
+  readonly #session: Session;
+  readonly #media: string[];
+  #listener: BroadcastKeyListener | undefined;
+  #nextId = 1;
+  readonly #epochs = new Map<string, number>();
+  readonly #waiters: (() => void)[] = [];
+
+  private constructor(identity: string, session: Session, media: string[]) {
+    this.identity = identity;
+    this.#session = session;
+    this.#media = media;
+    session.on('frame', (buf: Buffer) => this.#onFrame(buf));
+  }
+
+  static async connect(gwUrl: string, creds: Credentials, media: string[] = []): Promise<SimPne> {
+    const session = await connectSession(gwUrl, {
+      caPem: creds.caPem,
+      certPem: creds.certPem,
+      keyPem: creds.keyPem,
+      expectedServerRole: 'gw',
+      heartbeat: false,
+    });
+    const sim = new SimPne(creds.identity, session, media);
+    sim.#send({ t: 'pne.attach', pneId: creds.identity, media: media as ('wifi' | 'bt')[] });
+    return sim;
+  }
+
+  epoch(sgId: string): number | undefined {
+    return this.#epochs.get(sgId);
+  }
+
+  /** Resolves once this PNE holds `epoch` of `sgId`. */
+  async waitEpoch(sgId: string, epoch: number): Promise<void> {
+    while ((this.#epochs.get(sgId) ?? 0) < epoch) await new Promise<void>((r) => this.#waiters.push(r));
+  }
+
+  async close(): Promise<void> {
+    await this.#listener?.close();
+    this.#session.close(1000, 'bench done');
+  }
+
+  #send(msg: ControlMessageInit): void {
+    const payload = encodeMessage({ ...msg, id: this.#nextId++ } as ControlMessageInit);
+    this.#session.send(encodeFrame({ kind: 'control', payload }));
+  }
+
+  #got(sgId: string, epoch: number, method: 'unicast' | 'broadcast'): void {
+    if ((this.#epochs.get(sgId) ?? 0) >= epoch) return;
+    this.#epochs.set(sgId, epoch);
+    const m = this.acked.get(sgId) ?? new Map<number, number>();
+    this.acked.set(sgId, m);
+    this.#send({ t: 'key.ack', sgId, epoch, method });
+    m.set(epoch, performance.now());
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  #onFrame(buf: Buffer): void {
+    const f = decodeFrame(buf);
+    if (f.kind !== 'control') return;
+    let msg: ControlMessage;
+    try {
+      msg = decodeMessage(f.payload);
+    } catch {
+      return;
+    }
+    if (msg.t === 'key.deliver') {
+      this.unicastBytes += buf.length;
+      this.#got(msg.sgId, msg.epoch, 'unicast');
+    } else if (msg.t === 'gkdk.issue') {
+      void this.#onGkdk(msg as unknown as GkdkIssue & { treeId: string; treeVersion: number });
+    }
+  }
+
+  async #onGkdk(issue: GkdkIssue): Promise<void> {
+    if (!this.#listener) {
+      this.#listener = await BroadcastKeyListener.open({
+        media: issue.media,
+        supported: this.#media,
+        currentEpoch: (sg) => this.#epochs.get(sg),
+      });
+      this.#listener.on('key', (k: { sgId: string; epoch: number }) =>
+        this.#got(k.sgId, k.epoch, 'broadcast'),
+      );
+    }
+    this.#listener.setGkdk(issue);
+    this.#send({ t: 'gkdk.ack', treeId: issue.treeId, treeVersion: issue.treeVersion });
+  }
+}
