@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Suite } from '../../../src/core/crypto/aead.js';
+import { CpnsError } from '../../../src/core/errors.js';
 import { GroupKeyRing, GroupReceiver, GroupSender } from '../../../src/core/group/index.js';
 
 export const SG = Buffer.from('5a1d0c0e7f3b4c2a9e6d8b1f0a2c4e6d', 'hex');
@@ -28,4 +29,15 @@ export function setup(opts: { suite?: Suite; epoch?: number; key?: Buffer; sourc
     },
     gk: () => ring.current(SG)!,
   };
+}
+
+/** The CpnsError code `fn` throws, or 'OK' when it returns. */
+export function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CpnsError) return e.code;
+    throw e;
+  }
+  return 'OK';
 }

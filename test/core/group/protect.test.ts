@@ -13,17 +13,7 @@ import {
   OFF,
   readHeader,
 } from '../../../src/core/group/index.js';
-import { ALICE, BOB, SG, setup } from './helpers.js';
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CpnsError) return e.code;
-    throw e;
-  }
-  return 'OK';
-}
+import { ALICE, BOB, code, SG, setup } from './helpers.js';
 
 describe('Group Key message protection (seed §5.3.3 "Usage of Group Key")', () => {
   for (const suite of [Suite.AES_256_GCM, Suite.CHACHA20_POLY1305]) {

@@ -1,18 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CpnsError, ErrorCode } from '../../../src/core/errors.js';
+import { ErrorCode } from '../../../src/core/errors.js';
 import { GroupReceiver, GroupSender, ReplayWindow, readHeader } from '../../../src/core/group/index.js';
-import { ALICE, SG, setup } from './helpers.js';
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CpnsError) return e.code;
-    throw e;
-  }
-  return 'OK';
-}
+import { ALICE, code, SG, setup } from './helpers.js';
 
 describe('replay protection per sender instance', () => {
   it('a replayed message is rejected; reordering inside the window is accepted', () => {
