@@ -187,8 +187,9 @@ export class GroupKeyRing {
     throw new CpnsError(ErrorCode.EXPIRED_EPOCH, 'epoch no longer accepted', 'epoch');
   }
 
-  entry(sgKey: string): { sourceAuth: boolean } | undefined {
-    return this.groups.get(sgKey);
+  /** Source-authentication policy of a group by its internal key (hot path of the receiver). */
+  sourceAuthOf(sgKey: string): boolean {
+    return this.groups.get(sgKey)?.sourceAuth ?? false;
   }
 
   private promote(entry: GroupEntry): void {

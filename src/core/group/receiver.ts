@@ -105,7 +105,7 @@ export class GroupReceiver {
     if (known && !known.window.check(header.counter)) {
       throw new CpnsError(ErrorCode.REPLAY, 'counter already seen or too old', 'counter');
     }
-    const anchor = known ? undefined : this.anchors.get(id);
+    const anchor = known || this.anchors.size === 0 ? undefined : this.anchors.get(id);
     if (anchor !== undefined && header.counter <= anchor) {
       throw new CpnsError(ErrorCode.REPLAY, 'counter already seen or too old', 'counter');
     }
@@ -113,9 +113,8 @@ export class GroupReceiver {
       throw new CpnsError(ErrorCode.TOO_LARGE, 'too many sender instances tracked', 'instance');
     }
 
-    const entry = this.ring.entry(sgKey);
     const end = msg.length - sigLen;
-    if (signed || entry?.sourceAuth) {
+    if (signed || this.ring.sourceAuthOf(sgKey)) {
       if (!signed)
         throw new CpnsError(ErrorCode.SIGNATURE_REQUIRED, 'Service Group requires signed messages');
       const pub = this.senderPublicKey?.(header.senderId);
