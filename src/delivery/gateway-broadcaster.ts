@@ -84,6 +84,12 @@ export class GatewayBroadcaster extends EventEmitter {
     return pneMedia.some((m) => this.#media.has(m));
   }
 
+  /** Id and version of the current tree: a PNE's GKDK ack counts only if it names these. */
+  get tree(): { treeId: string; treeVersion: number } {
+    const t = this.#state.tree;
+    return { treeId: uuidFromBytes(t.treeId), treeVersion: t.treeVersion };
+  }
+
   /** The PNE's current leaf, if any, for the current tree. */
   hasLeaf(pneId: string): boolean {
     return this.#state.tree.leafOf(pneId) !== undefined;
@@ -190,6 +196,13 @@ export class GatewayBroadcaster extends EventEmitter {
     }
     this.#latest.set(sgId, epoch);
     const key = `${sgId}:${epoch}`;
+    // A second broadcast of the same epoch (e.g. catch-up of PNEs that came back) joins the pending set and
+    // restarts its timer, so no member of the first broadcast loses its fallback.
+    const same = this.#pending.get(key);
+    if (same) {
+      clearTimeout(same.timer);
+      for (const p of same.pnes) pnes.push(p);
+    }
     const timer = setTimeout(() => {
       const p = this.#pending.get(key);
       this.#pending.delete(key);

@@ -28,11 +28,20 @@ export class BroadcastKeyListener extends EventEmitter {
   #gkdk: Gkdk | undefined;
   #gwKey: KeyObject | undefined;
 
-  private constructor(media: BroadcastMedium[], currentEpoch: (sgId: string) => number | undefined) {
+  private constructor(
+    media: BroadcastMedium[],
+    currentEpoch: (sgId: string) => number | undefined,
+    filter?: (datagram: Buffer, medium: string) => boolean,
+  ) {
     super();
     this.#media = media;
     this.#currentEpoch = currentEpoch;
-    for (const m of media) m.on('datagram', (d: Buffer) => this.#onDatagram(d, m.name));
+    for (const m of media) {
+      m.on('datagram', (d: Buffer) => {
+        if (filter && !filter(d, m.name)) return;
+        this.#onDatagram(d, m.name);
+      });
+    }
   }
 
   /** Join the media named in the GKDK issue that this PNE supports. */
@@ -41,6 +50,8 @@ export class BroadcastKeyListener extends EventEmitter {
     supported: readonly string[];
     currentEpoch: (sgId: string) => number | undefined;
     interfaceAddress?: string;
+    /** Tests only: return false to lose a datagram before it is processed (simulates radio loss). */
+    filter?: (datagram: Buffer, medium: string) => boolean;
   }): Promise<BroadcastKeyListener> {
     const media: BroadcastMedium[] = [];
     for (const m of o.media) {
@@ -54,7 +65,7 @@ export class BroadcastKeyListener extends EventEmitter {
         }),
       );
     }
-    return new BroadcastKeyListener(media, o.currentEpoch);
+    return new BroadcastKeyListener(media, o.currentEpoch, o.filter);
   }
 
   get mediaNames(): string[] {

@@ -10,6 +10,14 @@ import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import {
+  DEFAULT_POLICY,
+  type DeliveryPolicy,
+  GatewayBroadcaster,
+  GatewayBroadcastState,
+  type GkdkIssue,
+  type MemberInfo,
+} from '../delivery/index.js';
+import {
   Control,
   codeOf,
   decodeControl,
@@ -32,6 +40,7 @@ import {
   type Session,
 } from '../transport/session.js';
 import { TunnelRelay, type TunnelRelayOptions } from '../transport/tunnel.js';
+import { BroadcastMedium } from '../transport/udp.js';
 
 export interface Credentials {
   identity: string;
@@ -56,6 +65,31 @@ export interface GatewayOptions {
   relayTap?: TunnelRelayOptions['tap'];
   /** How long start() waits for the first registration with the server (ms). Default 15 000. */
   startTimeoutMs?: number;
+  /**
+   * The GW's own data directory: its broadcast state (Subset-Difference tree, leaf assignments, broadcast-signing
+   * key) is kept there, encrypted at rest, so GKDKs survive a GW restart. Broadcast delivery is off without it.
+   */
+  dataDir?: string;
+  /**
+   * Broadcast media (one UDP multicast group per medium) for broadcast Group Key delivery, e.g.
+   * `[{ name: 'wifi', group: '239.255.77.1', port: 47701 }, { name: 'bt', group: '239.255.77.2', port: 47702 }]`.
+   * Needs `dataDir`. Their names are also reported to the server as media unless `media` is given.
+   */
+  broadcastMedia?: BroadcastMediumConfig[];
+  /** Interface to send multicast on. Default 127.0.0.1 (loopback). */
+  broadcastInterface?: string;
+  /** Leaves of the broadcast tree (power of two, 2..65536). Default 1024. Used when the tree is created. */
+  broadcastCapacity?: number;
+  /** Rebuild the tree once this many leaves are spent (departed PNEs). Default capacity / 4. */
+  maxSpentLeaves?: number;
+  /** Delivery policy until the server pushes one (gw.policy). Default DEFAULT_POLICY. */
+  deliveryPolicy?: DeliveryPolicy;
+}
+
+export interface BroadcastMediumConfig {
+  name: Medium;
+  group: string;
+  port: number;
 }
 
 type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
@@ -68,6 +102,9 @@ interface KeyEntry {
   graceSec: number;
   previousEpoch: number | undefined;
   anchors: MessageOf<'key.deliver'>['senderAnchors'];
+  activateAt: number | undefined;
+  /** Local time (this GW's clock) at which a key distributed ahead of its activation becomes active. */
+  activateBy: number | undefined;
   targets: Set<string>;
 }
 
@@ -78,6 +115,15 @@ interface PneConn {
   /** Highest epoch sent to this PNE per SG (on this session). */
   readonly sent: Map<string, number>;
   media: Medium[];
+  /** Highest epoch the PNE acked per SG (it holds the SG: later updates may go by broadcast). */
+  readonly acked: Map<string, number>;
+  /** Highest epoch reported to the server per SG (one report per PNE and epoch). */
+  readonly reported: Map<string, number>;
+  /** Epoch per SG this PNE was sent by broadcast / by unicast fallback (how its ack is reported). */
+  readonly broadcastEpoch: Map<string, number>;
+  readonly fallbackEpoch: Map<string, number>;
+  /** Tree (id:version) of the GKDK the PNE acked; broadcast-capable only while it matches the current tree. */
+  gkdkTree: string | undefined;
   /** The PNE said hello (pne.attach); it is attached upstream whenever the GW is registered. */
   attached: boolean;
   detached: boolean;
@@ -124,7 +170,11 @@ export async function enrollAt(
   }
 }
 
-/** Events: 'registered', 'key' {sgId, epoch, targets}, 'revoked'. */
+/**
+ * Events: 'registered', 'key' {sgId, epoch, targets}, 'revoked', 'delivery' {sgId, epoch, broadcast[], unicast[],
+ * datagrams, bytes} (one per Group Key delivery in this PN), 'gkdk' {pneId, treeId, treeVersion} (a PNE acked its
+ * GKDK), 'policy' (DeliveryPolicy pushed by the server).
+ */
 export class PnGateway extends EventEmitter {
   readonly identity: string;
   readonly #opts: GatewayOptions;
@@ -134,19 +184,37 @@ export class PnGateway extends EventEmitter {
   readonly #pnes = new Map<string, PneConn>();
   readonly #keys = new Map<string, KeyEntry>();
   readonly #revoked = new Set<string>();
+  readonly #broadcaster: GatewayBroadcaster | undefined;
+  readonly #media: BroadcastMedium[];
+  /** Broadcast sends, one after the other (datagrams of successive epochs leave in order). */
+  #bq: Promise<void> = Promise.resolve();
   #relay: TunnelRelay | null = null;
   #up: Session | null = null;
   #upControl: Control | null = null;
   #registered = false;
   #closed = false;
 
-  private constructor(opts: GatewayOptions, pneServer: SecureServer, client: ReconnectingClient) {
+  private constructor(
+    opts: GatewayOptions,
+    pneServer: SecureServer,
+    client: ReconnectingClient,
+    broadcaster: GatewayBroadcaster | undefined,
+    media: BroadcastMedium[],
+  ) {
     super();
     this.#opts = opts;
     this.identity = opts.credentials.identity;
     this.#log = opts.logger ?? silentLogger;
     this.#pneServer = pneServer;
     this.#client = client;
+    this.#broadcaster = broadcaster;
+    this.#media = media;
+    if (broadcaster) {
+      broadcaster.on('fallback', (sgId: string, epoch: number, pnes: string[]) =>
+        this.#onFallback(sgId, epoch, pnes),
+      );
+      broadcaster.on('reissue', (pnes: string[]) => this.#onReissue(pnes));
+    }
   }
 
   /** Enrolls a GW with a one-time token at the server's /enroll endpoint. */
@@ -180,7 +248,8 @@ export class PnGateway extends EventEmitter {
       },
       opts.reconnect,
     );
-    const gw = new PnGateway(opts, pneServer, client);
+    const { broadcaster, media } = await PnGateway.#openBroadcast(opts);
+    const gw = new PnGateway(opts, pneServer, client, broadcaster, media);
     self = gw;
     pneServer.on('session', (s: Session) => gw.#onPneSession(s));
     await pneServer.listen();
@@ -216,8 +285,60 @@ export class PnGateway extends EventEmitter {
     return gw;
   }
 
+  static async #openBroadcast(
+    opts: GatewayOptions,
+  ): Promise<{ broadcaster: GatewayBroadcaster | undefined; media: BroadcastMedium[] }> {
+    const cfg = opts.broadcastMedia ?? [];
+    if (opts.dataDir === undefined || cfg.length === 0) return { broadcaster: undefined, media: [] };
+    const state = GatewayBroadcastState.open(
+      opts.dataDir,
+      uuidToBytes(uuidOf(opts.credentials.identity)),
+      opts.broadcastCapacity ?? 1024,
+    );
+    const media: BroadcastMedium[] = [];
+    try {
+      for (const m of cfg) {
+        media.push(
+          await BroadcastMedium.open({
+            name: m.name,
+            group: m.group,
+            port: m.port,
+            listen: false,
+            ...(opts.broadcastInterface ? { interfaceAddress: opts.broadcastInterface } : {}),
+          }),
+        );
+      }
+    } catch (e) {
+      for (const m of media) m.close();
+      throw e;
+    }
+    const broadcaster = new GatewayBroadcaster({
+      state,
+      media,
+      policy: opts.deliveryPolicy ?? DEFAULT_POLICY,
+      ...(opts.maxSpentLeaves !== undefined ? { maxSpentLeaves: opts.maxSpentLeaves } : {}),
+    });
+    return { broadcaster, media };
+  }
+
   get url(): string {
     return this.#pneServer.url;
+  }
+
+  /** The delivery policy in force (the server's, once pushed), or undefined when broadcast is not set up. */
+  get deliveryPolicy(): DeliveryPolicy | undefined {
+    return this.#broadcaster?.policy;
+  }
+
+  /** Current broadcast tree (id, version), or undefined when broadcast is not set up. */
+  get broadcastTree(): { treeId: string; treeVersion: number } | undefined {
+    return this.#broadcaster?.tree;
+  }
+
+  /** Connected PNEs that acked a GKDK of the current tree (tests, status). */
+  get broadcastCapable(): string[] {
+    const t = this.#treeTag();
+    return [...this.#pnes.values()].filter((c) => t !== undefined && c.gkdkTree === t).map((c) => c.id);
   }
 
   get enrollUrl(): string {
@@ -251,6 +372,9 @@ export class PnGateway extends EventEmitter {
     this.#closed = true;
     this.#client.stop(CloseCode.GOING_AWAY, 'gateway stopping');
     await this.#pneServer.close(300);
+    this.#broadcaster?.close();
+    await this.#bq;
+    for (const m of this.#media) m.close();
     for (const k of this.#keys.values()) k.key.fill(0);
     this.#keys.clear();
   }
@@ -279,7 +403,14 @@ export class PnGateway extends EventEmitter {
       this.#log.info({ code }, 'server session down');
     });
     control
-      .request({ t: 'gw.register', capabilities: { media: this.#opts.media ?? ['wifi'], broadcast: false } })
+      .request({
+        t: 'gw.register',
+        capabilities: {
+          media:
+            this.#opts.media ?? (this.#broadcaster ? (this.#broadcaster.mediaNames as Medium[]) : ['wifi']),
+          broadcast: this.#broadcaster !== undefined,
+        },
+      })
       .then(async () => {
         if (this.#up !== s) return;
         this.#registered = true;
@@ -321,9 +452,21 @@ export class PnGateway extends EventEmitter {
         this.#keys.delete(msg.sgId);
         return;
       }
+      case 'gw.policy': {
+        const p: DeliveryPolicy = {
+          broadcast: msg.broadcast,
+          broadcastThreshold: msg.broadcastThreshold,
+          ackTimeoutMs: msg.ackTimeoutMs,
+        };
+        if (this.#broadcaster) this.#broadcaster.policy = p;
+        this.#log.info(p, 'delivery policy');
+        this.emit('policy', p);
+        return;
+      }
       case 'pne.detach': {
         // The server revoked this PNE: drop its session at once and refuse it from now on.
         this.#revoked.add(msg.pneId);
+        this.#broadcaster?.release(msg.pneId);
         for (const e of this.#keys.values()) e.targets.delete(msg.pneId);
         this.#pneServer.closeSessionsOf(msg.pneId, CloseCode.REVOKED, 'revoked');
         return;
@@ -357,22 +500,144 @@ export class PnGateway extends EventEmitter {
       graceSec: msg.graceSec,
       previousEpoch: msg.previousEpoch,
       anchors: msg.senderAnchors ?? (old && old.epoch === msg.epoch ? old.anchors : undefined),
+      activateAt: msg.activateAt,
+      // Relative activation wins (docs/group-messages.md): converted to this GW's clock at receipt.
+      activateBy:
+        msg.activateIn !== undefined
+          ? Date.now() + msg.activateIn * 1000
+          : msg.activateAt !== undefined
+            ? msg.activateAt
+            : undefined,
       targets: new Set(msg.targets),
     };
     this.#keys.set(msg.sgId, e);
+    const online: PneConn[] = [];
     for (const p of e.targets) {
       const c = this.#pnes.get(p);
-      if (c?.attached) this.#sendKey(c, msg.sgId, e);
+      if (c?.attached) online.push(c);
     }
+    this.#distribute(msg.sgId, e, online);
     try {
       this.#upControl?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
     } catch {}
     this.emit('key', { sgId: msg.sgId, epoch: msg.epoch, targets: msg.targets });
   }
 
+  /**
+   * Group Key delivery to the online member PNEs of this PN that still need epoch `e.epoch` (seed §5.3.3
+   * "deliver Group Key"): the GW chooses broadcast or unicast per PNE under the operator policy.
+   *
+   * - A PNE's first key of an SG (on this session) always goes by unicast: it needs the suite, grace, replay
+   *   anchors and policy that only the unicast message carries; a broadcast datagram carries sgId, epoch and the
+   *   wrapped key only. Broadcast is for updates of SGs the PNE already holds.
+   * - A key distributed ahead of its activation (periodic update with activateIn/activateAt) goes by unicast:
+   *   the datagram cannot carry the activation time.
+   * - Otherwise `planDelivery`: broadcast to members that hold a GKDK of the current tree and listen on one of
+   *   this GW's media, when there are at least `broadcastThreshold` of them; unicast for the rest. Broadcast
+   *   members that do not ack within `ackTimeoutMs` get the key by unicast ('fallback').
+   */
+  #distribute(sgId: string, e: KeyEntry, conns: readonly PneConn[]): void {
+    const epoch = e.epoch;
+    const todo = conns.filter(
+      (c) =>
+        (c.sent.get(sgId) ?? -1) < epoch &&
+        (c.acked.get(sgId) ?? -1) < epoch &&
+        c.broadcastEpoch.get(sgId) !== epoch,
+    );
+    const b = this.#broadcaster;
+    if (!b || e.activateBy !== undefined) {
+      for (const c of todo) this.#sendKey(c, sgId, e);
+      return;
+    }
+    const tag = this.#treeTag();
+    const members: MemberInfo[] = [];
+    for (const c of todo) {
+      if (!c.acked.has(sgId)) this.#sendKey(c, sgId, e);
+      else members.push({ pneId: c.id, media: c.media, hasGkdk: c.gkdkTree === tag });
+    }
+    if (members.length === 0) return;
+    this.#bq = this.#bq.then(async () => {
+      const cur = this.#keys.get(sgId);
+      if (this.#closed || !cur || cur.epoch !== epoch) return; // superseded: the newer epoch is delivered
+      const live = members.filter((m) => {
+        const c = this.#pnes.get(m.pneId);
+        return (
+          c?.attached === true &&
+          cur.targets.has(c.id) &&
+          (c.sent.get(sgId) ?? -1) < epoch &&
+          (c.acked.get(sgId) ?? -1) < epoch
+        );
+      });
+      if (live.length === 0) return;
+      let r: { broadcast: string[]; unicast: string[]; datagrams: number; bytes: number };
+      try {
+        r = await b.deliver({ sgId, epoch, key: cur.key, members: live });
+      } catch (err) {
+        this.#log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');
+        r = { broadcast: [], unicast: live.map((m) => m.pneId), datagrams: 0, bytes: 0 };
+      }
+      for (const id of r.broadcast) this.#pnes.get(id)?.broadcastEpoch.set(sgId, epoch);
+      for (const id of r.unicast) {
+        const c = this.#pnes.get(id);
+        if (c) this.#sendKey(c, sgId, cur);
+      }
+      this.#log.debug(
+        { sgId, epoch, broadcast: r.broadcast.length, unicast: r.unicast.length, datagrams: r.datagrams },
+        'group key delivery',
+      );
+      this.emit('delivery', { sgId, epoch, ...r });
+    });
+  }
+
+  /** Broadcast members that did not ack in time: unicast, reported as 'fallback' once they ack. */
+  #onFallback(sgId: string, epoch: number, pnes: readonly string[]): void {
+    const e = this.#keys.get(sgId);
+    if (!e || e.epoch !== epoch) return;
+    for (const id of pnes) {
+      const c = this.#pnes.get(id);
+      if (!c?.attached || !e.targets.has(id) || (c.acked.get(sgId) ?? -1) >= epoch) continue;
+      c.fallbackEpoch.set(sgId, epoch);
+      this.#sendKey(c, sgId, e);
+    }
+    this.#log.debug({ sgId, epoch, pnes: pnes.length }, 'broadcast not acked: unicast fallback');
+  }
+
+  /** The tree was rebuilt: every connected holder gets its new GKDK by unicast; old ones no longer open. */
+  #onReissue(_pnes: readonly string[]): void {
+    const b = this.#broadcaster;
+    if (!b) return;
+    for (const [id, issue] of b.issueAll()) {
+      const c = this.#pnes.get(id);
+      if (c?.attached) this.#sendGkdk(c, issue);
+    }
+  }
+
+  #sendGkdk(c: PneConn, issue: GkdkIssue): void {
+    c.gkdkTree = undefined; // broadcast-capable again once it acks this one
+    try {
+      c.control.send({
+        t: 'gkdk.issue',
+        gwId: this.identity,
+        ...issue,
+        media: issue.media as BroadcastMediumConfig[], // names come from this GW's BroadcastMediumConfig
+      });
+    } catch (err) {
+      this.#log.warn({ code: codeOf(err) }, 'GKDK issue to PNE failed');
+    } finally {
+      issue.gkdk.fill(0);
+    }
+  }
+
+  #treeTag(): string | undefined {
+    const t = this.#broadcaster?.tree;
+    return t ? `${t.treeId}:${t.treeVersion}` : undefined;
+  }
+
   /** Unicast Group Key delivery over the PNE's secure session (mandatory mode, §5.3.3). */
   #sendKey(c: PneConn, sgId: string, e: KeyEntry): void {
     if ((c.sent.get(sgId) ?? -1) >= e.epoch) return;
+    const now = Date.now();
+    const ahead = e.activateBy !== undefined && e.activateBy > now;
     try {
       c.control.send({
         t: 'key.deliver',
@@ -384,6 +649,12 @@ export class PnGateway extends EventEmitter {
         graceSec: e.graceSec,
         previousEpoch: e.previousEpoch,
         senderAnchors: e.anchors,
+        ...(ahead
+          ? {
+              activateIn: Math.ceil(((e.activateBy as number) - now) / 1000),
+              ...(e.activateAt !== undefined ? { activateAt: e.activateAt } : {}),
+            }
+          : {}),
       });
       c.sent.set(sgId, e.epoch);
     } catch (err) {
@@ -434,6 +705,11 @@ export class PnGateway extends EventEmitter {
       session: s,
       control: Control.forSession(s),
       sent: new Map(),
+      acked: new Map(),
+      reported: new Map(),
+      broadcastEpoch: new Map(),
+      fallbackEpoch: new Map(),
+      gkdkTree: undefined,
       media: [],
       attached: false,
       detached: false,
@@ -486,21 +762,59 @@ export class PnGateway extends EventEmitter {
         c.detached = false;
         if (this.#registered) await this.#attachUp(c);
         c.control.sendOk(msg.id);
+        // Broadcast-capable PNE (shares a medium with this GW): its leaf and GKDK, over this session.
+        if (this.#broadcaster) {
+          try {
+            const issue = this.#broadcaster.issueFor(c.id, c.media);
+            if (issue) this.#sendGkdk(c, issue);
+          } catch (err) {
+            this.#log.warn({ code: codeOf(err), pne: c.id }, 'no GKDK for this PNE: unicast delivery only');
+          }
+        }
         // Keys this GW already holds for the PNE (the server's catch-up may also bring newer ones).
         for (const [sgId, e] of this.#keys) if (e.targets.has(c.id)) this.#sendKey(c, sgId, e);
         return;
       }
+      case 'gkdk.ack': {
+        const t = this.#broadcaster?.tree;
+        if (!t || !this.#broadcaster?.hasLeaf(c.id)) fail(ErrorCode.UNEXPECTED_MESSAGE);
+        // An ack for an older tree (a rebuild crossed it) does not count: the new GKDK is on its way.
+        if (msg.treeId === t.treeId && msg.treeVersion === t.treeVersion) {
+          c.gkdkTree = `${t.treeId}:${t.treeVersion}`;
+          this.emit('gkdk', { pneId: c.id, treeId: t.treeId, treeVersion: t.treeVersion });
+        }
+        c.control.sendOk(msg.id);
+        return;
+      }
       case 'key.ack': {
-        const e = this.#keys.get(msg.sgId);
+        const sgId = msg.sgId;
+        const e = this.#keys.get(sgId);
         if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
         if (msg.pneId !== undefined && msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
         if (msg.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
-        this.#upControl?.send({
-          t: 'key.delivery.report',
-          sgId: msg.sgId,
-          epoch: msg.epoch,
-          entries: [{ pneId: c.id, method: 'unicast', ackedAt: Date.now() }],
-        });
+        if ((c.acked.get(sgId) ?? -1) < msg.epoch) c.acked.set(sgId, msg.epoch);
+        const pendingBroadcast = this.#broadcaster?.ack(sgId, msg.epoch, c.id) === 'broadcast';
+        // How the PNE got it: broadcast only if the GW broadcast it this epoch AND the PNE says it opened a
+        // datagram; 'fallback' if the GW re-sent it by unicast after the ack timeout; else unicast.
+        const method =
+          msg.method === 'broadcast' && (pendingBroadcast || c.broadcastEpoch.get(sgId) === msg.epoch)
+            ? 'broadcast'
+            : c.fallbackEpoch.get(sgId) === msg.epoch
+              ? 'fallback'
+              : 'unicast';
+        if ((c.reported.get(sgId) ?? -1) < msg.epoch) {
+          c.reported.set(sgId, msg.epoch);
+          try {
+            this.#upControl?.send({
+              t: 'key.delivery.report',
+              sgId,
+              epoch: msg.epoch,
+              entries: [{ pneId: c.id, method, ackedAt: Date.now() }],
+            });
+          } catch (err) {
+            this.#log.debug({ code: codeOf(err) }, 'delivery report not sent');
+          }
+        }
         c.control.sendOk(msg.id);
         return;
       }
@@ -510,6 +824,9 @@ export class PnGateway extends EventEmitter {
         await this.#upControl.request({ t: 'pne.detach', pneId: c.id });
         c.detached = true;
         c.attached = false;
+        // It left the PN: its leaf is excluded from every later broadcast of this tree (it keeps its labels).
+        this.#broadcaster?.release(c.id);
+        c.gkdkTree = undefined;
         for (const e of this.#keys.values()) e.targets.delete(c.id);
         c.control.sendOk(msg.id);
         setTimeout(() => c.session.close(CloseCode.NORMAL, 'detached'), 50).unref();

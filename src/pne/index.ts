@@ -3,9 +3,15 @@
  * messages as frame 0x05), and an end-to-end TLS session to the CPNS Server tunnelled through the GW (Service
  * Group management, key catch-up) that the GW cannot read.
  *
- * Events: 'message' {sgId, sender, epoch, plaintext}, 'key' {sgId, epoch, reason}, 'group-deleted' {sgId},
- * 'removed' {sgId}, 'drop' {code, sgId?} (a message that failed to open, by error code), 'disconnected',
- * 'reconnected', 'revoked'.
+ * Broadcast Group Key delivery (seed §5.3.3, docs/broadcast.md): when the GW sends this PNE its GKDK
+ * (`gkdk.issue`), the PNE listens on the broadcast media it supports (`media` in the connect options) and installs
+ * the Group Key updates it can open for the SGs it already holds; datagrams it cannot open are counted by error
+ * code (`broadcastDrops`).
+ *
+ * Events: 'message' {sgId, sender, epoch, plaintext}, 'key' {sgId, epoch, reason, method, medium?, activateAt?}
+ * (activateAt: a key staged ahead of its activation), 'group-deleted' {sgId}, 'removed' {sgId}, 'drop' {code, sgId?}
+ * (a message that failed to open, by error code), 'broadcast-drop' {code}, 'gkdk' {treeId, treeVersion, leaf},
+ * 'disconnected', 'reconnected', 'revoked'.
  */
 import { EventEmitter } from 'node:events';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
@@ -15,6 +21,7 @@ import { OFF } from '../core/group/header.js';
 import { GroupKeyRing } from '../core/group/keyring.js';
 import { GroupReceiver, type OpenedMessage } from '../core/group/receiver.js';
 import { GroupSender } from '../core/group/sender.js';
+import { type BroadcastKey, BroadcastKeyListener, type GkdkIssue } from '../delivery/index.js';
 import { type Credentials, enrollAt } from '../gateway/index.js';
 import {
   bytesToUuid,
@@ -56,6 +63,14 @@ export interface PneConnectOptions {
   heartbeat?: HeartbeatOptions | false;
   /** How long createGroup/joinGroup wait for the Group Key before fetching it over the tunnel (ms). */
   keyWaitMs?: number;
+  /** Interface to join the broadcast media on. Default 127.0.0.1 (loopback). */
+  broadcastInterface?: string;
+  /** Broadcast delivery off: never listen on a medium (the GW then serves this PNE by unicast). Default false. */
+  noBroadcast?: boolean;
+  /** Tests only: return true to lose a broadcast datagram before it is processed (simulated radio loss). */
+  dropBroadcast?: (datagram: Buffer, medium: string) => boolean;
+  /** Tests/diagnostics only: sees each GKDK issue received (secret material: never log it). */
+  onGkdkIssue?: (issue: GkdkIssue) => void;
 }
 
 export interface GroupMessageEvent {
@@ -97,6 +112,10 @@ export class PneClient extends EventEmitter {
   #attempt = 0;
   #tunnelAttempt = 0;
   #timer: NodeJS.Timeout | undefined;
+  #listener: BroadcastKeyListener | undefined;
+  /** GKDK installs and listener (re)opens, one after the other. */
+  #bl: Promise<void> = Promise.resolve();
+  readonly #broadcastDrops = new Map<string, number>();
 
   private constructor(opts: PneConnectOptions) {
     super();
@@ -124,6 +143,21 @@ export class PneClient extends EventEmitter {
 
   currentEpoch(sgId: string): number | undefined {
     return this.#ring.current(uuidToBytes(sgId))?.epoch;
+  }
+
+  /** Epoch staged for a later activation (periodic update distributed ahead), if any. */
+  stagedEpoch(sgId: string): number | undefined {
+    return this.#ring.staged(uuidToBytes(sgId));
+  }
+
+  /** Broadcast datagrams this PNE could not open, by error code (NOT_IN_COVER, STALE_EPOCH, BAD_SIGNATURE...). */
+  get broadcastDrops(): ReadonlyMap<string, number> {
+    return this.#broadcastDrops;
+  }
+
+  /** Media this PNE currently listens on for broadcast Group Key delivery (empty: unicast only). */
+  get broadcastMedia(): string[] {
+    return this.#listener?.mediaNames ?? [];
   }
 
   // ------------------------------------------------------------------------------------------- SG API
@@ -213,6 +247,10 @@ export class PneClient extends EventEmitter {
     this.#closing = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#ms?.close();
+    await this.#bl;
+    const l = this.#listener;
+    this.#listener = undefined;
+    await l?.close();
     const s = this.#session;
     if (s?.isOpen) {
       const closed = new Promise<void>((r) => s.once('close', () => r()));
@@ -356,6 +394,9 @@ export class PneClient extends EventEmitter {
       case 'key.deliver':
         this.#install(msg);
         return;
+      case 'gkdk.issue':
+        this.#onGkdkIssue(msg);
+        return;
       case 'sg.deleted':
         this.#forget(msg.sgId);
         this.emit('group-deleted', { sgId: msg.sgId });
@@ -400,13 +441,124 @@ export class PneClient extends EventEmitter {
     }
   }
 
+  // ------------------------------------------------------------------------------------------- broadcast
+
+  /**
+   * The GW's GKDK for this PNE (on joining the PN, or after a tree rebuild): listen on the media named in it that
+   * this PNE supports (reopening only if they changed), install the GKDK and ack it. A rebuilt tree's GKDK
+   * replaces the old one, which can no longer open new broadcasts (WRONG_TREE).
+   */
+  #onGkdkIssue(msg: MessageOf<'gkdk.issue'>): void {
+    if (this.#opts.noBroadcast) return;
+    this.#opts.onGkdkIssue?.(msg);
+    const supported = this.#opts.media ?? ['wifi'];
+    const wanted = msg.media.filter((m) => supported.includes(m.name));
+    this.#bl = this.#bl.then(async () => {
+      if (this.#closing) return;
+      try {
+        const have = this.#listener?.mediaNames.slice().sort().join(',');
+        if (
+          this.#listener === undefined ||
+          have !==
+            wanted
+              .map((m) => m.name)
+              .sort()
+              .join(',')
+        ) {
+          await this.#listener?.close();
+          this.#listener = await BroadcastKeyListener.open({
+            media: wanted,
+            supported,
+            currentEpoch: (sgId) => this.currentEpoch(sgId),
+            ...(this.#opts.broadcastInterface ? { interfaceAddress: this.#opts.broadcastInterface } : {}),
+            ...(this.#opts.dropBroadcast
+              ? { filter: (d: Buffer, m: string) => !this.#opts.dropBroadcast?.(d, m) }
+              : {}),
+          });
+          this.#listener.on('key', (k: BroadcastKey) => this.#onBroadcastKey(k));
+          this.#listener.on('drop', (code: string) => this.#countDrop(code));
+        }
+        this.#listener.setGkdk(msg);
+        if (this.#listener.mediaNames.length === 0) return; // nothing to listen on: stay unicast-only
+        this.#gw?.send({ t: 'gkdk.ack', treeId: msg.treeId, treeVersion: msg.treeVersion });
+        this.emit('gkdk', { treeId: msg.treeId, treeVersion: msg.treeVersion, leaf: msg.leaf });
+      } catch (e) {
+        this.#log.warn({ code: codeOf(e) }, 'GKDK not installed: unicast delivery only');
+      } finally {
+        msg.gkdk.fill(0);
+      }
+    });
+  }
+
+  #countDrop(code: string): void {
+    this.#broadcastDrops.set(code, (this.#broadcastDrops.get(code) ?? 0) + 1);
+    this.emit('broadcast-drop', { code });
+  }
+
+  /**
+   * A Group Key opened from a broadcast datagram. Installed only for an SG this PNE already holds (the suite
+   * comes from its current key; the first key of an SG always comes by unicast).
+   *
+   * Grace 0: the datagram carries only SG id, epoch and key — not whether the update was triggered by a leave
+   * (previous epoch must stop at once) or is periodic (previous epoch may linger). Assuming the strict case is
+   * safe: a sender still on the previous epoch is caught up by the server's relay (UNKNOWN/EXPIRED epoch, key
+   * fetch), whereas a too-long grace would let a departed member keep injecting.
+   */
+  #onBroadcastKey(k: BroadcastKey): void {
+    const sg = uuidToBytes(k.sgId);
+    const cur = this.#ring.current(sg);
+    if (!cur) {
+      k.groupKey.fill(0);
+      this.#countDrop('NOT_HELD');
+      return;
+    }
+    let fresh = false;
+    try {
+      fresh = this.#ring.install(sg, k.epoch, k.groupKey, cur.suite, { graceMs: 0 });
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e) }, 'broadcast key not installed');
+      return;
+    } finally {
+      k.groupKey.fill(0);
+    }
+    if (!fresh) return;
+    try {
+      this.#gw?.send({ t: 'key.ack', sgId: k.sgId, epoch: k.epoch, method: 'broadcast' });
+    } catch {}
+    this.#log.debug({ sgId: k.sgId, epoch: k.epoch, medium: k.medium }, 'group key installed (broadcast)');
+    this.emit('key', {
+      sgId: k.sgId,
+      epoch: k.epoch,
+      reason: undefined,
+      method: 'broadcast',
+      medium: k.medium,
+    });
+    this.#flushPending(k.sgId);
+  }
+
+  // ------------------------------------------------------------------------------------------- keys
+
   #install(msg: MessageOf<'key.deliver'>): void {
     const sg = uuidToBytes(msg.sgId);
     let fresh = false;
+    // A key distributed ahead of its activation: relative activation wins (converted to this device's clock,
+    // which need not be synchronised); the absolute time is used only when no relative one is given.
+    const now = Date.now();
+    const activateAt =
+      msg.activateIn !== undefined && msg.activateIn > 0
+        ? now + msg.activateIn * 1000
+        : msg.activateIn === undefined
+          ? msg.activateAt
+          : undefined;
+    const staged = activateAt !== undefined && activateAt > now && this.#ring.has(sg);
     try {
-      fresh = this.#ring.install(sg, msg.epoch, msg.key, SUITE_OF[msg.suite], {
-        graceMs: msg.graceSec * 1000,
-      });
+      fresh = staged
+        ? this.#ring.stage(sg, msg.epoch, msg.key, SUITE_OF[msg.suite], activateAt, {
+            graceMs: msg.graceSec * 1000,
+          })
+        : this.#ring.install(sg, msg.epoch, msg.key, SUITE_OF[msg.suite], {
+            graceMs: msg.graceSec * 1000,
+          });
       for (const a of msg.senderAnchors ?? []) {
         this.#receiver.anchor(sg, msg.epoch, a.sender, a.instance, a.counter);
       }
@@ -420,12 +572,25 @@ export class PneClient extends EventEmitter {
       this.#gw?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
     } catch {}
     if (fresh) {
-      this.#log.debug({ sgId: msg.sgId, epoch: msg.epoch, reason: msg.reason }, 'group key installed');
-      this.emit('key', { sgId: msg.sgId, epoch: msg.epoch, reason: msg.reason });
+      this.#log.debug(
+        { sgId: msg.sgId, epoch: msg.epoch, reason: msg.reason, staged },
+        'group key installed',
+      );
+      this.emit('key', {
+        sgId: msg.sgId,
+        epoch: msg.epoch,
+        reason: msg.reason,
+        method: 'unicast',
+        ...(staged ? { activateAt } : {}),
+      });
     }
-    const pending = this.#pending.get(msg.sgId);
+    this.#flushPending(msg.sgId);
+  }
+
+  #flushPending(sgId: string): void {
+    const pending = this.#pending.get(sgId);
     if (pending) {
-      this.#pending.delete(msg.sgId);
+      this.#pending.delete(sgId);
       for (const p of pending) this.#onGroupMessage(p, true);
     }
   }

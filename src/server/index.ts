@@ -5,13 +5,17 @@
  * caches rebuilt from it at start, so a restart loses nothing.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ChangeEvent } from '../admin/types.js';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
+import { DEFAULT_POLICY, type DeliveryPolicy } from '../delivery/policy.js';
+import { CpnsMetrics, type SessionRole } from '../metrics/index.js';
 import { loadOrCreateMasterKey } from '../store/masterkey.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
 import type { DeliveryStatus, PersonalNetwork, Role, ServiceGroup, Store } from '../store/store.js';
@@ -58,6 +62,15 @@ export interface ServerOptions {
   heartbeat?: HeartbeatOptions | false;
   /** How often relay marks are flushed to the store (ms). Default 250. */
   relayMarkFlushMs?: number;
+  /** Prometheus metrics (docs/operator.md). Default: a private instance without process metrics. */
+  metrics?: CpnsMetrics;
+  /** Operator policy for Group Key delivery in the PNs, pushed to every GW (gw.policy). Default DEFAULT_POLICY. */
+  deliveryPolicy?: DeliveryPolicy;
+  /**
+   * Periodic updates are distributed this many seconds ahead of their activation (key.deliver with activateIn and
+   * activateAt) so that members switch together. Default 0: immediate.
+   */
+  periodicLeadSec?: number;
 }
 
 export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
@@ -157,6 +170,11 @@ export class CpnsServer {
   readonly identity: string;
   readonly admin: ServerAdmin;
   readonly store: Store;
+  /** `'change'` events (ChangeEvent: ids, epochs, reasons, online flags; never key material). */
+  readonly events = new EventEmitter();
+  readonly metrics: CpnsMetrics;
+  /** `${sgId}|${epoch}` -> when that epoch was created (ack latency), current epoch of each SG only. */
+  readonly #rotatedAt = new Map<string, number>();
   readonly #log: Logger;
   readonly #ca: Ca;
   readonly #secure: SecureServer;
@@ -193,6 +211,8 @@ export class CpnsServer {
     this.url = secure.url;
     this.enrollUrl = secure.anonymousUrl ?? '';
     this.admin = this.#makeAdmin();
+    this.metrics = opts.metrics ?? new CpnsMetrics({ defaultMetrics: false });
+    this.events.setMaxListeners(0);
   }
 
   static async start(opts: ServerOptions): Promise<CpnsServer> {
@@ -363,7 +383,11 @@ export class CpnsServer {
     const control = Control.forSession(s);
     const t = setTimeout(() => s.close(CloseCode.POLICY, 'enrollment timeout'), ENROLL_SESSION_MS);
     t.unref();
-    s.once('close', () => clearTimeout(t));
+    this.#session('enroll', true);
+    s.once('close', () => {
+      clearTimeout(t);
+      this.#session('enroll', false);
+    });
     let busy = false;
     s.on('frame', (buf: Buffer) => {
       let msg: ControlMessage;
@@ -430,6 +454,7 @@ export class CpnsServer {
       queue: Promise.resolve(),
     };
     this.#gwConns.set(id, conn);
+    this.#session('gw', true);
     this.#log.info({ gw: id }, 'GW session up');
     tunnelMuxFor(session, { maxTunnels: 1024 }).on('tunnel', (stream: TunnelStream) =>
       this.#onTunnel(conn, stream),
@@ -437,6 +462,7 @@ export class CpnsServer {
     session.on('frame', (buf: Buffer) => this.#onGwFrame(conn, buf));
     session.once('close', () => {
       conn.control.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'session closed'));
+      this.#session('gw', false);
       if (this.#gwConns.get(id) !== conn) return;
       this.#gwConns.delete(id);
       this.#log.info({ gw: id }, 'GW session down');
@@ -447,6 +473,7 @@ export class CpnsServer {
           if (await this.store.getGateway(id)) await this.store.setOnline(id, false);
           for (const p of attached) if (this.#pneAt.get(p) === id) await this.store.setOnline(p, false);
         } catch {}
+        this.#emit({ kind: 'pn.change', gwId: id, online: false });
       });
     });
   }
@@ -488,6 +515,8 @@ export class CpnsServer {
         await this.store.setOnline(conn.id, true);
         conn.registered = true;
         conn.control.send({ t: 'registered', id: msg.id, ok: true });
+        conn.control.send({ t: 'gw.policy', ...(this.#opts.deliveryPolicy ?? DEFAULT_POLICY) });
+        this.#emit({ kind: 'pn.change', gwId: conn.id, online: true });
         return;
       }
       case 'enroll.relay': {
@@ -503,6 +532,7 @@ export class CpnsServer {
         if (msg.online) conn.attached.add(msg.pneId);
         else conn.attached.delete(msg.pneId);
         conn.control.sendOk(msg.id);
+        this.#emit({ kind: 'pn.change', gwId: conn.id, pneId: msg.pneId, online: msg.online });
         return;
       }
       case 'pne.detach': {
@@ -512,6 +542,7 @@ export class CpnsServer {
         conn.attached.delete(msg.pneId);
         await this.store.appendAudit({ actor: conn.id, action: 'pne.detach', subject: msg.pneId });
         conn.control.sendOk(msg.id);
+        this.#emit({ kind: 'pn.change', gwId: conn.id, pneId: msg.pneId, online: false });
         await this.#rekeyGroupsOf([msg.pneId], 'detach', conn.id);
         return;
       }
@@ -521,6 +552,7 @@ export class CpnsServer {
         conn.attached.clear();
         conn.registered = false;
         await this.store.appendAudit({ actor: conn.id, action: 'gw.deregister', subject: conn.id });
+        this.#emit({ kind: 'pn.change', gwId: conn.id, online: false });
         await this.#rekeyGroupsOf(pnes, 'detach', conn.id);
         for (const st of this.#groups.values()) st.targetGws.delete(conn.id);
         conn.control.sendOk(msg.id);
@@ -545,6 +577,7 @@ export class CpnsServer {
           await this.store.recordGatewayAck({ sgId: msg.sgId, epoch: msg.epoch, gwId: conn.id });
         }
         conn.control.sendOk(msg.id);
+        await this.#onKeyAcked(msg.sgId, msg.epoch, conn.id, msg.pneId, msg.pneId !== undefined);
         return;
       }
       case 'key.delivery.report': {
@@ -563,6 +596,13 @@ export class CpnsServer {
         if (acks.length !== msg.entries.length) fail(ErrorCode.FORBIDDEN, 'entries');
         await this.store.recordDeliveries(acks);
         conn.control.sendOk(msg.id);
+        await this.#onKeyAcked(
+          msg.sgId,
+          msg.epoch,
+          conn.id,
+          acks.length === 1 ? acks[0]?.pneId : undefined,
+          acks.length > 0,
+        );
         return;
       }
       default:
@@ -589,6 +629,7 @@ export class CpnsServer {
       });
     }
     conn.control.sendOk(msg.id);
+    this.#emit({ kind: 'pn.change', gwId: conn.id, pneId, online: true });
     // Catch-up: the current key (only) of every SG the PNE is a member of, with replay anchors.
     for (const st of this.#groups.values()) {
       if (!st.members.has(pneId)) continue;
@@ -624,8 +665,10 @@ export class CpnsServer {
           this.#tunnels.set(pt.identity, set);
         }
         set.add(pt);
+        this.#session('pne', true);
         ms.on('message', (m: Buffer) => this.#onTunnelMessage(pt, m));
         ms.once('close', () => {
+          this.#session('pne', false);
           const s = this.#tunnels.get(pt.identity);
           s?.delete(pt);
           if (s?.size === 0) this.#tunnels.delete(pt.identity);
@@ -786,7 +829,9 @@ export class CpnsServer {
         if (gw !== undefined && gw !== conn.id) out.add(gw);
       }
       for (const gw of out) this.#gwConns.get(gw)?.session.send(frame);
+      this.metrics.relayed(payload.length);
     } catch (e) {
+      this.metrics.decryptFailure(codeOf(e));
       conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
     }
   }
@@ -855,7 +900,17 @@ export class CpnsServer {
   async #rekeyLocked(st: SgState, reason: RekeyReason, actor: string, auditReason?: string): Promise<number> {
     const key = randomBytes(32);
     try {
-      const meta = await this.store.rotateGroupKey(st.sgId, key, reason);
+      // A periodic update may be distributed ahead of its activation so that members switch together
+      // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
+      const leadSec =
+        reason === 'periodic' && auditReason !== 'restart' ? (this.#opts.periodicLeadSec ?? 0) : 0;
+      const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
+      const meta = await this.store.rotateGroupKey(
+        st.sgId,
+        key,
+        reason,
+        activateAt !== undefined ? { activateAt } : undefined,
+      );
       const graceSec =
         reason === 'create' || auditReason === 'restart'
           ? 0
@@ -864,7 +919,7 @@ export class CpnsServer {
             : (this.#opts.periodicGraceSec ?? 10);
       const previous = st.epoch;
       st.prevEpoch = previous > 0 ? previous : undefined;
-      st.prevUntil = Date.now() + graceSec * 1000;
+      st.prevUntil = Date.now() + (leadSec + graceSec) * 1000;
       st.epoch = meta.epoch;
       for (const k of this.#marks.keys()) {
         if (!k.startsWith(`${st.sgId}|`)) continue;
@@ -878,7 +933,18 @@ export class CpnsServer {
         epoch: meta.epoch,
         reason: auditReason ?? reason,
       });
-      this.#deliver(st, key, meta.epoch, reason, graceSec, undefined, previous > 0 ? previous : undefined);
+      this.#onKeyUpdated(st.sgId, meta.epoch, auditReason ?? reason);
+      this.#deliver(
+        st,
+        key,
+        meta.epoch,
+        reason,
+        graceSec,
+        undefined,
+        previous > 0 ? previous : undefined,
+        undefined,
+        activateAt !== undefined ? { at: activateAt, inSec: leadSec } : undefined,
+      );
       if (previous > 1) await this.store.pruneKeys(st.sgId, previous);
       this.#log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
       return meta.epoch;
@@ -897,6 +963,7 @@ export class CpnsServer {
     onlyGw?: string,
     previousEpoch?: number,
     anchors?: { sender: Uint8Array; instance: Uint8Array; counter: number }[],
+    activate?: { at: number; inSec: number },
   ): void {
     const byGw = new Map<string, string[]>();
     for (const m of st.members) {
@@ -927,6 +994,8 @@ export class CpnsServer {
           graceSec,
           previousEpoch,
           senderAnchors: anchors,
+          // Relative and absolute: devices without a synchronised clock use the relative one.
+          ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
           targets: targets.slice(0, 4096),
         });
       } catch (e) {
@@ -998,6 +1067,7 @@ export class CpnsServer {
       await this.store.appendAudit({ actor, action: 'member.add', sgId: g.sgId, subject: m });
     const epoch = await this.#withSg(g.sgId, () => this.#rekeyLocked(st, 'create', actor));
     this.#startTimer(st);
+    this.#emit({ kind: 'sg.create', sgId: g.sgId, epoch });
     return { sgId: g.sgId, epoch };
   }
 
@@ -1015,6 +1085,8 @@ export class CpnsServer {
       for (const k of [...this.#marks.keys()]) if (k.startsWith(`${sgId}|`)) this.#marks.delete(k);
       await this.store.appendAudit({ actor, action: 'key.delete', sgId, epoch: st.epoch });
       await this.store.appendAudit({ actor, action: 'group.delete', sgId });
+      for (const k of this.#rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#rotatedAt.delete(k);
+      this.#emit({ kind: 'sg.delete', sgId });
       for (const gw of gws) {
         try {
           this.#gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
@@ -1031,6 +1103,7 @@ export class CpnsServer {
       await this.store.addMember(sgId, pne);
       st.members.add(pne);
       await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: pne });
+      this.#emit({ kind: 'member.add', sgId, pneId: pne });
       const gw = this.#pneAt.get(pne);
       if (gw !== undefined) await this.#sendCurrentKey(st, gw);
     });
@@ -1048,6 +1121,7 @@ export class CpnsServer {
       await this.store.removeMember(sgId, pne);
       st.members.delete(pne);
       await this.store.appendAudit({ actor, action: 'member.remove', sgId, subject: pne, reason });
+      this.#emit({ kind: 'member.remove', sgId, pneId: pne, reason });
       await this.#rekeyLocked(st, reason, actor);
     });
     if (reason !== 'leave') {
@@ -1072,6 +1146,7 @@ export class CpnsServer {
     this.#revokedIds.add(identity);
     this.#revokedSerials.add(idn.certSerial);
     await this.store.appendAudit({ actor: OPERATOR, action: 'identity.revoke', subject: identity });
+    this.#emit({ kind: 'identity.revoke', identity });
     this.#log.warn({ identity }, 'identity revoked');
     if (role === 'gw') {
       this.#secure.closeSessionsOf(identity, CloseCode.REVOKED, 'revoked');
@@ -1094,6 +1169,51 @@ export class CpnsServer {
     for (const st of [...this.#groups.values()]) {
       if (st.members.has(identity)) await this.#removeMember(st.sgId, identity, 'revoke', OPERATOR);
     }
+  }
+
+  // ------------------------------------------------------------------------------------------- events & metrics
+
+  /** Emits a 'change' event (ids, epochs, reasons, flags only; never key material). A listener cannot break us. */
+  #emit(ev: ChangeEvent): void {
+    try {
+      this.events.emit('change', ev);
+    } catch (e) {
+      this.#log.warn({ code: codeOf(e), kind: ev.kind }, 'change listener failed');
+    }
+  }
+
+  #session(role: SessionRole, open: boolean): void {
+    if (open) this.metrics.sessionOpened(role);
+    else this.metrics.sessionClosed(role);
+  }
+
+  /** After a new epoch: metrics, event, and the start time for the ack latency of that epoch. */
+  #onKeyUpdated(sgId: string, epoch: number, reason: string): void {
+    this.metrics.keyUpdated(reason);
+    for (const k of this.#rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#rotatedAt.delete(k);
+    this.#rotatedAt.set(`${sgId}|${epoch}`, Date.now());
+    this.#emit({ kind: 'key.update', sgId, epoch, reason });
+  }
+
+  /** After a PNE ack: event, and the ack latency once every online member of the SG has this epoch. */
+  async #onKeyAcked(
+    sgId: string,
+    epoch: number,
+    gwId: string,
+    pneId: string | undefined,
+    memberAck: boolean,
+  ): Promise<void> {
+    this.#emit({ kind: 'key.ack', sgId, epoch, gwId, ...(pneId !== undefined ? { pneId } : {}) });
+    const k = `${sgId}|${epoch}`;
+    const t0 = this.#rotatedAt.get(k);
+    if (t0 === undefined || !memberAck) return;
+    const st = await this.store.deliveryStatus(sgId);
+    // A staged periodic epoch (activation ahead) is acked before it becomes current: still counts.
+    if (epoch < st.currentEpoch) return;
+    const online = st.members.filter((m) => m.online);
+    if (online.length === 0 || online.some((m) => (m.ackedEpoch ?? 0) < epoch)) return;
+    this.#rotatedAt.delete(k);
+    this.metrics.ackLatency((Date.now() - t0) / 1000);
   }
 
   // ------------------------------------------------------------------------------------------- admin
