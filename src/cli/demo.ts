@@ -50,7 +50,12 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
   log(
     `CPNS demo — CPNS Server, 2 PN GWs, 6 PNEs on 127.0.0.1 (TLS 1.3, mutual certificates), data in ${dataDir}`,
   );
-  const server = await CpnsServer.start({ dataDir: join(dataDir, 'server'), heartbeat: false });
+  const server = await CpnsServer.start({
+    dataDir: join(dataDir, 'server'),
+    heartbeat: false,
+    // operator policy pushed to the PN GWs: broadcast when at least 2 member PNEs of the PN can receive it
+    deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 1500 },
+  });
   log(`[server]   up at ${server.url}; CA created; store: SQLite (keys encrypted at rest)`);
   const gws = new Map<string, PnGateway>();
   const pnes: DemoPne[] = [];
@@ -58,10 +63,34 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     for (const name of ['home', 'car']) {
       const token = await server.admin.createToken('gw');
       const credentials = await PnGateway.enroll({ serverUrl: server.url, caPem: server.caPem, token });
-      const gw = await PnGateway.start({ serverUrl: server.url, credentials, heartbeat: false });
+      // PN "home" has a broadcast medium (Wi-Fi, as UDP multicast on loopback); PN "car" delivers by unicast only
+      const broadcast =
+        name === 'home'
+          ? {
+              dataDir: join(dataDir, `gw-${name}`),
+              broadcastMedia: [
+                { name: 'wifi' as const, group: '239.255.77.10', port: 17000 + (process.pid % 20000) },
+              ],
+            }
+          : {};
+      const gw = await PnGateway.start({
+        serverUrl: server.url,
+        credentials,
+        heartbeat: false,
+        ...broadcast,
+      });
       gws.set(name, gw);
+      gw.on('delivery', (d: { epoch: number; broadcast: string[]; datagrams: number; bytes: number }) => {
+        if (d.broadcast.length === 0) return;
+        const names = d.broadcast.map((id) => pnes.find((p) => p.client.identity === id)?.name ?? '?');
+        log(
+          `[gw-${name}]  epoch ${d.epoch} by broadcast (GKEK): ${d.datagrams} signed datagram(s), ${d.bytes} bytes on wifi, for ${names.join(', ')}`,
+        );
+      });
       log(
-        `[gw-${name}] enrolled with a one-time token as ${short(gw.identity)}; PN "${name}" open at ${gw.url}`,
+        `[gw-${name}] enrolled with a one-time token as ${short(gw.identity)}; PN "${name}" open at ${gw.url}${
+          name === 'home' ? ' (broadcast medium: wifi)' : ''
+        }`,
       );
     }
     const layout: [string, string][] = [
@@ -76,7 +105,12 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
       const gw = gws.get(pn)!;
       const token = await server.admin.createToken('pne');
       const credentials = await PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token });
-      const client = await PneClient.connect({ gwUrl: gw.url, credentials, heartbeat: false });
+      const client = await PneClient.connect({
+        gwUrl: gw.url,
+        credentials,
+        heartbeat: false,
+        ...(pn === 'home' ? { media: ['wifi' as const] } : { noBroadcast: true }),
+      });
       const inbox: GroupMessageEvent[] = [];
       client.on('message', (m: GroupMessageEvent) => inbox.push(m));
       pnes.push({ name, pn, client, inbox });
@@ -120,12 +154,11 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     log(`  speaker  (same PN as watch, not a member) given the captured ciphertext: ${tryOpen(speaker, m1)}`);
 
     // update: removal of a member
+    log('[watch]    removes tablet from the Service Group -> the server updates the Group Key (no grace)');
     await watch.client.removeMember(sgId, tablet.client.identity);
     const members2 = [watch, tv, konsole];
     await until(() => members2.every((p) => (p.client.currentEpoch(sgId) ?? 0) >= 2));
-    log(
-      `[watch]    removes tablet -> server updates the Group Key: epoch ${watch.client.currentEpoch(sgId)} to watch, tv, console only`,
-    );
+    log(`[server]   epoch ${watch.client.currentEpoch(sgId)} now held by watch, tv, console only`);
     const m2 = tv.client.send(sgId, 'round 2: tablet is out');
     await until(() => [watch, konsole].every((p) => p.inbox.some((m) => m.epoch === 2)));
     await sleep(100);
@@ -137,13 +170,19 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
       );
     }
     log(`  tablet   (removed) given the captured ciphertext: ${tryOpen(tablet, m2)}`);
+    const drops = speaker.client.broadcastDrops.get('NOT_IN_COVER') ?? 0;
+    log(
+      `  speaker  heard the home broadcast on wifi but is outside the cover: ${drops} datagram(s) dropped (NOT_IN_COVER)`,
+    );
     log(`  speaker  (never a member) given the captured ciphertext: ${tryOpen(speaker, m2)}`);
 
     // periodic/operator update
     const { epoch: e3 } = await server.admin.rekey(sgId);
     await until(() => members2.every((p) => (p.client.currentEpoch(sgId) ?? 0) >= e3));
     log(`[operator] forces a key update -> epoch ${e3}, delivered and acked`);
-    type Status = { members: { pneId: string; ackedEpoch: number | null; lag: number | null }[] };
+    type Status = {
+      members: { pneId: string; ackedEpoch: number | null; lag: number | null; method?: string | null }[];
+    };
     let status = (await server.admin.groupStatus(sgId)) as unknown as Status;
     const end = Date.now() + 3000;
     while (status.members.some((m) => m.lag !== 0) && Date.now() < end) {
@@ -153,7 +192,9 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     log('[operator] key status per member (delivery tracking):');
     for (const m of status.members) {
       const p = pnes.find((x) => x.client.identity === m.pneId);
-      log(`  ${(p?.name ?? m.pneId).padEnd(8)} acked epoch ${m.ackedEpoch ?? '-'}  lag ${m.lag ?? '-'}`);
+      log(
+        `  ${(p?.name ?? m.pneId).padEnd(8)} acked epoch ${m.ackedEpoch ?? '-'}  lag ${m.lag ?? '-'}  via ${m.method ?? '-'}`,
+      );
     }
 
     // delete: the Group Key is erased everywhere

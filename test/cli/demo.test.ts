@@ -14,13 +14,25 @@ describe('cpns demo (a real process: server, 2 PN GWs, 6 PNEs on loopback)', () 
     expect(line(/^ {2}console +received and read "round 1 starts now"/)).not.toBe('');
     expect(line(/^ {2}tablet +received and read "round 1 starts now"/)).not.toBe('');
     expect(line(/^ {2}speaker +received nothing$/)).not.toBe('');
-    expect(line(/removes tablet -> server updates the Group Key: epoch 2/)).not.toBe('');
+    expect(line(/removes tablet from the Service Group -> the server updates the Group Key/)).not.toBe('');
+    expect(line(/epoch 2 now held by watch, tv, console only/)).not.toBe('');
+    // broadcast delivery (GKEK) in PN "home"; the non-member there hears it and cannot open it
+    expect(
+      line(
+        /\[gw-home\] +epoch 2 by broadcast \(GKEK\): \d+ signed datagram\(s\), \d+ bytes on wifi, for (watch, tv|tv, watch)$/,
+      ),
+    ).not.toBe('');
+    expect(
+      line(/speaker +heard the home broadcast on wifi but is outside the cover: [1-9]\d* datagram/),
+    ).not.toBe('');
+    expect(line(/^ {2}console +acked epoch 3 {2}lag 0 {2}via unicast/)).not.toBe('');
     expect(line(/^ {2}console +read "round 2: tablet is out"/)).not.toBe('');
     expect(line(/^ {2}tablet +received nothing/)).not.toBe('');
     expect(line(/tablet +\(removed\) given the captured ciphertext: cannot read it \(UNKNOWN_/)).not.toBe('');
     expect(line(/speaker +\(never a member\) given the captured ciphertext: cannot read it/)).not.toBe('');
     expect(stdout).not.toContain('<-- WRONG');
     expect(lines.filter((l) => /acked epoch 3 {2}lag 0/.test(l)).length).toBe(3);
+    expect(lines.filter((l) => /acked epoch 3 {2}lag 0 {2}via broadcast/.test(l)).length).toBe(2);
     expect(stdout.trim().endsWith('done.')).toBe(true);
   });
 
