@@ -1,3 +1,4 @@
 export { buildAdminApp, sanitizeEvent } from './app.js';
 export { ApiError, type ErrorBody, toHttpError } from './errors.js';
+export { loadOrCreateAdminToken } from './token.js';
 export type { AdminAppOptions, ChangeEvent, ServerAdmin } from './types.js';

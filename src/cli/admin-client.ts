@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 
-/** Client of the server's operator endpoint (src/server/admin-http.ts), used by `cpns admin ...`. */
+/**
+ * Client of the server's admin REST API (src/admin/app.ts, docs/operator.md), used by `cpns admin ...`:
+ * HTTPS (TLS 1.3, the server certificate chains to the CPNS CA in `<dataDir>/ca.pem`), bearer token.
+ */
 export interface AdminEndpoint {
   readonly url: string;
   readonly token: string;
@@ -19,48 +22,91 @@ export function endpointFromDataDir(dataDir: string): AdminEndpoint {
   };
 }
 
+/** A typed API error (`{error:{code,message,field?}}`): the CLI prints `cpns: <code>: <message>`. */
 export class AdminCallError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    readonly status = 0,
+    readonly field?: string,
   ) {
     super(message);
   }
 }
 
-export function adminCall(ep: AdminEndpoint, action: string, body: unknown = {}): Promise<unknown> {
-  const payload = Buffer.from(JSON.stringify(body));
-  const u = new URL(`/admin/${action}`, ep.url);
+type Method = 'GET' | 'POST' | 'DELETE';
+const MAX_REPLY = 16 * 1024 * 1024;
+
+/**
+ * One API call: `path` relative to `/api/v1` (e.g. `/service-groups`), `query` appended URL-encoded.
+ * Resolves with the parsed JSON body, or `undefined` for `204 No Content`.
+ */
+export function adminRequest(
+  ep: AdminEndpoint,
+  method: Method,
+  path: string,
+  o: { body?: unknown; query?: Record<string, string | number | undefined> } = {},
+): Promise<unknown> {
+  const u = new URL(`/api/v1${path}`, ep.url);
+  for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
+  const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
   return new Promise((resolve, reject) => {
     const req = request(
       {
-        hostname: u.hostname,
+        hostname: u.hostname.replace(/^\[|\]$/g, ''),
         port: u.port,
-        path: u.pathname,
-        method: 'POST',
+        path: `${u.pathname}${u.search}`,
+        method,
         ca: ep.caPem,
         minVersion: 'TLSv1.3',
         // The server certificate names 127.0.0.1/localhost and chains to the CPNS CA.
         headers: {
           authorization: `Bearer ${ep.token}`,
-          'content-type': 'application/json',
-          'content-length': payload.length,
+          accept: 'application/json',
+          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
         },
       },
       (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-              error?: { code: string; message: string };
-            };
-            if (parsed.error) reject(new AdminCallError(parsed.error.code, parsed.error.message));
-            else resolve(parsed);
-          } catch {
-            reject(new AdminCallError('MALFORMED', 'admin endpoint sent an invalid reply'));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_REPLY) {
+            req.destroy(new AdminCallError('TOO_LARGE', 'admin API reply too large'));
+            return;
           }
+          chunks.push(c);
         });
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (status === 204 || (text === '' && status < 300)) {
+            resolve(undefined);
+            return;
+          }
+          let parsed: { error?: { code?: string; message?: string; field?: string } } | undefined;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            reject(
+              new AdminCallError('MALFORMED', `admin API sent an invalid reply (HTTP ${status})`, status),
+            );
+            return;
+          }
+          if (status >= 400 || parsed?.error) {
+            const e = parsed?.error ?? {};
+            const field = e.field ? ` (${e.field})` : '';
+            reject(
+              new AdminCallError(
+                e.code ?? `HTTP_${status}`,
+                `${e.message ?? 'request failed'}${field}`,
+                status,
+                e.field,
+              ),
+            );
+          } else resolve(parsed);
+        });
+        res.on('error', reject);
       },
     );
     req.on('error', reject);

@@ -1,16 +1,58 @@
 import { parseArgs } from 'node:util';
-import { adminCall, endpointFromDataDir } from './admin-client.js';
+import { type AdminEndpoint, adminRequest, endpointFromDataDir } from './admin-client.js';
 import { UsageError } from './daemons.js';
 
-const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>]
-  token create --role gw|pne [--ttl <sec>]     one-time enrollment token
-  revoke <identity>                           revoke a GW or PNE: sessions closed at once
-  pns                                         PN inventory (GWs, their PNEs, online)
-  sg list | sg create --name N [--open] [--member <pne>]... [--rekey-interval <sec>] [--source-auth]
-  sg delete|rekey|status <sgId>               status: members, PN, online, acked epoch, lag
-  sg add|remove <sgId> <pne>`;
+const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--json | --table]
+  token create --role gw|pne [--ttl <sec>]     one-time enrollment token (prints only the token)
+  revoke <identity>                           revoke a GW or PNE: sessions closed at once, its SGs rekeyed
+  pns                                         PN inventory (GWs, their PNEs, online, last seen)
+  identities [--role gw|pne]                  enrolled identities and their revocation
+  sg list
+  sg create --name N [--open] [--member <pne>]... [--rekey-interval <sec>] [--source-auth]
+            [--suite aes-256-gcm|chacha20-poly1305]
+  sg status <sgId>                            Group Key state: members, their PN (GW), online, acked epoch,
+                                              delivery method, lag
+  sg delete|rekey <sgId>
+  sg add|remove <sgId> <pne>
+  audit [--sg <sgId>] [--action <a>] [--after-seq <n>] [--limit <n>] [--all]
+                                              audit log, oldest first (--all follows every page)
 
-/** `cpns admin ...`: operator commands over the server's operator endpoint (never the database directly). */
+Output: JSON when stdout is not a terminal (or with --json), a table on a terminal (or with --table).
+Uses the server's admin REST API (<dataDir>/server.json, admin.token, ca.pem; docs/operator.md).`;
+
+type Row = Record<string, unknown>;
+
+interface KeyStatus {
+  sgId: string;
+  currentEpoch: number;
+  current: { epoch: number; createdAt: number; reason: string } | null;
+  lagging: number;
+  members: Row[];
+  gateways: Row[];
+}
+
+interface AuditPage {
+  entries: Row[];
+  nextAfterSeq: number | null;
+}
+
+const enc = encodeURIComponent;
+const time = (v: unknown) => (typeof v === 'number' ? new Date(v).toISOString() : '-');
+const cell = (v: unknown) => (v === null || v === undefined ? '-' : String(v));
+
+/** A plain-text table (no colors, no truncation). */
+export function table(rows: Row[], cols: readonly string[]): string {
+  const data = rows.map((r) => cols.map((c) => cell(r[c])));
+  const widths = cols.map((c, i) => Math.max(c.length, ...data.map((d) => (d[i] ?? '').length)));
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line([...cols]), ...data.map(line)].join('\n');
+}
+
+/** `cpns admin ...`: operator commands over the server's admin REST API (never the database directly). */
 export async function adminCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -22,41 +64,181 @@ export async function adminCommand(argv: string[]): Promise<number> {
       name: { type: 'string' },
       open: { type: 'boolean', default: false },
       'source-auth': { type: 'boolean', default: false },
+      suite: { type: 'string' },
       member: { type: 'string', multiple: true },
       'rekey-interval': { type: 'string' },
+      sg: { type: 'string' },
+      action: { type: 'string' },
+      'after-seq': { type: 'string' },
+      limit: { type: 'string' },
+      all: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      table: { type: 'boolean', default: false },
     },
   });
-  const ep = endpointFromDataDir(values['data-dir']);
   const [a, b, c, d] = positionals;
-  let result: unknown;
+  if (a === undefined || a === 'help') throw new UsageError(USAGE);
+  const asTable = values.table || (!values.json && process.stdout.isTTY === true);
+  const ep = endpointFromDataDir(values['data-dir']);
+  const num = (v: string | undefined, what: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`${what} must be a non-negative integer`);
+    return n;
+  };
+  const out = (v: unknown, text?: () => string) => {
+    process.stdout.write(`${asTable && text ? text() : JSON.stringify(v, null, 2)}\n`);
+    return 0;
+  };
+
   if (a === 'token' && b === 'create') {
-    result = await adminCall(ep, 'token.create', {
-      role: values.role,
-      ...(values.ttl ? { ttlSec: Number(values.ttl) } : {}),
-    });
-    if (!values.json) {
-      process.stdout.write(`${(result as { token: string }).token}\n`);
-      return 0;
-    }
-  } else if (a === 'revoke' && b) result = await adminCall(ep, 'revoke', { identity: b });
-  else if (a === 'pns') result = await adminCall(ep, 'pns');
-  else if (a === 'sg' && b === 'list') result = await adminCall(ep, 'sg.list');
-  else if (a === 'sg' && b === 'create') {
-    result = await adminCall(ep, 'sg.create', {
-      name: values.name,
-      joinPolicy: values.open ? 'open' : 'invite',
-      sourceAuth: values['source-auth'],
-      ...(values.member ? { members: values.member } : {}),
-      ...(values['rekey-interval'] ? { rekeyIntervalSec: Number(values['rekey-interval']) } : {}),
-    });
-  } else if (a === 'sg' && (b === 'delete' || b === 'rekey' || b === 'status') && c) {
-    result = await adminCall(ep, `sg.${b}`, { sgId: c });
-  } else if (a === 'sg' && (b === 'add' || b === 'remove') && c && d) {
-    result = await adminCall(ep, `sg.${b}`, { sgId: c, pne: d });
-  } else {
-    throw new UsageError(USAGE);
+    if (values.role !== 'gw' && values.role !== 'pne')
+      throw new UsageError('token create needs --role gw|pne');
+    const ttlSec = num(values.ttl, '--ttl');
+    const r = (await adminRequest(ep, 'POST', '/enrollment-tokens', {
+      body: { role: values.role, ...(ttlSec !== undefined ? { ttlSec } : {}) },
+    })) as { token: string };
+    if (values.json) return out(r);
+    process.stdout.write(`${r.token}\n`);
+    return 0;
   }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  return 0;
+  if (a === 'revoke' && b) {
+    const r = (await adminRequest(ep, 'POST', `/identities/${enc(b)}/revoke`)) as Row;
+    return out(r, () => `revoked ${cell(r.id)} at ${time(r.revokedAt)}`);
+  }
+  if (a === 'pns') {
+    const pns = (await adminRequest(ep, 'GET', '/pns')) as (Row & { pnes: Row[] })[];
+    return out(pns, () =>
+      table(
+        pns.flatMap((pn) => [
+          { pn: pn.gwId, pne: '', online: pn.online, lastSeen: time(pn.lastSeen) },
+          ...pn.pnes.map((p) => ({
+            pn: '',
+            pne: p.pneId,
+            online: p.online,
+            lastSeen: time(p.lastSeen),
+            media: Array.isArray(p.media) ? p.media.join(',') : '',
+          })),
+        ]),
+        ['pn', 'pne', 'online', 'lastSeen', 'media'],
+      ),
+    );
+  }
+  if (a === 'identities') {
+    const ids = (await adminRequest(ep, 'GET', '/identities', { query: { role: values.role } })) as Row[];
+    return out(ids, () =>
+      table(
+        ids.map((i) => ({
+          ...i,
+          createdAt: time(i.createdAt),
+          revokedAt: i.revokedAt ? time(i.revokedAt) : '',
+        })),
+        ['id', 'role', 'certSerial', 'createdAt', 'revokedAt'],
+      ),
+    );
+  }
+  if (a === 'audit') return audit(ep, values, out, num);
+  if (a === 'sg') return sgCommand(ep, b, c, d, values, out, num);
+  throw new UsageError(USAGE);
+}
+
+async function sgCommand(
+  ep: AdminEndpoint,
+  b: string | undefined,
+  c: string | undefined,
+  d: string | undefined,
+  values: {
+    name?: string;
+    open: boolean;
+    'source-auth': boolean;
+    suite?: string;
+    member?: string[];
+    'rekey-interval'?: string;
+  },
+  out: (v: unknown, text?: () => string) => number,
+  num: (v: string | undefined, what: string) => number | undefined,
+): Promise<number> {
+  if (b === 'list') {
+    const groups = (await adminRequest(ep, 'GET', '/service-groups')) as Row[];
+    return out(groups, () =>
+      table(groups, ['sgId', 'name', 'ownerId', 'joinPolicy', 'suite', 'currentEpoch', 'memberCount']),
+    );
+  }
+  if (b === 'create') {
+    if (!values.name) throw new UsageError('sg create needs --name');
+    const rekeyIntervalSec = num(values['rekey-interval'], '--rekey-interval');
+    const g = (await adminRequest(ep, 'POST', '/service-groups', {
+      body: {
+        name: values.name,
+        joinPolicy: values.open ? 'open' : 'invite',
+        sourceAuth: values['source-auth'],
+        ...(values.suite ? { suite: values.suite } : {}),
+        ...(values.member ? { members: values.member } : {}),
+        ...(rekeyIntervalSec !== undefined ? { rekeyIntervalSec } : {}),
+      },
+    })) as Row;
+    // `epoch` kept for scripts written against the first CLI (same as currentEpoch).
+    const r = { ...g, epoch: g.currentEpoch };
+    return out(r, () => `created ${cell(g.sgId)} (${cell(g.name)}), epoch ${cell(g.currentEpoch)}`);
+  }
+  if (b === 'status' && c) {
+    const s = (await adminRequest(ep, 'GET', `/service-groups/${enc(c)}/key`)) as KeyStatus;
+    return out(s, () => {
+      const cur = s.current ? ` (${s.current.reason}, ${time(s.current.createdAt)})` : '';
+      return [
+        `Service Group ${s.sgId}: epoch ${s.currentEpoch}${cur}; ${s.lagging} of ${s.members.length} members behind`,
+        '',
+        table(
+          s.members.map((m) => ({ ...m, pn: m.gwId, ackedAt: m.ackedAt ? time(m.ackedAt) : null })),
+          ['pneId', 'pn', 'online', 'ackedEpoch', 'method', 'lag', 'ackedAt'],
+        ),
+        '',
+        table(s.gateways, ['gwId', 'online', 'ackedEpoch', 'lag']),
+      ].join('\n');
+    });
+  }
+  if (b === 'rekey' && c) {
+    const r = (await adminRequest(ep, 'POST', `/service-groups/${enc(c)}/rekey`)) as Row;
+    return out(r, () => `${cell(r.sgId)}: new epoch ${cell(r.epoch)}`);
+  }
+  if (b === 'delete' && c) {
+    await adminRequest(ep, 'DELETE', `/service-groups/${enc(c)}`);
+    return out({ ok: true }, () => `deleted ${c}`);
+  }
+  if (b === 'add' && c && d) {
+    await adminRequest(ep, 'POST', `/service-groups/${enc(c)}/members`, { body: { pneId: d } });
+    return out({ ok: true }, () => `added ${d} to ${c}`);
+  }
+  if (b === 'remove' && c && d) {
+    await adminRequest(ep, 'DELETE', `/service-groups/${enc(c)}/members/${enc(d)}`);
+    return out({ ok: true }, () => `removed ${d} from ${c}; the Group Key was updated`);
+  }
+  throw new UsageError(USAGE);
+}
+
+async function audit(
+  ep: AdminEndpoint,
+  values: { sg?: string; action?: string; 'after-seq'?: string; limit?: string; all: boolean },
+  out: (v: unknown, text?: () => string) => number,
+  num: (v: string | undefined, what: string) => number | undefined,
+): Promise<number> {
+  const limit = num(values.limit, '--limit');
+  let afterSeq = num(values['after-seq'], '--after-seq');
+  const entries: Row[] = [];
+  let next: number | null = null;
+  for (;;) {
+    const page = (await adminRequest(ep, 'GET', '/audit', {
+      query: { sgId: values.sg, action: values.action, afterSeq, limit },
+    })) as AuditPage;
+    entries.push(...page.entries);
+    next = page.nextAfterSeq;
+    if (!values.all || next === null) break;
+    afterSeq = next;
+  }
+  return out({ entries, nextAfterSeq: next }, () =>
+    table(
+      entries.map((e) => ({ ...e, at: time(e.at) })),
+      ['seq', 'at', 'actor', 'action', 'sgId', 'subject', 'epoch', 'reason'],
+    ),
+  );
 }

@@ -1,10 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { FastifyBaseLogger } from 'fastify';
 import pino, { type Logger } from 'pino';
+import { buildAdminApp } from '../admin/app.js';
+import { loadOrCreateAdminToken } from '../admin/token.js';
 import { PnGateway } from '../gateway/index.js';
+import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
-import { AdminHttp, loadOrCreateAdminToken } from '../server/admin-http.js';
 import { CpnsServer } from '../server/index.js';
 import { loadCredentials, readText, saveCredentials, writeJson } from './files.js';
 
@@ -30,7 +33,10 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
 
 const env = (k: string): string | undefined => process.env[k] || undefined;
 
-/** `cpns server`: the CPNS Server with its SQLite store and CA in --data-dir, plus the operator endpoint. */
+/**
+ * `cpns server`: the CPNS Server with its SQLite store and CA in --data-dir, plus its operator surface (admin REST
+ * API, SSE, /metrics, /openapi.json, web console; docs/operator.md) over HTTPS on --admin-host:--admin-port.
+ */
 export async function serverCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -39,29 +45,48 @@ export async function serverCommand(argv: string[]): Promise<number> {
       host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
       port: { type: 'string', default: env('CPNS_PORT') ?? '7443' },
       'admin-port': { type: 'string', default: env('CPNS_ADMIN_PORT') ?? '7444' },
+      'admin-host': { type: 'string', default: env('CPNS_ADMIN_HOST') ?? '127.0.0.1' },
+      'public-metrics': { type: 'boolean', default: false },
     },
   });
   const dataDir = values['data-dir'];
   const log = logger('cpns-server');
+  const metrics = new CpnsMetrics();
   const server = await CpnsServer.start({
     dataDir,
     host: values.host,
     port: Number(values.port),
     logger: log,
+    metrics,
   });
   const tls = server.adminTls();
-  const admin = await AdminHttp.start(server.admin, {
-    ...tls,
-    token: loadOrCreateAdminToken(dataDir),
-    host: values.host,
-    port: Number(values['admin-port']),
-  });
+  let app: Awaited<ReturnType<typeof buildAdminApp>>;
+  try {
+    app = await buildAdminApp({
+      admin: server.admin,
+      store: server.store,
+      events: server.events,
+      metrics,
+      auth: { token: loadOrCreateAdminToken(dataDir) },
+      logger: log.child({ component: 'admin' }) as unknown as FastifyBaseLogger,
+      https: { cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.3' },
+      publicMetrics: values['public-metrics'],
+    });
+    await app.listen({ host: values['admin-host'], port: Number(values['admin-port']) });
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+  const addr = app.server.address();
+  const adminPort = typeof addr === 'object' && addr ? addr.port : Number(values['admin-port']);
+  const adminHost = /^(0\.0\.0\.0|::)$/.test(values['admin-host']) ? '127.0.0.1' : values['admin-host'];
+  const adminUrl = `https://${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${adminPort}`;
   writeFileSync(join(dataDir, 'ca.pem'), server.caPem);
-  writeJson(dataDir, 'server.json', { url: server.url, enrollUrl: server.enrollUrl, adminUrl: admin.url });
-  log.info({ url: server.url, adminUrl: admin.url, dataDir }, 'CPNS Server ready');
+  writeJson(dataDir, 'server.json', { url: server.url, enrollUrl: server.enrollUrl, adminUrl });
+  log.info({ url: server.url, adminUrl, dataDir }, 'CPNS Server ready');
   await untilSignal(async () => {
     log.info('shutting down');
-    await admin.close();
+    await app.close();
     await server.close();
   });
   return 0;

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Credentials } from '../gateway/index.js';
 
@@ -16,9 +16,12 @@ export function saveCredentials(dataDir: string, c: Credentials): void {
   chmodSync(path, 0o600);
 }
 
+/** Writes `<dataDir>/<name>` atomically (temp file + rename): a reader never sees half a file. */
 export function writeJson(dataDir: string, name: string, value: unknown): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(dataDir, name), `${JSON.stringify(value, null, 2)}\n`);
+  const tmp = join(dataDir, `.${name}.${process.pid}.tmp`);
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(tmp, join(dataDir, name));
 }
 
 export function readText(path: string): string {

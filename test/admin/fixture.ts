@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildAdminApp } from '../../src/admin/app.js';
-import { enrollAt, PnGateway } from '../../src/gateway/index.js';
+import { type Credentials, enrollAt, PnGateway } from '../../src/gateway/index.js';
 import { CpnsMetrics } from '../../src/metrics/index.js';
 import { CpnsServer } from '../../src/server/index.js';
 import { createCa, formatIdentity, issueServerCert, loadCa } from '../../src/transport/ca.js';
@@ -29,23 +29,31 @@ export interface Stack {
   gw: PnGateway | undefined;
   /** A PNE identity enrolled through the GW (in the store, not attached). */
   pneIdentity: string | undefined;
+  /** Its credentials (to attach it with `PneClient.connect`). */
+  pneCredentials: Credentials | undefined;
   /** Everything the app logged (JSON lines). */
   logs: string[];
   close(): Promise<void>;
 }
 
-export async function startStack(o: { withGateway?: boolean } = {}): Promise<Stack> {
+/**
+ * `serverWired`: the app gets the server's own `events` and `metrics` (what `cpns server` does); otherwise a
+ * private EventEmitter and CpnsMetrics the test drives by hand.
+ */
+export async function startStack(o: { withGateway?: boolean; serverWired?: boolean } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cpns-admin-'));
   const server = await CpnsServer.start({ dataDir, heartbeat: false });
   let gw: PnGateway | undefined;
   let pneIdentity: string | undefined;
+  let pneCredentials: Credentials | undefined;
   try {
     if (o.withGateway) {
       const gwToken = await server.admin.createToken('gw', 600);
       const creds = await PnGateway.enroll({ serverUrl: server.url, caPem: server.caPem, token: gwToken });
       gw = await PnGateway.start({ serverUrl: server.url, credentials: creds, heartbeat: false });
       const pneToken = await server.admin.createToken('pne', 600);
-      pneIdentity = (await enrollAt(gw.url, server.caPem, pneToken, 'pne', 'gw')).identity;
+      pneCredentials = await enrollAt(gw.url, server.caPem, pneToken, 'pne', 'gw');
+      pneIdentity = pneCredentials.identity;
     }
   } catch (e) {
     await gw?.close();
@@ -66,8 +74,8 @@ export async function startStack(o: { withGateway?: boolean } = {}): Promise<Sta
   });
   const logger = pino({ level: 'debug' }, sink) as unknown as FastifyBaseLogger;
   const token = randomBytes(32).toString('base64url');
-  const metrics = new CpnsMetrics();
-  const events = new EventEmitter();
+  const metrics = o.serverWired ? server.metrics : new CpnsMetrics();
+  const events = o.serverWired ? server.events : new EventEmitter();
   const app = await buildAdminApp({
     admin: server.admin,
     store: server.store,
@@ -91,6 +99,7 @@ export async function startStack(o: { withGateway?: boolean } = {}): Promise<Sta
     events,
     gw,
     pneIdentity,
+    pneCredentials,
     logs,
     async close() {
       await app.close();

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,17 @@ async function until<T>(f: () => T | undefined, ms = 20_000): Promise<T> {
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** GET over the admin port's HTTPS, verified with the CPNS CA. */
+function httpsGet(url: string, caPem: string, token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { ca: caPem, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    }).on('error', reject);
+  });
 }
 
 const exited = (c: ChildProcess) =>
@@ -99,6 +111,29 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
 
     const status = JSON.parse(await cpns('admin', 'sg', 'status', created.sgId, '--data-dir', S));
     expect(status.members.length).toBe(2);
+    expect(status.currentEpoch).toBe(1);
+    for (const m of status.members) {
+      // each member: its PN (GW), online, acked epoch, delivery method, lag
+      expect(m.gwId).toBe(gw.identity);
+      expect(m).toHaveProperty('online');
+      expect(m).toHaveProperty('ackedEpoch');
+      expect(m).toHaveProperty('method');
+      expect(m).toHaveProperty('lag');
+      expect(m).not.toHaveProperty('key');
+    }
+    // the listening PNE is online and acked epoch 1 (it already opened a message of that epoch)
+    let listenerMember: { online: boolean; ackedEpoch: number | null; lag: number } | undefined;
+    for (let i = 0; i < 20 && !listenerMember; i++) {
+      const st = JSON.parse(await cpns('admin', 'sg', 'status', created.sgId, '--data-dir', S));
+      listenerMember = st.members.find(
+        (m: { online: boolean; ackedEpoch: number | null }) => m.online && m.ackedEpoch === 1,
+      );
+      if (!listenerMember) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(listenerMember?.lag).toBe(0);
+    const statusTable = await cpns('admin', 'sg', 'status', created.sgId, '--table', '--data-dir', S);
+    expect(statusTable).toMatch(/pneId\s+pn\s+online\s+ackedEpoch\s+method\s+lag/);
+    expect(statusTable).toContain(gw.identity);
     const pns = JSON.parse(await cpns('admin', 'pns', '--data-dir', S));
     expect(JSON.stringify(pns)).toContain(gw.identity);
 
@@ -110,6 +145,28 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     expect(g.members).not.toContain(p2);
     expect(g.currentEpoch).toBe(2);
     await expect(cpns(...pne('p2', 'send', '--sg', created.sgId, '--data', 'x'))).rejects.toThrow();
+
+    // the audit log over the API: who, what, when, why, per SG
+    const audit = JSON.parse(await cpns('admin', 'audit', '--sg', created.sgId, '--all', '--data-dir', S));
+    const actions = audit.entries.map(
+      (e: { action: string; reason: string | null }) => `${e.action}:${e.reason}`,
+    );
+    expect(actions).toContain('key.create:create');
+    expect(actions).toContain('member.remove:revoke');
+    expect(actions).toContain('key.update:revoke');
+    expect(audit.entries.every((e: { sgId: string }) => e.sgId === created.sgId)).toBe(true);
+
+    // the admin port serves the REST API, metrics and console over HTTPS with the CPNS CA
+    const token = readFileSync(join(S, 'admin.token'), 'utf8').trim();
+    const caPem = readFileSync(ca, 'utf8');
+    const metrics = await httpsGet(`${info.adminUrl}/metrics`, caPem, token);
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toMatch(/^cpns_sessions\{role="gw"\} 1$/m);
+    expect(metrics.body).toMatch(/^cpns_relayed_messages_total [1-9]/m);
+    expect(metrics.body).toMatch(/^cpns_key_updates_total\{reason="revoke"\} 1$/m);
+    expect(metrics.body).toContain('process_resident_memory_bytes');
+    expect((await httpsGet(`${info.adminUrl}/metrics`, caPem, 'wrong-token')).status).toBe(401);
+    expect((await httpsGet(`${info.adminUrl}/console/`, caPem, '')).body).toContain('<html');
 
     // operator errors are typed
     await expect(

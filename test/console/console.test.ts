@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PneClient } from '../../src/pne/index.js';
 import { randomPne, type Stack, startStack } from '../admin/fixture.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -14,7 +15,16 @@ const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 let s: Stack;
 let browser: Browser;
 let page: Page;
+let pne: PneClient | undefined;
 const pageErrors: string[] = [];
+
+const connectPne = () =>
+  PneClient.connect({
+    gwUrl: s.gw!.url,
+    credentials: s.pneCredentials!,
+    heartbeat: false,
+    reconnect: { initialMs: 30, maxMs: 300 },
+  });
 
 async function api(method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object) {
   const r = await s.app.inject({
@@ -33,7 +43,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
   const guest = randomPne();
 
   beforeAll(async () => {
-    s = await startStack({ withGateway: true });
+    s = await startStack({ withGateway: true, serverWired: true });
     const g = await api('POST', '/api/v1/service-groups', {
       name: 'kitchen',
       members: [s.pneIdentity!, guest],
@@ -66,6 +76,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
   });
 
   afterAll(async () => {
+    await pne?.close();
     await browser?.close();
     await s?.close();
   });
@@ -109,6 +120,31 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     const status = await api('GET', `/api/v1/service-groups/${sgId}/key`);
     expect(status.currentEpoch).toBe(4);
     expect(status.current.reason).toBe('remove');
+  });
+
+  it('shows a real PNE online and caught up once it acks, behind after a key update until it acks', async () => {
+    const row = card('kitchen').locator(`tr[data-pne-id="${s.pneIdentity}"]`);
+    const key = row.getByTestId('member-key');
+    await key.filter({ hasText: 'behind by 4 (has none, current 4)' }).waitFor({ timeout: 5000 });
+    // The PNE attaches to its GW: the server delivers the current key, the PNE acks through the GW, and the
+    // server's own events (pn.change, key.ack) refresh the page.
+    pne = await connectPne();
+    await pne.waitForKey(sgId, 4);
+    await key.filter({ hasText: 'up to date (epoch 4)' }).waitFor({ timeout: 5000 });
+    await row.locator('.pill.on').waitFor({ timeout: 5000 });
+    expect(await row.textContent()).toMatch(/unicast|broadcast/);
+    // Offline, it cannot ack the next key: the page shows it behind on the new epoch...
+    await pne.close();
+    await row.locator('.pill.off').waitFor({ timeout: 5000 });
+    await api('POST', `/api/v1/service-groups/${sgId}/rekey`);
+    await key.filter({ hasText: 'behind by 1 (has 4, current 5)' }).waitFor({ timeout: 5000 });
+    // ...until it comes back: catch-up delivery, ack, caught up.
+    pne = await connectPne();
+    await pne.waitForKey(sgId, 5);
+    await key.filter({ hasText: 'up to date (epoch 5)' }).waitFor({ timeout: 5000 });
+    await row.locator('.pill.on').waitFor({ timeout: 5000 });
+    const status = await api('GET', `/api/v1/service-groups/${sgId}/key`);
+    expect(status.lagging).toBe(0);
   });
 
   it('creates a Service Group from the console; text is rendered as text, not markup', async () => {

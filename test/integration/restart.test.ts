@@ -135,5 +135,6 @@ describe('server restart', () => {
     await until(() => a.currentEpoch(sgId) === before + 1, 8000, 'restart rekey delivered');
     const audit = await server.store.listAudit({ sgId, action: 'key.update' });
     expect(audit.entries.at(-1)!.reason).toBe('restart');
+    expect(await server.metrics.text()).toMatch(/^cpns_key_updates_total\{reason="restart"\} 1$/m);
   });
 });

@@ -177,6 +177,10 @@ describe('server: hostile input from an authenticated GW', () => {
     expect(await raw.errorOf(() => raw.group(msg))).toBe('REPLAY');
     await new Promise((r) => setTimeout(r, 100));
     expect(got.filter((m) => m.plaintext.toString() === 'legit')).toHaveLength(1);
+    // Relay-path refusals are counted by code (docs/operator.md, metrics).
+    const metrics = await server.metrics.text();
+    expect(metrics).toMatch(/^cpns_decrypt_failures_total\{code="REPLAY"\} [1-9]/m);
+    expect(metrics).toMatch(/^cpns_relayed_messages_total [1-9]/m);
   });
 
   it('after removal, the server refuses to relay for the removed member, and old epochs are refused', async () => {
