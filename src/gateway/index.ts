@@ -22,12 +22,13 @@ import {
   codeOf,
   decodeControl,
   fail,
+  handleInOrder,
   type Logger,
   senderIdentity,
   silentLogger,
   uuidOf,
   uuidToBytes,
-} from '../server/control.js';
+} from '../roles/control.js';
 import { generateKeyAndCsr, identityFromCert } from '../transport/ca.js';
 import { decodeFrame } from '../transport/framing.js';
 import {
@@ -742,15 +743,7 @@ export class PnGateway extends EventEmitter {
       return;
     }
     if (c.control.accept(msg)) return;
-    c.queue = c.queue.then(async () => {
-      try {
-        await this.#handlePne(c, msg);
-      } catch (e) {
-        const code = codeOf(e);
-        if (code === 'INTERNAL') this.#log.error({ err: e, t: msg.t }, 'PNE request failed');
-        c.control.sendError(code, msg.id, (e as CpnsError).field);
-      }
-    });
+    handleInOrder(c, c.control, msg, (m) => this.#handlePne(c, m), this.#log, 'PNE');
   }
 
   async #handlePne(c: PneConn, msg: ControlMessage): Promise<void> {

@@ -35,7 +35,7 @@ import {
   toPneIdentity,
   uuidOf,
   uuidToBytes,
-} from '../server/control.js';
+} from '../roles/control.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import {
   type BackoffOptions,

@@ -16,6 +16,17 @@ import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { DEFAULT_POLICY, type DeliveryPolicy } from '../delivery/policy.js';
 import { CpnsMetrics, type SessionRole } from '../metrics/index.js';
+import {
+  Control,
+  codeOf,
+  decodeControl,
+  fail,
+  handleInOrder,
+  type Logger,
+  silentLogger,
+  toPneIdentity,
+  uuidToBytes,
+} from '../roles/control.js';
 import { loadOrCreateMasterKey } from '../store/masterkey.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
 import type { DeliveryStatus, PersonalNetwork, Role, ServiceGroup, Store } from '../store/store.js';
@@ -33,18 +44,8 @@ import {
 import { decodeFrame } from '../transport/framing.js';
 import { CloseCode, type HeartbeatOptions, SecureServer, type Session } from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
-import {
-  Control,
-  codeOf,
-  decodeControl,
-  fail,
-  type Logger,
-  silentLogger,
-  toPneIdentity,
-  uuidToBytes,
-} from './control.js';
 
-export { Control } from './control.js';
+export { Control } from '../roles/control.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -493,15 +494,7 @@ export class CpnsServer {
       return;
     }
     if (conn.control.accept(msg)) return;
-    conn.queue = conn.queue.then(async () => {
-      try {
-        await this.#handleGw(conn, msg);
-      } catch (e) {
-        const code = codeOf(e);
-        if (code === 'INTERNAL') this.#log.error({ err: e, t: msg.t }, 'GW request failed');
-        conn.control.sendError(code, msg.id, (e as CpnsError).field);
-      }
-    });
+    handleInOrder(conn, conn.control, msg, (m) => this.#handleGw(conn, m), this.#log, 'GW');
   }
 
   async #handleGw(conn: GwConn, msg: ControlMessage): Promise<void> {
@@ -687,15 +680,7 @@ export class CpnsServer {
       return;
     }
     if (pt.control.accept(msg)) return;
-    pt.queue = pt.queue.then(async () => {
-      try {
-        await this.#handlePne(pt, msg);
-      } catch (e) {
-        const code = codeOf(e);
-        if (code === 'INTERNAL') this.#log.error({ err: e, t: msg.t }, 'PNE request failed');
-        pt.control.sendError(code, msg.id, (e as CpnsError).field);
-      }
-    });
+    handleInOrder(pt, pt.control, msg, (x) => this.#handlePne(pt, x), this.#log, 'PNE');
   }
 
   async #handlePne(pt: PneTunnel, msg: ControlMessage): Promise<void> {

@@ -3,7 +3,7 @@ import { Suite } from '../../src/core/crypto/aead.js';
 import { GroupSender } from '../../src/core/group/sender.js';
 import { enrollAt, type PnGateway } from '../../src/gateway/index.js';
 import type { PneClient } from '../../src/pne/index.js';
-import { uuidOf, uuidToBytes } from '../../src/server/control.js';
+import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { generateKeyAndCsr, identityFromCert } from '../../src/transport/ca.js';
 import { connectSession } from '../../src/transport/session.js';

@@ -198,3 +198,32 @@ export function senderIdentity(senderId: Uint8Array): string {
 }
 
 export type { Logger };
+
+/** A connection whose requests are handled one at a time, in arrival order. */
+export interface RequestQueue {
+  queue: Promise<void>;
+}
+
+/**
+ * Queue a decoded request behind the connection's earlier ones and answer any failure with a typed `error`
+ * (stable code, fixed text, the request's id as `ref`). Unexpected failures are logged as INTERNAL; the
+ * connection stays up either way.
+ */
+export function handleInOrder(
+  conn: RequestQueue,
+  control: Control,
+  msg: ControlMessage,
+  handle: (msg: ControlMessage) => Promise<void>,
+  log: Logger,
+  what: string,
+): void {
+  conn.queue = conn.queue.then(async () => {
+    try {
+      await handle(msg);
+    } catch (e) {
+      const code = codeOf(e);
+      if (code === 'INTERNAL') log.error({ err: e, t: msg.t }, `${what} request failed`);
+      control.sendError(code, msg.id, (e as CpnsError).field);
+    }
+  });
+}
