@@ -4,23 +4,12 @@ import type { CpnsMetrics } from '../metrics/index.js';
 import type { ServerAdmin } from '../server/index.js';
 import type { Store } from '../store/store.js';
 
-export type { ServerAdmin };
-
 /**
  * A server event the console reacts to (the server emits `'change'` on its EventEmitter). Only these fields are
  * forwarded to SSE clients, and only primitive values: an event can never carry key material to a browser.
  */
-export interface ChangeEvent {
-  /** e.g. 'sg.create', 'sg.delete', 'member.add', 'member.remove', 'key.update', 'key.ack', 'pn.change'. */
-  kind: string;
-  sgId?: string;
-  epoch?: number;
-  reason?: string;
-  pneId?: string;
-  gwId?: string;
-  identity?: string;
-  online?: boolean;
-}
+export type { ChangeEvent } from '../server/events.js';
+export type { ServerAdmin };
 
 export interface AdminAppOptions {
   /** The server's in-process operator API: every mutation goes through it (no second path to the state). */

@@ -8,12 +8,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChangeEvent } from '../admin/types.js';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { readHeader } from '../core/group/header.js';
+import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
+import { GroupSender } from '../core/group/sender.js';
 import { DEFAULT_POLICY, type DeliveryPolicy } from '../delivery/policy.js';
 import { CpnsMetrics, type SessionRole } from '../metrics/index.js';
 import {
@@ -41,9 +41,10 @@ import {
   loadCa,
   parseIdentity,
 } from '../transport/ca.js';
-import { decodeFrame } from '../transport/framing.js';
+import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import { CloseCode, type HeartbeatOptions, SecureServer, type Session } from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
+import type { ChangeEvent } from './events.js';
 
 export { Control } from '../roles/control.js';
 
@@ -181,6 +182,8 @@ export class CpnsServer {
   readonly #secure: SecureServer;
   readonly #opts: ServerOptions;
   readonly #groups = new Map<string, SgState>();
+  /** The server's own sender (nil sender id, fresh instance per start) for messages it sends to SGs. */
+  readonly #sender = new GroupSender({ senderId: Buffer.alloc(16) });
   readonly #gwConns = new Map<string, GwConn>();
   readonly #tunnels = new Map<string, Set<PneTunnel>>();
   /** PNE -> GW of its PN (store inventory, cached). */
@@ -797,28 +800,61 @@ export class CpnsServer {
         if (h.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
         if (!(h.epoch === st.prevEpoch && Date.now() <= st.prevUntil)) fail(ErrorCode.EXPIRED_EPOCH, 'epoch');
       }
-      const mk = `${sgId}|${h.epoch}`;
-      const sk = `${h.senderId.toString('hex')}|${h.instance.toString('hex')}`;
-      let marks = this.#marks.get(mk);
-      const prev = marks?.get(sk);
-      if (prev !== undefined && h.counter <= prev) fail(ErrorCode.REPLAY, 'counter');
-      if (!marks) {
-        marks = new Map();
-        this.#marks.set(mk, marks);
-      }
-      marks.set(sk, h.counter);
-      this.#dirtyMarks.add(`${mk}|${sk}`);
-      const out = new Set<string>();
-      for (const m of st.members) {
-        const gw = this.#pneAt.get(m);
-        if (gw !== undefined && gw !== conn.id) out.add(gw);
-      }
-      for (const gw of out) this.#gwConns.get(gw)?.session.send(frame);
+      this.#mark(sgId, h);
+      this.#fanOut(st, frame, conn.id);
       this.metrics.relayed(payload.length);
     } catch (e) {
       this.metrics.decryptFailure(codeOf(e));
       conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
     }
+  }
+
+  /** Relay high-water mark of a sender instance (replay anchors); refuses a counter already relayed. */
+  #mark(sgId: string, h: GroupHeader): void {
+    const mk = `${sgId}|${h.epoch}`;
+    const sk = `${h.senderId.toString('hex')}|${h.instance.toString('hex')}`;
+    let marks = this.#marks.get(mk);
+    const prev = marks?.get(sk);
+    if (prev !== undefined && h.counter <= prev) fail(ErrorCode.REPLAY, 'counter');
+    if (!marks) {
+      marks = new Map();
+      this.#marks.set(mk, marks);
+    }
+    marks.set(sk, h.counter);
+    this.#dirtyMarks.add(`${mk}|${sk}`);
+  }
+
+  /** Send a group frame to every GW with members of the SG, except the one it came from. */
+  #fanOut(st: SgState, frame: Buffer, exceptGw: string | undefined): void {
+    const out = new Set<string>();
+    for (const m of st.members) {
+      const gw = this.#pneAt.get(m);
+      if (gw !== undefined && gw !== exceptGw) out.add(gw);
+    }
+    for (const gw of out) this.#gwConns.get(gw)?.session.send(frame);
+  }
+
+  /**
+   * A message destined to the Service Group from the CPNS Server itself (seed §5.3.3: the Group Key MAC shows
+   * a receiver the message comes "from SG member PNE or CPNS Server"). Protected with the current Group Key
+   * under the nil sender id; returns the protected bytes.
+   */
+  async sendToGroup(sgId: string, data: Uint8Array | string): Promise<Buffer> {
+    const st = this.#groups.get(sgId);
+    if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+    const k = await this.store.getCurrentKey(sgId);
+    if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
+    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const msg = this.#sender.protect(
+      uuidToBytes(sgId),
+      { epoch: k.epoch, key: k.key, suite: st.suite },
+      body,
+    );
+    k.key.fill(0);
+    this.#mark(sgId, readHeader(msg));
+    this.#fanOut(st, encodeFrame({ kind: 'group', payload: msg }), undefined);
+    this.metrics.relayed(msg.length);
+    return msg;
   }
 
   #anchors(

@@ -79,6 +79,23 @@ describe('Service Group lifecycle across two PNs', () => {
     }
   });
 
+  it('the CPNS Server itself sends to the SG: members in both PNs read it as from the server', async () => {
+    const cipher = await server.sendToGroup(sgId, 'announcement from the server');
+    await until(
+      () => [a, b, d, e].every((p) => texts(p).includes('announcement from the server')),
+      5000,
+      'server message',
+    );
+    const m = boxes.get(e)!.find((x) => x.plaintext.toString() === 'announcement from the server')!;
+    expect(m.sender).toBe('server');
+    expect(texts(c)).not.toContain('announcement from the server');
+    expect(() => c.open(cipher)).toThrow();
+    expect(cipher.includes(Buffer.from('announcement'))).toBe(false);
+    await expect(server.sendToGroup('00000000-0000-4000-8000-000000000000', 'x')).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+  });
+
   it('delivery tracking: every member acked epoch 1 through its GW', async () => {
     await until(async () => {
       const st = await server.admin.groupStatus(sgId);
