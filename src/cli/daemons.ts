@@ -34,13 +34,37 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
 const env = (k: string): string | undefined => process.env[k] || undefined;
 
 /**
+ * `--config <file.json>`: a JSON object whose keys are the long option names (e.g. {"data-dir": "...",
+ * "port": 7443}). Its values go before the command line, so a flag given on the command line wins; both win
+ * over the CPNS_* environment defaults.
+ */
+export function withConfig(argv: string[]): string[] {
+  const i = argv.indexOf('--config');
+  const path = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--config='))?.slice('--config='.length);
+  if (!path) return argv;
+  const cfg: unknown = JSON.parse(readText(path));
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg))
+    throw usage('--config must hold a JSON object');
+  const pre: string[] = [];
+  for (const [k, v] of Object.entries(cfg)) {
+    if (!/^[a-z][a-z-]*$/.test(k) || k === 'config') throw usage('--config: invalid option name');
+    if (typeof v === 'boolean') {
+      if (v) pre.push(`--${k}`);
+    } else if (typeof v === 'string' || typeof v === 'number') pre.push(`--${k}`, String(v));
+    else throw usage('--config: values must be strings, numbers or booleans');
+  }
+  return [...pre, ...argv];
+}
+
+/**
  * `cpns server`: the CPNS Server with its SQLite store and CA in --data-dir, plus its operator surface (admin REST
  * API, SSE, /metrics, /openapi.json, web console; docs/operator.md) over HTTPS on --admin-host:--admin-port.
  */
 export async function serverCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
-    args: argv,
+    args: withConfig(argv),
     options: {
+      config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
       host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
       port: { type: 'string', default: env('CPNS_PORT') ?? '7443' },
@@ -95,8 +119,9 @@ export async function serverCommand(argv: string[]): Promise<number> {
 /** `cpns gateway`: a PN GW; enrolls with --token on first start, then keeps its credentials in --data-dir. */
 export async function gatewayCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
-    args: argv,
+    args: withConfig(argv),
     options: {
+      config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/gateway' },
       server: { type: 'string', default: env('CPNS_SERVER_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
@@ -162,8 +187,9 @@ export async function pneCommand(argv: string[]): Promise<number> {
   const rest = sub === argv[0] ? argv.slice(1) : argv;
   const action = sub === 'group' ? rest[0] : undefined;
   const { values } = parseArgs({
-    args: action ? rest.slice(1) : rest,
+    args: withConfig(action ? rest.slice(1) : rest),
     options: {
+      config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/pne' },
       gw: { type: 'string', default: env('CPNS_GW_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },

@@ -20,6 +20,7 @@ commands:
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
   help            this text
 
+server, gateway and pne take --config <file.json> (keys = long option names; the command line wins).
 environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_CA, CPNS_TOKEN, CPNS_LOG_LEVEL, CPNS_MASTER_KEY`;
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,7 +69,10 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const gwToken = await cpns('admin', 'token', 'create', '--role', 'gw', '--data-dir', S);
     expect(gwToken).toMatch(/^\S{20,}$/);
     const G = join(root, 'gw');
-    daemon('gateway', '--data-dir', G, '--server', info.url, '--ca', ca, '--token', gwToken);
+    // the gateway takes its settings from a config file (the command line would win over it)
+    const cfg = join(root, 'gateway.json');
+    writeFileSync(cfg, JSON.stringify({ 'data-dir': G, server: info.url, ca, media: 'wifi' }));
+    daemon('gateway', '--config', cfg, '--token', gwToken);
     const gw = await until(() =>
       existsSync(join(G, 'gateway.json'))
         ? JSON.parse(readFileSync(join(G, 'gateway.json'), 'utf8'))
