@@ -1,4 +1,13 @@
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/**
+ * A full garbage collection between measurements, so one side's GC debt is not paid inside the other side's
+ * time window (the subject and the baseline allocate differently).
+ */
+setFlagsFromString('--expose_gc');
+const collect = runInNewContext('gc') as () => void;
 
 /**
  * Time-boxed throughput measurement. Runs `op` in batches until `ms` elapsed and returns ops/s.
@@ -8,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 export function opsPerSecond(op: () => void, ms: number): number {
   // warm-up so JIT and OpenSSL contexts are settled
   for (let i = 0; i < 200; i++) op();
+  collect();
   let n = 0;
   let batch = 64;
   const start = performance.now();

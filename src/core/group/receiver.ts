@@ -94,13 +94,14 @@ export class GroupReceiver {
     if (msg.length < HEADER_BYTES + TAG_BYTES + sigLen) {
       throw new CpnsError(ErrorCode.MALFORMED, 'message shorter than header and tag', 'message');
     }
-    const sgKey = msg.toString('latin1', OFF.sgId, OFF.sgId + 16);
+    // One string for the sender instance: epoch || sgId || senderId || instance (bytes 4..48); sgId is inside it.
+    const id = msg.toString('latin1', OFF.epoch, OFF.counter);
+    const sgKey = id.substring(OFF.sgId - OFF.epoch, OFF.sgId - OFF.epoch + 16);
     const gk = this.ring.forReceive(sgKey, header.epoch);
     if (gk.suite !== header.suite) {
       throw new CpnsError(ErrorCode.UNSUPPORTED_SUITE, 'suite differs from the Service Group suite', 'suite');
     }
 
-    const id = msg.toString('latin1', OFF.epoch, OFF.counter);
     const known = this.peers.get(id);
     if (known && !known.window.check(header.counter)) {
       throw new CpnsError(ErrorCode.REPLAY, 'counter already seen or too old', 'counter');

@@ -45,6 +45,9 @@ export class GroupSender {
   private counter: number;
   private readonly keys = new Map<string, MessageKey>();
   private readonly nonce = Buffer.alloc(12);
+  private lastGk: EpochKey | undefined;
+  private lastSg: Buffer | undefined;
+  private lastMk: MessageKey | undefined;
 
   constructor(opts: SenderOptions) {
     if (opts.senderId.length !== SENDER_ID_BYTES) {
@@ -99,6 +102,8 @@ export class GroupSender {
 
   /** Forget derived keys of a group (after an update or delete). */
   forget(sgId: Uint8Array): void {
+    this.lastGk = undefined;
+    this.lastMk = undefined;
     const prefix = Buffer.from(sgId).toString('latin1');
     for (const k of this.keys.keys()) {
       if (k.startsWith(prefix)) {
@@ -109,6 +114,18 @@ export class GroupSender {
   }
 
   private messageKey(sgId: Uint8Array, gk: EpochKey): MessageKey {
+    // Fast path: the same group key object as last time (senders keep sending to one SG and epoch).
+    if (gk === this.lastGk && this.lastMk && this.lastSg !== undefined && equalBytes(sgId, this.lastSg)) {
+      return this.lastMk;
+    }
+    const mk = this.lookupKey(sgId, gk);
+    this.lastGk = gk;
+    this.lastSg = Buffer.from(sgId);
+    this.lastMk = mk;
+    return mk;
+  }
+
+  private lookupKey(sgId: Uint8Array, gk: EpochKey): MessageKey {
     const id = `${Buffer.from(sgId.buffer, sgId.byteOffset, sgId.byteLength).toString('latin1')}${gk.epoch}`;
     let mk = this.keys.get(id);
     if (!mk) {
@@ -119,4 +136,10 @@ export class GroupSender {
     }
     return mk;
   }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
