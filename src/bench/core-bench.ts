@@ -23,8 +23,8 @@ export interface CoreBenchResult {
 /** `cpns bench core`: group-message throughput vs raw AEAD; writes bench/results/core-<date>.json. */
 export function runCoreBench(opts: CoreBenchOptions = {}): CoreBenchResult {
   const log = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`));
-  const rounds = opts.quick ? 1 : 5;
-  const ms = opts.quick ? 100 : 400;
+  const rounds = opts.quick ? 1 : 9;
+  const ms = opts.quick ? 100 : 250;
   const progress = new Progress(GROUP_SIZES.length * 2 + 3);
   const group = benchGroup({ rounds, ms, progress });
   const sd = benchSd({ reps: opts.quick ? 5 : 40, progress });
