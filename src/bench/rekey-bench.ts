@@ -105,11 +105,18 @@ export async function benchRekey(o: {
       `  setup ${o.policy}: ${o.gateways} GWs, ${o.members} PNEs enrolled and attached in ${setupSec.toFixed(1)} s`,
     );
 
+    // Broadcast bytes are sent once per GW and medium however many PNEs receive them: count them at the GWs.
+    let broadcastBytes = 0;
+    for (const g of gws) {
+      g.on('delivery', (d: { bytes: number }) => {
+        broadcastBytes += d.bytes;
+      });
+    }
     const allAckedMs: number[] = [];
     const trackedMs: number[] = [];
     let bytes = 0;
     for (let r = 0; r < o.rounds; r++) {
-      const before = sims.reduce((n, s) => n + s.unicastBytes, 0);
+      const before = sims.reduce((n, s) => n + s.unicastBytes, 0) + broadcastBytes;
       const start = performance.now();
       const { epoch } = await server.admin.rekey(sgId);
       await Promise.all(sims.map((s) => s.waitEpoch(sgId, epoch)));
@@ -120,16 +127,7 @@ export async function benchRekey(o: {
         await new Promise((res) => setTimeout(res, 5));
       }
       trackedMs.push(performance.now() - start);
-      bytes = sims.reduce((n, s) => n + s.unicastBytes, 0) - before;
-    }
-    // Broadcast bytes are sent once per GW and medium however many PNEs receive them: count one listener per GW.
-    if (broadcast) {
-      const perGw = new Map<PnGateway, number>();
-      for (let i = 0; i < sims.length; i++) {
-        const gw = creds[i]!.gw;
-        perGw.set(gw, Math.max(perGw.get(gw) ?? 0, sims[i]!.broadcastBytes / (o.rounds + 1)));
-      }
-      bytes += [...perGw.values()].reduce((a, b) => a + b, 0);
+      bytes = sims.reduce((n, s) => n + s.unicastBytes, 0) + broadcastBytes - before;
     }
     return {
       policy: o.policy,

@@ -19,9 +19,8 @@ export class SimPne {
   readonly identity: string;
   /** epoch -> time (performance.now) the key of that epoch was acked, per SG. */
   readonly acked = new Map<string, Map<number, number>>();
-  /** Bytes of key deliveries received by unicast (whole frames) and by broadcast (datagrams). */
+  /** Bytes of key deliveries received by unicast (whole frames). */
   unicastBytes = 0;
-  broadcastBytes = 0;
   readonly #session: Session;
   readonly #media: string[];
   #listener: BroadcastKeyListener | undefined;

@@ -93,6 +93,11 @@ export interface BroadcastMediumConfig {
   port: number;
 }
 
+type DeliveryEntry = MessageOf<'key.delivery.report'>['entries'][number];
+/** Delivery reports wait at most this long (ms), or until this many entries, before going to the server. */
+const REPORT_BATCH_MS = 10;
+const REPORT_BATCH_MAX = 1024;
+
 type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 
 interface KeyEntry {
@@ -189,6 +194,8 @@ export class PnGateway extends EventEmitter {
   readonly #media: BroadcastMedium[];
   /** Broadcast sends, one after the other (datagrams of successive epochs leave in order). */
   #bq: Promise<void> = Promise.resolve();
+  readonly #reports = new Map<string, { sgId: string; epoch: number; entries: DeliveryEntry[] }>();
+  #reportTimer: NodeJS.Timeout | undefined;
   #relay: TunnelRelay | null = null;
   #up: Session | null = null;
   #upControl: Control | null = null;
@@ -370,6 +377,7 @@ export class PnGateway extends EventEmitter {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#flushReports();
     this.#closed = true;
     this.#client.stop(CloseCode.GOING_AWAY, 'gateway stopping');
     await this.#pneServer.close(300);
@@ -728,6 +736,32 @@ export class PnGateway extends EventEmitter {
     });
   }
 
+  /**
+   * Per-PNE delivery reports are batched per (SG, epoch) for a few milliseconds, so a rekey acked by many PNEs
+   * costs the server one store transaction per batch instead of one per PNE.
+   */
+  #report(sgId: string, epoch: number, entry: DeliveryEntry): void {
+    const k = `${sgId}|${epoch}`;
+    const r = this.#reports.get(k) ?? { sgId, epoch, entries: [] };
+    this.#reports.set(k, r);
+    r.entries.push(entry);
+    if (r.entries.length >= REPORT_BATCH_MAX) this.#flushReports();
+    else this.#reportTimer ??= setTimeout(() => this.#flushReports(), REPORT_BATCH_MS).unref();
+  }
+
+  #flushReports(): void {
+    if (this.#reportTimer) clearTimeout(this.#reportTimer);
+    this.#reportTimer = undefined;
+    for (const r of this.#reports.values()) {
+      try {
+        this.#upControl?.send({ t: 'key.delivery.report', sgId: r.sgId, epoch: r.epoch, entries: r.entries });
+      } catch (err) {
+        this.#log.debug({ code: codeOf(err) }, 'delivery report not sent');
+      }
+    }
+    this.#reports.clear();
+  }
+
   #onPneFrame(c: PneConn, buf: Buffer): void {
     let msg: ControlMessage;
     try {
@@ -797,16 +831,7 @@ export class PnGateway extends EventEmitter {
               : 'unicast';
         if ((c.reported.get(sgId) ?? -1) < msg.epoch) {
           c.reported.set(sgId, msg.epoch);
-          try {
-            this.#upControl?.send({
-              t: 'key.delivery.report',
-              sgId,
-              epoch: msg.epoch,
-              entries: [{ pneId: c.id, method, ackedAt: Date.now() }],
-            });
-          } catch (err) {
-            this.#log.debug({ code: codeOf(err) }, 'delivery report not sent');
-          }
+          this.#report(sgId, msg.epoch, { pneId: c.id, method, ackedAt: Date.now() });
         }
         c.control.sendOk(msg.id);
         return;
