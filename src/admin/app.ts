@@ -376,6 +376,28 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     async (req) => groupView(await requireGroup(req.params.sgId)),
   );
 
+  app.patch<{
+    Params: { sgId: string };
+    Body: { joinPolicy?: 'open' | 'invite'; rekeyIntervalSec?: number | null; sourceAuth?: boolean };
+  }>(
+    `${API}/service-groups/:sgId`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Change a Service Group policy: join mode, periodic update interval, source authentication',
+        params: S.sgParams,
+        body: S.updatePolicyBody,
+        response: S.responses.group,
+      },
+    },
+    async (req) => {
+      await requireGroup(req.params.sgId);
+      await o.admin.updatePolicy(req.params.sgId, { ...req.body });
+      notify({ kind: 'sg.policy', sgId: req.params.sgId });
+      return groupView(await requireGroup(req.params.sgId));
+    },
+  );
+
   app.delete<{ Params: { sgId: string } }>(
     `${API}/service-groups/:sgId`,
     {

@@ -173,6 +173,22 @@ export const createGroupBody = obj(
   ['name'],
 );
 
+export const updatePolicyBody = {
+  ...obj(
+    {
+      joinPolicy: joinPolicySchema,
+      rekeyIntervalSec: nullable('integer', {
+        minimum: 60,
+        maximum: 366 * 24 * 3600,
+        description: 'Periodic update interval; null turns periodic updates off',
+      }),
+      sourceAuth: { type: 'boolean' },
+    },
+    [],
+  ),
+  minProperties: 1,
+};
+
 export const addMemberBody = obj({ pneId: str({ pattern: PNE_REF_PATTERN }) });
 
 export const auditQuery = obj(

@@ -88,6 +88,12 @@ export interface CreateGroupInput {
   members?: string[];
 }
 
+export interface GroupPolicyPatch {
+  joinPolicy?: 'open' | 'invite';
+  rekeyIntervalSec?: number | null;
+  sourceAuth?: boolean;
+}
+
 export interface GroupSummary extends ServiceGroup {
   currentEpoch: number;
   members: string[];
@@ -101,6 +107,8 @@ export interface ServerAdmin {
   addMember(sgId: string, pne: string): Promise<void>;
   removeMember(sgId: string, pne: string): Promise<void>;
   rekey(sgId: string): Promise<{ epoch: number }>;
+  /** Change an SG's policy: join mode, periodic update interval (null = off), source authentication. */
+  updatePolicy(sgId: string, patch: GroupPolicyPatch): Promise<void>;
   listPns(): Promise<PersonalNetwork[]>;
   listGroups(): Promise<GroupSummary[]>;
   groupStatus(sgId: string): Promise<DeliveryStatus>;
@@ -1251,6 +1259,23 @@ export class CpnsServer {
       revoke: (identity) => this.#revoke(identity),
       createGroup: (o) => this.#createGroup(o, OPERATOR),
       deleteGroup: (sgId) => this.#deleteGroup(sgId, OPERATOR),
+      updatePolicy: (sgId, patch) =>
+        this.#withSg(sgId, async () => {
+          const st = this.#group(sgId);
+          await this.store.updateGroup(sgId, patch);
+          if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
+          if (patch.rekeyIntervalSec !== undefined) {
+            st.rekeyIntervalSec = patch.rekeyIntervalSec;
+            this.#startTimer(st);
+          }
+          await this.store.appendAudit({
+            actor: OPERATOR,
+            action: 'sg.policy',
+            sgId,
+            detail: { ...patch },
+          });
+          this.#emit({ kind: 'sg.policy', sgId });
+        }),
       addMember: (sgId, pne) => this.#addMember(sgId, toPneIdentity(pne), OPERATOR),
       removeMember: (sgId, pne) => this.#removeMember(sgId, toPneIdentity(pne), 'remove', OPERATOR),
       rekey: async (sgId) => {

@@ -205,6 +205,27 @@ describe('Service Groups, members and Group Key status', () => {
     expect(one.json).toMatchObject({ sgId, currentEpoch: 1 });
   });
 
+  it('changes a Service Group policy (join mode, periodic update, source authentication)', async () => {
+    const url = `/api/v1/service-groups/${sgId}`;
+    const r = await call('PATCH', url, { joinPolicy: 'open', rekeyIntervalSec: 7200, sourceAuth: false });
+    expect(r.status, r.body).toBe(200);
+    expect(r.json).toMatchObject({ sgId, joinPolicy: 'open', rekeyIntervalSec: 7200, sourceAuth: false });
+    expect((await call('PATCH', url, { rekeyIntervalSec: null })).json.rekeyIntervalSec).toBeNull();
+    expect((await call('GET', url)).json).toMatchObject({ joinPolicy: 'open', rekeyIntervalSec: null });
+    expectError(await call('PATCH', url, {}), 400, 'SCHEMA');
+    expectError(await call('PATCH', url, { rekeyIntervalSec: 59 }), 400, 'SCHEMA', 'rekeyIntervalSec');
+    expectError(await call('PATCH', url, { suite: 'chacha20-poly1305' }), 400, 'SCHEMA', 'suite');
+    expectError(
+      await call('PATCH', `/api/v1/service-groups/${randomUUID()}`, { joinPolicy: 'open' }),
+      404,
+      'NOT_FOUND',
+    );
+    const audit = await call('GET', `/api/v1/audit?sgId=${sgId}&action=sg.policy`);
+    expect(audit.json.entries.length).toBe(2);
+    // restore for the tests below
+    await call('PATCH', url, { joinPolicy: 'invite', rekeyIntervalSec: 3600, sourceAuth: true });
+  });
+
   it('validates Service Group requests', async () => {
     const url = '/api/v1/service-groups';
     expectError(await call('POST', url, {}), 400, 'SCHEMA', 'name');
@@ -374,6 +395,7 @@ describe('OpenAPI, metrics, errors and events', () => {
         'POST /api/v1/service-groups',
         'GET /api/v1/service-groups/{sgId}',
         'DELETE /api/v1/service-groups/{sgId}',
+        'PATCH /api/v1/service-groups/{sgId}',
         'GET /api/v1/service-groups/{sgId}/members',
         'POST /api/v1/service-groups/{sgId}/members',
         'DELETE /api/v1/service-groups/{sgId}/members/{pneId}',
