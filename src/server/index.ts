@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import { type ControlMessage, type MessageOf, rekeyReasons } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
@@ -122,15 +122,7 @@ const WIRE_SUITE: Record<Suite, WireSuite> = {
   [Suite.AES_256_GCM]: 'aes-256-gcm',
   [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305',
 };
-const WIRE_REASONS: ReadonlySet<string> = new Set([
-  'create',
-  'leave',
-  'remove',
-  'periodic',
-  'operator',
-  'detach',
-  'revoke',
-]);
+const WIRE_REASONS: ReadonlySet<string> = new Set(rekeyReasons);
 /** Updates after which the previous epoch must stop at once (the leaver must not read or inject). */
 const LEAVE_REASONS: ReadonlySet<string> = new Set(['leave', 'remove', 'detach', 'revoke']);
 const SECRET_CA_CERT = 'ca.cert';
