@@ -344,6 +344,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       sourceAuth?: boolean;
       rekeyIntervalSec?: number;
       members?: string[];
+      deliveryPolicy?: { broadcast: boolean; broadcastThreshold: number; ackTimeoutMs: number };
     };
   }>(
     `${API}/service-groups`,
@@ -378,7 +379,12 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   app.patch<{
     Params: { sgId: string };
-    Body: { joinPolicy?: 'open' | 'invite'; rekeyIntervalSec?: number | null; sourceAuth?: boolean };
+    Body: {
+      joinPolicy?: 'open' | 'invite';
+      rekeyIntervalSec?: number | null;
+      sourceAuth?: boolean;
+      deliveryPolicy?: { broadcast: boolean; broadcastThreshold: number; ackTimeoutMs: number } | null;
+    };
   }>(
     `${API}/service-groups/:sgId`,
     {

@@ -155,6 +155,21 @@ export const createTokenBody = obj(
   ['role'],
 );
 
+/** Operator delivery policy of one SG at the PN GWs (seed §5.3.3: the PN GW selects unicast or broadcast). */
+const deliveryPolicySchema = obj({
+  broadcast: { type: 'boolean', description: 'Broadcast delivery (GKEK/GKDK) allowed' },
+  broadcastThreshold: int({
+    minimum: 1,
+    maximum: 65536,
+    description: 'Least member PNEs of the PN to broadcast',
+  }),
+  ackTimeoutMs: int({
+    minimum: 10,
+    maximum: 600000,
+    description: 'Unicast fallback after this time without ack',
+  }),
+});
+
 export const createGroupBody = obj(
   {
     name: str({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
@@ -162,6 +177,7 @@ export const createGroupBody = obj(
     suite: { ...suiteSchema, description: "Default 'aes-256-gcm'" },
     sourceAuth: { type: 'boolean', description: 'Default false' },
     rekeyIntervalSec: int({ minimum: 60, maximum: 366 * 24 * 3600, description: 'Periodic update' }),
+    deliveryPolicy: { ...deliveryPolicySchema, description: 'Default: the server-wide delivery policy' },
     members: {
       type: 'array',
       maxItems: 1000,
@@ -183,6 +199,10 @@ export const updatePolicyBody = {
         description: 'Periodic update interval; null turns periodic updates off',
       }),
       sourceAuth: { type: 'boolean' },
+      deliveryPolicy: {
+        oneOf: [deliveryPolicySchema, { type: 'null' }],
+        description: 'null = back to the server-wide delivery policy',
+      },
     },
     [],
   ),

@@ -130,8 +130,11 @@ export class GatewayBroadcaster extends EventEmitter {
     epoch: number;
     key: Uint8Array;
     members: readonly MemberInfo[];
+    /** The Service Group's own delivery policy, when the operator set one; else the GW-wide policy. */
+    policy?: DeliveryPolicy;
   }): Promise<BroadcastDeliveryResult> {
-    const plan = planDelivery(this.#policy, o.members, this.mediaNames);
+    const policy = o.policy ?? this.#policy;
+    const plan = planDelivery(policy, o.members, this.mediaNames);
     const unicast = plan.unicast.map((m) => m.pneId);
     if (plan.broadcast.length === 0) return { broadcast: [], unicast, datagrams: 0, bytes: 0 };
     const broadcast = plan.broadcast.map((m) => m.pneId);
@@ -143,7 +146,7 @@ export class GatewayBroadcaster extends EventEmitter {
       groupKey: o.key,
       memberPneIds: broadcast,
     });
-    this.#track(o.sgId, o.epoch, broadcast);
+    this.#track(o.sgId, o.epoch, broadcast, policy.ackTimeoutMs);
     let bytes = 0;
     for (const name of plan.media) {
       const medium = this.#media.get(name);
@@ -186,7 +189,7 @@ export class GatewayBroadcaster extends EventEmitter {
     this.#pending.clear();
   }
 
-  #track(sgId: string, epoch: number, pnes: string[]): void {
+  #track(sgId: string, epoch: number, pnes: string[], ackTimeoutMs: number): void {
     // A newer epoch supersedes the older one: its missing acks no longer matter (catch-up skips epochs).
     const prev = this.#latest.get(sgId);
     if (prev !== undefined && prev !== epoch) {
@@ -207,7 +210,7 @@ export class GatewayBroadcaster extends EventEmitter {
       const p = this.#pending.get(key);
       this.#pending.delete(key);
       if (p && p.pnes.size > 0) this.emit('fallback', sgId, epoch, [...p.pnes]);
-    }, this.#policy.ackTimeoutMs);
+    }, ackTimeoutMs);
     timer.unref();
     this.#pending.set(key, { pnes: new Set(pnes), timer });
   }

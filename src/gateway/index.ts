@@ -112,6 +112,8 @@ interface KeyEntry {
   /** Local time (this GW's clock) at which a key distributed ahead of its activation becomes active. */
   activateBy: number | undefined;
   targets: Set<string>;
+  /** The SG's own delivery policy (from the server), overriding the GW-wide one. */
+  policy: DeliveryPolicy | undefined;
 }
 
 interface PneConn {
@@ -518,6 +520,7 @@ export class PnGateway extends EventEmitter {
             ? msg.activateAt
             : undefined,
       targets: new Set(msg.targets),
+      policy: msg.policy,
     };
     this.#keys.set(msg.sgId, e);
     const online: PneConn[] = [];
@@ -580,7 +583,13 @@ export class PnGateway extends EventEmitter {
       if (live.length === 0) return;
       let r: { broadcast: string[]; unicast: string[]; datagrams: number; bytes: number };
       try {
-        r = await b.deliver({ sgId, epoch, key: cur.key, members: live });
+        r = await b.deliver({
+          sgId,
+          epoch,
+          key: cur.key,
+          members: live,
+          ...(cur.policy ? { policy: cur.policy } : {}),
+        });
       } catch (err) {
         this.#log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');
         r = { broadcast: [], unicast: live.map((m) => m.pneId), datagrams: 0, bytes: 0 };

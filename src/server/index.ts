@@ -86,12 +86,16 @@ export interface CreateGroupInput {
   rekeyIntervalSec?: number;
   /** PNE identities or bare UUIDs. */
   members?: string[];
+  /** This SG's delivery policy at the PN GWs (default: the server-wide policy). */
+  deliveryPolicy?: DeliveryPolicy;
 }
 
 export interface GroupPolicyPatch {
   joinPolicy?: 'open' | 'invite';
   rekeyIntervalSec?: number | null;
   sourceAuth?: boolean;
+  /** null = back to the server-wide policy; applies from the next key delivery. */
+  deliveryPolicy?: DeliveryPolicy | null;
 }
 
 export interface GroupSummary extends ServiceGroup {
@@ -145,6 +149,8 @@ interface SgState {
   timer: NodeJS.Timeout | undefined;
   /** GWs that got a non-empty target list: they must hear when their last member goes. */
   readonly targetGws: Set<string>;
+  /** Operator's delivery policy for this SG (overrides the server-wide one at the GWs), if set. */
+  deliveryPolicy: DeliveryPolicy | undefined;
 }
 
 interface GwConn {
@@ -343,6 +349,7 @@ export class CpnsServer {
         prevUntil: 0,
         timer: undefined,
         targetGws: new Set(),
+        deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy),
       };
       this.#groups.set(g.sgId, st);
       this.#startTimer(st);
@@ -1018,6 +1025,7 @@ export class CpnsServer {
           // Relative and absolute: devices without a synchronised clock use the relative one.
           ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
           targets: targets.slice(0, 4096),
+          ...(st.deliveryPolicy ? { policy: st.deliveryPolicy } : {}),
         });
       } catch (e) {
         this.#log.warn({ code: codeOf(e), gw }, 'key delivery failed');
@@ -1067,6 +1075,7 @@ export class CpnsServer {
       suite,
       sourceAuth: o.sourceAuth ?? false,
       rekeyIntervalSec: o.rekeyIntervalSec ?? null,
+      deliveryPolicy: o.deliveryPolicy ? { ...o.deliveryPolicy } : null,
     });
     for (const m of members) await this.store.addMember(g.sgId, m);
     const st: SgState = {
@@ -1081,6 +1090,7 @@ export class CpnsServer {
       prevUntil: 0,
       timer: undefined,
       targetGws: new Set(),
+      deliveryPolicy: o.deliveryPolicy,
     };
     this.#groups.set(g.sgId, st);
     await this.store.appendAudit({ actor, action: 'group.create', sgId: g.sgId, detail: { name: o.name } });
@@ -1254,8 +1264,15 @@ export class CpnsServer {
       updatePolicy: (sgId, patch) =>
         this.#withSg(sgId, async () => {
           const st = this.#group(sgId);
-          await this.store.updateGroup(sgId, patch);
+          const { deliveryPolicy, ...rest } = patch;
+          await this.store.updateGroup(sgId, {
+            ...rest,
+            ...(deliveryPolicy !== undefined
+              ? { deliveryPolicy: deliveryPolicy ? { ...deliveryPolicy } : null }
+              : {}),
+          });
           if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
+          if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
           if (patch.rekeyIntervalSec !== undefined) {
             st.rekeyIntervalSec = patch.rekeyIntervalSec;
             this.#startTimer(st);
@@ -1303,3 +1320,12 @@ function bytesToUuidStr(b: Uint8Array): string {
 }
 
 export { uuidToBytes };
+
+/** A delivery policy stored as JSON, if it has the right shape (else the server-wide policy applies). */
+function asDeliveryPolicy(j: unknown): DeliveryPolicy | undefined {
+  if (typeof j !== 'object' || j === null) return undefined;
+  const p = j as Record<string, unknown>;
+  if (typeof p.broadcast !== 'boolean') return undefined;
+  if (typeof p.broadcastThreshold !== 'number' || typeof p.ackTimeoutMs !== 'number') return undefined;
+  return { broadcast: p.broadcast, broadcastThreshold: p.broadcastThreshold, ackTimeoutMs: p.ackTimeoutMs };
+}

@@ -211,6 +211,10 @@ describe('Service Groups, members and Group Key status', () => {
     expect(r.status, r.body).toBe(200);
     expect(r.json).toMatchObject({ sgId, joinPolicy: 'open', rekeyIntervalSec: 7200, sourceAuth: false });
     expect((await call('PATCH', url, { rekeyIntervalSec: null })).json.rekeyIntervalSec).toBeNull();
+    const dp = { broadcast: false, broadcastThreshold: 4, ackTimeoutMs: 2000 };
+    expect((await call('PATCH', url, { deliveryPolicy: dp })).json.deliveryPolicy).toEqual(dp);
+    expectError(await call('PATCH', url, { deliveryPolicy: { broadcast: true } }), 400, 'SCHEMA');
+    expect((await call('PATCH', url, { deliveryPolicy: null })).json.deliveryPolicy).toBeNull();
     expect((await call('GET', url)).json).toMatchObject({ joinPolicy: 'open', rekeyIntervalSec: null });
     expectError(await call('PATCH', url, {}), 400, 'SCHEMA');
     expectError(await call('PATCH', url, { rekeyIntervalSec: 59 }), 400, 'SCHEMA', 'rekeyIntervalSec');
@@ -221,7 +225,7 @@ describe('Service Groups, members and Group Key status', () => {
       'NOT_FOUND',
     );
     const audit = await call('GET', `/api/v1/audit?sgId=${sgId}&action=sg.policy`);
-    expect(audit.json.entries.length).toBe(2);
+    expect(audit.json.entries.length).toBe(4);
     // restore for the tests below
     await call('PATCH', url, { joinPolicy: 'invite', rekeyIntervalSec: 3600, sourceAuth: true });
   });

@@ -40,6 +40,15 @@ export const rekeyReasons = [
 ] as const;
 
 const suite = s.enum(suites);
+/** Operator delivery policy (seed §5.3.3: the PN GW selects unicast or broadcast by operator policy). */
+const deliveryPolicyShape = {
+  broadcast: s.bool(),
+  /** Broadcast when at least this many member PNEs of the SG are in the PN and can receive it. */
+  broadcastThreshold: s.uint({ min: 1, max: 65536 }),
+  /** Re-send by unicast to members that did not ack a broadcast within this time. */
+  ackTimeoutMs: s.uint({ min: 10, max: 600_000 }),
+};
+const deliveryPolicy = s.object(deliveryPolicyShape);
 const medium = s.enum(media);
 const method = s.enum(deliveryMethods);
 const mediaList = s.array(medium, { max: 8 });
@@ -121,6 +130,8 @@ export const bodies = {
     senderAnchors: s.optional(s.array(senderAnchor, { max: MAX_LIST })),
     /** Server -> GW: which member PNEs of this GW get the key. */
     targets: s.optional(s.array(pneId, { max: MAX_LIST })),
+    /** Server -> GW: this Service Group's delivery policy, overriding the GW-wide `gw.policy`. */
+    policy: s.optional(deliveryPolicy),
   },
   'key.ack': { sgId, epoch, pneId: s.optional(pneId), method: s.optional(method) },
   /** Catch-up: ask for the current key (intermediate epochs are skipped, never replayed). */
@@ -163,13 +174,7 @@ export const bodies = {
   },
   'gkdk.ack': { treeId: uuid, treeVersion: s.uint({ max: UINT32_MAX }) },
   /** Operator delivery policy pushed by the server to GWs (seed §5.3.3: the GW selects unicast/broadcast). */
-  'gw.policy': {
-    broadcast: s.bool(),
-    /** Broadcast when at least this many member PNEs of the SG are in the PN and can receive it. */
-    broadcastThreshold: s.uint({ min: 1, max: 65536 }),
-    /** Re-send by unicast to members that did not ack a broadcast within this time. */
-    ackTimeoutMs: s.uint({ min: 10, max: 600_000 }),
-  },
+  'gw.policy': deliveryPolicyShape,
 
   // Service Group message: the protected group message is opaque to the codec.
   'sg.msg': { sgId, data: s.bytes({ min: 1, max: 'maxGroupMessageBytes' }) },
