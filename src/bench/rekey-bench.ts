@@ -158,7 +158,9 @@ export async function runRekeyBench(o: {
   );
   const runs: RekeyRun[] = [];
   for (const policy of ['unicast', 'broadcast'] as const) {
-    runs.push(await benchRekey({ ...o, policy, log }));
+    const r = await benchRekey({ ...o, policy, log });
+    runs.push(r);
+    log(`  ${policy}: all acked in ${r.allAckedMs.map((x) => x.toFixed(0)).join(', ')} ms`);
   }
   log('policy     median all-acked ms   max   median tracked ms   PN-hop bytes/update');
   for (const r of runs) {
