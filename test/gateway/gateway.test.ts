@@ -1,12 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Suite } from '../../src/core/crypto/aead.js';
 import { GroupSender } from '../../src/core/group/sender.js';
-import { PnGateway } from '../../src/gateway/index.js';
+import type { PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { connectAnonymousSession, connectSession } from '../../src/transport/session.js';
-import { BACKOFF, enrollPne, inbox, startPne, startServer, tempDir, until } from '../integration/helpers.js';
+import {
+  enrollPne,
+  inbox,
+  startGateway,
+  startPne,
+  startServer,
+  tempDir,
+  until,
+} from '../integration/helpers.js';
 import { RawPeer } from '../integration/raw.js';
 
 const MARKER = 'PLAINTEXT-MARKER-5c1e';
@@ -22,16 +30,7 @@ const tapped: Buffer[] = [];
 beforeAll(async () => {
   tmp = tempDir();
   server = await startServer(tmp.dir);
-  const creds = await PnGateway.enroll({
-    serverUrl: server.url,
-    caPem: server.caPem,
-    token: await server.admin.createToken('gw'),
-  });
-  gw = await PnGateway.start({
-    serverUrl: server.url,
-    credentials: creds,
-    heartbeat: false,
-    reconnect: BACKOFF,
+  gw = await startGateway(server, undefined, {
     relayTap: (data) => {
       tapped.push(Buffer.from(data));
       return undefined;
@@ -148,16 +147,7 @@ describe('GW: hostile input from an authenticated PNE', () => {
   });
 
   it('GW deregistration detaches its PNEs and updates their SGs', async () => {
-    const gw2 = await PnGateway.start({
-      serverUrl: server.url,
-      credentials: await PnGateway.enroll({
-        serverUrl: server.url,
-        caPem: server.caPem,
-        token: await server.admin.createToken('gw'),
-      }),
-      heartbeat: false,
-      reconnect: BACKOFF,
-    });
+    const gw2 = await startGateway(server);
     const d = await PneClient.connect({
       gwUrl: gw2.url,
       credentials: await enrollPne(server, gw2),

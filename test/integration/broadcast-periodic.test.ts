@@ -5,10 +5,10 @@
  * carry the activation time).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Credentials, PnGateway } from '../../src/gateway/index.js';
-import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
+import type { PnGateway } from '../../src/gateway/index.js';
+import type { GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { BACKOFF, enrollPne, startServer, tempDir, until } from './helpers.js';
+import { startBroadcastGateway, startServer, startWifiPnes, tempDir, until } from './helpers.js';
 
 const port = 40000 + Math.floor(Math.random() * 15000);
 let tmp: ReturnType<typeof tempDir>;
@@ -23,30 +23,8 @@ beforeAll(async () => {
     periodicLeadSec: 1,
     periodicGraceSec: 1,
   });
-  const creds: Credentials = await PnGateway.enroll({
-    serverUrl: server.url,
-    caPem: server.caPem,
-    token: await server.admin.createToken('gw'),
-  });
-  gw = await PnGateway.start({
-    serverUrl: server.url,
-    credentials: creds,
-    heartbeat: false,
-    reconnect: BACKOFF,
-    dataDir: `${tmp.dir}/gw`,
-    broadcastMedia: [{ name: 'wifi', group: '239.255.77.3', port }],
-  });
-  for (let i = 0; i < 4; i++) {
-    pnes.push(
-      await PneClient.connect({
-        gwUrl: gw.url,
-        credentials: await enrollPne(server, gw),
-        heartbeat: false,
-        reconnect: BACKOFF,
-        media: ['wifi'],
-      }),
-    );
-  }
+  gw = await startBroadcastGateway(server, `${tmp.dir}/gw`, { group: '239.255.77.3', port });
+  pnes.push(...(await startWifiPnes(server, gw, 4)));
   await until(() => gw.broadcastCapable.length === 4, 5000, 'GKDK acks');
 });
 

@@ -4,10 +4,10 @@
  * the server-wide policy at the GW; changing it applies from the next update.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PnGateway } from '../../src/gateway/index.js';
-import { PneClient } from '../../src/pne/index.js';
+import type { PnGateway } from '../../src/gateway/index.js';
+import type { PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { BACKOFF, enrollPne, startServer, tempDir, until } from './helpers.js';
+import { startBroadcastGateway, startServer, startWifiPnes, tempDir, until } from './helpers.js';
 
 const port = 40000 + Math.floor(Math.random() * 15000);
 let tmp: ReturnType<typeof tempDir>;
@@ -20,29 +20,8 @@ beforeAll(async () => {
   server = await startServer(tmp.dir, {
     deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 1000 },
   });
-  gw = await PnGateway.start({
-    serverUrl: server.url,
-    credentials: await PnGateway.enroll({
-      serverUrl: server.url,
-      caPem: server.caPem,
-      token: await server.admin.createToken('gw'),
-    }),
-    heartbeat: false,
-    reconnect: BACKOFF,
-    dataDir: `${tmp.dir}/gw`,
-    broadcastMedia: [{ name: 'wifi', group: '239.255.77.4', port }],
-  });
-  for (let i = 0; i < 3; i++) {
-    pnes.push(
-      await PneClient.connect({
-        gwUrl: gw.url,
-        credentials: await enrollPne(server, gw),
-        heartbeat: false,
-        reconnect: BACKOFF,
-        media: ['wifi'],
-      }),
-    );
-  }
+  gw = await startBroadcastGateway(server, `${tmp.dir}/gw`, { group: '239.255.77.4', port });
+  pnes.push(...(await startWifiPnes(server, gw, 3)));
   await until(() => gw.broadcastCapable.length === 3, 5000, 'GKDK acks');
 });
 

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PnGateway } from '../../src/gateway/index.js';
+import { type GatewayOptions, PnGateway } from '../../src/gateway/index.js';
 import { type Credentials, type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import { CpnsServer, type ServerOptions } from '../../src/server/index.js';
 
@@ -16,7 +16,12 @@ export async function startServer(dataDir: string, extra: Partial<ServerOptions>
   return CpnsServer.start({ dataDir, heartbeat: false, ...extra });
 }
 
-export async function startGateway(server: CpnsServer, credentials?: Credentials): Promise<PnGateway> {
+/** Enrolls (unless credentials are given) and starts a PN GW; `extra` adds options such as broadcast media. */
+export async function startGateway(
+  server: CpnsServer,
+  credentials?: Credentials,
+  extra: Partial<GatewayOptions> = {},
+): Promise<PnGateway> {
   const creds =
     credentials ??
     (await PnGateway.enroll({
@@ -24,7 +29,42 @@ export async function startGateway(server: CpnsServer, credentials?: Credentials
       caPem: server.caPem,
       token: await server.admin.createToken('gw'),
     }));
-  return PnGateway.start({ serverUrl: server.url, credentials: creds, heartbeat: false, reconnect: BACKOFF });
+  return PnGateway.start({
+    serverUrl: server.url,
+    credentials: creds,
+    heartbeat: false,
+    reconnect: BACKOFF,
+    ...extra,
+  });
+}
+
+/** A PN GW with one broadcast medium ('wifi', UDP multicast on loopback) and its state in `dataDir`. */
+export function startBroadcastGateway(
+  server: CpnsServer,
+  dataDir: string,
+  medium: { group: string; port: number },
+): Promise<PnGateway> {
+  return startGateway(server, undefined, {
+    dataDir,
+    broadcastMedia: [{ name: 'wifi', group: medium.group, port: medium.port }],
+  });
+}
+
+/** `n` PNEs enrolled through `gw`, listening on 'wifi'. */
+export async function startWifiPnes(server: CpnsServer, gw: PnGateway, n: number): Promise<PneClient[]> {
+  const out: PneClient[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(
+      await PneClient.connect({
+        gwUrl: gw.url,
+        credentials: await enrollPne(server, gw),
+        heartbeat: false,
+        reconnect: BACKOFF,
+        media: ['wifi'],
+      }),
+    );
+  }
+  return out;
 }
 
 export async function enrollPne(server: CpnsServer, gw: PnGateway): Promise<Credentials> {
