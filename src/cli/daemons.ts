@@ -14,7 +14,8 @@ import { loadCredentials, readText, saveCredentials, writeJson } from './files.j
 type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 
 function logger(name: string): Logger {
-  return pino({ name, level: process.env.CPNS_LOG_LEVEL ?? 'info' });
+  // Structured logs go to stderr, so stdout carries only command output (JSON lines for scripts).
+  return pino({ name, level: process.env.CPNS_LOG_LEVEL ?? 'info' }, pino.destination(2));
 }
 
 /** Resolve on SIGINT/SIGTERM, then run `stop` once (graceful shutdown). */

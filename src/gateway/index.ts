@@ -114,6 +114,8 @@ interface KeyEntry {
   targets: Set<string>;
   /** The SG's own delivery policy (from the server), overriding the GW-wide one. */
   policy: DeliveryPolicy | undefined;
+  /** The SG requires signed messages (passed on to the member PNEs with the key). */
+  sourceAuth: boolean;
 }
 
 interface PneConn {
@@ -463,6 +465,19 @@ export class PnGateway extends EventEmitter {
         this.#keys.delete(msg.sgId);
         return;
       }
+      case 'sg.signers': {
+        // Source authentication: the members' signing keys, passed on to this PN's member PNEs.
+        const e = this.#keys.get(msg.sgId);
+        if (!e) return;
+        for (const p of e.targets) {
+          const c = this.#pnes.get(p);
+          if (!c?.attached) continue;
+          try {
+            c.control.send({ t: 'sg.signers', sgId: msg.sgId, signers: msg.signers });
+          } catch {}
+        }
+        return;
+      }
       case 'gw.policy': {
         const p: DeliveryPolicy = {
           broadcast: msg.broadcast,
@@ -521,6 +536,7 @@ export class PnGateway extends EventEmitter {
             : undefined,
       targets: new Set(msg.targets),
       policy: msg.policy,
+      sourceAuth: msg.sourceAuth ?? false,
     };
     this.#keys.set(msg.sgId, e);
     const online: PneConn[] = [];
@@ -667,6 +683,7 @@ export class PnGateway extends EventEmitter {
         graceSec: e.graceSec,
         previousEpoch: e.previousEpoch,
         senderAnchors: e.anchors,
+        ...(e.sourceAuth ? { sourceAuth: true } : {}),
         ...(ahead
           ? {
               activateIn: Math.ceil(((e.activateBy as number) - now) / 1000),

@@ -13,9 +13,12 @@
  * (a message that failed to open, by error code), 'broadcast-drop' {code}, 'gkdk' {treeId, treeVersion, leaf},
  * 'disconnected', 'reconnected', 'revoked'.
  */
+
+import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
+import { ed25519Generate, ed25519PublicFromRaw, ed25519PublicToRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { OFF } from '../core/group/header.js';
 import { GroupKeyRing } from '../core/group/keyring.js';
@@ -100,7 +103,13 @@ export class PneClient extends EventEmitter {
   readonly #opts: PneConnectOptions;
   readonly #log: Logger;
   readonly #ring = new GroupKeyRing();
-  readonly #receiver = new GroupReceiver({ keyRing: this.#ring });
+  /** Source authentication: signing keys of the members of source-authenticated SGs, by sender id (hex). */
+  readonly #signers = new Map<string, KeyObject>();
+  readonly #signing = ed25519Generate();
+  readonly #receiver = new GroupReceiver({
+    keyRing: this.#ring,
+    senderPublicKey: (id) => this.#signers.get(id.toString('hex')),
+  });
   readonly #sender: GroupSender;
   readonly #pending = new Map<string, Buffer[]>();
   readonly #fetching = new Set<string>();
@@ -122,7 +131,10 @@ export class PneClient extends EventEmitter {
     this.#opts = opts;
     this.identity = opts.credentials.identity;
     this.#log = opts.logger ?? silentLogger;
-    this.#sender = new GroupSender({ senderId: uuidToBytes(uuidOf(this.identity)) });
+    this.#sender = new GroupSender({
+      senderId: uuidToBytes(uuidOf(this.identity)),
+      signingKey: this.#signing.privateKey,
+    });
   }
 
   /** Enrolls a PNE with a one-time token through its GW (which relays to the server). */
@@ -226,7 +238,7 @@ export class PneClient extends EventEmitter {
     const gk = this.#ring.current(sg);
     if (!gk) throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    const payload = this.#sender.protect(sg, gk, bytes);
+    const payload = this.#sender.protect(sg, gk, bytes, { sign: this.#ring.sourceAuth(sg) });
     if (!this.#session?.isOpen) throw new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'not connected to the GW');
     this.#session.send(encodeFrame({ kind: 'group', payload }));
     return payload;
@@ -294,6 +306,13 @@ export class PneClient extends EventEmitter {
     this.#srv = srv;
     this.#tunnelAttempt = 0;
     ms.on('message', (m: Buffer) => this.#onServerMessage(srv, m));
+    // Our signing key for source-authenticated SGs, bound to our identity by this end-to-end TLS session.
+    srv
+      .request({ t: 'pne.signkey', key: ed25519PublicToRaw(this.#signing.publicKey) })
+      .catch((e: unknown) => {
+        // Happens when the tunnel closes first (e.g. a short-lived client); it is re-sent on the next tunnel.
+        this.#log.debug({ code: codeOf(e) }, 'signing key not registered');
+      });
     ms.once('close', () => {
       srv.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'server tunnel closed'));
       if (this.#srv === srv) {
@@ -396,6 +415,15 @@ export class PneClient extends EventEmitter {
         return;
       case 'gkdk.issue':
         this.#onGkdkIssue(msg);
+        return;
+      case 'sg.signers':
+        for (const sgn of msg.signers) {
+          try {
+            this.#signers.set(uuidToBytes(uuidOf(sgn.pneId)).toString('hex'), ed25519PublicFromRaw(sgn.key));
+          } catch {
+            this.#log.warn('invalid signing key ignored');
+          }
+        }
         return;
       case 'sg.deleted':
         this.#forget(msg.sgId);
@@ -558,6 +586,7 @@ export class PneClient extends EventEmitter {
           })
         : this.#ring.install(sg, msg.epoch, msg.key, SUITE_OF[msg.suite], {
             graceMs: msg.graceSec * 1000,
+            sourceAuth: msg.sourceAuth ?? false,
           });
       for (const a of msg.senderAnchors ?? []) {
         this.#receiver.anchor(sg, msg.epoch, a.sender, a.instance, a.counter);

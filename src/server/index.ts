@@ -151,6 +151,8 @@ interface SgState {
   readonly targetGws: Set<string>;
   /** Operator's delivery policy for this SG (overrides the server-wide one at the GWs), if set. */
   deliveryPolicy: DeliveryPolicy | undefined;
+  /** Members must sign their messages (Ed25519); the server distributes members' signing keys. */
+  sourceAuth: boolean;
 }
 
 interface GwConn {
@@ -190,6 +192,8 @@ export class CpnsServer {
   readonly #groups = new Map<string, SgState>();
   /** The server's own sender (nil sender id, fresh instance per start) for messages it sends to SGs. */
   readonly #sender = new GroupSender({ senderId: Buffer.alloc(16) });
+  /** PNE identity -> Ed25519 public key it signs SG messages with (from its own tunnel). */
+  readonly #signKeys = new Map<string, Buffer>();
   readonly #gwConns = new Map<string, GwConn>();
   readonly #tunnels = new Map<string, Set<PneTunnel>>();
   /** PNE -> GW of its PN (store inventory, cached). */
@@ -350,6 +354,7 @@ export class CpnsServer {
         timer: undefined,
         targetGws: new Set(),
         deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy),
+        sourceAuth: g.sourceAuth,
       };
       this.#groups.set(g.sgId, st);
       this.#startTimer(st);
@@ -759,6 +764,12 @@ export class CpnsServer {
         pt.control.sendOk(msg.id);
         return;
       }
+      case 'pne.signkey': {
+        this.#signKeys.set(me, Buffer.from(msg.key));
+        pt.control.sendOk(msg.id);
+        for (const st of this.#groups.values()) if (st.members.has(me)) this.#pushSigners(st);
+        return;
+      }
       case 'key.fetch': {
         const st = this.#group(msg.sgId);
         if (!st.members.has(me)) fail(ErrorCode.NOT_MEMBER, 'sgId');
@@ -775,6 +786,7 @@ export class CpnsServer {
             reason: wireReason(k.reason),
             graceSec: 0,
             senderAnchors: this.#anchors(st.sgId, k.epoch),
+            ...(st.sourceAuth ? { sourceAuth: true } : {}),
           });
         } finally {
           k.key.fill(0);
@@ -849,6 +861,8 @@ export class CpnsServer {
   async sendToGroup(sgId: string, data: Uint8Array | string): Promise<Buffer> {
     const st = this.#groups.get(sgId);
     if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+    // Members of a source-authenticated SG accept only messages signed by a member.
+    if (st.sourceAuth) fail(ErrorCode.SIGNATURE_REQUIRED, 'sgId');
     const k = await this.store.getCurrentKey(sgId);
     if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
     const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
@@ -1026,9 +1040,34 @@ export class CpnsServer {
           ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
           targets: targets.slice(0, 4096),
           ...(st.deliveryPolicy ? { policy: st.deliveryPolicy } : {}),
+          ...(st.sourceAuth ? { sourceAuth: true } : {}),
         });
+        if (targets.length > 0) this.#pushSigners(st, gw);
       } catch (e) {
         this.#log.warn({ code: codeOf(e), gw }, 'key delivery failed');
+      }
+    }
+  }
+
+  /**
+   * Source authentication: the members' Ed25519 signing keys (learned over each PNE's own tunnel, so bound to
+   * its certificate identity) go to the GWs with members, which pass them to their member PNEs.
+   */
+  #pushSigners(st: SgState, onlyGw?: string): void {
+    if (!st.sourceAuth) return;
+    const signers: { pneId: string; key: Uint8Array }[] = [];
+    for (const m of st.members) {
+      const key = this.#signKeys.get(m);
+      if (key) signers.push({ pneId: m, key });
+    }
+    const gws = onlyGw !== undefined ? [onlyGw] : [...st.targetGws];
+    for (const gw of gws) {
+      try {
+        this.#gwConns
+          .get(gw)
+          ?.control.send({ t: 'sg.signers', sgId: st.sgId, signers: signers.slice(0, 4096) });
+      } catch (e) {
+        this.#log.warn({ code: codeOf(e), gw }, 'signers not sent');
       }
     }
   }
@@ -1091,6 +1130,7 @@ export class CpnsServer {
       timer: undefined,
       targetGws: new Set(),
       deliveryPolicy: o.deliveryPolicy,
+      sourceAuth: o.sourceAuth ?? false,
     };
     this.#groups.set(g.sgId, st);
     await this.store.appendAudit({ actor, action: 'group.create', sgId: g.sgId, detail: { name: o.name } });
@@ -1137,6 +1177,7 @@ export class CpnsServer {
       this.#emit({ kind: 'member.add', sgId, pneId: pne });
       const gw = this.#pneAt.get(pne);
       if (gw !== undefined) await this.#sendCurrentKey(st, gw);
+      this.#pushSigners(st); // the other members learn the newcomer's signing key
     });
   }
 
@@ -1272,6 +1313,8 @@ export class CpnsServer {
               : {}),
           });
           if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
+          // Applies from the next key delivery (devices learn the SG's policy with its key).
+          if (patch.sourceAuth !== undefined) st.sourceAuth = patch.sourceAuth;
           if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
           if (patch.rekeyIntervalSec !== undefined) {
             st.rekeyIntervalSec = patch.rekeyIntervalSec;

@@ -88,6 +88,10 @@ export const bodies = {
   'pne.detach': { pneId },
   /** A PNE's session to its GW went up or down; it stays in the PN. */
   'pne.status': { pneId, online: s.bool() },
+  /** PNE -> server (tunnel): the Ed25519 public key this PNE signs its SG messages with (source authentication). */
+  'pne.signkey': { key: s.bytes({ len: 32 }) },
+  /** Server -> GW -> member PNEs: signing keys of the members of a source-authenticated SG (full list). */
+  'sg.signers': { sgId, signers: s.array(s.object({ pneId, key: s.bytes({ len: 32 }) }), { max: MAX_LIST }) },
   registered: { ok: s.bool() },
 
   // Service Groups.
@@ -132,6 +136,8 @@ export const bodies = {
     targets: s.optional(s.array(pneId, { max: MAX_LIST })),
     /** Server -> GW: this Service Group's delivery policy, overriding the GW-wide `gw.policy`. */
     policy: s.optional(deliveryPolicy),
+    /** The SG requires an Ed25519 signature of its sender on every message (source authentication). */
+    sourceAuth: s.optional(s.bool()),
   },
   'key.ack': { sgId, epoch, pneId: s.optional(pneId), method: s.optional(method) },
   /** Catch-up: ask for the current key (intermediate epochs are skipped, never replayed). */
@@ -206,6 +212,11 @@ export const messageInfo: {
   'pne.attach': { dir: 'GW → server', doc: 'A PNE joined this PN, reachable over the listed media.' },
   'pne.detach': { dir: 'GW → server', doc: 'A PNE left this PN.' },
   'pne.status': { dir: 'GW → server', doc: 'A PNE of this PN went online or offline (it stays in the PN).' },
+  'pne.signkey': { dir: 'PNE → server (tunnel)', doc: "The PNE's Ed25519 key for signing SG messages." },
+  'sg.signers': {
+    dir: 'server → GW → PNE',
+    doc: 'Signing keys of the members of a source-authenticated SG.',
+  },
   registered: { dir: 'server → GW', doc: 'Acknowledges gw.register.' },
   'sg.create': { dir: 'PNE → server', doc: 'Create a Service Group; answered by sg.created.' },
   'sg.created': { dir: 'server → PNE', doc: 'The new SG id and its first epoch.' },
