@@ -22,9 +22,9 @@ import {
   codeOf,
   decodeControl,
   fail,
-  handleInOrder,
   type Logger,
   senderIdentity,
+  serveFrame,
   silentLogger,
   uuidOf,
   uuidToBytes,
@@ -789,21 +789,14 @@ export class PnGateway extends EventEmitter {
   }
 
   #onPneFrame(c: PneConn, buf: Buffer): void {
-    let msg: ControlMessage;
-    try {
-      const f = decodeFrame(buf, { maxFrame: c.session.maxPayload });
-      if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
-      if (f.kind === 'group') {
-        this.#fromPne(c, buf, Buffer.from(f.payload));
-        return;
-      }
-      msg = decodeControl(f.payload);
-    } catch (e) {
-      c.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
-      return;
-    }
-    if (c.control.accept(msg)) return;
-    handleInOrder(c, c.control, msg, (m) => this.#handlePne(c, m), this.#log, 'PNE');
+    serveFrame(
+      c,
+      buf,
+      (frame, payload) => this.#fromPne(c, frame, payload),
+      (m) => this.#handlePne(c, m),
+      this.#log,
+      'PNE',
+    );
   }
 
   async #handlePne(c: PneConn, msg: ControlMessage): Promise<void> {

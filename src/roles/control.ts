@@ -13,7 +13,7 @@ import {
 } from '../core/codec/index.js';
 import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
 import { isStoreError } from '../store/errors.js';
-import { encodeFrame } from '../transport/framing.js';
+import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import type { Session } from '../transport/session.js';
 
 export const silentLogger: Logger = pino({ level: 'silent' });
@@ -226,4 +226,34 @@ export function handleInOrder(
       control.sendError(code, msg.id, (e as CpnsError).field);
     }
   });
+}
+
+/**
+ * Serve one frame from a peer session: group frames (0x05) go to `onGroup` with the whole frame and its payload,
+ * tunnel frames are left to the tunnel relay/mux, control frames are decoded and handled in order by `handle`.
+ * Undecodable input gets a typed `error` reply; the session stays up.
+ */
+export function serveFrame(
+  conn: RequestQueue & { readonly control: Control; readonly session: Session },
+  buf: Buffer,
+  onGroup: (frame: Buffer, payload: Buffer) => void,
+  handle: (msg: ControlMessage) => Promise<void>,
+  log: Logger,
+  what: string,
+): void {
+  let msg: ControlMessage;
+  try {
+    const f = decodeFrame(buf, { maxFrame: conn.session.maxPayload });
+    if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
+    if (f.kind === 'group') {
+      onGroup(buf, Buffer.from(f.payload));
+      return;
+    }
+    msg = decodeControl(f.payload);
+  } catch (e) {
+    conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+    return;
+  }
+  if (conn.control.accept(msg)) return;
+  handleInOrder(conn, conn.control, msg, handle, log, what);
 }

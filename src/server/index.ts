@@ -23,6 +23,7 @@ import {
   fail,
   handleInOrder,
   type Logger,
+  serveFrame,
   silentLogger,
   toPneIdentity,
   uuidToBytes,
@@ -495,21 +496,14 @@ export class CpnsServer {
   }
 
   #onGwFrame(conn: GwConn, buf: Buffer): void {
-    let msg: ControlMessage;
-    try {
-      const f = decodeFrame(buf, { maxFrame: conn.session.maxPayload });
-      if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
-      if (f.kind === 'group') {
-        this.#relay(conn, buf);
-        return;
-      }
-      msg = decodeControl(f.payload);
-    } catch (e) {
-      conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
-      return;
-    }
-    if (conn.control.accept(msg)) return;
-    handleInOrder(conn, conn.control, msg, (m) => this.#handleGw(conn, m), this.#log, 'GW');
+    serveFrame(
+      conn,
+      buf,
+      (frame) => this.#relay(conn, frame),
+      (m) => this.#handleGw(conn, m),
+      this.#log,
+      'GW',
+    );
   }
 
   async #handleGw(conn: GwConn, msg: ControlMessage): Promise<void> {
