@@ -149,6 +149,8 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     port: Number(values.port),
     logger: log,
     media: values.media.split(',') as Medium[],
+    // A daemon waits patiently for the server (it keeps reconnecting with backoff meanwhile).
+    startTimeoutMs: 10 * 60_000,
   });
   writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
   log.info({ identity: gw.identity, url: gw.url }, 'PN GW ready');

@@ -19,22 +19,31 @@ afterAll(() => {
 });
 
 const cpns = async (...args: string[]) =>
-  (await exec(process.execPath, [bin, ...args], { env, timeout: 30_000 })).stdout.trim();
+  (await exec(process.execPath, [bin, ...args], { env, timeout: 60_000 })).stdout.trim();
 
 function daemon(...args: string[]): ChildProcess & { lines: string[] } {
   const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   child.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+  // keep the daemons' logs (stderr): a failing wait reports them
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr.push(`[${args[0]}] ${d.toString()}`);
+    if (stderr.length > 200) stderr.shift();
+  });
+  child.once('exit', (code) => stderr.push(`[${args[0]}] exited with ${code}`));
   children.push(child);
   return Object.assign(child, { lines });
 }
 
-async function until<T>(f: () => T | undefined, ms = 20_000): Promise<T> {
+const stderr: string[] = [];
+
+/** Waits generously: the whole suite runs in parallel on small CI machines and each daemon compiles via tsx. */
+async function until<T>(f: () => T | undefined, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = f();
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error('timed out');
+    if (Date.now() > end) throw new Error(`timed out; daemon logs:\n${stderr.slice(-20).join('')}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -178,5 +187,5 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
 
     server.kill('SIGTERM');
     expect(await exited(server)).toBe(0);
-  }, 90_000);
+  }, 240_000);
 });
