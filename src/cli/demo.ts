@@ -54,7 +54,7 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     dataDir: join(dataDir, 'server'),
     heartbeat: false,
     // operator policy pushed to the PN GWs: broadcast when at least 2 member PNEs of the PN can receive it
-    deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 1500 },
+    deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 3000 },
   });
   log(`[server]   up at ${server.url}; CA created; store: SQLite (keys encrypted at rest)`);
   const gws = new Map<string, PnGateway>();

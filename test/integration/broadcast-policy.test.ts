@@ -18,7 +18,7 @@ const pnes: PneClient[] = [];
 beforeAll(async () => {
   tmp = tempDir();
   server = await startServer(tmp.dir, {
-    deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 1000 },
+    deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 3000 },
   });
   gw = await startBroadcastGateway(server, `${tmp.dir}/gw`, { group: '239.255.77.4', port });
   pnes.push(...(await startWifiPnes(server, gw, 3)));
