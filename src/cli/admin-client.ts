@@ -34,7 +34,7 @@ export class AdminCallError extends Error {
   }
 }
 
-type Method = 'GET' | 'POST' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 const MAX_REPLY = 16 * 1024 * 1024;
 
 /**

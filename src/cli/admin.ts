@@ -13,6 +13,8 @@ const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--jso
   sg status <sgId>                            Group Key state: members, their PN (GW), online, acked epoch,
                                               delivery method, lag
   sg delete|rekey <sgId>
+  sg policy <sgId> [--open|--invite] [--rekey-interval <sec>|--no-rekey] [--source-auth|--no-source-auth]
+                   [--unicast-only | --broadcast-threshold <n> [--ack-timeout <ms>] | --default-delivery]
   sg add|remove <sgId> <pne>
   audit [--sg <sgId>] [--action <a>] [--after-seq <n>] [--limit <n>] [--all]
                                               audit log, oldest first (--all follows every page)
@@ -64,6 +66,13 @@ export async function adminCommand(argv: string[]): Promise<number> {
       name: { type: 'string' },
       open: { type: 'boolean', default: false },
       'source-auth': { type: 'boolean', default: false },
+      'no-source-auth': { type: 'boolean', default: false },
+      invite: { type: 'boolean', default: false },
+      'no-rekey': { type: 'boolean', default: false },
+      'unicast-only': { type: 'boolean', default: false },
+      'broadcast-threshold': { type: 'string' },
+      'ack-timeout': { type: 'string' },
+      'default-delivery': { type: 'boolean', default: false },
       suite: { type: 'string' },
       member: { type: 'string', multiple: true },
       'rekey-interval': { type: 'string' },
@@ -154,6 +163,13 @@ async function sgCommand(
     suite?: string;
     member?: string[];
     'rekey-interval'?: string;
+    invite: boolean;
+    'no-source-auth': boolean;
+    'no-rekey': boolean;
+    'unicast-only': boolean;
+    'broadcast-threshold'?: string;
+    'ack-timeout'?: string;
+    'default-delivery': boolean;
   },
   out: (v: unknown, text?: () => string) => number,
   num: (v: string | undefined, what: string) => number | undefined,
@@ -196,6 +212,26 @@ async function sgCommand(
         table(s.gateways, ['gwId', 'online', 'ackedEpoch', 'lag']),
       ].join('\n');
     });
+  }
+  if (b === 'policy' && c) {
+    const body: Record<string, unknown> = {};
+    if (values.open) body.joinPolicy = 'open';
+    if (values.invite) body.joinPolicy = 'invite';
+    const interval = num(values['rekey-interval'], '--rekey-interval');
+    if (interval !== undefined) body.rekeyIntervalSec = interval;
+    if (values['no-rekey']) body.rekeyIntervalSec = null;
+    if (values['source-auth']) body.sourceAuth = true;
+    if (values['no-source-auth']) body.sourceAuth = false;
+    const threshold = num(values['broadcast-threshold'], '--broadcast-threshold');
+    const ackTimeoutMs = num(values['ack-timeout'], '--ack-timeout') ?? 1500;
+    if (values['unicast-only'])
+      body.deliveryPolicy = { broadcast: false, broadcastThreshold: 1, ackTimeoutMs };
+    if (threshold !== undefined)
+      body.deliveryPolicy = { broadcast: true, broadcastThreshold: threshold, ackTimeoutMs };
+    if (values['default-delivery']) body.deliveryPolicy = null;
+    if (Object.keys(body).length === 0) throw new UsageError('sg policy: nothing to change');
+    const g = (await adminRequest(ep, 'PATCH', `/service-groups/${enc(c)}`, { body })) as Row;
+    return out(g, () => `${cell(g.sgId)}: policy updated`);
   }
   if (b === 'rekey' && c) {
     const r = (await adminRequest(ep, 'POST', `/service-groups/${enc(c)}/rekey`)) as Row;

@@ -146,6 +146,13 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const statusTable = await cpns('admin', 'sg', 'status', created.sgId, '--table', '--data-dir', S);
     expect(statusTable).toMatch(/pneId\s+pn\s+online\s+ackedEpoch\s+method\s+lag/);
     expect(statusTable).toContain(gw.identity);
+    const policy = JSON.parse(
+      await cpns('admin', 'sg', 'policy', created.sgId, '--unicast-only', '--invite', '--data-dir', S),
+    );
+    expect(policy).toMatchObject({ joinPolicy: 'invite', deliveryPolicy: { broadcast: false } });
+    await expect(cpns('admin', 'sg', 'policy', created.sgId, '--data-dir', S)).rejects.toThrow(
+      /nothing to change/,
+    );
     const pns = JSON.parse(await cpns('admin', 'pns', '--data-dir', S));
     expect(JSON.stringify(pns)).toContain(gw.identity);
 
