@@ -23,6 +23,8 @@ import {
   decodeControl,
   fail,
   type Logger,
+  readEnrollRequest,
+  readUpstreamFrame,
   senderIdentity,
   serveFrame,
   silentLogger,
@@ -435,20 +437,14 @@ export class PnGateway extends EventEmitter {
   }
 
   #onUpstreamFrame(control: Control, buf: Buffer): void {
-    let msg: ControlMessage;
-    try {
-      const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
-      if (f.kind === 'group') {
-        this.#deliverLocal(buf, Buffer.from(f.payload), undefined);
-        return;
-      }
-      if (f.kind !== 'control') return; // tunnel frames: the relay's
-      msg = decodeControl(f.payload);
-    } catch (e) {
-      this.#log.warn({ code: codeOf(e) }, 'bad frame from the server');
-      return;
-    }
-    if (control.accept(msg)) return;
+    const msg = readUpstreamFrame(
+      buf,
+      control,
+      (frame, payload) => this.#deliverLocal(frame, payload, undefined),
+      this.#log,
+      'the server',
+    );
+    if (!msg) return;
     switch (msg.t) {
       case 'key.deliver':
         this.#onKeyDeliver(msg);
@@ -922,19 +918,8 @@ export class PnGateway extends EventEmitter {
     t.unref();
     s.once('close', () => clearTimeout(t));
     s.on('frame', (buf: Buffer) => {
-      let msg: ControlMessage;
-      try {
-        const f = decodeFrame(buf, { maxFrame: s.maxPayload });
-        if (f.kind !== 'control') fail(ErrorCode.UNEXPECTED_MESSAGE);
-        msg = decodeControl(f.payload);
-      } catch (e) {
-        control.sendError(codeOf(e), undefined, (e as CpnsError).field);
-        return;
-      }
-      if (msg.t !== 'enroll.request') {
-        control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
-        return;
-      }
+      const msg = readEnrollRequest(buf, s, control);
+      if (!msg) return;
       if (msg.role !== 'pne' || !this.#upControl || !this.#registered) {
         control.sendError(ErrorCode.ENROLL_REFUSED, msg.id);
         return;

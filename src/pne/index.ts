@@ -33,13 +33,14 @@ import {
   decodeControl,
   fail,
   type Logger,
+  readUpstreamFrame,
   senderIdentity,
   silentLogger,
   toPneIdentity,
   uuidOf,
   uuidToBytes,
 } from '../roles/control.js';
-import { decodeFrame, encodeFrame } from '../transport/framing.js';
+import { encodeFrame } from '../transport/framing.js';
 import {
   type BackoffOptions,
   backoffDelay,
@@ -395,20 +396,14 @@ export class PneClient extends EventEmitter {
   // ------------------------------------------------------------------------------------------- inbound
 
   #onGwFrame(gw: Control, buf: Buffer): void {
-    let msg: ControlMessage;
-    try {
-      const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
-      if (f.kind === 'group') {
-        this.#onGroupMessage(Buffer.from(f.payload));
-        return;
-      }
-      if (f.kind !== 'control') return; // tunnel frames belong to the tunnel mux
-      msg = decodeControl(f.payload);
-    } catch (e) {
-      this.#log.warn({ code: codeOf(e) }, 'bad frame from the GW');
-      return;
-    }
-    if (gw.accept(msg)) return;
+    const msg = readUpstreamFrame(
+      buf,
+      gw,
+      (_frame, payload) => this.#onGroupMessage(payload),
+      this.#log,
+      'the GW',
+    );
+    if (!msg) return;
     switch (msg.t) {
       case 'key.deliver':
         this.#install(msg);

@@ -10,6 +10,7 @@ import {
   type ControlMessageInit,
   decodeMessage,
   encodeMessage,
+  type MessageOf,
 } from '../core/codec/index.js';
 import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
 import { isStoreError } from '../store/errors.js';
@@ -256,4 +257,57 @@ export function serveFrame(
   }
   if (conn.control.accept(msg)) return;
   handleInOrder(conn, conn.control, msg, handle, log, what);
+}
+
+/**
+ * Client side of a session (the GW's link up to the server, the PNE's link up to its GW): group frames go to
+ * `onGroup`, tunnel frames are left to the tunnel relay/mux, control messages are returned once reply
+ * correlation has not claimed them. A bad frame from the upstream is logged, not answered.
+ */
+export function readUpstreamFrame(
+  buf: Buffer,
+  control: Control,
+  onGroup: (frame: Buffer, payload: Buffer) => void,
+  log: Logger,
+  from: string,
+): ControlMessage | undefined {
+  let msg: ControlMessage;
+  try {
+    const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
+    if (f.kind === 'group') {
+      onGroup(buf, Buffer.from(f.payload));
+      return undefined;
+    }
+    if (f.kind !== 'control') return undefined;
+    msg = decodeControl(f.payload);
+  } catch (e) {
+    log.warn({ code: codeOf(e) }, `bad frame from ${from}`);
+    return undefined;
+  }
+  return control.accept(msg) ? undefined : msg;
+}
+
+/**
+ * An enrollment session carries control messages only, and only `enroll.request`: anything else is answered with
+ * a typed error and yields undefined.
+ */
+export function readEnrollRequest(
+  buf: Buffer,
+  session: Session,
+  control: Control,
+): MessageOf<'enroll.request'> | undefined {
+  let msg: ControlMessage;
+  try {
+    const f = decodeFrame(buf, { maxFrame: session.maxPayload });
+    if (f.kind !== 'control') fail(ErrorCode.UNEXPECTED_MESSAGE);
+    msg = decodeControl(f.payload);
+  } catch (e) {
+    control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+    return undefined;
+  }
+  if (msg.t !== 'enroll.request') {
+    control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+    return undefined;
+  }
+  return msg;
 }

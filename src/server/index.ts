@@ -23,6 +23,7 @@ import {
   fail,
   handleInOrder,
   type Logger,
+  readEnrollRequest,
   serveFrame,
   silentLogger,
   toPneIdentity,
@@ -42,7 +43,7 @@ import {
   loadCa,
   parseIdentity,
 } from '../transport/ca.js';
-import { decodeFrame, encodeFrame } from '../transport/framing.js';
+import { encodeFrame } from '../transport/framing.js';
 import { CloseCode, type HeartbeatOptions, SecureServer, type Session } from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
 import type { ChangeEvent } from './events.js';
@@ -407,16 +408,9 @@ export class CpnsServer {
     });
     let busy = false;
     s.on('frame', (buf: Buffer) => {
-      let msg: ControlMessage;
-      try {
-        const f = decodeFrame(buf, { maxFrame: s.maxPayload });
-        if (f.kind !== 'control') fail(ErrorCode.UNEXPECTED_MESSAGE);
-        msg = decodeControl(f.payload);
-      } catch (e) {
-        control.sendError(codeOf(e), undefined, (e as CpnsError).field);
-        return;
-      }
-      if (msg.t !== 'enroll.request' || busy) {
+      const msg = readEnrollRequest(buf, s, control);
+      if (!msg) return;
+      if (busy) {
         control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
         return;
       }
