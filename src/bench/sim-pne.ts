@@ -8,12 +8,14 @@ import { BroadcastKeyListener, type GkdkIssue } from '../delivery/index.js';
 import type { Credentials } from '../gateway/index.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import { connectSession, type Session } from '../transport/session.js';
+import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel.js';
 
 /**
  * A simulated PNE endpoint for the rekey benchmark (issue #4 §7): a real mutually authenticated TLS session to
  * its real PN GW, speaking the real control protocol (pne.attach, key.deliver -> key.ack, gkdk.issue ->
- * gkdk.ack, broadcast datagrams through BroadcastKeyListener) — without the server tunnel and group messaging
- * of the full PneClient, so thousands fit in one process.
+ * gkdk.ack, broadcast datagrams through BroadcastKeyListener), with the end-to-end tunnel to the server that
+ * proves it is behind its GW (docs/protocol.md rule A1) — but without the group messaging of the full PneClient,
+ * so thousands fit in one process.
  */
 export class SimPne {
   readonly identity: string;
@@ -24,6 +26,7 @@ export class SimPne {
   readonly #session: Session;
   readonly #media: string[];
   #listener: BroadcastKeyListener | undefined;
+  #tunnel: TunnelTlsSocket | undefined;
   #nextId = 1;
   readonly #epochs = new Map<string, number>();
   readonly #waiters: (() => void)[] = [];
@@ -45,6 +48,7 @@ export class SimPne {
     });
     const sim = new SimPne(creds.identity, session, media);
     sim.#send({ t: 'pne.attach', pneId: creds.identity, media: media as ('wifi' | 'bt')[] });
+    sim.#tunnel = await openTunnelTls(session, creds);
     return sim;
   }
 
@@ -59,6 +63,7 @@ export class SimPne {
 
   async close(): Promise<void> {
     await this.#listener?.close();
+    this.#tunnel?.socket.destroy();
     this.#session.close(1000, 'bench done');
   }
 

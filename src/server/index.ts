@@ -75,6 +75,8 @@ export interface ServerOptions {
    * activateAt) so that members switch together. Default 0: immediate.
    */
   periodicLeadSec?: number;
+  /** Most PNEs one GW session may name in pne.attach (claims, proven or not). Default 10 000. */
+  maxPnesPerGw?: number;
 }
 
 export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
@@ -137,6 +139,9 @@ const SECRET_CA_KEY = 'ca.key';
 const SECRET_CLEAN = 'relay.clean-shutdown';
 const OPERATOR = 'operator';
 const ENROLL_SESSION_MS = 30_000;
+const DEFAULT_MAX_PNES_PER_GW = 10_000;
+/** Epochs per SG whose key.deliver targets a GW session remembers, to check that GW's acks (rule K2). */
+const SENT_EPOCHS_KEPT = 4;
 
 interface SgState {
   readonly sgId: string;
@@ -161,11 +166,20 @@ interface GwConn {
   readonly id: string;
   readonly session: Session;
   readonly control: Control;
-  /** PNEs this GW reported attached (pne.attach) on this session. */
+  /**
+   * PNEs proven attached at this GW (rule A1, docs/protocol.md "Authorization"): the PNE's own end-to-end tunnel,
+   * authenticated by its certificate, is up through this session. Only these get keys, signers and relay here.
+   */
   readonly attached: Set<string>;
+  /** What the GW said about its PNEs (pne.attach): media only; a claim grants nothing until proven. */
+  readonly claims: Map<string, readonly Medium[]>;
+  /** sgId -> epoch -> PNEs named as targets of the key.deliver of that epoch sent to this GW (rules K1, K2). */
+  readonly sent: Map<string, Map<number, ReadonlySet<string>>>;
   registered: boolean;
   queue: Promise<void>;
 }
+
+type Medium = MessageOf<'pne.attach'>['media'][number];
 
 interface PneTunnel {
   readonly identity: string;
@@ -461,6 +475,8 @@ export class CpnsServer {
       session,
       control: Control.forSession(session),
       attached: new Set(),
+      claims: new Map(),
+      sent: new Map(),
       registered: false,
       queue: Promise.resolve(),
     };
@@ -513,6 +529,8 @@ export class CpnsServer {
         conn.control.send({ t: 'registered', id: msg.id, ok: true });
         conn.control.send({ t: 'gw.policy', ...(this.#opts.deliveryPolicy ?? DEFAULT_POLICY) });
         this.#emit({ kind: 'pn.change', gwId: conn.id, online: true });
+        // PNEs whose tunnels came up before the registration: their catch-up now.
+        for (const p of conn.attached) await this.#catchUp(p, conn.id, undefined);
         return;
       }
       case 'enroll.relay': {
@@ -523,16 +541,18 @@ export class CpnsServer {
       case 'pne.attach':
         return this.#pneAttach(conn, msg);
       case 'pne.status': {
-        if (this.#pneAt.get(msg.pneId) !== conn.id) fail(ErrorCode.FORBIDDEN, 'pneId');
-        await this.store.setOnline(msg.pneId, msg.online);
-        if (msg.online) conn.attached.add(msg.pneId);
-        else conn.attached.delete(msg.pneId);
+        // Rule A3: only about a PNE proven here. "Offline" gives the PNE up (the GW can only hurt its own
+        // service); "online" cannot be claimed: only the PNE's tunnel makes it so (rule A1).
+        if (this.#pneAt.get(msg.pneId) !== conn.id || !conn.attached.has(msg.pneId))
+          fail(ErrorCode.FORBIDDEN, 'pneId');
+        if (!msg.online) await this.#loseAttachment(conn, msg.pneId, true);
         conn.control.sendOk(msg.id);
-        this.#emit({ kind: 'pn.change', gwId: conn.id, pneId: msg.pneId, online: msg.online });
         return;
       }
       case 'pne.detach': {
-        if (this.#pneAt.get(msg.pneId) !== conn.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+        // Rule A4: a GW detaches only a PNE proven behind it.
+        if (this.#pneAt.get(msg.pneId) !== conn.id || !conn.attached.has(msg.pneId))
+          fail(ErrorCode.FORBIDDEN, 'pneId');
         await this.store.detachPne(msg.pneId);
         this.#pneAt.delete(msg.pneId);
         conn.attached.delete(msg.pneId);
@@ -559,9 +579,11 @@ export class CpnsServer {
         const st = this.#groups.get(msg.sgId);
         if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
         if (msg.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+        // Rule K1: a GW acks only an (SG, epoch) it was sent; rule K2: for a PNE it was sent that epoch for.
+        const targets = conn.sent.get(msg.sgId)?.get(msg.epoch);
+        if (!targets) fail(ErrorCode.FORBIDDEN, 'epoch');
         if (msg.pneId !== undefined) {
-          if (this.#pneAt.get(msg.pneId) !== conn.id || !st.members.has(msg.pneId))
-            fail(ErrorCode.FORBIDDEN, 'pneId');
+          if (!this.#mayAckFor(conn, st, targets, msg.pneId)) fail(ErrorCode.FORBIDDEN, 'pneId');
           await this.store.recordDelivery({
             sgId: msg.sgId,
             epoch: msg.epoch,
@@ -580,8 +602,11 @@ export class CpnsServer {
         const st = this.#groups.get(msg.sgId);
         if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
         if (msg.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+        // Rule K2, all or nothing: one entry the GW may not report refuses the whole report.
+        const targets = conn.sent.get(msg.sgId)?.get(msg.epoch);
+        if (!targets) fail(ErrorCode.FORBIDDEN, 'epoch');
         const acks = msg.entries
-          .filter((e) => this.#pneAt.get(e.pneId) === conn.id && st.members.has(e.pneId))
+          .filter((e) => this.#mayAckFor(conn, st, targets, e.pneId))
           .map((e) => ({
             sgId: msg.sgId,
             epoch: msg.epoch,
@@ -606,34 +631,102 @@ export class CpnsServer {
     }
   }
 
+  /**
+   * pne.attach from a GW is a claim (rule A2): it carries the PNE's media and lets the GW learn at once that a PNE
+   * is revoked or unknown, but it grants nothing. The PNE is attached here only when its own tunnel proves it
+   * (`#proveAttach`).
+   */
   async #pneAttach(conn: GwConn, msg: MessageOf<'pne.attach'>): Promise<void> {
     const pneId = msg.pneId;
     if (this.#revokedIds.has(pneId)) fail(ErrorCode.REVOKED, 'pneId');
     const idn = await this.store.getIdentity(pneId);
     if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
     if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
-    const { previousGwId } = await this.store.attachPne(pneId, conn.id, msg.media);
+    const max = this.#opts.maxPnesPerGw ?? DEFAULT_MAX_PNES_PER_GW;
+    if (!conn.claims.has(pneId) && conn.claims.size >= max) fail(ErrorCode.TOO_LARGE, 'pneId');
+    const before = conn.claims.get(pneId);
+    conn.claims.set(pneId, [...msg.media]);
+    conn.control.sendOk(msg.id);
+    // Already proven here (its tunnel came first): the media may have changed.
+    if (
+      conn.attached.has(pneId) &&
+      this.#pneAt.get(pneId) === conn.id &&
+      String(before) !== String(msg.media)
+    )
+      await this.store.attachPne(pneId, conn.id, msg.media);
+  }
+
+  /**
+   * Rule A1: PNE `pneId` proved, by its own certificate on an end-to-end tunnel that runs through `conn`'s
+   * session, that it is behind this GW. Only now is it recorded in the GW's PN, and only now does the GW get the
+   * keys and signers of the PNE's Service Groups. A PNE has one place: any other GW loses it at once.
+   */
+  async #proveAttach(conn: GwConn, pt: PneTunnel): Promise<void> {
+    const pneId = pt.identity;
+    if (this.#closed || this.#gwConns.get(conn.id) !== conn || !this.#liveTunnel(pt)) return;
+    if (this.#revokedIds.has(pneId)) {
+      pt.ms.destroy();
+      return;
+    }
+    const media = conn.claims.get(pneId) ?? (await this.store.getPne(pneId))?.media ?? [];
+    const { previousGwId } = await this.store.attachPne(pneId, conn.id, media);
+    const wasHere = conn.attached.has(pneId) && this.#pneAt.get(pneId) === conn.id;
     this.#pneAt.set(pneId, conn.id);
     conn.attached.add(pneId);
-    if (previousGwId !== null && previousGwId !== conn.id) {
-      this.#gwConns.get(previousGwId)?.attached.delete(pneId);
+    // Its tunnels through other GWs are no proof any more: close them, and those GWs lose it.
+    for (const other of this.#tunnels.get(pneId) ?? []) if (other.gw !== conn) other.ms.destroy();
+    for (const c of this.#gwConns.values()) if (c !== conn) c.attached.delete(pneId);
+    const moved = previousGwId !== null && previousGwId !== conn.id ? previousGwId : undefined;
+    if (moved !== undefined) {
       await this.store.appendAudit({
-        actor: conn.id,
+        actor: pneId,
         action: 'pne.move',
         subject: pneId,
-        detail: { from: previousGwId },
+        detail: { from: moved },
       });
     }
-    conn.control.sendOk(msg.id);
+    if (wasHere && moved === undefined) return;
     this.#emit({ kind: 'pn.change', gwId: conn.id, pneId, online: true });
-    // Catch-up: the current key (only) of every SG the PNE is a member of, with replay anchors.
+    if (conn.registered) await this.#catchUp(pneId, conn.id, moved);
+  }
+
+  /** Catch-up: the current key (only) of every SG the PNE is a member of, with replay anchors. */
+  async #catchUp(pneId: string, gwId: string, previousGwId: string | undefined): Promise<void> {
     for (const st of this.#groups.values()) {
       if (!st.members.has(pneId)) continue;
       await this.#withSg(st.sgId, async () => {
-        await this.#sendCurrentKey(st, conn.id);
-        if (previousGwId !== null && previousGwId !== conn.id) await this.#sendCurrentKey(st, previousGwId);
+        if (!this.#groups.has(st.sgId)) return;
+        await this.#sendCurrentKey(st, gwId);
+        // The old GW gets the same epoch without the PNE in its targets: it stops serving it.
+        if (previousGwId !== undefined) await this.#sendCurrentKey(st, previousGwId);
       });
     }
+  }
+
+  /** `conn` no longer serves `pneId` (its tunnel closed, or the GW said it went offline). */
+  async #loseAttachment(conn: GwConn, pneId: string, closeTunnels: boolean): Promise<void> {
+    if (!conn.attached.delete(pneId)) return;
+    if (closeTunnels) for (const t of this.#tunnels.get(pneId) ?? []) if (t.gw === conn) t.ms.destroy();
+    if (this.#pneAt.get(pneId) !== conn.id) return;
+    try {
+      await this.store.setOnline(pneId, false);
+    } catch {}
+    this.#emit({ kind: 'pn.change', gwId: conn.id, pneId, online: false });
+  }
+
+  /** The GW that serves `pneId` now: the PNE is in its PN and proven there (rule A1); else undefined. */
+  #servingGw(pneId: string): string | undefined {
+    const gw = this.#pneAt.get(pneId);
+    return gw !== undefined && this.#gwConns.get(gw)?.attached.has(pneId) ? gw : undefined;
+  }
+
+  /** Rule K2: `conn` may report `pneId`'s ack of an epoch whose delivery to it named `pneId`. */
+  #mayAckFor(conn: GwConn, st: SgState, targets: ReadonlySet<string>, pneId: string): boolean {
+    return targets.has(pneId) && this.#pneAt.get(pneId) === conn.id && st.members.has(pneId);
+  }
+
+  #liveTunnel(pt: PneTunnel): boolean {
+    return this.#tunnels.get(pt.identity)?.has(pt) === true;
   }
 
   // ------------------------------------------------------------------------------------------- tunnels
@@ -668,7 +761,17 @@ export class CpnsServer {
           const s = this.#tunnels.get(pt.identity);
           s?.delete(pt);
           if (s?.size === 0) this.#tunnels.delete(pt.identity);
+          // Its last tunnel through this GW is gone: the GW loses the PNE (rule A1).
+          if ([...(s ?? [])].some((o) => o.gw === conn)) return;
+          conn.queue = conn.queue.then(() => this.#loseAttachment(conn, pt.identity, false));
         });
+        // The tunnel is the proof that this PNE is behind this GW (rule A1), handled in order with the GW's
+        // own messages.
+        conn.queue = conn.queue.then(() =>
+          this.#proveAttach(conn, pt).catch((e) =>
+            this.#log.warn({ code: codeOf(e), pne: pt.identity }, 'attachment not recorded'),
+          ),
+        );
       },
       (e) => this.#log.info({ code: (e as { code?: string }).code }, 'tunnel refused'),
     );
@@ -835,7 +938,7 @@ export class CpnsServer {
   #fanOut(st: SgState, frame: Buffer, exceptGw: string | undefined): void {
     const out = new Set<string>();
     for (const m of st.members) {
-      const gw = this.#pneAt.get(m);
+      const gw = this.#servingGw(m);
       if (gw !== undefined && gw !== exceptGw) out.add(gw);
     }
     for (const gw of out) this.#gwConns.get(gw)?.session.send(frame);
@@ -997,7 +1100,7 @@ export class CpnsServer {
   ): void {
     const byGw = new Map<string, string[]>();
     for (const m of st.members) {
-      const gw = this.#pneAt.get(m);
+      const gw = this.#servingGw(m);
       if (gw === undefined) continue;
       let l = byGw.get(gw);
       if (!l) {
@@ -1014,6 +1117,7 @@ export class CpnsServer {
       const conn = this.#gwConns.get(gw);
       if (!conn?.registered) continue;
       try {
+        this.#recordSent(conn, st.sgId, epoch, targets);
         conn.control.send({
           t: 'key.deliver',
           sgId: st.sgId,
@@ -1034,6 +1138,22 @@ export class CpnsServer {
       } catch (e) {
         this.#log.warn({ code: codeOf(e), gw }, 'key delivery failed');
       }
+    }
+  }
+
+  /** Remembers that `conn` was sent `epoch` of `sgId` for `targets` (rules K1, K2); bounded per SG. */
+  #recordSent(conn: GwConn, sgId: string, epoch: number, targets: readonly string[]): void {
+    let bySg = conn.sent.get(sgId);
+    if (!bySg) {
+      bySg = new Map();
+      conn.sent.set(sgId, bySg);
+    }
+    const had = bySg.get(epoch);
+    bySg.delete(epoch);
+    bySg.set(epoch, new Set([...(had ?? []), ...targets]));
+    while (bySg.size > SENT_EPOCHS_KEPT) {
+      const oldest = Math.min(...bySg.keys());
+      bySg.delete(oldest);
     }
   }
 
@@ -1163,7 +1283,7 @@ export class CpnsServer {
       st.members.add(pne);
       await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: pne });
       this.#emit({ kind: 'member.add', sgId, pneId: pne });
-      const gw = this.#pneAt.get(pne);
+      const gw = this.#servingGw(pne);
       if (gw !== undefined) await this.#sendCurrentKey(st, gw);
       this.#pushSigners(st); // the other members learn the newcomer's signing key
     });

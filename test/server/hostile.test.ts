@@ -7,6 +7,7 @@ import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { generateKeyAndCsr, identityFromCert } from '../../src/transport/ca.js';
 import { connectSession } from '../../src/transport/session.js';
+import { openTunnelTls } from '../../src/transport/tunnel.js';
 import { inbox, startGateway, startPne, startServer, tempDir, until } from '../integration/helpers.js';
 import { RawPeer } from '../integration/raw.js';
 
@@ -40,8 +41,9 @@ beforeAll(async () => {
   );
   const reg = raw.control({ t: 'gw.register' });
   await raw.next((m) => m.t === 'registered' && m.id === reg);
-  // A genuine PNE identity, enrolled through the raw GW, attached to it and added to the SG by the operator.
-  const { csrPem } = await generateKeyAndCsr();
+  // A genuine PNE identity, enrolled through the raw GW, attached to it (its own tunnel through the raw GW's
+  // session proves it, docs/protocol.md rule A1) and added to the SG by the operator.
+  const { csrPem, keyPem } = await generateKeyAndCsr();
   const id = raw.control({
     t: 'enroll.relay',
     request: { token: await server.admin.createToken('pne'), role: 'pne', csr: csrPem },
@@ -50,6 +52,9 @@ beforeAll(async () => {
   rogue = resp.t === 'enroll.response' ? identityFromCert(resp.cert) : '';
   const att = raw.control({ t: 'pne.attach', pneId: rogue, media: ['wifi'] });
   await raw.next((m) => m.t === 'ok' && m.ref === att);
+  const certPem = resp.t === 'enroll.response' ? resp.cert : '';
+  await openTunnelTls(raw.session, { certPem, keyPem, caPem: server.caPem });
+  await until(async () => (await server.store.getPne(rogue))?.online === true);
   const from = raw.got.length;
   await server.admin.addMember(sgId, rogue);
   const kd = await raw.next((m) => m.t === 'key.deliver' && m.sgId === sgId, from);
