@@ -10,8 +10,10 @@
  *   lowercase UUIDs. Bad input rejects with `CpnsError(INVALID_ARGUMENT, message, field)`.
  * - State errors reject with `StoreError` (src/store/errors.ts): NOT_FOUND, CONFLICT, GROUP_RETIRED, ...
  * - Every method is atomic on its own (one transaction). There is no cross-call transaction API on purpose:
- *   the operations that must be atomic (epoch allocation + key write, single-use token, group delete cascade)
- *   are single methods.
+ *   the operations that must be atomic (epoch allocation + key write + its audit row, single-use token, group
+ *   delete cascade) are single methods. State changes that are audited take their audit entries as an option
+ *   (`audit`) and write them in the same transaction: a crash never leaves a change without its audit row, or
+ *   an audit row for a change that did not commit.
  * - Secrets (Group Keys, `secrets`) are encrypted at rest under the master key; getters return fresh Buffers
  *   the caller owns (and should wipe when done).
  */
@@ -105,6 +107,8 @@ export interface NewServiceGroup {
   readonly rekeyIntervalSec?: number | null;
   readonly deliveryPolicy?: JsonObject | null;
   readonly createdAt?: number;
+  /** Initial members (`urn:cpns:pne:<uuid>`, at most MAX_INITIAL_MEMBERS), added in the same transaction. */
+  readonly members?: readonly string[];
 }
 
 export interface ServiceGroup {
@@ -146,9 +150,39 @@ export interface DeletedGroup {
 // ---------------------------------------------------------------- Group Keys
 
 export interface RotateOptions {
+  /**
+   * The key's audit entry, written in the same transaction as the key row and the epoch high-water mark, so
+   * every committed epoch has exactly one audit row and a failed rotation has none. Mandatory on purpose.
+   */
+  readonly audit: KeyAudit;
   /** Key becomes current at this time (pre-distribution of a periodic update); default: at once. */
   readonly activateAt?: number | null;
+  /** Time of the key (created_at) and of its audit row. */
   readonly at?: number;
+}
+
+/** Audit entry of a key rotation; the store fills in sgId, epoch (the allocated one) and at (the key's time). */
+export interface KeyAudit {
+  /** Who (as NewAuditEntry.actor). */
+  readonly actor: string;
+  /** 'key.create' for a group's first key, 'key.update' for every later one. */
+  readonly action: 'key.create' | 'key.update';
+  /** Why (as NewAuditEntry.reason, free text up to 256 chars), e.g. 'member_left', 'restart'. */
+  readonly reason?: string | null;
+  readonly subject?: string | null;
+  readonly detail?: JsonObject | null;
+}
+
+/**
+ * An audit entry written by a state-changing method (createGroup, deleteGroup, removeMember) in the same
+ * transaction as its change; the store fills in sgId (the group's, also a generated one) and at (the store's
+ * clock, or the method's time when it takes one).
+ */
+export type GroupAudit = Omit<NewAuditEntry, 'sgId' | 'at'>;
+
+export interface GroupAuditOptions {
+  /** Written in the change's transaction, in this order; none when the change is a no-op (removeMember false). */
+  readonly audit?: readonly GroupAudit[];
 }
 
 export interface KeyMeta {
@@ -312,19 +346,24 @@ export interface Store {
   listDetachedPnes(): Promise<Pne[]>;
 
   // Service Groups
-  createGroup(group: NewServiceGroup): Promise<ServiceGroup>;
+  /** Creates the group with its initial members (`group.members`) and the `audit` entries in one transaction. */
+  createGroup(group: NewServiceGroup, opts?: GroupAuditOptions): Promise<ServiceGroup>;
   getGroup(sgId: string): Promise<ServiceGroup | undefined>;
   listGroups(filter?: { ownerId?: string }): Promise<ServiceGroup[]>;
   updateGroup(sgId: string, patch: ServiceGroupPatch): Promise<ServiceGroup>;
   /**
    * Deletes the group with its keys, members, invitations, delivery records and relay marks, and retires the
    * id: createGroup with the same id fails with GROUP_RETIRED, so (sgId, epoch) never names two keys.
+   * The `audit` entries (e.g. key.delete, group.delete) are written in the same transaction.
    */
-  deleteGroup(sgId: string): Promise<DeletedGroup>;
+  deleteGroup(sgId: string, opts?: GroupAuditOptions): Promise<DeletedGroup>;
   /** Adds the member (consuming any invitation). false if already a member. NOT_FOUND if no such group. */
   addMember(sgId: string, pneId: string, at?: number): Promise<boolean>;
-  /** Removes the member and its delivery records. false if not a member. */
-  removeMember(sgId: string, pneId: string): Promise<boolean>;
+  /**
+   * Removes the member and its delivery records, with the `audit` entries (e.g. member.remove) in the same
+   * transaction. false if not a member (then nothing is written, audit included).
+   */
+  removeMember(sgId: string, pneId: string, opts?: GroupAuditOptions): Promise<boolean>;
   listMembers(sgId: string): Promise<Member[]>;
   isMember(sgId: string, pneId: string): Promise<boolean>;
   countMembers(sgId: string): Promise<number>;
@@ -338,9 +377,10 @@ export interface Store {
   // Group Keys
   /**
    * Allocates epoch = high-water mark + 1 under the group row's write lock and persists `key` (32 bytes)
-   * encrypted, in one transaction, before resolving: the caller delivers only after this resolves.
+   * encrypted and its audit row (`opts.audit`, with this epoch), in one transaction, before resolving: the
+   * caller delivers only after this resolves. A rejected rotation writes nothing (no key, no epoch, no audit).
    */
-  rotateGroupKey(sgId: string, key: Uint8Array, reason: string, opts?: RotateOptions): Promise<KeyMeta>;
+  rotateGroupKey(sgId: string, key: Uint8Array, reason: string, opts: RotateOptions): Promise<KeyMeta>;
   /** Key of the highest epoch already active at `now` (activateAt null or <= now); undefined if none. */
   getCurrentKey(sgId: string, now?: number): Promise<GroupKey | undefined>;
   getKey(sgId: string, epoch: number): Promise<GroupKey | undefined>;

@@ -5,7 +5,15 @@
  */
 import { isSuite, KEY_BYTES, type Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import type { DeliveryMethod, JoinPolicy, JsonObject, Role } from './store.js';
+import type {
+  DeliveryMethod,
+  GroupAudit,
+  JoinPolicy,
+  JsonObject,
+  KeyAudit,
+  NewAuditEntry,
+  Role,
+} from './store.js';
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const UUID_RE = new RegExp(`^${UUID}$`);
@@ -33,6 +41,12 @@ export const MAX_DETAIL_JSON = 8 * 1024;
 export const MAX_SECRET_BYTES = 64 * 1024;
 export const MAX_AUDIT_LIMIT = 1000;
 export const DEFAULT_AUDIT_LIMIT = 100;
+/** Initial members of createGroup. */
+export const MAX_INITIAL_MEMBERS = 10_000;
+/** Audit entries one state-changing call may carry (group.create + one member.add per initial member...). */
+export const MAX_ATTACHED_AUDIT = MAX_INITIAL_MEMBERS + 16;
+/** Audit actions of a Group Key rotation (rotateGroupKey's mandatory audit). */
+export const KEY_AUDIT_ACTIONS: readonly string[] = ['key.create', 'key.update'];
 
 function bad(field: string, message: string): never {
   throw new CpnsError(ErrorCode.INVALID_ARGUMENT, message, field);
@@ -234,4 +248,79 @@ export function jsonObject(v: unknown, field: string, max: number, noSecrets = f
 
 export function optional<T>(v: T | null | undefined, f: (x: T) => T): T | null {
   return v === undefined || v === null ? null : f(v);
+}
+
+/** A validated audit row, ready for any backend's INSERT (JSON detail serialized). */
+export interface AuditValues {
+  readonly at: number;
+  readonly actor: string;
+  readonly action: string;
+  readonly sgId: string | null;
+  readonly subject: string | null;
+  readonly epoch: number | null;
+  readonly reason: string | null;
+  readonly detail: string | null;
+}
+
+/**
+ * An audit entry as appendAudit takes it, validated; `at` is the caller's or `now`. Every method that writes
+ * an audit row (appendAudit, and the audit options of rotateGroupKey, createGroup, deleteGroup, removeMember)
+ * goes through here, so they all refuse the same inputs (and key material, always).
+ */
+export function auditEntry(e: NewAuditEntry, now: number): AuditValues {
+  if (typeof e !== 'object' || e === null) bad('audit', 'expected an audit entry');
+  return {
+    actor: text(e.actor, 'actor', 256),
+    action: action(e.action),
+    sgId: optional(e.sgId, (x) => sgId(x)),
+    subject: optional(e.subject, (x) => text(x, 'subject', 256)),
+    epoch: optional(e.epoch, (x) => int(x, 'epoch', 0, MAX_EPOCH)),
+    reason: optional(e.reason, (x) => text(x, 'reason', 256)),
+    detail:
+      e.detail === undefined || e.detail === null
+        ? null
+        : jsonObject(e.detail, 'detail', MAX_DETAIL_JSON, true),
+    at: e.at === undefined ? now : time(e.at, 'at'),
+  };
+}
+
+/**
+ * rotateGroupKey's mandatory audit entry, validated before any query; sgId and at are known, the epoch is
+ * filled in by the backend (`{ ...values, epoch }`) once allocated. Only key.create / key.update: every
+ * committed epoch has exactly one row with one of these actions.
+ */
+export function keyAudit(a: KeyAudit | undefined, id: string, at: number): AuditValues {
+  if (typeof a !== 'object' || a === null) bad('audit', 'a key rotation must carry its audit entry');
+  if (!KEY_AUDIT_ACTIONS.includes(a.action)) bad('action', "expected 'key.create' or 'key.update'");
+  return auditEntry(
+    {
+      actor: a.actor,
+      action: a.action,
+      sgId: id,
+      subject: a.subject,
+      reason: a.reason,
+      detail: a.detail,
+      at,
+    },
+    at,
+  );
+}
+
+/** The audit entries of createGroup / deleteGroup / removeMember: sgId and at are the store's. */
+export function groupAudits(list: readonly GroupAudit[] | undefined, id: string, at: number): AuditValues[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || list.length > MAX_ATTACHED_AUDIT) bad('audit', 'expected a bounded list');
+  return list.map((a: GroupAudit) => {
+    if (typeof a !== 'object' || a === null) bad('audit', 'expected an audit entry');
+    const other = (a as NewAuditEntry).sgId;
+    if (other !== undefined && other !== null && other !== id) bad('sgId', 'audit entry names another group');
+    return auditEntry({ ...a, sgId: id, at }, at);
+  });
+}
+
+/** createGroup's initial members: PNE ids, deduplicated, bounded. */
+export function initialMembers(v: unknown, field = 'members'): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.length > MAX_INITIAL_MEMBERS) bad(field, 'expected a bounded array of PNE ids');
+  return [...new Set(v.map((x) => pneId(x, field)))];
 }

@@ -21,6 +21,16 @@ async function raw(store: Store, sql: string, params: unknown[] = []): Promise<R
   return [];
 }
 
+/** A TEMP trigger lives on this connection only and goes with it (or with the undo). */
+async function failAuditInserts(store: Store): Promise<() => Promise<void>> {
+  const db = sqlite(store).database;
+  db.exec(`CREATE TEMP TRIGGER test_fail_audit BEFORE INSERT ON main.audit_log
+           BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END`);
+  return async () => {
+    db.exec('DROP TRIGGER IF EXISTS temp.test_fail_audit');
+  };
+}
+
 async function fileHarness(): Promise<StoreHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'cpns-store-'));
   const path = join(dir, 'cpns.db');
@@ -28,6 +38,7 @@ async function fileHarness(): Promise<StoreHarness> {
   return {
     open: (o) => openSqliteStore({ path, masterKey: o?.masterKey ?? masterKey }),
     raw,
+    failAuditInserts,
     // what is on disk: the main file and the write-ahead log (committed pages may live only there)
     bytes: async () => Buffer.concat([path, `${path}-wal`].filter(existsSync).map((p) => readFileSync(p))),
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
@@ -39,6 +50,7 @@ async function memoryHarness(): Promise<StoreHarness> {
   return {
     open: (o) => openSqliteStore({ path: ':memory:', masterKey: o?.masterKey ?? masterKey }),
     raw,
+    failAuditInserts,
     bytes: async (store) => sqlite(store).database.serialize(),
     cleanup: async () => {},
   };

@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Suite } from '../../src/core/crypto/aead.js';
 import { hashToken } from '../../src/store/index.js';
-import type { NewServiceGroup, Store } from '../../src/store/store.js';
+import type { GroupAudit, KeyAudit, NewServiceGroup, RotateOptions, Store } from '../../src/store/store.js';
 
 export interface StoreHarness {
   /** Opens a store on this harness's database (the same database on every call, when persistent). */
@@ -16,6 +16,12 @@ export interface StoreHarness {
   raw(store: Store, sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
   /** Every byte the backend keeps for this database (main file, WAL...), for at-rest checks. */
   bytes(store: Store): Promise<Buffer>;
+  /**
+   * Makes every INSERT into audit_log on this store's connection fail in the database (SQLite: a TEMP trigger;
+   * PostgreSQL: a trigger raising an exception), after validation has passed: proves that a state change and
+   * its audit row share one transaction. Returns the undo.
+   */
+  failAuditInserts(store: Store): Promise<() => Promise<void>>;
   cleanup(): Promise<void>;
 }
 
@@ -43,6 +49,10 @@ function group(over: Partial<NewServiceGroup> = {}): NewServiceGroup {
     ...over,
   };
 }
+
+/** rotateGroupKey's mandatory audit entry. */
+const KC = { audit: { actor: 'server', action: 'key.create' } } as const;
+const KU = { audit: { actor: 'server', action: 'key.update' } } as const;
 
 async function rejectsStore(p: Promise<unknown>, code: string): Promise<void> {
   await expect(p).rejects.toMatchObject({ name: 'StoreError', code });
@@ -91,8 +101,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         await s.invite(g.sgId, pne2);
         const k1 = randomBytes(32);
         const k2 = randomBytes(32);
-        await s.rotateGroupKey(g.sgId, k1, 'create');
-        await s.rotateGroupKey(g.sgId, k2, 'manual');
+        await s.rotateGroupKey(g.sgId, k1, 'create', KC);
+        await s.rotateGroupKey(g.sgId, k2, 'manual', KU);
         await s.registerGateway(gw);
         await s.attachPne(pne, gw, ['wifi']);
         await s.putIdentity({ id: pne2, role: 'pne', certSerial: 'AB01', certPem: PEM });
@@ -119,9 +129,9 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.isRevoked('ab01')).toBe(true);
         expect(await s.consumeToken(hashToken('t1'), 'gw')).toEqual({ ok: false, reason: 'used' });
         expect((await s.getSecret('ca/key'))?.toString()).toBe('ca private key');
-        expect((await s.listAudit()).entries).toHaveLength(1);
+        expect((await s.listAudit()).entries).toHaveLength(3); // two key rotations + one appended
         // epochs continue from the high-water mark after reopen
-        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic')).epoch).toBe(3);
+        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', KU)).epoch).toBe(3);
       });
 
       it.runIf(caps.persistent)('refuses a database newer than the code', async () => {
@@ -146,7 +156,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     describe('encryption at rest', () => {
       it.runIf(caps.persistent)('a wrong master key is a typed error at open, never garbage', async () => {
         const g = await s.createGroup(group());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create');
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
         await s.close();
         await rejectsStore(h.open({ masterKey: randomBytes(32) }), 'MASTER_KEY_MISMATCH');
         s = await h.open();
@@ -165,7 +175,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         for (let i = 0; i < 5; i++) {
           const k = randomBytes(32);
           keys.push(k);
-          await s.rotateGroupKey(g.sgId, k, 'manual');
+          await s.rotateGroupKey(g.sgId, k, 'manual', KU);
         }
         const secret = randomBytes(48);
         await s.putSecret('ca/key', secret);
@@ -190,8 +200,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
       it('nonces are fresh per row', async () => {
         const g = await s.createGroup(group());
         const k = randomBytes(32);
-        await s.rotateGroupKey(g.sgId, k, 'create');
-        await s.rotateGroupKey(g.sgId, k, 'manual');
+        await s.rotateGroupKey(g.sgId, k, 'create', KC);
+        await s.rotateGroupKey(g.sgId, k, 'manual', KU);
         const rows = await h.raw(s, 'SELECT key_nonce, key_ct FROM group_keys ORDER BY epoch');
         expect((rows[0]!.key_nonce as Buffer).equals(rows[1]!.key_nonce as Buffer)).toBe(false);
         expect((rows[0]!.key_ct as Buffer).equals(rows[1]!.key_ct as Buffer)).toBe(false);
@@ -199,8 +209,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
       it('ciphertexts swapped between epochs fail to decrypt (AAD binds sgId and epoch)', async () => {
         const g = await s.createGroup(group());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create');
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual');
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU);
         const rows = await h.raw(
           s,
           'SELECT epoch, key_nonce, key_ct FROM group_keys WHERE sg_id = ? ORDER BY epoch',
@@ -225,8 +235,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
       it('a ciphertext moved to another group, or a flipped bit, fails to decrypt', async () => {
         const a = await s.createGroup(group());
         const b = await s.createGroup(group());
-        await s.rotateGroupKey(a.sgId, randomBytes(32), 'create');
-        await s.rotateGroupKey(b.sgId, randomBytes(32), 'create');
+        await s.rotateGroupKey(a.sgId, randomBytes(32), 'create', KC);
+        await s.rotateGroupKey(b.sgId, randomBytes(32), 'create', KC);
         const [ra] = (await h.raw(s, 'SELECT key_nonce, key_ct FROM group_keys WHERE sg_id = ?', [
           a.sgId,
         ])) as {
@@ -273,7 +283,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.getCurrentKey(g.sgId)).toBeUndefined();
         const ks = [randomBytes(32), randomBytes(32), randomBytes(32)];
         const metas = [];
-        for (const k of ks) metas.push(await s.rotateGroupKey(g.sgId, k, 'manual', { at: 1000 }));
+        for (const k of ks) metas.push(await s.rotateGroupKey(g.sgId, k, 'manual', { ...KU, at: 1000 }));
         expect(metas.map((m) => m.epoch)).toEqual([1, 2, 3]);
         expect(metas[0]).toEqual({
           sgId: g.sgId,
@@ -295,8 +305,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
       it('a pre-distributed key becomes current only at activateAt', async () => {
         const g = await s.createGroup(group());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', { at: 0 });
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', { at: 0, activateAt: 5000 });
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', { ...KC, at: 0 });
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', { ...KU, at: 0, activateAt: 5000 });
         expect((await s.getCurrentKey(g.sgId, 4999))?.epoch).toBe(1);
         expect((await s.getCurrentKey(g.sgId, 5000))?.epoch).toBe(2);
         expect((await s.getKey(g.sgId, 2))?.activateAt).toBe(5000);
@@ -305,7 +315,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
       it('50 concurrent rotations get 50 distinct consecutive epochs, each with its own key', async () => {
         const g = await s.createGroup(group());
         const ks = Array.from({ length: 50 }, () => randomBytes(32));
-        const metas = await Promise.all(ks.map((k) => s.rotateGroupKey(g.sgId, k, 'manual')));
+        const metas = await Promise.all(ks.map((k) => s.rotateGroupKey(g.sgId, k, 'manual', KU)));
         const epochs = metas.map((m) => m.epoch).sort((a, b) => a - b);
         expect(epochs).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
         for (let i = 0; i < 50; i++) {
@@ -323,7 +333,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
           try {
             const calls = [];
             for (let i = 0; i < 40; i++)
-              calls.push((i % 2 ? s : other).rotateGroupKey(g.sgId, randomBytes(32), 'manual'));
+              calls.push((i % 2 ? s : other).rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU));
             const epochs = (await Promise.all(calls)).map((m) => m.epoch).sort((a, b) => a - b);
             expect(epochs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
           } finally {
@@ -334,33 +344,33 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
       it('pruning keys never lowers the high-water mark', async () => {
         const g = await s.createGroup(group());
-        for (let i = 0; i < 5; i++) await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual');
+        for (let i = 0; i < 5; i++) await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU);
         expect(await s.pruneKeys(g.sgId, 5)).toBe(4);
         expect(await s.getKey(g.sgId, 4)).toBeUndefined();
         expect((await s.listKeyEpochs(g.sgId)).map((m) => m.epoch)).toEqual([5]);
-        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual')).epoch).toBe(6);
+        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).epoch).toBe(6);
         // even pruning everything keeps the counter
         await s.pruneKeys(g.sgId, 100);
         expect(await s.getCurrentKey(g.sgId)).toBeUndefined();
-        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual')).epoch).toBe(7);
+        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).epoch).toBe(7);
       });
 
       it('a deleted group id is retired: recreating it is refused, so epochs are never reused', async () => {
         const g = await s.createGroup(group());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create');
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
         const del = await s.deleteGroup(g.sgId);
         expect(del.epochHighWater).toBe(1);
         await rejectsStore(s.createGroup(group({ sgId: g.sgId })), 'GROUP_RETIRED');
-        await rejectsStore(s.rotateGroupKey(g.sgId, randomBytes(32), 'manual'), 'NOT_FOUND');
+        await rejectsStore(s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU), 'NOT_FOUND');
       });
 
       it('rotation validates its input', async () => {
         const g = await s.createGroup(group());
-        await rejectsInvalid(s.rotateGroupKey(g.sgId, randomBytes(16), 'manual'), 'key');
-        await rejectsInvalid(s.rotateGroupKey(g.sgId, randomBytes(32), 'Not A Reason'), 'reason');
+        await rejectsInvalid(s.rotateGroupKey(g.sgId, randomBytes(16), 'manual', KU), 'key');
+        await rejectsInvalid(s.rotateGroupKey(g.sgId, randomBytes(32), 'Not A Reason', KU), 'reason');
         await rejectsInvalid(s.getKey(g.sgId, 0), 'epoch');
         await rejectsInvalid(s.getKey(g.sgId, 2 ** 32), 'epoch');
-        await rejectsStore(s.rotateGroupKey(randomUUID(), randomBytes(32), 'manual'), 'NOT_FOUND');
+        await rejectsStore(s.rotateGroupKey(randomUUID(), randomBytes(32), 'manual', KU), 'NOT_FOUND');
       });
     });
 
@@ -643,7 +653,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         await s.addMember(g.sgId, a!);
         await s.addMember(g.sgId, b!);
         await s.invite(g.sgId, pneId());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create');
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
         await s.recordDelivery({ sgId: g.sgId, epoch: 1, pneId: a!, gwId: gw, method: 'unicast' });
         await s.recordGatewayAck({ sgId: g.sgId, epoch: 1, gwId: gw });
         await s.upsertRelayMark({
@@ -653,8 +663,9 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
           instance: '1'.repeat(16),
           counter: 5,
         });
-        await s.appendAudit({ actor: 'operator', action: 'group.delete', sgId: g.sgId });
-        expect(await s.deleteGroup(g.sgId)).toEqual({ sgId: g.sgId, members: [a, b], epochHighWater: 1 });
+        expect(
+          await s.deleteGroup(g.sgId, { audit: [{ actor: 'operator', action: 'group.delete' }] }),
+        ).toEqual({ sgId: g.sgId, members: [a, b], epochHighWater: 1 });
         for (const t of [
           'group_keys',
           'members',
@@ -666,7 +677,11 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
           const rows = await h.raw(s, `SELECT COUNT(*) AS n FROM ${t} WHERE sg_id = ?`, [g.sgId]);
           expect(Number(rows[0]?.n), t).toBe(0);
         }
-        expect((await s.listAudit({ sgId: g.sgId })).entries).toHaveLength(1); // audit outlives the group
+        // audit outlives the group: key.create and group.delete
+        expect((await s.listAudit({ sgId: g.sgId })).entries.map((e) => e.action)).toEqual([
+          'key.create',
+          'group.delete',
+        ]);
         expect(await s.getGroup(g.sgId)).toBeUndefined();
         await rejectsStore(s.deleteGroup(g.sgId), 'NOT_FOUND');
       });
@@ -704,7 +719,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         await s.attachPne(c, g2, ['ble']);
         for (const p of [a, b, c, d]) await s.addMember(g.sgId, p);
         await s.setOnline(c, false);
-        for (let i = 0; i < 4; i++) await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual');
+        for (let i = 0; i < 4; i++) await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU);
         await s.recordDeliveries([
           { sgId: g.sgId, epoch: 3, pneId: a, gwId: g1, method: 'unicast', ackedAt: 1 },
           { sgId: g.sgId, epoch: 4, pneId: a, gwId: g1, method: 'broadcast', ackedAt: 2 },
@@ -757,8 +772,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         const g = await s.createGroup(group());
         const p = pneId();
         await s.addMember(g.sgId, p);
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', { at: 0 });
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', { at: 0, activateAt: 10_000 });
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', { ...KC, at: 0 });
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', { ...KU, at: 0, activateAt: 10_000 });
         await s.recordDelivery({ sgId: g.sgId, epoch: 2, pneId: p, gwId: gwId(), method: 'unicast' });
         const before = await s.deliveryStatus(g.sgId, 5000);
         expect(before.currentEpoch).toBe(1);
@@ -768,7 +783,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
       it('rejects acks for unknown groups or never-allocated epochs', async () => {
         const g = await s.createGroup(group());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create');
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
         const ack = { sgId: g.sgId, epoch: 2, pneId: pneId(), gwId: gwId(), method: 'unicast' as const };
         await rejectsInvalid(s.recordDelivery(ack), 'epoch');
         await rejectsStore(s.recordDelivery({ ...ack, sgId: randomUUID(), epoch: 1 }), 'NOT_FOUND');
@@ -789,7 +804,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     describe('relay high-water marks', () => {
       it('keeps the maximum counter per sender instance and epoch', async () => {
         const g = await s.createGroup(group());
-        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create');
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
         const base = { sgId: g.sgId, epoch: 1, sender: 'ab'.repeat(16), instance: '01'.repeat(8) };
         await s.upsertRelayMark({ ...base, counter: 10 });
         await s.upsertRelayMark({ ...base, counter: 7 });
@@ -812,6 +827,226 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     });
 
     // ------------------------------------------------------------ audit
+
+    describe('audit row in the same transaction as its change', () => {
+      const KEY_ROWS = `SELECT epoch, COUNT(*) AS n FROM audit_log
+        WHERE sg_id = ? AND action IN ('key.create', 'key.update') GROUP BY epoch ORDER BY epoch`;
+
+      /** What a rotation may change: key rows, the high-water mark, audit rows. */
+      async function snapshot(sgId: string) {
+        return {
+          keys: (await s.listKeyEpochs(sgId)).map((k) => k.epoch),
+          hwm: (await s.getGroup(sgId))?.epochHighWater,
+          audit: (await h.raw(s, 'SELECT COUNT(*) AS n FROM audit_log')).map((r) => Number(r.n))[0],
+        };
+      }
+
+      it('a rotation writes exactly one audit row with its epoch, actor, action, reason and time', async () => {
+        const g = await s.createGroup(group());
+        const p = pneId();
+        const m1 = await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', {
+          audit: { actor: 'operator:alice', action: 'key.create', detail: { members: 0 } },
+          at: 5000,
+        });
+        const m2 = await s.rotateGroupKey(g.sgId, randomBytes(32), 'member_left', {
+          // the epoch is the store's: whatever a caller slips in is ignored
+          audit: { actor: p, action: 'key.update', reason: 'leave', subject: p, epoch: 99 } as KeyAudit,
+          at: 6000,
+          activateAt: 7000,
+        });
+        expect([m1.epoch, m2.epoch]).toEqual([1, 2]);
+        expect((await s.listAudit({ sgId: g.sgId })).entries).toEqual([
+          {
+            seq: expect.any(Number),
+            at: 5000,
+            actor: 'operator:alice',
+            action: 'key.create',
+            sgId: g.sgId,
+            subject: null,
+            epoch: 1,
+            reason: null,
+            detail: { members: 0 },
+          },
+          {
+            seq: expect.any(Number),
+            at: 6000,
+            actor: p,
+            action: 'key.update',
+            sgId: g.sgId,
+            subject: p,
+            epoch: 2,
+            reason: 'leave',
+            detail: null,
+          },
+        ]);
+      });
+
+      it('concurrent rotations: one key audit row per committed epoch, no gap, no duplicate', async () => {
+        const g = await s.createGroup(group());
+        await Promise.all(
+          Array.from({ length: 40 }, () => s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)),
+        );
+        const rows = await h.raw(s, KEY_ROWS, [g.sgId]);
+        expect(rows.map((r) => [Number(r.epoch), Number(r.n)])).toEqual(
+          Array.from({ length: 40 }, (_, i) => [i + 1, 1]),
+        );
+        expect((await s.getGroup(g.sgId))?.epochHighWater).toBe(40);
+        // pruning keys never touches the audit: every epoch ever committed stays accounted for
+        await s.pruneKeys(g.sgId, 40);
+        expect(await h.raw(s, KEY_ROWS, [g.sgId])).toHaveLength(40);
+      });
+
+      it('a failing rotation writes neither key, nor epoch, nor audit row', async () => {
+        const g = await s.createGroup(group());
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
+        const before = await snapshot(g.sgId);
+        const k = randomBytes(32);
+        const rot = (audit: unknown, reason = 'manual', key: Uint8Array = k) =>
+          s.rotateGroupKey(g.sgId, key, reason, { audit } as RotateOptions);
+        const ok = { actor: 'server', action: 'key.update' };
+        // invalid audit fields, validated as appendAudit validates them
+        await rejectsInvalid(
+          s.rotateGroupKey(g.sgId, k, 'manual', undefined as unknown as RotateOptions),
+          'audit',
+        );
+        await rejectsInvalid(rot(undefined), 'audit');
+        await rejectsInvalid(rot(null), 'audit');
+        await rejectsInvalid(rot({ ...ok, action: 'key.delete' }), 'action');
+        await rejectsInvalid(rot({ ...ok, action: 'group.create' }), 'action');
+        await rejectsInvalid(rot({ ...ok, actor: '' }), 'actor');
+        await rejectsInvalid(rot({ ...ok, actor: 'x'.repeat(257) }), 'actor');
+        await rejectsInvalid(rot({ ...ok, actor: 'a\nb' }), 'actor');
+        await rejectsInvalid(rot({ ...ok, reason: 'r\u0000' }), 'reason');
+        await rejectsInvalid(rot({ ...ok, subject: 's'.repeat(257) }), 'subject');
+        await rejectsInvalid(rot({ ...ok, detail: { key: 'aa' } }), 'detail');
+        await rejectsInvalid(rot({ ...ok, detail: { nested: { secret: 1 } } }), 'detail');
+        await rejectsInvalid(rot({ ...ok, detail: { blob: randomBytes(8) } }), 'detail');
+        await rejectsInvalid(rot({ ...ok, detail: { big: 'x'.repeat(9000) } }), 'detail');
+        // other invalid input, with a valid audit
+        await rejectsInvalid(rot(ok, 'manual', randomBytes(31)), 'key');
+        await rejectsInvalid(rot(ok, 'Bad Reason'), 'reason');
+        // unknown and retired groups
+        await rejectsStore(s.rotateGroupKey(randomUUID(), k, 'manual', KU), 'NOT_FOUND');
+        expect(await snapshot(g.sgId)).toEqual(before);
+        expect((await s.listAudit({ action: 'key.update' })).entries).toHaveLength(0);
+        // exhausted epoch space
+        await h.raw(s, 'UPDATE service_groups SET epoch_hwm = ? WHERE sg_id = ?', [0xffff_ffff, g.sgId]);
+        await rejectsStore(rot(ok), 'EPOCH_EXHAUSTED');
+        expect(await snapshot(g.sgId)).toEqual({ ...before, hwm: 0xffff_ffff });
+        await h.raw(s, 'UPDATE service_groups SET epoch_hwm = ? WHERE sg_id = ?', [1, g.sgId]);
+        // and the next good rotation continues without a gap
+        expect((await rot(ok)).epoch).toBe(2);
+        expect((await h.raw(s, KEY_ROWS, [g.sgId])).map((r) => Number(r.epoch))).toEqual([1, 2]);
+      });
+
+      it('a rotation whose audit row cannot be written leaves no key and no epoch (one transaction)', async () => {
+        const g = await s.createGroup(group());
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
+        const before = await snapshot(g.sgId);
+        const undo = await h.failAuditInserts(s);
+        try {
+          await expect(s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).rejects.toThrow();
+          expect(await snapshot(g.sgId)).toEqual(before);
+          expect((await s.getCurrentKey(g.sgId))?.epoch).toBe(1);
+        } finally {
+          await undo();
+        }
+        expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).epoch).toBe(2);
+        expect((await h.raw(s, KEY_ROWS, [g.sgId])).map((r) => Number(r.epoch))).toEqual([1, 2]);
+      });
+
+      it('createGroup writes the group, its initial members and its audit rows together', async () => {
+        const [a, b] = [pneId(), pneId()].sort() as [string, string];
+        const audit = [
+          { actor: 'operator', action: 'group.create', detail: { name: 'family sensors' } },
+          { actor: 'operator', action: 'member.add', subject: a },
+          { actor: 'operator', action: 'member.add', subject: b },
+        ];
+        const g = await s.createGroup(group({ members: [a, b, a], createdAt: 42 }), { audit });
+        expect((await s.listMembers(g.sgId)).map((m) => [m.pneId, m.joinedAt])).toEqual([
+          [a, 42],
+          [b, 42],
+        ]);
+        const rows = (await s.listAudit({ sgId: g.sgId })).entries;
+        expect(rows.map((e) => [e.action, e.subject, e.sgId, e.at])).toEqual([
+          ['group.create', null, g.sgId, 42],
+          ['member.add', a, g.sgId, 42],
+          ['member.add', b, g.sgId, 42],
+        ]);
+        // nothing at all when the audit cannot be written, or is invalid, or names another group
+        const count = async () => (await s.listGroups()).length;
+        const undo = await h.failAuditInserts(s);
+        try {
+          await expect(s.createGroup(group({ members: [a] }), { audit })).rejects.toThrow();
+        } finally {
+          await undo();
+        }
+        await rejectsInvalid(
+          s.createGroup(group(), {
+            audit: [{ actor: 'operator', action: 'group.create', detail: { token: 'x' } }],
+          }),
+          'detail',
+        );
+        await rejectsInvalid(
+          s.createGroup(group(), {
+            audit: [{ actor: 'operator', action: 'group.create', sgId: randomUUID() } as GroupAudit],
+          }),
+          'sgId',
+        );
+        await rejectsInvalid(s.createGroup(group({ members: ['urn:cpns:gw:x'] })), 'members');
+        expect(await count()).toBe(1);
+        expect(await s.groupsOfPne(a)).toEqual([g.sgId]);
+      });
+
+      it('deleteGroup writes its audit rows in the delete transaction', async () => {
+        const g = await s.createGroup(group({ members: [pneId()] }));
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
+        const audit = [
+          { actor: 'operator', action: 'key.delete', epoch: 1 },
+          { actor: 'operator', action: 'group.delete' },
+        ];
+        const undo = await h.failAuditInserts(s);
+        try {
+          await expect(s.deleteGroup(g.sgId, { audit })).rejects.toThrow();
+        } finally {
+          await undo();
+        }
+        // still there, not retired, keys and members intact
+        expect((await s.getGroup(g.sgId))?.epochHighWater).toBe(1);
+        expect(await s.countMembers(g.sgId)).toBe(1);
+        expect((await s.getCurrentKey(g.sgId))?.epoch).toBe(1);
+        await rejectsInvalid(
+          s.deleteGroup(g.sgId, { audit: [{ actor: '', action: 'group.delete' }] }),
+          'actor',
+        );
+        expect(await s.getGroup(g.sgId)).toBeDefined();
+        await s.deleteGroup(g.sgId, { audit });
+        expect((await s.listAudit({ sgId: g.sgId })).entries.map((e) => [e.action, e.epoch])).toEqual([
+          ['key.create', 1],
+          ['key.delete', 1],
+          ['group.delete', null],
+        ]);
+        await rejectsStore(s.deleteGroup(g.sgId, { audit }), 'NOT_FOUND');
+        expect((await s.listAudit({ sgId: g.sgId })).entries).toHaveLength(3);
+      });
+
+      it('removeMember writes its audit row only when it removes, in the same transaction', async () => {
+        const p = pneId();
+        const g = await s.createGroup(group({ members: [p] }));
+        const audit = [{ actor: 'operator', action: 'member.remove', subject: p, reason: 'remove' }];
+        const undo = await h.failAuditInserts(s);
+        try {
+          await expect(s.removeMember(g.sgId, p, { audit })).rejects.toThrow();
+        } finally {
+          await undo();
+        }
+        expect(await s.isMember(g.sgId, p)).toBe(true);
+        expect(await s.removeMember(g.sgId, p, { audit })).toBe(true);
+        expect(await s.removeMember(g.sgId, p, { audit })).toBe(false); // no-op: no audit row
+        const rows = (await s.listAudit({ sgId: g.sgId })).entries;
+        expect(rows.map((e) => [e.action, e.subject, e.reason])).toEqual([['member.remove', p, 'remove']]);
+      });
+    });
 
     describe('audit log', () => {
       it('appends and pages with filters', async () => {

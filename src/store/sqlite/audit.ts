@@ -27,25 +27,19 @@ const toEntry = (r: AuditRow): AuditEntry => ({
   detail: r.detail === null ? null : (JSON.parse(r.detail) as JsonObject),
 });
 
-export function appendAudit(ctx: Ctx, e: NewAuditEntry): number {
-  const actor = v.text(e.actor, 'actor', 256);
-  const action = v.action(e.action);
-  const sgId = v.optional(e.sgId, (x) => v.sgId(x));
-  const subject = v.optional(e.subject, (x) => v.text(x, 'subject', 256));
-  const epoch = v.optional(e.epoch, (x) => v.int(x, 'epoch', 0, v.MAX_EPOCH));
-  const reason = v.optional(e.reason, (x) => v.text(x, 'reason', 256));
-  const detail =
-    e.detail === undefined || e.detail === null
-      ? null
-      : v.jsonObject(e.detail, 'detail', v.MAX_DETAIL_JSON, true);
-  const at = e.at === undefined ? ctx.now() : v.time(e.at, 'at');
+/** Inserts a validated audit row; the callers' transaction (if any) covers it. Returns its seq. */
+export function insertAudit(ctx: Ctx, a: v.AuditValues): number {
   const r = ctx.db
     .prepare(
       `INSERT INTO audit_log (at, actor, action, sg_id, subject, epoch, reason, detail)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     )
-    .run(at, actor, action, sgId, subject, epoch, reason, detail);
+    .run(a.at, a.actor, a.action, a.sgId, a.subject, a.epoch, a.reason, a.detail);
   return Number(r.lastInsertRowid);
+}
+
+export function appendAudit(ctx: Ctx, e: NewAuditEntry): number {
+  return insertAudit(ctx, v.auditEntry(e, ctx.now()));
 }
 
 export function listAudit(ctx: Ctx, q: AuditQuery = {}): AuditPage {

@@ -4,6 +4,7 @@ import type { Suite } from '../../core/crypto/aead.js';
 import { StoreError } from '../errors.js';
 import type {
   DeletedGroup,
+  GroupAuditOptions,
   JoinPolicy,
   JsonObject,
   Member,
@@ -12,6 +13,7 @@ import type {
   ServiceGroupPatch,
 } from '../store.js';
 import * as v from '../validate.js';
+import { insertAudit } from './audit.js';
 import { b2i, type Ctx, i2b, readTx, tx } from './db.js';
 
 interface GroupRow {
@@ -54,7 +56,7 @@ export function requireGroup(ctx: Ctx, sgId: string): void {
     throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
 }
 
-export function createGroup(ctx: Ctx, g: NewServiceGroup): ServiceGroup {
+export function createGroup(ctx: Ctx, g: NewServiceGroup, opts: GroupAuditOptions = {}): ServiceGroup {
   const sgId = g.sgId === undefined ? randomUUID() : v.sgId(g.sgId);
   const name = v.text(g.name, 'name', 128);
   const owner = v.ownerId(g.ownerId);
@@ -64,6 +66,8 @@ export function createGroup(ctx: Ctx, g: NewServiceGroup): ServiceGroup {
   const interval = v.optional(g.rekeyIntervalSec, rekeyInterval);
   const dp = g.deliveryPolicy === undefined || g.deliveryPolicy === null ? null : policy(g.deliveryPolicy);
   const createdAt = g.createdAt === undefined ? ctx.now() : v.time(g.createdAt, 'createdAt');
+  const members = v.initialMembers(g.members);
+  const audit = v.groupAudits(opts.audit, sgId, createdAt);
   return tx(ctx.db, () => {
     if (ctx.db.prepare('SELECT 1 FROM retired_groups WHERE sg_id = ?').get(sgId) !== undefined)
       throw new StoreError('GROUP_RETIRED', 'service group id was used by a deleted group', 'sgId');
@@ -75,6 +79,9 @@ export function createGroup(ctx: Ctx, g: NewServiceGroup): ServiceGroup {
            delivery_policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(sgId, name, owner, join, suite, b2i(sourceAuth), interval, dp, createdAt);
+    const add = ctx.db.prepare('INSERT INTO members (sg_id, pne_id, joined_at) VALUES (?, ?, ?)');
+    for (const m of members) add.run(sgId, m, createdAt);
+    for (const a of audit) insertAudit(ctx, a);
     return readGroup(ctx, sgId)!;
   });
 }
@@ -126,8 +133,10 @@ export function updateGroup(ctx: Ctx, sgId: string, patch: ServiceGroupPatch): S
   });
 }
 
-export function deleteGroup(ctx: Ctx, sgId: string): DeletedGroup {
+export function deleteGroup(ctx: Ctx, sgId: string, opts: GroupAuditOptions = {}): DeletedGroup {
   const id = v.sgId(sgId);
+  const at = ctx.now();
+  const audit = v.groupAudits(opts.audit, id, at);
   return tx(ctx.db, () => {
     const g = readGroup(ctx, id);
     if (g === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
@@ -138,9 +147,10 @@ export function deleteGroup(ctx: Ctx, sgId: string): DeletedGroup {
     ).map((r) => r.pne_id);
     ctx.db
       .prepare('INSERT INTO retired_groups (sg_id, epoch_hwm, deleted_at) VALUES (?, ?, ?)')
-      .run(id, g.epochHighWater, ctx.now());
+      .run(id, g.epochHighWater, at);
     // ON DELETE CASCADE removes keys, members, invitations, deliveries, gw_deliveries and relay marks.
     ctx.db.prepare('DELETE FROM service_groups WHERE sg_id = ?').run(id);
+    for (const a of audit) insertAudit(ctx, a); // the audit log has no foreign keys: it outlives the group
     return { sgId: id, members, epochHighWater: g.epochHighWater };
   });
 }
@@ -160,12 +170,16 @@ export function addMember(ctx: Ctx, sgId: string, pneId: string, at?: number): b
   });
 }
 
-export function removeMember(ctx: Ctx, sgId: string, pneId: string): boolean {
+export function removeMember(ctx: Ctx, sgId: string, pneId: string, opts: GroupAuditOptions = {}): boolean {
   const id = v.sgId(sgId);
   const p = v.pneId(pneId);
+  const audit = v.groupAudits(opts.audit, id, ctx.now());
   return tx(ctx.db, () => {
     ctx.db.prepare('DELETE FROM deliveries WHERE sg_id = ? AND pne_id = ?').run(id, p);
-    return ctx.db.prepare('DELETE FROM members WHERE sg_id = ? AND pne_id = ?').run(id, p).changes === 1;
+    const removed =
+      ctx.db.prepare('DELETE FROM members WHERE sg_id = ? AND pne_id = ?').run(id, p).changes === 1;
+    if (removed) for (const a of audit) insertAudit(ctx, a);
+    return removed;
   });
 }
 

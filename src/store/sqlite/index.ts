@@ -18,6 +18,7 @@ import type {
   EnrollmentToken,
   Gateway,
   GatewayAck,
+  GroupAuditOptions,
   GroupKey,
   Identity,
   KeyMeta,
@@ -218,8 +219,8 @@ export class SqliteStore implements Store {
   }
 
   // Service Groups
-  createGroup(g: NewServiceGroup): Promise<ServiceGroup> {
-    return this.#run((c) => groups.createGroup(c, g));
+  createGroup(g: NewServiceGroup, opts?: GroupAuditOptions): Promise<ServiceGroup> {
+    return this.#run((c) => groups.createGroup(c, g, opts));
   }
   getGroup(sgId: string): Promise<ServiceGroup | undefined> {
     return this.#run((c) => groups.getGroup(c, sgId));
@@ -230,14 +231,14 @@ export class SqliteStore implements Store {
   updateGroup(sgId: string, patch: ServiceGroupPatch): Promise<ServiceGroup> {
     return this.#run((c) => groups.updateGroup(c, sgId, patch));
   }
-  deleteGroup(sgId: string): Promise<DeletedGroup> {
-    return this.#run((c) => groups.deleteGroup(c, sgId));
+  deleteGroup(sgId: string, opts?: GroupAuditOptions): Promise<DeletedGroup> {
+    return this.#run((c) => groups.deleteGroup(c, sgId, opts));
   }
   addMember(sgId: string, pneId: string, at?: number): Promise<boolean> {
     return this.#run((c) => groups.addMember(c, sgId, pneId, at));
   }
-  removeMember(sgId: string, pneId: string): Promise<boolean> {
-    return this.#run((c) => groups.removeMember(c, sgId, pneId));
+  removeMember(sgId: string, pneId: string, opts?: GroupAuditOptions): Promise<boolean> {
+    return this.#run((c) => groups.removeMember(c, sgId, pneId, opts));
   }
   listMembers(sgId: string): Promise<Member[]> {
     return this.#run((c) => groups.listMembers(c, sgId));
@@ -265,7 +266,7 @@ export class SqliteStore implements Store {
   }
 
   // Group Keys
-  rotateGroupKey(sgId: string, key: Uint8Array, reason: string, opts?: RotateOptions): Promise<KeyMeta> {
+  rotateGroupKey(sgId: string, key: Uint8Array, reason: string, opts: RotateOptions): Promise<KeyMeta> {
     return this.#run((c) => keys.rotateGroupKey(c, sgId, key, reason, opts));
   }
   getCurrentKey(sgId: string, now?: number): Promise<GroupKey | undefined> {

@@ -1,12 +1,14 @@
 /**
  * Group Keys. Epoch allocation rule: the group row carries epoch_hwm, the highest epoch ever allocated.
- * rotateGroupKey reads it, writes hwm + 1 and inserts the encrypted key, all in one BEGIN IMMEDIATE
- * transaction (SQLite's single writer lock; PostgreSQL: SELECT ... FOR UPDATE on the group row). Pruning key
- * rows never lowers epoch_hwm, and deleted group ids are retired, so an epoch number is never reused.
+ * rotateGroupKey reads it, writes hwm + 1, inserts the encrypted key and the key's audit row (with that epoch),
+ * all in one BEGIN IMMEDIATE transaction (SQLite's single writer lock; PostgreSQL: SELECT ... FOR UPDATE on the
+ * group row): every committed epoch has exactly one key.create/key.update audit row, whatever the crash.
+ * Pruning key rows never lowers epoch_hwm, and deleted group ids are retired, so an epoch number is never reused.
  */
 import { StoreError } from '../errors.js';
 import type { GroupKey, KeyMeta, RotateOptions } from '../store.js';
 import * as v from '../validate.js';
+import { insertAudit } from './audit.js';
 import { type Ctx, tx } from './db.js';
 
 interface KeyRow {
@@ -40,13 +42,16 @@ export function rotateGroupKey(
   sgId: string,
   key: Uint8Array,
   reason: string,
-  opts: RotateOptions = {},
+  opts: RotateOptions,
 ): KeyMeta {
   const id = v.sgId(sgId);
   const k = v.groupKey(key);
   const why = v.reason(reason);
-  const activateAt = v.optional(opts.activateAt, (x) => v.time(x, 'activateAt'));
-  const at = opts.at === undefined ? ctx.now() : v.time(opts.at, 'at');
+  const o: Partial<RotateOptions> = opts ?? {};
+  const activateAt = v.optional(o.activateAt, (x) => v.time(x, 'activateAt'));
+  const at = o.at === undefined ? ctx.now() : v.time(o.at, 'at');
+  // Validated before any query, like appendAudit: a bad audit entry fails the rotation, nothing is written.
+  const audit = v.keyAudit(o.audit, id, at);
   return tx(ctx.db, () => {
     const g = ctx.db.prepare('SELECT epoch_hwm FROM service_groups WHERE sg_id = ?').get(id) as
       | { epoch_hwm: number }
@@ -67,6 +72,7 @@ export function rotateGroupKey(
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(id, epoch, sealed.nonce, sealed.ct, at, why, activateAt);
+    insertAudit(ctx, { ...audit, epoch });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });
 }
