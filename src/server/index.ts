@@ -1038,12 +1038,15 @@ export class CpnsServer {
       const leadSec =
         reason === 'periodic' && auditReason !== 'restart' ? (this.#opts.periodicLeadSec ?? 0) : 0;
       const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
-      const meta = await this.store.rotateGroupKey(
-        st.sgId,
-        key,
-        reason,
-        activateAt !== undefined ? { activateAt } : undefined,
-      );
+      // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
+      const meta = await this.store.rotateGroupKey(st.sgId, key, reason, {
+        audit: {
+          actor,
+          action: reason === 'create' ? 'key.create' : 'key.update',
+          reason: auditReason ?? reason,
+        },
+        ...(activateAt !== undefined ? { activateAt } : {}),
+      });
       const graceSec =
         reason === 'create' || auditReason === 'restart'
           ? 0
@@ -1059,13 +1062,6 @@ export class CpnsServer {
         const e = Number(k.slice(st.sgId.length + 1));
         if (e !== st.epoch && e !== st.prevEpoch) this.#marks.delete(k);
       }
-      await this.store.appendAudit({
-        actor,
-        action: reason === 'create' ? 'key.create' : 'key.update',
-        sgId: st.sgId,
-        epoch: meta.epoch,
-        reason: auditReason ?? reason,
-      });
       this.#onKeyUpdated(st.sgId, meta.epoch, auditReason ?? reason);
       this.#deliver(
         st,
