@@ -1,23 +1,28 @@
 /**
  * Admin REST API, SSE event stream, Prometheus endpoint and web console of the CPNS Server (docs/operator.md).
  *
- * - `/api/v1/...`: bearer token (constant-time compare), JSON schemas on every body / query / params (unknown
- *   fields refused), errors `{error:{code,message,field?}}` with stable codes and no stack traces.
+ * - Authentication is decided on the route the router matched, never on the URL string: every route, and the
+ *   not-found handler, needs the bearer token (constant-time compare) unless its route config says
+ *   `{ public: true }` (console files, `/openapi.json`, `/healthz`, `/readyz`, `/metrics` with `publicMetrics`).
+ * - `/api/v1/...`: JSON schemas on every body / query / params (unknown fields refused), errors
+ *   `{error:{code,message,field?}}` with stable codes and no stack traces; framework errors (bad URL encoding,
+ *   too-long path parameter, unparsable request) use the same envelope and never echo the request.
  * - Mutations go through the server's `ServerAdmin` only; reads come from the store. Group Key bytes are never
  *   read here: only key metadata (`listKeyEpochs`) and delivery status, and responses are serialized by schema.
  * - `/api/v1/events`: Server-Sent Events; same bearer header (the console reads the stream with fetch(), so the
  *   token never goes into a URL or a cookie).
- * - `/openapi.json` (generated from the route schemas), `/metrics`, `/console/`.
+ * - `/openapi.json` (generated from the route schemas), `/metrics`, `/console/`, `/healthz`, `/readyz`.
  */
 
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import swagger from '@fastify/swagger';
 import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { constantTimeEqual } from '../core/crypto/bytes.js';
 import type { DeliveryStatus, KeyMeta, ServiceGroup } from '../store/store.js';
-import { ApiError, httpError, toHttpError } from './errors.js';
+import { ApiError, clientErrorReply, httpError, toHttpError } from './errors.js';
 import * as S from './schemas.js';
 import type { AdminAppOptions, ChangeEvent } from './types.js';
 
@@ -43,6 +48,26 @@ const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
 ];
 
 type Req = FastifyRequest;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * Served without the admin token (docs/operator.md, "Authentication"). Any route without `public: true`,
+     * and the not-found handler, needs it: deny by default.
+     */
+    public?: boolean;
+  }
+}
+
+/** Route config of the routes served without the token. */
+const PUBLIC = { public: true } as const;
+/** A Service Group id that is never allocated: `/readyz` looks it up as its cheap store round trip. */
+const READY_PROBE_SG = '00000000-0000-0000-0000-000000000000';
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
 
 /** Keeps only the whitelisted primitive fields of a server event (never key material, never big blobs). */
 export function sanitizeEvent(ev: unknown): ChangeEvent | undefined {
@@ -115,7 +140,27 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     ...(o.logger ? { loggerInstance: o.logger } : { logger: false }),
     bodyLimit: 64 * 1024,
     return503OnClosing: true,
-    routerOptions: { maxParamLength: 120 },
+    // Strict router, stated explicitly (docs/operator.md). Authentication does not rely on these: it is read
+    // from the matched route, so whatever spelling the router accepts, it gets that route's policy.
+    routerOptions: {
+      caseSensitive: true,
+      ignoreTrailingSlash: false,
+      ignoreDuplicateSlashes: false,
+      maxParamLength: 120,
+    },
+    // The router's own errors (bad percent-encoding, too-long parameter): our envelope, not fastify's reply
+    // (which echoes the path).
+    frameworkErrors: (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+      const e = toHttpError(err);
+      req.log.info({ code: e.body.error.code }, 'admin request rejected by the router');
+      return reply.headers(SECURITY_HEADERS).header('cache-control', 'no-store').code(e.status).send(e.body);
+    },
+    // Requests node's HTTP parser refuses (bad request line, header overflow, timeout).
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.end(clientErrorReply(err.code));
+      else socket.destroy();
+    },
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
     },
@@ -145,17 +190,15 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   // ------------------------------------------------------------------ cross-cutting hooks
 
+  // onRequest runs after routing: `req.routeOptions` is the matched route (or the not-found handler, whose
+  // config has no `public`). The decision never looks at `req.url`.
   app.addHook('onRequest', async (req, reply) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
-    reply.header('x-frame-options', 'DENY');
-    const path = req.url.split('?', 1)[0] ?? '';
-    const needsToken = path.startsWith('/api/') || (path === '/metrics' && !o.publicMetrics);
-    if (path.startsWith('/api/')) reply.header('cache-control', 'no-store');
-    if (!needsToken) return;
+    reply.headers(SECURITY_HEADERS);
+    if (req.routeOptions.config?.public === true) return;
+    reply.header('cache-control', 'no-store');
     const given = Buffer.from(req.headers.authorization ?? '');
     if (!constantTimeEqual(given, expectedAuth)) {
-      req.log.warn({ path }, 'admin request refused: bad or missing token');
+      req.log.warn({ route: req.routeOptions.url ?? null }, 'admin request refused: bad or missing token');
       reply.header('www-authenticate', 'Bearer realm="cpns-admin"');
       const e = httpError(401, 'UNAUTHORIZED', 'missing or invalid bearer token');
       return reply.code(e.status).send(e.body);
@@ -611,6 +654,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
   app.get(
     '/metrics',
     {
+      config: { public: o.publicMetrics === true },
       schema: {
         tags: ['observability'],
         summary: `Prometheus metrics (text exposition format)${o.publicMetrics ? '' : '; bearer token'}`,
@@ -641,7 +685,47 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     o.metrics.setLagging(lagging);
   }
 
-  app.get('/openapi.json', { schema: { hide: true } }, async (_req, reply) =>
+  // ------------------------------------------------------------------ health (public, no data)
+
+  app.get(
+    '/healthz',
+    {
+      config: PUBLIC,
+      schema: {
+        tags: ['observability'],
+        summary: 'Liveness: the admin app answers (no token)',
+        security: [],
+        response: S.responses.healthz,
+      },
+    },
+    async (_req, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: PUBLIC,
+      schema: {
+        tags: ['observability'],
+        summary: 'Readiness: the store answers a lookup (no token); 503 NOT_READY otherwise',
+        security: [],
+        response: S.responses.readyz,
+      },
+    },
+    async (req, reply) => {
+      reply.header('cache-control', 'no-store');
+      try {
+        await o.store.getGroup(READY_PROBE_SG);
+      } catch (err) {
+        req.log.warn({ err }, 'readiness probe: store unavailable');
+        const e = httpError(503, 'NOT_READY', 'store unavailable');
+        return reply.code(503).send(e.body);
+      }
+      return reply.send({ status: 'ready' });
+    },
+  );
+
+  app.get('/openapi.json', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
     reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(app.swagger())),
   );
 
@@ -658,12 +742,19 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       .header('cache-control', 'no-cache')
       .send(body);
   };
-  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
-  app.get('/console', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
-  app.get('/console/', { schema: { hide: true } }, async (_req, reply) => sendConsole(reply, 'index.html'));
+  app.get('/', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
+    reply.redirect('/console/'),
+  );
+  app.get('/console', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
+    reply.redirect('/console/'),
+  );
+  app.get('/console/', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
+    sendConsole(reply, 'index.html'),
+  );
   app.get<{ Params: { file: string } }>(
     '/console/:file',
     {
+      config: PUBLIC,
       schema: {
         hide: true,
         params: {

@@ -47,7 +47,34 @@ const FASTIFY_CODES: Readonly<Record<string, { status: number; code: string; mes
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'TOO_LARGE', message: 'body too large' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'MALFORMED', message: 'empty JSON body' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'MALFORMED', message: 'body is not valid JSON' },
+  // Router errors (fastify `frameworkErrors`): fastify's own replies would echo the offending path.
+  FST_ERR_BAD_URL: { status: 400, code: 'BAD_URL', message: 'malformed percent-encoding in the path' },
+  FST_ERR_MAX_PARAM_LENGTH: { status: 414, code: 'URI_TOO_LONG', message: 'path parameter too long' },
 };
+
+/**
+ * The raw HTTP/1.1 reply to a request node's parser refused before fastify saw it (fastify
+ * `clientErrorHandler`): same envelope, nothing of the request echoed.
+ */
+export function clientErrorReply(errCode: unknown): string {
+  const e =
+    errCode === 'HPE_HEADER_OVERFLOW'
+      ? httpError(431, 'HEADERS_TOO_LARGE', 'request headers too large')
+      : errCode === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? httpError(408, 'REQUEST_TIMEOUT', 'request timeout')
+        : httpError(400, 'MALFORMED', 'malformed request');
+  const body = JSON.stringify(e.body);
+  const reason =
+    e.status === 431
+      ? 'Request Header Fields Too Large'
+      : e.status === 408
+        ? 'Request Timeout'
+        : 'Bad Request';
+  return (
+    `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`
+  );
+}
 
 export function httpError(status: number, code: string, message: string, field?: string): HttpError {
   return { status, body: { error: field === undefined ? { code, message } : { code, message, field } } };

@@ -257,4 +257,6 @@ export const responses = {
     }),
     ...errorResponses,
   },
+  healthz: { 200: obj({ status: str({ enum: ['ok'] }) }) },
+  readyz: { 200: obj({ status: str({ enum: ['ready'] }) }), 503: { $ref: 'Error#' } },
 };

@@ -100,7 +100,9 @@ describe('authentication', () => {
     expect(c.status).toBe(200);
     expect(c.headers['content-security-policy']).toContain("script-src 'self'");
     expect((await call('GET', '/console/app.js', undefined, { token: null })).status).toBe(200);
-    expectError(await call('GET', '/console/../app.ts', undefined, { token: null }), 404, 'NOT_FOUND');
+    // Unknown paths are not public (deny by default): 401 without the token, 404 with it.
+    expectError(await call('GET', '/console/../app.ts', undefined, { token: null }), 401, 'UNAUTHORIZED');
+    expectError(await call('GET', '/console/../app.ts'), 404, 'NOT_FOUND');
     expectError(await call('GET', '/console/other.js', undefined, { token: null }), 400, 'SCHEMA');
   });
 
@@ -408,6 +410,8 @@ describe('OpenAPI, metrics, errors and events', () => {
         'GET /api/v1/audit',
         'GET /api/v1/events',
         'GET /metrics',
+        'GET /healthz',
+        'GET /readyz',
       ].sort(),
     );
     const create = doc.paths['/api/v1/service-groups'].post;
