@@ -33,6 +33,8 @@ export interface Stack {
   pneCredentials: Credentials | undefined;
   /** Everything the app logged (JSON lines). */
   logs: string[];
+  /** The server's data directory (its SQLite store is `cpns.db` there). */
+  dataDir: string;
   close(): Promise<void>;
 }
 
@@ -40,7 +42,9 @@ export interface Stack {
  * `serverWired`: the app gets the server's own `events` and `metrics` (what `cpns server` does); otherwise a
  * private EventEmitter and CpnsMetrics the test drives by hand.
  */
-export async function startStack(o: { withGateway?: boolean; serverWired?: boolean } = {}): Promise<Stack> {
+export async function startStack(
+  o: { withGateway?: boolean; serverWired?: boolean; publicMetrics?: boolean } = {},
+): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cpns-admin-'));
   const server = await CpnsServer.start({ dataDir, heartbeat: false });
   let gw: PnGateway | undefined;
@@ -85,6 +89,7 @@ export async function startStack(o: { withGateway?: boolean; serverWired?: boole
     logger,
     https: { cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.3' },
     keepAliveMs: 1000,
+    ...(o.publicMetrics ? { publicMetrics: true } : {}),
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
@@ -101,6 +106,7 @@ export async function startStack(o: { withGateway?: boolean; serverWired?: boole
     pneIdentity,
     pneCredentials,
     logs,
+    dataDir,
     async close() {
       await app.close();
       await gw?.close();
