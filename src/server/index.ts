@@ -1211,16 +1211,25 @@ export class CpnsServer {
     const suite = SUITE_OF[suiteName];
     if (suite === undefined) fail(ErrorCode.UNSUPPORTED_SUITE, 'suite');
     const members = (o.members ?? []).map(toPneIdentity);
-    const g = await this.store.createGroup({
-      name: o.name,
-      ownerId: actor === OPERATOR ? OPERATOR : actor,
-      joinPolicy: o.joinPolicy ?? 'open',
-      suite,
-      sourceAuth: o.sourceAuth ?? false,
-      rekeyIntervalSec: o.rekeyIntervalSec ?? null,
-      deliveryPolicy: o.deliveryPolicy ? { ...o.deliveryPolicy } : null,
-    });
-    for (const m of members) await this.store.addMember(g.sgId, m);
+    const g = await this.store.createGroup(
+      {
+        name: o.name,
+        ownerId: actor === OPERATOR ? OPERATOR : actor,
+        joinPolicy: o.joinPolicy ?? 'open',
+        suite,
+        sourceAuth: o.sourceAuth ?? false,
+        rekeyIntervalSec: o.rekeyIntervalSec ?? null,
+        deliveryPolicy: o.deliveryPolicy ? { ...o.deliveryPolicy } : null,
+        members,
+      },
+      {
+        // In the group's transaction (docs/store.md "Audit atomicity").
+        audit: [
+          { actor, action: 'group.create', detail: { name: o.name } },
+          ...members.map((m) => ({ actor, action: 'member.add', subject: m })),
+        ],
+      },
+    );
     const st: SgState = {
       sgId: g.sgId,
       suite,
@@ -1237,9 +1246,6 @@ export class CpnsServer {
       sourceAuth: o.sourceAuth ?? false,
     };
     this.#groups.set(g.sgId, st);
-    await this.store.appendAudit({ actor, action: 'group.create', sgId: g.sgId, detail: { name: o.name } });
-    for (const m of members)
-      await this.store.appendAudit({ actor, action: 'member.add', sgId: g.sgId, subject: m });
     const epoch = await this.#withSg(g.sgId, () => this.#rekeyLocked(st, 'create', actor));
     this.#startTimer(st);
     this.#emit({ kind: 'sg.create', sgId: g.sgId, epoch });
@@ -1254,12 +1260,15 @@ export class CpnsServer {
         const gw = this.#pneAt.get(m);
         if (gw !== undefined) gws.add(gw);
       }
-      await this.store.deleteGroup(sgId);
+      await this.store.deleteGroup(sgId, {
+        audit: [
+          { actor, action: 'key.delete', epoch: st.epoch },
+          { actor, action: 'group.delete' },
+        ],
+      });
       if (st.timer) clearInterval(st.timer);
       this.#groups.delete(sgId);
       for (const k of [...this.#marks.keys()]) if (k.startsWith(`${sgId}|`)) this.#marks.delete(k);
-      await this.store.appendAudit({ actor, action: 'key.delete', sgId, epoch: st.epoch });
-      await this.store.appendAudit({ actor, action: 'group.delete', sgId });
       for (const k of this.#rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#rotatedAt.delete(k);
       this.#emit({ kind: 'sg.delete', sgId });
       for (const gw of gws) {
@@ -1294,9 +1303,10 @@ export class CpnsServer {
     await this.#withSg(sgId, async () => {
       const st = this.#group(sgId);
       if (!st.members.has(pne)) fail(ErrorCode.NOT_MEMBER, 'pneId');
-      await this.store.removeMember(sgId, pne);
+      await this.store.removeMember(sgId, pne, {
+        audit: [{ actor, action: 'member.remove', subject: pne, reason }],
+      });
       st.members.delete(pne);
-      await this.store.appendAudit({ actor, action: 'member.remove', sgId, subject: pne, reason });
       this.#emit({ kind: 'member.remove', sgId, pneId: pne, reason });
       await this.#rekeyLocked(st, reason, actor);
     });
