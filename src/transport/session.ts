@@ -17,6 +17,10 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { type CertInfo, type CpnsRole, certInfo } from './ca.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_MAX_FRAME } from './framing.js';
+import { ConnectionGate, type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './limits.js';
+import { TLS_PARAMS } from './tls-params.js';
+
+export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './limits.js';
 
 /** WebSocket close codes used by CPNS sessions (4000-4999 are private-use per RFC 6455 §7.4.2). */
 export const CloseCode = {
@@ -31,6 +35,8 @@ export const CloseCode = {
   REVOKED: 4001,
   /** Replaced by a newer session of the same identity (role layer's choice). */
   REPLACED: 4002,
+  /** The peer sent no frame within `firstFrameTimeoutMs` of the upgrade (docs/transport.md "Limits"). */
+  FIRST_FRAME_TIMEOUT: 4003,
 } as const;
 
 export interface HeartbeatOptions {
@@ -43,7 +49,7 @@ export interface HeartbeatOptions {
 export const DEFAULT_HEARTBEAT: HeartbeatOptions = { intervalMs: 30_000, timeoutMs: 10_000 };
 /** Time to wait for the peer's close frame before dropping the socket (ws default is 30 s; too long for us). */
 const CLOSE_TIMEOUT_MS = 5_000;
-const TLS13 = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
+const TLS13 = TLS_PARAMS;
 
 interface SessionInit {
   ws: WebSocket;
@@ -189,14 +195,17 @@ export interface SecureServerOptions {
   host?: string;
   /** Default 0 (ephemeral). */
   port?: number;
-  /** Path of authenticated sessions. Default '/cpns'. */
-  path?: string;
   /**
-   * Path on which a client without a certificate gets an anonymous session (for enrollment with a one-time token;
-   * the role layer must accept nothing else there). Absent = no anonymous sessions, and TLS itself refuses
-   * clients without a valid certificate.
+   * 'authenticated' (default): every client must present a certificate of the CPNS CA, refused by TLS itself in
+   * the handshake otherwise; sessions on `path` only. 'enrollment': the anonymous surface: no client certificate
+   * is asked for, every session is anonymous (the role layer accepts only an enrollment request there), and every
+   * connection counts against the unauthenticated limits for its whole life.
    */
+  mode?: 'authenticated' | 'enrollment';
+  /** @deprecated transitional: the old mixed listener (TEMPORARY, removed when the roles use 'enrollment'). */
   anonymousPath?: string;
+  /** Path of the sessions. Default '/cpns' ('authenticated'), '/enroll' ('enrollment'). */
+  path?: string;
   /** Roles allowed on the authenticated path (e.g. ['gw'] on the server, ['pne'] on a GW). Default: any. */
   allowedRoles?: readonly CpnsRole[];
   /** Largest frame accepted; a larger one closes the session with 1009. Default 1 MiB. */
@@ -204,11 +213,13 @@ export interface SecureServerOptions {
   heartbeat?: HeartbeatOptions | false;
   /** Checked at every upgrade: a revoked identity (or certificate serial) is refused. */
   isRevoked?: (identity: string, serialHex: string) => boolean;
-  /** TLS handshake must finish within this time (ms). Default 10 s. */
-  handshakeTimeoutMs?: number;
+  /** Limits on connections that have not proved an identity; defaults DEFAULT_CONNECTION_LIMITS. */
+  limits?: Partial<ConnectionLimits>;
 }
 
 const REFUSAL_HEADER = 'x-cpns-refusal';
+// biome-ignore lint/style/useNamingConvention: TEMPORARY shim, removed with anonymousPath
+const opts_anon = (o: SecureServerOptions): string | undefined => o.anonymousPath;
 
 function refuse(socket: Duplex, status: number, text: string, reason: string): void {
   // Plain HTTP answer to the upgrade, then close: the client maps the reason header to a typed error.
@@ -227,23 +238,53 @@ export class SecureServer extends EventEmitter {
   readonly #all = new Set<Session>();
   readonly #byIdentity = new Map<string, Set<Session>>();
   readonly #sockets = new Set<TLSSocket>();
+  readonly #upgradeTimers = new Map<string, NodeJS.Timeout>();
+  readonly #enrollment: boolean;
+  readonly #limits: ConnectionLimits;
+  readonly #gate: ConnectionGate;
   #port = 0;
 
   constructor(opts: SecureServerOptions) {
     super();
     this.#opts = opts;
-    this.#path = opts.path ?? '/cpns';
+    this.#enrollment = opts.mode === 'enrollment';
+    this.#path = opts.path ?? (this.#enrollment ? '/enroll' : '/cpns');
     this.#maxPayload = opts.maxPayload ?? DEFAULT_MAX_FRAME;
+    this.#limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
+    this.#gate = new ConnectionGate(this.#limits);
     this.#https = https.createServer({
       cert: opts.certPem,
       key: opts.keyPem,
       ca: opts.caPem,
       ...TLS13,
-      requestCert: true,
-      // Without an anonymous path, OpenSSL itself refuses a client that has no valid certificate. With one, the
-      // handshake must complete for cert-less clients, and the upgrade handler enforces `authorized` instead.
-      rejectUnauthorized: opts.anonymousPath === undefined,
-      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+      // Session ports: OpenSSL itself refuses, in the handshake, a client without a valid certificate of our CA.
+      // The enrollment port asks for none (its clients have none yet).
+      requestCert: !this.#enrollment,
+      rejectUnauthorized: !this.#enrollment && opts.anonymousPath === undefined,
+      handshakeTimeout: this.#limits.handshakeTimeoutMs,
+    });
+    // Before any TLS work: bound the connections that have proved nothing, in total and per address, and give
+    // each a deadline for its upgrade.
+    this.#https.on('connection', (sock: import('node:net').Socket) => {
+      const address = sock.remoteAddress;
+      const port = sock.remotePort;
+      const refusal = this.#gate.admit(address, port);
+      if (refusal !== undefined) {
+        this.emit('refused', refusal, address);
+        sock.destroy();
+        return;
+      }
+      const t = setTimeout(() => {
+        this.emit('refused', 'upgrade-timeout', address);
+        sock.destroy();
+      }, this.#limits.upgradeTimeoutMs);
+      t.unref();
+      this.#upgradeTimers.set(`${address}|${port}`, t);
+      sock.once('close', () => {
+        clearTimeout(t);
+        this.#upgradeTimers.delete(`${address}|${port}`);
+        this.#gate.release(address, port);
+      });
     });
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -290,9 +331,16 @@ export class SecureServer extends EventEmitter {
     return `wss://${host.includes(':') ? `[${host}]` : host}:${this.#port}${this.#path}`;
   }
 
+  /** URL of the enrollment listener (mode 'enrollment'); undefined on a session listener. */
   get anonymousUrl(): string | undefined {
-    if (this.#opts.anonymousPath === undefined) return undefined;
-    return this.url.slice(0, -this.#path.length) + this.#opts.anonymousPath;
+    const legacy = opts_anon(this.#opts);
+    if (legacy !== undefined) return this.url.slice(0, -this.#path.length) + legacy;
+    return this.#enrollment ? this.url : undefined;
+  }
+
+  /** Connections counted against the unauthenticated limits right now (tests, metrics). */
+  get unauthenticatedCount(): number {
+    return this.#gate.total;
   }
 
   get sessionCount(): number {
@@ -342,7 +390,13 @@ export class SecureServer extends EventEmitter {
       refuse(socket, status, text, reason);
       return;
     }
+    const key = `${tlsSock.remoteAddress}|${tlsSock.remotePort}`;
+    const t = this.#upgradeTimers.get(key);
+    if (t) clearTimeout(t);
+    this.#upgradeTimers.delete(key);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      // An authenticated session no longer counts as unauthenticated; an enrollment session always does.
+      if (admitted.peer !== null) this.#gate.release(tlsSock.remoteAddress, tlsSock.remotePort);
       const session = new Session({
         ws,
         side: 'server',
@@ -354,8 +408,20 @@ export class SecureServer extends EventEmitter {
         maxPayload: this.#maxPayload,
       });
       this.#register(session);
+      this.#firstFrameDeadline(session);
       this.emit('session', session);
     });
+  }
+
+  /** The peer must speak first within `firstFrameTimeoutMs` (a connection that never speaks holds memory). */
+  #firstFrameDeadline(s: Session): void {
+    const t = setTimeout(() => {
+      this.emit('refused', 'first-frame-timeout', s.remoteAddress);
+      s.close(CloseCode.FIRST_FRAME_TIMEOUT, 'no message in time');
+    }, this.#limits.firstFrameTimeoutMs);
+    t.unref();
+    s.once('frame', () => clearTimeout(t));
+    s.once('close', () => clearTimeout(t));
   }
 
   /** Decides whether an upgrade becomes a session; the peer identity is read from the verified certificate only. */
@@ -369,8 +435,9 @@ export class SecureServer extends EventEmitter {
     } catch {
       path = '';
     }
-    if (this.#opts.anonymousPath !== undefined && path === this.#opts.anonymousPath) return { peer: null };
+    if (opts_anon(this.#opts) !== undefined && path === opts_anon(this.#opts)) return { peer: null };
     if (path !== this.#path) return { refusal: [404, 'Not Found', 'path'] };
+    if (this.#enrollment) return { peer: null };
     if (!tlsSock.authorized) return { refusal: [401, 'Unauthorized', 'not-authenticated'] };
     let peer: CertInfo;
     try {

@@ -72,29 +72,23 @@ describe('secure sessions: mutual TLS 1.3', () => {
     client.close();
   });
 
-  it('refuses a client certificate from another CA', async () => {
+  it('refuses a client certificate from another CA in the TLS handshake', async () => {
     const srv = await startServer();
     await expect(connectSession(srv.url, clientOpts(pki.foreign))).rejects.toSatisfy(
       (e) => code(e) === 'TLS_REFUSED',
     );
-    // With an anonymous path the handshake completes, but the session path still refuses.
-    const srv2 = await startServer({ anonymousPath: '/enroll' });
-    await expect(connectSession(srv2.url, clientOpts(pki.foreign))).rejects.toSatisfy(
-      (e) => code(e) === 'NOT_AUTHENTICATED',
-    );
   });
 
-  it('refuses a client without certificate on the session path; anonymous path gives an anonymous session', async () => {
+  it('refuses a client without certificate in the handshake; the enrollment listener gives an anonymous session', async () => {
     const srv = await startServer();
     await expect(connectAnonymousSession(srv.url, { caPem: pki.ca.certPem })).rejects.toSatisfy(
       (e) => code(e) === 'TLS_REFUSED',
     );
-    const srv2 = await startServer({ anonymousPath: '/enroll' });
-    await expect(connectAnonymousSession(srv2.url, { caPem: pki.ca.certPem })).rejects.toSatisfy(
-      (e) => code(e) === 'NOT_AUTHENTICATED',
-    );
-    const accepted = waitFor<Session>(srv2, 'session');
-    const anon = await connectAnonymousSession(srv2.anonymousUrl!, {
+    expect(srv.anonymousUrl).toBeUndefined();
+    const enroll = await startServer({ mode: 'enrollment' });
+    expect(enroll.anonymousUrl).toMatch(/\/enroll$/);
+    const accepted = waitFor<Session>(enroll, 'session');
+    const anon = await connectAnonymousSession(enroll.anonymousUrl!, {
       caPem: pki.ca.certPem,
       expectedServerIdentity: pki.server.identity,
     });
@@ -103,6 +97,11 @@ describe('secure sessions: mutual TLS 1.3', () => {
     expect(s!.identity).toBeNull();
     expect(anon.identity).toBe(pki.server.identity);
     anon.close();
+    // A certificate changes nothing there: every enrollment session is anonymous.
+    const accepted2 = waitFor<Session>(enroll, 'session');
+    const withCert = await connectSession(enroll.anonymousUrl!, clientOpts(pki.gw));
+    expect((await accepted2)[0]!.anonymous).toBe(true);
+    withCert.close();
   });
 
   it('refuses a TLS 1.2 client', async () => {
