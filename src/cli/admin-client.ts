@@ -12,12 +12,15 @@ export interface AdminEndpoint {
   readonly caPem: string;
 }
 
-/** `<dataDir>/server.json` is written by `cpns server` with its URLs; admin.token and ca.pem sit beside it. */
-export function endpointFromDataDir(dataDir: string): AdminEndpoint {
+/**
+ * `<dataDir>/server.json` is written by `cpns server` with its URLs; admin.token and ca.pem sit beside it.
+ * `token` (from --token-file or CPNS_ADMIN_TOKEN) replaces admin.token.
+ */
+export function endpointFromDataDir(dataDir: string, token?: string): AdminEndpoint {
   const info = JSON.parse(readFileSync(join(dataDir, 'server.json'), 'utf8')) as { adminUrl: string };
   return {
     url: info.adminUrl,
-    token: readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
+    token: token ?? readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
     caPem: readFileSync(join(dataDir, 'ca.pem'), 'utf8'),
   };
 }

@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
 import { type AdminEndpoint, adminRequest, endpointFromDataDir } from './admin-client.js';
-import { UsageError } from './daemons.js';
+import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
+import { UsageError } from './usage.js';
 
-const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--json | --table]
+const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--token-file <path>|-] [--json | --table]
   token create --role gw|pne [--ttl <sec>]     one-time enrollment token (prints only the token)
   revoke <identity>                           revoke a GW or PNE: sessions closed at once, its SGs rekeyed
   pns                                         PN inventory (GWs, their PNEs, online, last seen)
@@ -20,7 +21,8 @@ const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--jso
                                               audit log, oldest first (--all follows every page)
 
 Output: JSON when stdout is not a terminal (or with --json), a table on a terminal (or with --table).
-Uses the server's admin REST API (<dataDir>/server.json, admin.token, ca.pem; docs/operator.md).`;
+Uses the server's admin REST API (<dataDir>/server.json, admin.token, ca.pem; docs/operator.md). The admin token
+is <dataDir>/admin.token unless --token-file <path>, --token-file - (standard input) or CPNS_ADMIN_TOKEN give it.`;
 
 type Row = Record<string, unknown>;
 
@@ -61,6 +63,8 @@ export async function adminCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       'data-dir': { type: 'string', default: process.env.CPNS_DATA_DIR ?? '.cpns/server' },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
       role: { type: 'string' },
       ttl: { type: 'string' },
       name: { type: 'string' },
@@ -88,7 +92,11 @@ export async function adminCommand(argv: string[]): Promise<number> {
   const [a, b, c, d] = positionals;
   if (a === undefined || a === 'help') throw new UsageError(USAGE);
   const asTable = values.table || (!values.json && process.stdout.isTTY === true);
-  const ep = endpointFromDataDir(values['data-dir']);
+  if (values.token !== undefined) throw new UsageError(`${TOKEN_ON_ARGV} (CPNS_ADMIN_TOKEN)`);
+  const ep = endpointFromDataDir(
+    values['data-dir'],
+    await readSecret(values['token-file'], 'CPNS_ADMIN_TOKEN'),
+  );
   const num = (v: string | undefined, what: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);

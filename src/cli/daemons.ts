@@ -9,7 +9,13 @@ import { PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
+import { backoffDelay } from '../transport/session.js';
+import { lockDataDir } from './datadir-lock.js';
 import { loadCredentials, readText, saveCredentials, writeJson } from './files.js';
+import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
+import { DaemonError, UsageError } from './usage.js';
+
+export { DaemonError, UsageError } from './usage.js';
 
 type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 
@@ -18,18 +24,73 @@ function logger(name: string): Logger {
   return pino({ name, level: process.env.CPNS_LOG_LEVEL ?? 'info' }, pino.destination(2));
 }
 
-/** Resolve on SIGINT/SIGTERM, then run `stop` once (graceful shutdown). */
-function untilSignal(stop: () => Promise<void>): Promise<void> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const on = () => {
-      if (stopping) return;
-      stopping = true;
-      stop().then(resolve, resolve);
+/**
+ * Locks the data directory before anything in it is opened or written (src/cli/datadir-lock.ts: one process per
+ * data directory; the lock goes on exit). Until the daemon is up (`untilDone`), SIGINT/SIGTERM exit at once.
+ */
+function claimDataDir(dataDir: string, role: string): void {
+  lockDataDir(dataDir, role);
+  const early = (sig: NodeJS.Signals) => process.exit(sig === 'SIGINT' ? 130 : 143); // 'exit' drops the lock
+  process.once('SIGINT', early);
+  process.once('SIGTERM', early);
+  earlySignals = () => {
+    process.off('SIGINT', early);
+    process.off('SIGTERM', early);
+  };
+}
+let earlySignals = (): void => {};
+
+/**
+ * Runs a daemon until SIGINT/SIGTERM (resolves: exit code 0) or a fatal condition reported through `fatal`
+ * (rejects with it: exit code 1, e.g. the identity was revoked); `stop` runs once either way. The process stays
+ * alive meanwhile even when nothing else holds the event loop (a PNE waiting to reconnect to its GW).
+ */
+function untilDone(
+  stop: () => Promise<void>,
+  watch?: (fatal: (err: DaemonError) => void) => void,
+): Promise<void> {
+  earlySignals();
+  return new Promise((resolve, reject) => {
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    let done = false;
+    const finish = (err?: DaemonError) => {
+      if (done) return;
+      done = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      stop()
+        .catch(() => {})
+        .finally(() => {
+          clearInterval(keepAlive);
+          if (err) reject(err);
+          else resolve();
+        });
     };
-    process.once('SIGINT', on);
-    process.once('SIGTERM', on);
+    const onSignal = () => finish();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    watch?.(finish);
   });
+}
+
+const revokedError = (identity: string) =>
+  new DaemonError('REVOKED', `identity ${identity} was revoked by the operator`);
+
+/** Refuses `--token <value>` (a usage error, before anything else happens). */
+function noTokenOnArgv(values: { token?: string }): void {
+  if (values.token !== undefined) throw usage(`${TOKEN_ON_ARGV} (CPNS_TOKEN)`);
+}
+
+/**
+ * The enrollment token (first start only): --token-file <path> | --token-file - (standard input) | CPNS_TOKEN.
+ */
+async function enrollmentToken(values: { 'token-file'?: string }): Promise<string> {
+  const token = await readSecret(values['token-file'], 'CPNS_TOKEN');
+  if (!token)
+    throw usage(
+      'first start: an enrollment token is required (--token-file <path>, --token-file - for standard input, or CPNS_TOKEN)',
+    );
+  return token;
 }
 
 const env = (k: string): string | undefined => process.env[k] || undefined;
@@ -75,6 +136,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     },
   });
   const dataDir = values['data-dir'];
+  claimDataDir(dataDir, 'server');
   const log = logger('cpns-server');
   const metrics = new CpnsMetrics();
   const server = await CpnsServer.start({
@@ -109,7 +171,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
   writeFileSync(join(dataDir, 'ca.pem'), server.caPem);
   writeJson(dataDir, 'server.json', { url: server.url, enrollUrl: server.enrollUrl, adminUrl });
   log.info({ url: server.url, adminUrl, dataDir }, 'CPNS Server ready');
-  await untilSignal(async () => {
+  await untilDone(async () => {
     log.info('shutting down');
     await app.close();
     await server.close();
@@ -117,7 +179,10 @@ export async function serverCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** `cpns gateway`: a PN GW; enrolls with --token on first start, then keeps its credentials in --data-dir. */
+/**
+ * `cpns gateway`: a PN GW; enrolls with the token of --token-file (or CPNS_TOKEN) on first start, then keeps its
+ * credentials in --data-dir. Exits 1 when the operator revokes it.
+ */
 export async function gatewayCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: withConfig(argv),
@@ -126,21 +191,25 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/gateway' },
       server: { type: 'string', default: env('CPNS_SERVER_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
-      token: { type: 'string', default: env('CPNS_TOKEN') },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
       media: { type: 'string', default: 'wifi' },
     },
   });
   if (!values.server || !values.ca) throw usage('gateway needs --server <wss url> and --ca <ca.pem>');
+  noTokenOnArgv(values);
   const dataDir = values['data-dir'];
   const caPem = readText(values.ca);
+  claimDataDir(dataDir, 'gateway');
   let credentials = loadCredentials(dataDir);
   if (!credentials) {
-    if (!values.token) throw usage('first start: --token <enrollment token> is required');
-    credentials = await PnGateway.enroll({ serverUrl: values.server, caPem, token: values.token });
+    const token = await enrollmentToken(values);
+    credentials = await PnGateway.enroll({ serverUrl: values.server, caPem, token });
     saveCredentials(dataDir, credentials);
   }
+  const identity = credentials.identity;
   const log = logger('cpns-gateway');
   const gw = await PnGateway.start({
     serverUrl: values.server,
@@ -151,34 +220,69 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     media: values.media.split(',') as Medium[],
     // A daemon waits patiently for the server (it keeps reconnecting with backoff meanwhile).
     startTimeoutMs: 10 * 60_000,
+  }).catch((e: unknown) => {
+    throw (e as { code?: string }).code === 'REVOKED' ? revokedError(identity) : e;
   });
   writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
   log.info({ identity: gw.identity, url: gw.url }, 'PN GW ready');
-  await untilSignal(() => gw.close());
+  await untilDone(
+    () => gw.close(),
+    (fatal) =>
+      gw.once('revoked', () => {
+        log.error({ identity }, 'this GW was revoked by the operator: stopping');
+        fatal(revokedError(identity));
+      }),
+  );
   return 0;
 }
 
-async function pneConnect(values: {
-  'data-dir': string;
-  gw?: string;
-  ca?: string;
-  token?: string;
-  media: string;
-}) {
+/** Errors after which connecting again cannot help. */
+const FATAL_CONNECT = new Set(['REVOKED', 'ROLE_REFUSED', 'PEER_IDENTITY_MISMATCH', 'BAD_IDENTITY']);
+
+/**
+ * Locks the PNE's data directory, enrolls on first start, connects. `patient` (pne listen): a GW that cannot be
+ * reached yet is retried with backoff and jitter (logged), as the SDK does once connected.
+ */
+async function pneConnect(
+  values: {
+    'data-dir': string;
+    gw?: string;
+    ca?: string;
+    token?: string;
+    'token-file'?: string;
+    media: string;
+  },
+  sub: string,
+  log: Logger,
+  patient: boolean,
+) {
   if (!values.gw || !values.ca) throw usage('pne needs --gw <wss url> and --ca <ca.pem>');
+  noTokenOnArgv(values);
   const caPem = readText(values.ca);
+  claimDataDir(values['data-dir'], `pne ${sub}`);
   let credentials = loadCredentials(values['data-dir']);
   if (!credentials) {
-    if (!values.token) throw usage('first start: --token <enrollment token> is required');
-    credentials = await PneClient.enroll({ gwUrl: values.gw, caPem, token: values.token });
+    const token = await enrollmentToken(values);
+    credentials = await PneClient.enroll({ gwUrl: values.gw, caPem, token });
     saveCredentials(values['data-dir'], credentials);
   }
-  return PneClient.connect({
-    gwUrl: values.gw,
-    credentials,
-    media: values.media.split(',').filter(Boolean) as Medium[],
-    logger: logger('cpns-pne'),
-  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await PneClient.connect({
+        gwUrl: values.gw,
+        credentials,
+        media: values.media.split(',').filter(Boolean) as Medium[],
+        logger: log,
+      });
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (code === 'REVOKED') throw revokedError(credentials.identity);
+      if (!patient || FATAL_CONNECT.has(code)) throw e;
+      const delay = backoffDelay(attempt - 1, { initialMs: 100, maxMs: 5000 });
+      log.info({ attempt, delayMs: delay, code }, `GW unreachable, reconnecting in ${delay} ms`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /**
@@ -196,7 +300,8 @@ export async function pneCommand(argv: string[]): Promise<number> {
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/pne' },
       gw: { type: 'string', default: env('CPNS_GW_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
-      token: { type: 'string', default: env('CPNS_TOKEN') },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
       media: { type: 'string', default: '' },
       sg: { type: 'string' },
       data: { type: 'string' },
@@ -205,7 +310,9 @@ export async function pneCommand(argv: string[]): Promise<number> {
       open: { type: 'boolean', default: false },
     },
   });
-  const pne = await pneConnect(values);
+  if (sub !== 'listen' && sub !== 'send' && sub !== 'group') throw usage(`unknown pne subcommand ${sub}`);
+  const log = logger('cpns-pne');
+  const pne = await pneConnect(values, action ? `${sub} ${action}` : sub, log, sub === 'listen');
   const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   try {
     switch (sub) {
@@ -221,7 +328,16 @@ export async function pneCommand(argv: string[]): Promise<number> {
           }),
         );
         pne.on('key', (k: { sgId: string; epoch: number; reason: string }) => out({ event: 'key', ...k }));
-        await untilSignal(() => pne.close());
+        // The SDK reconnects with backoff (and logs each attempt); say when it is back.
+        pne.on('reconnected', () => log.info({ identity: pne.identity }, 're-attached to the GW'));
+        await untilDone(
+          () => pne.close(),
+          (fatal) =>
+            pne.once('revoked', () => {
+              log.error({ identity: pne.identity }, 'this PNE was revoked by the operator: stopping');
+              fatal(revokedError(pne.identity));
+            }),
+        );
         return 0;
       case 'send': {
         if (!values.sg || values.data === undefined) throw usage('pne send needs --sg <id> --data <text>');
@@ -249,10 +365,6 @@ export async function pneCommand(argv: string[]): Promise<number> {
   } finally {
     if (sub !== 'listen') await pne.close();
   }
-}
-
-export class UsageError extends Error {
-  readonly code = 'USAGE';
 }
 
 function usage(msg: string): UsageError {

@@ -13,15 +13,18 @@ commands:
   demo            run the demo: a CPNS Server, two PN GWs and PNEs on loopback, a Service Group across both PNs
   demo core       the in-process core demo (Group Key protection, removal, no network)
   server          run a CPNS Server        [--data-dir D] [--port 7443] [--admin-port 7444]
-  gateway         run a PN GW              --server URL --ca ca.pem [--token T] [--data-dir D] [--media wifi,bt]
-  pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--token T] [--data-dir D]
+  gateway         run a PN GW              --server URL --ca ca.pem [--token-file F|-] [--data-dir D] [--media wifi,bt]
+  pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--token-file F|-] [--data-dir D]
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
   help            this text
 
 server, gateway and pne take --config <file.json> (keys = long option names; the command line wins).
-environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_CA, CPNS_TOKEN, CPNS_LOG_LEVEL, CPNS_MASTER_KEY`;
+Enrollment tokens: --token-file <path>, --token-file - (standard input) or CPNS_TOKEN, never on the command line.
+One process per data directory (<dir>/cpns.lock); a daemon whose identity is revoked exits with code 1.
+environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
+             CPNS_MASTER_KEY`;
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -81,13 +84,17 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n`);
+    // parseArgs: unknown option, missing value...
+    const parseError = String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
+    if (err instanceof UsageError || parseError) {
+      process.stderr.write(`${(err as Error).message}\n`);
       process.exitCode = 2;
       return;
     }
     const e = err as { code?: string; message?: string };
     process.stderr.write(`cpns: ${e.code ?? 'ERROR'}: ${e.message ?? String(err)}\n`);
     process.exitCode = 1;
+    // A failed daemon must not linger (a socket or timer some component did not release).
+    setTimeout(() => process.exit(), 3000).unref();
   },
 );

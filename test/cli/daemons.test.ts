@@ -1,13 +1,12 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const exec = promisify(execFile);
 const bin = fileURLToPath(new URL('../../bin/cpns.mjs', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'cpns-cli-'));
 const children: ChildProcess[] = [];
@@ -18,21 +17,65 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const cpns = async (...args: string[]) =>
-  (await exec(process.execPath, [bin, ...args], { env, timeout: 60_000 })).stdout.trim();
+interface RunOptions {
+  /** Extra environment variables (e.g. CPNS_TOKEN). */
+  env?: Record<string, string>;
+  /** Written to the command's standard input (e.g. for --token-file -). */
+  input?: string;
+}
 
-function daemon(...args: string[]): ChildProcess & { lines: string[] } {
-  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** One cpns command: its exit code, stdout and stderr. */
+function run(
+  args: string[],
+  o: RunOptions = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...env, ...o.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 30_000,
+    });
+    let stdout = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: stdout.trim(), stderr: err }));
+    child.stdin.end(o.input ?? '');
+  });
+}
+
+/** A cpns command that must succeed: its stdout (rejects with the exit code and stderr otherwise). */
+async function cpnsWith(o: RunOptions, ...args: string[]): Promise<string> {
+  const r = await run(args, o);
+  if (r.code !== 0) throw new Error(`cpns ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+const cpns = (...args: string[]) => cpnsWith({}, ...args);
+
+type Daemon = ChildProcess & { lines: string[]; logs: string[] };
+
+function daemon(args: string[], extraEnv: Record<string, string> = {}): Daemon {
+  const child = spawn(process.execPath, [bin, ...args], {
+    env: { ...env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: string[] = [];
+  const logs: string[] = [];
   child.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
   // keep the daemons' logs (stderr): a failing wait reports them
   child.stderr!.on('data', (d: Buffer) => {
+    logs.push(d.toString());
     stderr.push(`[${args[0]}] ${d.toString()}`);
     if (stderr.length > 200) stderr.shift();
   });
   child.once('exit', (code) => stderr.push(`[${args[0]}] exited with ${code}`));
   children.push(child);
-  return Object.assign(child, { lines });
+  return Object.assign(child, { lines, logs });
 }
 
 const stderr: string[] = [];
@@ -67,7 +110,7 @@ const exited = (c: ChildProcess) =>
 describe('cpns server / gateway / pne / admin as separate processes', () => {
   it('enroll, form a Service Group, exchange a protected message, revoke, shut down gracefully', async () => {
     const S = join(root, 'server');
-    const server = daemon('server', '--data-dir', S, '--port', '0', '--admin-port', '0');
+    const server = daemon(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']);
     const info = await until(() =>
       existsSync(join(S, 'server.json'))
         ? JSON.parse(readFileSync(join(S, 'server.json'), 'utf8'))
@@ -81,7 +124,15 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     // the gateway takes its settings from a config file (the command line would win over it)
     const cfg = join(root, 'gateway.json');
     writeFileSync(cfg, JSON.stringify({ 'data-dir': G, server: info.url, ca, media: 'wifi' }));
-    daemon('gateway', '--config', cfg, '--token', gwToken);
+    // secrets never on the command line: --token is refused with a usage error (exit 2), before any enrollment
+    const onArgv = await run(['gateway', '--config', cfg, '--token', gwToken]);
+    expect(onArgv.code).toBe(2);
+    expect(onArgv.stderr).toMatch(/--token is not accepted.*--token-file/);
+    expect(existsSync(G)).toBe(false);
+    // the enrollment token from a file
+    const tokenFile = join(root, 'gw.token');
+    writeFileSync(tokenFile, `${gwToken}\n`, { mode: 0o600 });
+    const gateway = daemon(['gateway', '--config', cfg, '--token-file', tokenFile]);
     const gw = await until(() =>
       existsSync(join(G, 'gateway.json'))
         ? JSON.parse(readFileSync(join(G, 'gateway.json'), 'utf8'))
@@ -100,16 +151,29 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
       ca,
     ];
     const t1 = await cpns('admin', 'token', 'create', '--role', 'pne', '--data-dir', S);
+    // the enrollment token from the environment
     const created = JSON.parse(
-      await cpns(...pne('p1', 'group', 'create', '--name', 'cli-group', '--open', '--token', t1)),
+      await cpnsWith(
+        { env: { CPNS_TOKEN: t1 } },
+        ...pne('p1', 'group', 'create', '--name', 'cli-group', '--open'),
+      ),
     );
     expect(created.epoch).toBe(1);
     const t2 = await cpns('admin', 'token', 'create', '--role', 'pne', '--data-dir', S);
-    await cpns(...pne('p2', 'group', 'join', '--sg', created.sgId, '--token', t2));
+    // ... or from standard input
+    await cpnsWith(
+      { input: `${t2}\n` },
+      ...pne('p2', 'group', 'join', '--sg', created.sgId, '--token-file', '-'),
+    );
     // a used token is refused
-    await expect(cpns(...pne('p3', 'listen', '--token', t2))).rejects.toThrow(/ENROLL_REFUSED/);
+    await expect(cpnsWith({ env: { CPNS_TOKEN: t2 } }, ...pne('p3', 'listen'))).rejects.toThrow(
+      /ENROLL_REFUSED/,
+    );
+    const pneOnArgv = await run(pne('p4', 'listen', '--token', t2));
+    expect(pneOnArgv.code).toBe(2);
+    expect(pneOnArgv.stderr).toContain('--token-file');
 
-    const listener = daemon(...pne('p2', 'listen'));
+    const listener = daemon(pne('p2', 'listen'));
     await until(() => listener.lines.find((l) => l.includes('"ready"')));
     const sent = JSON.parse(
       await cpns(...pne('p1', 'send', '--sg', created.sgId, '--data', 'hello from p1')),
@@ -156,9 +220,12 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const pns = JSON.parse(await cpns('admin', 'pns', '--data-dir', S));
     expect(JSON.stringify(pns)).toContain(gw.identity);
 
-    // revoke the listening PNE: its session is closed at once; the group key is updated for the rest
+    // revoke the listening PNE: its session is closed at once, `pne listen` exits 1 saying why; the group key is
+    // updated for the rest
     const p2 = JSON.parse(readFileSync(join(root, 'p2', 'credentials.json'), 'utf8')).identity as string;
     await cpns('admin', 'revoke', p2, '--data-dir', S);
+    expect(await exited(listener)).toBe(1);
+    expect(listener.logs.join('')).toContain(`cpns: REVOKED: identity ${p2} was revoked by the operator`);
     const groups = JSON.parse(await cpns('admin', 'sg', 'list', '--data-dir', S));
     const g = groups.find((x: { sgId: string }) => x.sgId === created.sgId);
     expect(g.members).not.toContain(p2);
@@ -192,7 +259,163 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
       cpns('admin', 'sg', 'rekey', '00000000-0000-4000-8000-000000000000', '--data-dir', S),
     ).rejects.toThrow(/NOT_FOUND/);
 
+    // the admin token from a file instead of <dataDir>/admin.token; a wrong one is refused
+    const adminTokenFile = join(root, 'admin.token');
+    writeFileSync(adminTokenFile, token, { mode: 0o600 });
+    expect(
+      JSON.parse(await cpns('admin', 'sg', 'list', '--token-file', adminTokenFile, '--data-dir', S)),
+    ).toEqual(groups.map((x: { sgId: string }) => expect.objectContaining({ sgId: x.sgId })));
+    await expect(
+      cpnsWith({ env: { CPNS_ADMIN_TOKEN: 'wrong-token' } }, 'admin', 'sg', 'list', '--data-dir', S),
+    ).rejects.toThrow(/UNAUTHORIZED/);
+    expect((await run(['admin', 'sg', 'list', '--token', token, '--data-dir', S])).code).toBe(2);
+
+    // revoke the running gateway: the server closes its session (REVOKED), the daemon exits 1 saying why
+    await cpns('admin', 'revoke', gw.identity, '--data-dir', S);
+    expect(await exited(gateway)).toBe(1);
+    expect(gateway.logs.join('')).toContain(
+      `cpns: REVOKED: identity ${gw.identity} was revoked by the operator`,
+    );
+
     server.kill('SIGTERM');
     expect(await exited(server)).toBe(0);
+    // a graceful exit removes the data directory lock
+    expect(existsSync(join(S, 'cpns.lock'))).toBe(false);
   }, 240_000);
+});
+
+/** A TCP port free right now (the gateway restarts on the same one). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+const readJson = (path: string) => (existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined);
+const lockPid = (dir: string): number | undefined => readJson(join(dir, 'cpns.lock'))?.pid;
+/** Content and mtime of each file of a data directory (what a refused second daemon must leave alone). */
+const snapshot = (dir: string, names: string[]) =>
+  names.map((n) => `${n}:${statSync(join(dir, n)).mtimeMs}:${readFileSync(join(dir, n), 'base64')}`);
+
+describe('one process per data directory; daemons that outlive their peers', () => {
+  const S = join(root, 'lock-server');
+  const G = join(root, 'lock-gw');
+  const ca = join(S, 'ca.pem');
+  let server: Daemon;
+  let gateway: Daemon;
+  let listener: Daemon;
+  let gwPort = 0;
+  let serverUrl = '';
+  let gwUrl = '';
+  let sgId = '';
+  const pne = (dir: string, ...a: string[]) => [
+    'pne',
+    ...a,
+    '--data-dir',
+    join(root, dir),
+    '--gw',
+    gwUrl,
+    '--ca',
+    ca,
+  ];
+  const epochs = async () =>
+    (
+      JSON.parse(await cpns('admin', 'sg', 'list', '--data-dir', S)) as {
+        sgId: string;
+        currentEpoch: number;
+      }[]
+    ).map((g) => `${g.sgId}:${g.currentEpoch}`);
+  const gatewayArgs = () => [
+    'gateway',
+    '--data-dir',
+    G,
+    '--server',
+    serverUrl,
+    '--ca',
+    ca,
+    '--port',
+    String(gwPort),
+  ];
+
+  beforeAll(async () => {
+    server = daemon(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']);
+    serverUrl = (await until(() => readJson(join(S, 'server.json')))).url;
+    gwPort = await freePort();
+    const token = (role: string) => cpns('admin', 'token', 'create', '--role', role, '--data-dir', S);
+    const [gwToken, ta, tb, created] = await Promise.all([
+      token('gw'),
+      token('pne'),
+      token('pne'),
+      cpns('admin', 'sg', 'create', '--name', 'lock', '--open', '--data-dir', S),
+    ]);
+    sgId = JSON.parse(created).sgId;
+    gateway = daemon(gatewayArgs(), { CPNS_TOKEN: gwToken });
+    gwUrl = (await until(() => readJson(join(G, 'gateway.json')))).url;
+    await Promise.all([
+      cpnsWith({ env: { CPNS_TOKEN: ta } }, ...pne('pa', 'group', 'join', '--sg', sgId)),
+      cpnsWith({ env: { CPNS_TOKEN: tb } }, ...pne('pb', 'group', 'join', '--sg', sgId)),
+    ]);
+    listener = daemon(pne('pb', 'listen'), { CPNS_LOG_LEVEL: 'info' });
+    await until(() => listener.lines.find((l) => l.includes('"ready"')));
+  }, 60_000);
+
+  it('a second server, gateway or pne on a data directory in use refuses to start, touching nothing', async () => {
+    const before = await epochs();
+    const files = ['server.json', 'ca.pem', 'admin.token', 'master.key', 'cpns.lock'];
+    const serverFiles = snapshot(S, files);
+
+    const [second, secondGw, secondPne] = await Promise.all([
+      run(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']),
+      run(gatewayArgs()),
+      run(pne('pb', 'listen')),
+    ]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`data directory ${S} is in use by cpns server (PID ${server.pid}`);
+    expect(secondGw.code).toBe(1);
+    expect(secondGw.stderr).toContain(`data directory ${G} is in use by cpns gateway (PID ${gateway.pid}`);
+    expect(secondPne.code).toBe(1);
+    expect(secondPne.stderr).toContain(`is in use by cpns pne listen (PID ${listener.pid}`);
+    // the first server's state is untouched: no Service Group rekeyed, no file rewritten
+    expect(snapshot(S, files)).toEqual(serverFiles);
+    expect(await epochs()).toEqual(before);
+    expect([server, gateway, listener].map((d) => d.exitCode)).toEqual([null, null, null]);
+  }, 20_000);
+
+  it('pne listen outlives its GW (reconnecting with backoff), re-attaches to the restarted GW', async () => {
+    gateway.kill('SIGKILL');
+    await exited(gateway);
+    // the listener stays up and says what it is doing
+    await until(
+      () => (listener.logs.join('').match(/GW unreachable, reconnecting in \d+ ms/g)?.length ?? 0) >= 2,
+    );
+    expect(listener.logs.join('')).toMatch(/"attempt":2/);
+    expect(listener.exitCode).toBe(null);
+    // the killed gateway's lock is stale: a new gateway starts on its data directory (same port)
+    expect(lockPid(G)).toBe(gateway.pid);
+    gateway = daemon(gatewayArgs());
+    await until(() => lockPid(G) === gateway.pid);
+    await until(() => listener.logs.join('').includes('re-attached to the GW'));
+    await cpns(...pne('pa', 'send', '--sg', sgId, '--data', 'after the restart'));
+    const msg = await until(() =>
+      listener.lines.map((l) => JSON.parse(l)).find((e) => e.event === 'message'),
+    );
+    expect(msg.text).toBe('after the restart');
+  }, 20_000);
+
+  it('a killed server leaves a stale lock: the next server starts on its data directory', async () => {
+    const adminUrl = readJson(join(S, 'server.json')).adminUrl;
+    server.kill('SIGKILL');
+    await exited(server);
+    const next = daemon(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']);
+    await until(() => lockPid(S) === next.pid && readJson(join(S, 'server.json'))?.adminUrl !== adminUrl);
+    expect((await epochs()).length).toBe(1);
+    for (const d of [next, gateway, listener]) d.kill('SIGTERM');
+    expect(await Promise.all([next, gateway, listener].map(exited))).toEqual([0, 0, 0]);
+    for (const d of [S, G, join(root, 'pb')]) expect(existsSync(join(d, 'cpns.lock'))).toBe(false);
+  }, 20_000);
 });
