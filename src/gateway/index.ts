@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
+import { activationTime } from '../core/group/activation.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import {
@@ -523,13 +524,8 @@ export class PnGateway extends EventEmitter {
       previousEpoch: msg.previousEpoch,
       anchors: msg.senderAnchors ?? (old && old.epoch === msg.epoch ? old.anchors : undefined),
       activateAt: msg.activateAt,
-      // Relative activation wins (docs/group-messages.md): converted to this GW's clock at receipt.
-      activateBy:
-        msg.activateIn !== undefined
-          ? Date.now() + msg.activateIn * 1000
-          : msg.activateAt !== undefined
-            ? msg.activateAt
-            : undefined,
+      // Relative activation wins (one rule, src/core/group/activation.ts): converted to this GW's clock.
+      activateBy: activationTime(msg.activateIn, msg.activateAt, Date.now()),
       targets: new Set(msg.targets),
       policy: msg.policy,
       sourceAuth: msg.sourceAuth ?? false,
@@ -552,8 +548,8 @@ export class PnGateway extends EventEmitter {
    * "deliver Group Key"): the GW chooses broadcast or unicast per PNE under the operator policy.
    *
    * - A PNE's first key of an SG (on this session) always goes by unicast: it needs the suite, grace, replay
-   *   anchors and policy that only the unicast message carries; a broadcast datagram carries sgId, epoch and the
-   *   wrapped key only. Broadcast is for updates of SGs the PNE already holds.
+   *   anchors and policy that only the unicast message carries; a broadcast datagram carries sgId, epoch, reason,
+   *   grace and the wrapped key only. Broadcast is for updates of SGs the PNE already holds.
    * - A key distributed ahead of its activation (periodic update with activateIn/activateAt) goes by unicast:
    *   the datagram cannot carry the activation time.
    * - Otherwise `planDelivery`: broadcast to members that hold a GKDK of the current tree and listen on one of
@@ -601,6 +597,9 @@ export class PnGateway extends EventEmitter {
           key: cur.key,
           members: live,
           ...(cur.policy ? { policy: cur.policy } : {}),
+          // Signed into the datagram: the PNE installs it with the same grace as the unicast key.deliver.
+          reason: cur.reason,
+          graceSec: cur.graceSec,
         });
       } catch (err) {
         this.#log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');

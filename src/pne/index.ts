@@ -11,7 +11,8 @@
  * Events: 'message' {sgId, sender, epoch, plaintext}, 'key' {sgId, epoch, reason, method, medium?, activateAt?}
  * (activateAt: a key staged ahead of its activation), 'group-deleted' {sgId}, 'removed' {sgId}, 'drop' {code, sgId?}
  * (a message that failed to open, by error code), 'broadcast-drop' {code}, 'gkdk' {treeId, treeVersion, leaf},
- * 'disconnected', 'reconnected', 'revoked'.
+ * 'disconnected' (close code), 'reconnecting' {attempt, delayMs} (before each try to reach the GW again),
+ * 'reconnected', 'revoked' (the operator revoked this identity: no more reconnects).
  */
 
 import type { KeyObject } from 'node:crypto';
@@ -20,6 +21,7 @@ import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
 import { ed25519Generate, ed25519PublicFromRaw, ed25519PublicToRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
+import { activationTime } from '../core/group/activation.js';
 import { OFF } from '../core/group/header.js';
 import { GroupKeyRing } from '../core/group/keyring.js';
 import { GroupReceiver, type OpenedMessage } from '../core/group/receiver.js';
@@ -87,6 +89,7 @@ export interface GroupMessageEvent {
 
 export interface CreateGroupOptions {
   name: string;
+  /** Who may join: 'invite' (default: the owner invites) or 'open' (any PNE). */
   joinPolicy?: 'open' | 'invite';
   suite?: WireSuite;
   sourceAuth?: boolean;
@@ -179,7 +182,7 @@ export class PneClient extends EventEmitter {
     const r = await (await this.#server()).request({
       t: 'sg.create',
       name: o.name,
-      joinPolicy: o.joinPolicy ?? 'open',
+      joinPolicy: o.joinPolicy ?? 'invite',
       suite: o.suite ?? 'aes-256-gcm',
       sourceAuth: o.sourceAuth ?? false,
       rekeyIntervalSec: o.rekeyIntervalSec,
@@ -352,6 +355,11 @@ export class PneClient extends EventEmitter {
     if (this.#closing || this.#opts.reconnect === false) return;
     const retry = (): void => {
       const delay = backoffDelay(this.#attempt++, this.#opts.reconnect || { initialMs: 100, maxMs: 5000 });
+      this.#log.info(
+        { attempt: this.#attempt, delayMs: delay },
+        `GW unreachable, reconnecting in ${delay} ms`,
+      );
+      this.emit('reconnecting', { attempt: this.#attempt, delayMs: delay });
       this.#timer = setTimeout(() => {
         if (this.#closing) return;
         this.#connect().then(
@@ -522,10 +530,10 @@ export class PneClient extends EventEmitter {
    * A Group Key opened from a broadcast datagram. Installed only for an SG this PNE already holds (the suite
    * comes from its current key; the first key of an SG always comes by unicast).
    *
-   * Grace 0: the datagram carries only SG id, epoch and key — not whether the update was triggered by a leave
-   * (previous epoch must stop at once) or is periodic (previous epoch may linger). Assuming the strict case is
-   * safe: a sender still on the previous epoch is caught up by the server's relay (UNKNOWN/EXPIRED epoch, key
-   * fetch), whereas a too-long grace would let a departed member keep injecting.
+   * Grace and activation as in the unicast key.deliver of the same update: the GW signs the update's reason,
+   * `graceSec` (0 after a leave: the previous epoch stops at once; the periodic grace otherwise) and `activateIn`
+   * into the datagram (wire v2, docs/broadcast.md), so a periodic switch by broadcast drops no message sent just
+   * before it under the previous epoch.
    */
   #onBroadcastKey(k: BroadcastKey): void {
     const sg = uuidToBytes(k.sgId);
@@ -536,8 +544,12 @@ export class PneClient extends EventEmitter {
       return;
     }
     let fresh = false;
+    const activateAt = k.activateIn > 0 ? Date.now() + k.activateIn * 1000 : undefined;
     try {
-      fresh = this.#ring.install(sg, k.epoch, k.groupKey, cur.suite, { graceMs: 0 });
+      fresh =
+        activateAt !== undefined
+          ? this.#ring.stage(sg, k.epoch, k.groupKey, cur.suite, activateAt, { graceMs: k.graceSec * 1000 })
+          : this.#ring.install(sg, k.epoch, k.groupKey, cur.suite, { graceMs: 0 });
     } catch (e) {
       this.#log.warn({ code: codeOf(e) }, 'broadcast key not installed');
       return;
@@ -552,9 +564,10 @@ export class PneClient extends EventEmitter {
     this.emit('key', {
       sgId: k.sgId,
       epoch: k.epoch,
-      reason: undefined,
+      reason: k.reason,
       method: 'broadcast',
       medium: k.medium,
+      ...(activateAt !== undefined ? { activateAt } : {}),
     });
     this.#flushPending(k.sgId);
   }
@@ -567,12 +580,7 @@ export class PneClient extends EventEmitter {
     // A key distributed ahead of its activation: relative activation wins (converted to this device's clock,
     // which need not be synchronised); the absolute time is used only when no relative one is given.
     const now = Date.now();
-    const activateAt =
-      msg.activateIn !== undefined && msg.activateIn > 0
-        ? now + msg.activateIn * 1000
-        : msg.activateIn === undefined
-          ? msg.activateAt
-          : undefined;
+    const activateAt = activationTime(msg.activateIn, msg.activateAt, now);
     const staged = activateAt !== undefined && activateAt > now && this.#ring.has(sg);
     try {
       fresh = staged

@@ -1,3 +1,4 @@
+export * from './activation.js';
 export * from './header.js';
 export * from './keyring.js';
 export * from './message-key.js';
