@@ -173,7 +173,7 @@ const deliveryPolicySchema = obj({
 export const createGroupBody = obj(
   {
     name: str({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
-    joinPolicy: { ...joinPolicySchema, description: "Default 'open'" },
+    joinPolicy: { ...joinPolicySchema, description: "Default 'invite' (only invited PNEs may join)" },
     suite: { ...suiteSchema, description: "Default 'aes-256-gcm'" },
     sourceAuth: { type: 'boolean', description: 'Default false' },
     rekeyIntervalSec: int({ minimum: 60, maximum: 366 * 24 * 3600, description: 'Periodic update' }),

@@ -1210,12 +1210,13 @@ export class CpnsServer {
     const suiteName = o.suite ?? 'aes-256-gcm';
     const suite = SUITE_OF[suiteName];
     if (suite === undefined) fail(ErrorCode.UNSUPPORTED_SUITE, 'suite');
-    const members = (o.members ?? []).map(toPneIdentity);
+    const members = [...new Set((o.members ?? []).map(toPneIdentity))];
+    for (const m of members) await this.#requireEnrolledPne(m);
     const g = await this.store.createGroup(
       {
         name: o.name,
         ownerId: actor === OPERATOR ? OPERATOR : actor,
-        joinPolicy: o.joinPolicy ?? 'open',
+        joinPolicy: o.joinPolicy ?? 'invite',
         suite,
         sourceAuth: o.sourceAuth ?? false,
         rekeyIntervalSec: o.rekeyIntervalSec ?? null,
@@ -1283,7 +1284,7 @@ export class CpnsServer {
     await this.#withSg(sgId, async () => {
       const st = this.#group(sgId);
       if (st.members.has(pne)) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
-      if (this.#revokedIds.has(pne)) fail(ErrorCode.REVOKED, 'pneId');
+      await this.#requireEnrolledPne(pne);
       await this.store.addMember(sgId, pne);
       st.members.add(pne);
       await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: pne });
@@ -1292,6 +1293,14 @@ export class CpnsServer {
       if (gw !== undefined) await this.#sendCurrentKey(st, gw);
       this.#pushSigners(st); // the other members learn the newcomer's signing key
     });
+  }
+
+  /** Only an enrolled, unrevoked PNE can be a member (a never-enrolled id would be a ghost that rekeys on leave). */
+  async #requireEnrolledPne(pne: string): Promise<void> {
+    if (this.#revokedIds.has(pne)) fail(ErrorCode.REVOKED, 'pneId');
+    const idn = await this.store.getIdentity(pne);
+    if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
+    if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
   }
 
   async #removeMember(

@@ -4,7 +4,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHttpError } from '../../src/admin/errors.js';
 import { METRIC_NAMES } from '../../src/metrics/index.js';
-import { randomPne, type Stack, startStack } from './fixture.js';
+import { enrolled, randomPne, type Stack, startStack } from './fixture.js';
 
 let s: Stack;
 /** Every response body the API produced in this file: checked for key material at the end. */
@@ -179,6 +179,7 @@ describe('Service Groups, members and Group Key status', () => {
   const bare = randomUUID();
 
   it('creates a Service Group with policy and members; its first key is epoch 1', async () => {
+    await enrolled(s, [other, bare]);
     const r = await call('POST', '/api/v1/service-groups', {
       name: 'living room',
       joinPolicy: 'invite',
@@ -261,11 +262,23 @@ describe('Service Groups, members and Group Key status', () => {
 
   it('adds and lists members, refusing duplicates and bad ids', async () => {
     const url = `/api/v1/service-groups/${sgId}/members`;
-    const fresh = randomPne();
+    const fresh = await enrolled(s, randomPne());
     const r = await call('POST', url, { pneId: fresh });
     expect(r.status, r.body).toBe(201);
     expect(r.json).toEqual({ sgId, pneId: fresh });
     expectError(await call('POST', url, { pneId: fresh }), 409, 'ALREADY_MEMBER');
+    // A PNE that was never enrolled cannot be a member (issue #8 §7): refused, nothing changes.
+    const before = await call('GET', `/api/v1/service-groups/${sgId}`);
+    const groupsBefore = (await call('GET', '/api/v1/service-groups')).json.length;
+    expectError(await call('POST', url, { pneId: randomPne() }), 404, 'NOT_FOUND', 'pneId');
+    expectError(
+      await call('POST', '/api/v1/service-groups', { name: 'ghost', members: [randomPne()] }),
+      404,
+      'NOT_FOUND',
+      'pneId',
+    );
+    expect((await call('GET', `/api/v1/service-groups/${sgId}`)).json).toEqual(before.json);
+    expect((await call('GET', '/api/v1/service-groups')).json.length).toBe(groupsBefore);
     expectError(await call('POST', url, { pneId: `urn:cpns:gw:${randomUUID()}` }), 400, 'SCHEMA', 'pneId');
     expectError(await call('POST', url, { pneId: fresh, why: 'x' }), 400, 'SCHEMA', 'why');
     const members = await call('GET', url);
@@ -429,7 +442,10 @@ describe('OpenAPI, metrics, errors and events', () => {
     s.metrics.relayed(120);
     s.metrics.sessionOpened('gw');
     s.metrics.decryptFailure('</script>{}');
-    const g = await call('POST', '/api/v1/service-groups', { name: 'metrics', members: [randomPne()] });
+    const g = await call('POST', '/api/v1/service-groups', {
+      name: 'metrics',
+      members: [await enrolled(s, randomPne())],
+    });
     expect(g.status).toBe(201);
     await collectKeys(g.json.sgId);
     const r = await call('GET', '/metrics');

@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAdminApp } from '../../src/admin/app.js';
 import type { Store } from '../../src/store/store.js';
-import { randomPne, type Stack, startStack } from './fixture.js';
+import { enrolled, randomPne, type Stack, startStack } from './fixture.js';
 
 interface Raw {
   status: number;
@@ -323,12 +323,12 @@ function operations(d: typeof doc): Op[] {
 
 /** A fresh Service Group with one member, so the canonical call with the token can succeed for every op. */
 async function freshCtx(): Promise<Ctx> {
-  const member = randomPne();
+  const member = await enrolled(s, randomPne());
   const { sgId } = await s.server.admin.createGroup({
     name: `auth-${randomUUID().slice(0, 8)}`,
     members: [member],
   });
-  return { sgId, member, identity, newPne: randomPne() };
+  return { sgId, member, identity, newPne: await enrolled(s, randomPne()) };
 }
 
 beforeAll(async () => {

@@ -117,3 +117,19 @@ export async function startStack(
 }
 
 export const randomPne = (): string => `urn:cpns:pne:${randomUUID()}`;
+
+/**
+ * Records PNE identities as enrolled, straight in the store (only enrolled PNEs can be members, issue #8 §7;
+ * enrollment itself is tested elsewhere). Takes urns or bare UUIDs; returns them unchanged.
+ */
+export async function enrolled<T extends string | string[]>(s: Stack, ids: T): Promise<T> {
+  for (const id of (Array.isArray(ids) ? ids : [ids]) as string[]) {
+    await s.server.store.putIdentity({
+      id: id.startsWith('urn:') ? id : `urn:cpns:pne:${id}`,
+      role: 'pne',
+      certSerial: randomBytes(8).toString('hex'),
+      certPem: s.caPem,
+    });
+  }
+  return ids;
+}

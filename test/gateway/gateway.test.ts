@@ -53,7 +53,7 @@ afterAll(async () => {
 describe('GW cannot read the PNE-server tunnel', () => {
   it('relays only TLS records: no plaintext marker passes through the GW', async () => {
     tapped.length = 0;
-    const r = await a.createGroup({ name: MARKER });
+    const r = await a.createGroup({ name: MARKER, joinPolicy: 'open' });
     sgId = r.sgId;
     const g = (await server.admin.listGroups()).find((x) => x.sgId === sgId)!;
     expect(g.name).toBe(MARKER); // it did reach the server

@@ -45,7 +45,7 @@ describe('Service Group lifecycle across two PNs', () => {
   });
 
   it('a PNE creates an SG, others join; the key reaches every member in both PNs', async () => {
-    const r = await a.createGroup({ name: 'game' });
+    const r = await a.createGroup({ name: 'game', joinPolicy: 'open' });
     sgId = r.sgId;
     expect(r.epoch).toBe(1);
     expect(a.currentEpoch(sgId)).toBe(1);

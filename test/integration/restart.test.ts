@@ -34,7 +34,7 @@ beforeAll(async () => {
   });
   aCreds = await enrollPne(server, gw);
   [a, b] = await Promise.all([startPne(server, gw, aCreds), startPne(server, gw)]);
-  sgId = (await a.createGroup({ name: 'persist' })).sgId;
+  sgId = (await a.createGroup({ name: 'persist', joinPolicy: 'open' })).sgId;
   await b.joinGroup(sgId);
 });
 

@@ -32,13 +32,13 @@ describe('PNE SDK', () => {
   });
 
   it('waitForKey resolves with the installed epoch; for a non-member it rejects NOT_MEMBER', async () => {
-    const { sgId } = await a.createGroup({ name: 'w', suite: 'chacha20-poly1305' });
+    const { sgId } = await a.createGroup({ name: 'w', joinPolicy: 'open', suite: 'chacha20-poly1305' });
     expect(await a.waitForKey(sgId)).toBe(1);
     await expect(b.waitForKey(sgId, 1, 50)).rejects.toSatisfy((e) => isCpnsError(e, 'NOT_MEMBER'));
   });
 
   it('open() of a tampered message fails with BAD_MAC and emits nothing', async () => {
-    const { sgId } = await a.createGroup({ name: 't' });
+    const { sgId } = await a.createGroup({ name: 't', joinPolicy: 'open' });
     await b.joinGroup(sgId);
     const msg = a.send(sgId, 'tamper me');
     const bad = Buffer.from(msg);

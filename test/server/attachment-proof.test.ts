@@ -87,7 +87,7 @@ beforeAll(async () => {
   server = await startServer(tmp.dir);
   gw1 = await startGateway(server);
   [a, b] = await Promise.all([startPne(server, gw1), startPne(server, gw1)]);
-  sgId = (await a.createGroup({ name: 'victims' })).sgId;
+  sgId = (await a.createGroup({ name: 'victims', joinPolicy: 'open' })).sgId;
   await b.joinGroup(sgId);
   await until(async () => {
     const st = await server.admin.groupStatus(sgId);

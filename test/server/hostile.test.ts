@@ -27,7 +27,7 @@ beforeAll(async () => {
   server = await startServer(tmp.dir);
   gw = await startGateway(server);
   [a, b] = await Promise.all([startPne(server, gw), startPne(server, gw)]);
-  sgId = (await a.createGroup({ name: 'target' })).sgId;
+  sgId = (await a.createGroup({ name: 'target', joinPolicy: 'open' })).sgId;
   await b.joinGroup(sgId);
   const creds = await enrollAt(
     server.url,

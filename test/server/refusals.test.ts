@@ -107,7 +107,7 @@ describe('refused', () => {
 
   it('revoking a PNE closes its session at once, removes it from its SGs with a new key, refuses it after', async () => {
     const [a, b] = await Promise.all([startPne(server, gw), startPne(server, gw)]);
-    const { sgId } = await a.createGroup({ name: 'rev' });
+    const { sgId } = await a.createGroup({ name: 'rev', joinPolicy: 'open' });
     await b.joinGroup(sgId);
     const revoked = new Promise((r) => b.once('revoked', r));
     await server.admin.revoke(b.identity);
