@@ -494,9 +494,13 @@ export class PnGateway extends EventEmitter {
         this.#pneServer.closeSessionsOf(msg.pneId, CloseCode.REVOKED, 'revoked');
         return;
       }
-      case 'error':
-        this.#log.debug({ code: msg.code }, 'server reported an error');
+      case 'error': {
+        // The server refused a group message of one of our PNEs: that PNE gets the typed error.
+        const c = msg.ref === undefined && msg.pneId !== undefined ? this.#pnes.get(msg.pneId) : undefined;
+        if (c) c.control.sendError(msg.code, undefined, msg.field);
+        this.#log.debug({ code: msg.code, pne: msg.pneId }, 'server refused a message');
         return;
+      }
       case 'ok':
         return;
       default:

@@ -893,6 +893,7 @@ export class CpnsServer {
   // ------------------------------------------------------------------------------------------- relay
 
   #relay(conn: GwConn, frame: Buffer): void {
+    let sender: string | undefined;
     try {
       if (!conn.registered) fail(ErrorCode.UNEXPECTED_MESSAGE);
       const payload = frame.subarray(1);
@@ -901,7 +902,7 @@ export class CpnsServer {
       const sgId = bytesToUuidStr(h.sgId);
       const st = this.#groups.get(sgId);
       if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
-      const sender = `urn:cpns:pne:${bytesToUuidStr(h.senderId)}`;
+      sender = `urn:cpns:pne:${bytesToUuidStr(h.senderId)}`;
       // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
       if (this.#pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
         fail(ErrorCode.FORBIDDEN, 'senderId');
@@ -915,7 +916,8 @@ export class CpnsServer {
       this.metrics.relayed(payload.length);
     } catch (e) {
       this.metrics.decryptFailure(codeOf(e));
-      conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
+      // Names the sender so that its GW can tell the PNE (issue #8 §7); the GW learns nothing new by it.
+      conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field, sender);
     }
   }
 

@@ -193,6 +193,8 @@ export const bodies = {
     message: s.str({ max: 256, format: 'text' }),
     field: s.optional(s.str({ max: 128, format: 'text' })),
     ref: s.optional(requestId),
+    /** Server -> GW only: the refused group message was sent by this PNE (the GW tells that PNE). */
+    pneId: s.optional(pneId),
   },
   ok: { ref: requestId },
 } as const satisfies Record<string, Shape>;
@@ -251,7 +253,10 @@ export const messageInfo: {
   'sg.msg': { dir: 'PNE ↔ server', doc: 'A protected Service Group message (opaque to the codec).' },
   ping: { dir: 'either', doc: 'Liveness probe; answered by pong with the same ts.' },
   pong: { dir: 'either', doc: 'Answer to ping.' },
-  error: { dir: 'either', doc: 'A request failed: stable code, fixed text, field, ref = request id.' },
+  error: {
+    dir: 'either',
+    doc: 'A request failed: stable code, fixed text, field, ref = request id; pneId = sender of a refused group message.',
+  },
   ok: { dir: 'either', doc: 'A request (ref = its id) succeeded with nothing else to return.' },
 };
 
