@@ -8,7 +8,14 @@ import type { Gkdk } from './gkdk.js';
 import { deriveKek } from './kek.js';
 import { subsetKeyFromGkdkLabels } from './labels.js';
 import { aesG3, type SdPrg } from './prg.js';
-import { checkFrame, GROUP_KEY_BYTES, parseBroadcast, SIGNATURE_BYTES, signedMessage } from './wire.js';
+import {
+  type BroadcastReason,
+  checkFrame,
+  GROUP_KEY_BYTES,
+  parseBroadcast,
+  SIGNATURE_BYTES,
+  signedMessage,
+} from './wire.js';
 
 export interface OpenBroadcastOptions {
   readonly gkdk: Gkdk;
@@ -16,7 +23,7 @@ export interface OpenBroadcastOptions {
   readonly gwPublicKey: KeyObject;
   /** Epoch of the Group Key this PNE already holds for the SG; the datagram must be newer. */
   readonly currentEpoch?: number;
-  /** Test instrument (e.g. CountingPrg); must compute AES-G3 for wire version 1. */
+  /** Test instrument (e.g. CountingPrg); must compute AES-G3 (wire versions 1 and 2). */
   readonly prg?: SdPrg;
 }
 
@@ -24,6 +31,12 @@ export interface OpenedGroupKey {
   readonly sgId: Buffer;
   readonly epoch: number;
   readonly groupKey: Buffer;
+  /** Why the key was updated, as signed by the GW (undefined: not given). */
+  readonly reason: BroadcastReason | undefined;
+  /** Seconds the previous epoch stays accepted after this one activates (0: cut at once). */
+  readonly graceSec: number;
+  /** Seconds from receipt until this epoch becomes the one to send with (0: at once). */
+  readonly activateIn: number;
 }
 
 /**
@@ -77,7 +90,14 @@ export function openBroadcast(datagram: Uint8Array, opts: OpenBroadcastOptions):
       groupKey.fill(0);
       throw new CpnsError(ErrorCode.UNWRAP_FAILED, 'unwrapped key has the wrong length');
     }
-    return { sgId: Buffer.from(d.sgId), epoch: d.epoch, groupKey };
+    return {
+      sgId: Buffer.from(d.sgId),
+      epoch: d.epoch,
+      groupKey,
+      reason: d.reason,
+      graceSec: d.graceSec,
+      activateIn: d.activateIn,
+    };
   } finally {
     kek.fill(0);
   }

@@ -9,6 +9,7 @@ import type { SdTree } from './tree.js';
 import {
   type BroadcastEntry,
   type BroadcastHeader,
+  type BroadcastReason,
   encodeBody,
   GROUP_KEY_BYTES,
   MAX_ENTRIES_PER_DATAGRAM,
@@ -30,7 +31,16 @@ export interface BuildBroadcastParams {
   readonly groupKey: Uint8Array;
   /** SG member PNEs of this PN. Each must hold a leaf of `tree` (INVALID_ARGUMENT otherwise). */
   readonly memberPneIds: Iterable<string>;
-  /** Test instrument; must be AES-G3 (the default) for wire version 1. */
+  /** Why the key was updated (carried signed, so the PNE reports it). Default: not given. */
+  readonly reason?: BroadcastReason;
+  /**
+   * Seconds the previous epoch stays accepted after this one activates: the `graceSec` of the unicast
+   * `key.deliver` of the same update (0 after a leave: the previous epoch stops at once). Default 0.
+   */
+  readonly graceSec?: number;
+  /** Seconds from receipt until the key becomes the one to send with (periodic update ahead). Default 0. */
+  readonly activateIn?: number;
+  /** Test instrument; must be AES-G3 (the default) for wire versions 1 and 2. */
   readonly prg?: SdPrg;
 }
 
@@ -95,6 +105,9 @@ export function buildBroadcast(p: BuildBroadcastParams): Buffer[] {
       epoch: p.epoch,
       fragmentIndex: f,
       fragmentCount,
+      reason: p.reason,
+      graceSec: p.graceSec ?? 0,
+      activateIn: p.activateIn ?? 0,
     };
     const body = encodeBody(
       header,

@@ -27,12 +27,15 @@ export { depthOf, isAncestorOrSelf, log2Capacity, MAX_CAPACITY, MAX_LOG2_CAPACIT
 export { aesG, aesG3, CountingPrg, LABEL_BYTES, type SdPrg } from './prg.js';
 export { MAX_PNE_ID_BYTES, SdTree, type SdTreeCreateOptions } from './tree.js';
 export {
+  BROADCAST_REASONS,
   BROADCAST_VERSION,
   type BroadcastEntry,
   type BroadcastHeader,
+  type BroadcastReason,
   ENTRY_BYTES,
   encodeBody,
   GROUP_KEY_BYTES,
+  HEADER_BYTES,
   MAX_DATAGRAM_BYTES,
   MAX_ENTRIES_PER_DATAGRAM,
   MAX_FRAGMENTS,

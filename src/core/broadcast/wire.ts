@@ -5,10 +5,10 @@ import { TREE_ID_BYTES } from './labels.js';
 import { MAX_CAPACITY } from './nodes.js';
 
 /**
- * Broadcast datagram, wire version 1 (all integers big-endian; documented byte by byte in docs/broadcast.md):
+ * Broadcast datagram, wire version 2 (all integers big-endian; documented byte by byte in docs/broadcast.md):
  *
  *   off  len  field
- *     0    1  version = 1
+ *     0    1  version = 2
  *     1   16  gw id
  *    17   16  tree id
  *    33    4  tree version
@@ -18,29 +18,48 @@ import { MAX_CAPACITY } from './nodes.js';
  *    58    2  fragment index (0-based)
  *    60    2  fragment count
  *    62    2  entry count m, 1..24
- *    64  43m  entries: subset id u24 | AES-KW(KEK, GK) 40 bytes
- *  64+43m 64  Ed25519 signature by the GW over SIGNATURE_CONTEXT || bytes[0 .. 64+43m)
+ *    64    1  reason code (0 = not given, else 1 + index in BROADCAST_REASONS)
+ *    65    4  grace, seconds: how long the previous epoch stays accepted after this one activates
+ *    69    4  activate in, seconds from receipt (0 = active at once)
+ *    73  43m  entries: subset id u24 | AES-KW(KEK, GK) 40 bytes
+ *  73+43m 64  Ed25519 signature by the GW over SIGNATURE_CONTEXT || bytes[0 .. 73+43m)
  *
+ * Version 2 adds reason, grace and activation (bytes 64..73) so a key delivered by broadcast is installed with
+ * the same grace and activation as the unicast `key.deliver` of the same update; the signature covers them.
  * Every datagram stands alone (reference §10.1 "Splitting rule"): it repeats the fixed fields and carries its
  * own signature, so losing one affects only the PNEs whose entries it held.
  */
-export const BROADCAST_VERSION = 1;
+export const BROADCAST_VERSION = 2;
 export const MAX_DATAGRAM_BYTES = 1200;
 export const SG_ID_BYTES = 16;
 export const GROUP_KEY_BYTES = 32;
 export const WRAPPED_KEY_BYTES = GROUP_KEY_BYTES + 8;
 export const ENTRY_BYTES = SUBSET_ID_BYTES + WRAPPED_KEY_BYTES; // 43
 export const SIGNATURE_BYTES = 64;
-export const HEADER_BYTES = 64;
-export const MIN_DATAGRAM_BYTES = HEADER_BYTES + ENTRY_BYTES + SIGNATURE_BYTES; // 171
-/** 24: (1200 - 64 - 64) / 43, rounded down. */
+export const HEADER_BYTES = 73;
+export const MIN_DATAGRAM_BYTES = HEADER_BYTES + ENTRY_BYTES + SIGNATURE_BYTES; // 180
+/** 24: (1200 - 73 - 64) / 43, rounded down. */
 export const MAX_ENTRIES_PER_DATAGRAM = Math.floor(
   (MAX_DATAGRAM_BYTES - HEADER_BYTES - SIGNATURE_BYTES) / ENTRY_BYTES,
 );
 /** An SD cover never exceeds N/2 entries, so a 2^16 tree needs at most ceil(32768 / 24) = 1366 datagrams. */
 export const MAX_FRAGMENTS = Math.ceil(MAX_CAPACITY / 2 / MAX_ENTRIES_PER_DATAGRAM);
 /** Domain separation of the GW signature: its key may sign other things, never a confusable message. */
-export const SIGNATURE_CONTEXT = Buffer.from('CPNS-GKEK-BROADCAST-v1', 'ascii');
+export const SIGNATURE_CONTEXT = Buffer.from('CPNS-GKEK-BROADCAST-v2', 'ascii');
+/**
+ * Why the key was updated (the codec's rekey reasons); wire code = 1 + index, 0 = not given. Frozen: append only.
+ */
+export const BROADCAST_REASONS = [
+  'create',
+  'leave',
+  'remove',
+  'periodic',
+  'operator',
+  'detach',
+  'revoke',
+] as const;
+export type BroadcastReason = (typeof BROADCAST_REASONS)[number];
+const UINT32_MAX = 0xffffffff;
 
 export interface BroadcastHeader {
   readonly gwId: Buffer;
@@ -51,6 +70,12 @@ export interface BroadcastHeader {
   readonly epoch: number;
   readonly fragmentIndex: number;
   readonly fragmentCount: number;
+  /** Why the key was updated; undefined = not given (code 0). */
+  readonly reason?: BroadcastReason | undefined;
+  /** Seconds the previous epoch stays accepted after this one activates (0: cut at once). Default 0. */
+  readonly graceSec?: number;
+  /** Seconds from receipt until this epoch becomes the one to send with (0: at once). Default 0. */
+  readonly activateIn?: number;
 }
 
 export interface BroadcastEntry {
@@ -61,6 +86,9 @@ export interface BroadcastEntry {
 
 export interface ParsedBroadcast extends BroadcastHeader {
   readonly version: number;
+  readonly reason: BroadcastReason | undefined;
+  readonly graceSec: number;
+  readonly activateIn: number;
   readonly entries: readonly BroadcastEntry[];
   /** The bytes covered by the signature (without SIGNATURE_CONTEXT), a view into the input. */
   readonly body: Buffer;
@@ -85,11 +113,28 @@ export function encodeBody(h: BroadcastHeader, entries: readonly BroadcastEntry[
   o = out.writeUInt16BE(h.fragmentIndex, o);
   o = out.writeUInt16BE(h.fragmentCount, o);
   o = out.writeUInt16BE(entries.length, o);
+  o = out.writeUInt8(reasonCode(h.reason), o);
+  o = out.writeUInt32BE(uint32(h.graceSec ?? 0, 'graceSec'), o);
+  o = out.writeUInt32BE(uint32(h.activateIn ?? 0, 'activateIn'), o);
   for (const e of entries) {
     o = out.writeUIntBE(e.subsetId, o, SUBSET_ID_BYTES);
     o += e.wrappedKey.copy(out, o);
   }
   return out;
+}
+
+function reasonCode(r: BroadcastReason | undefined): number {
+  if (r === undefined) return 0;
+  const k = BROADCAST_REASONS.indexOf(r);
+  if (k < 0) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'unknown rekey reason', 'reason');
+  return k + 1;
+}
+
+function uint32(v: number, field: string): number {
+  if (!Number.isInteger(v) || v < 0 || v > UINT32_MAX) {
+    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, `${field} must be a uint32`, field);
+  }
+  return v;
 }
 
 function malformed(field: string, msg = 'malformed broadcast datagram'): never {
@@ -135,6 +180,8 @@ export function parseBroadcast(datagram: Uint8Array): ParsedBroadcast {
     throw new CpnsError(ErrorCode.TOO_LARGE, 'too many fragments', 'fragmentCount');
   if (fragmentCount === 0) malformed('fragmentCount');
   if (fragmentIndex >= fragmentCount) malformed('fragmentIndex');
+  const code = b.readUInt8(64);
+  if (code > BROADCAST_REASONS.length) malformed('reason');
   const m = b.readUInt16BE(62);
   const entries: BroadcastEntry[] = new Array(m);
   let prevI = -1;
@@ -168,6 +215,9 @@ export function parseBroadcast(datagram: Uint8Array): ParsedBroadcast {
     epoch: b.readUInt32BE(54),
     fragmentIndex,
     fragmentCount,
+    reason: code === 0 ? undefined : BROADCAST_REASONS[code - 1],
+    graceSec: b.readUInt32BE(65),
+    activateIn: b.readUInt32BE(69),
     entries,
     body: b.subarray(0, end),
     signature: b.subarray(end),

@@ -3,6 +3,7 @@ import {
   buildBroadcast,
   findSubsetIndex,
   type Gkdk,
+  HEADER_BYTES,
   openBroadcast,
   parseBroadcast,
   SdTree,
@@ -71,7 +72,7 @@ describe('authenticity (reference ยง11 item 7)', () => {
     const L = subsetKeyFromGkdkLabels(aesG3, 4, gkdk.labels, gkdk.leaf, e.subset.i, e.subset.j);
     const forged = aesKeyWrap(deriveKek(L, parsed, e.subsetId), Buffer.alloc(32, 0xee));
     const body = Buffer.from(parsed.body);
-    forged.copy(body, 64 + idx * 43 + 3);
+    forged.copy(body, HEADER_BYTES + idx * 43 + 3);
     const bad = resign(body, OTHER_KEYS.privateKey);
     // co-member p1 shares the subset
     expect(codeOf(() => open(bad, 'p1'))).toBe('BAD_SIGNATURE');
@@ -154,7 +155,7 @@ describe('cut and paste of entries, GW-signed (reference ยง10 context binding) โ
   ] as const)('entries moved to %s', (_, over) => {
     const [b] = build(over);
     const body = Buffer.from(parseBroadcast(b!).body);
-    pa.body.copy(body, 64, 64); // same cover (same members): paste A's entries over B's
+    pa.body.copy(body, HEADER_BYTES, HEADER_BYTES); // same cover (same members): paste A's entries over B's
     const pasted = resign(body);
     for (const id of members) expect(codeOf(() => open(pasted, id))).toBe('UNWRAP_FAILED');
   });
@@ -162,8 +163,8 @@ describe('cut and paste of entries, GW-signed (reference ยง10 context binding) โ
   it('wrapped keys swapped between subsets', () => {
     expect(pa.entries.length).toBeGreaterThanOrEqual(2);
     const body = Buffer.from(pa.body);
-    pa.entries[1]!.wrappedKey.copy(body, 64 + 3);
-    pa.entries[0]!.wrappedKey.copy(body, 64 + 43 + 3);
+    pa.entries[1]!.wrappedKey.copy(body, HEADER_BYTES + 3);
+    pa.entries[0]!.wrappedKey.copy(body, HEADER_BYTES + 43 + 3);
     const swapped = resign(body);
     const subsets = pa.entries.map((e) => e.subset);
     for (const id of members) {
@@ -183,7 +184,7 @@ describe('cut and paste of entries, GW-signed (reference ยง10 context binding) โ
     );
     const [b] = build({ tree: t });
     const body = Buffer.from(parseBroadcast(b!).body);
-    pa.body.copy(body, 64, 64);
+    pa.body.copy(body, HEADER_BYTES, HEADER_BYTES);
     // PNEs holding a GKDK for that GW id (same labels: only the GW id differs) still fail the unwrap
     for (const id of members) {
       const g: Gkdk = { ...pn.gkdk.get(id)!, gwId: Buffer.alloc(16, 0x77) };

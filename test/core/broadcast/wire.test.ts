@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BROADCAST_REASONS,
+  BROADCAST_VERSION,
   buildBroadcast,
   computeCover,
   ENTRY_BYTES,
   encodeSubsetId,
   gkdkSize,
+  HEADER_BYTES,
   MAX_DATAGRAM_BYTES,
   MAX_ENTRIES_PER_DATAGRAM,
   MAX_FRAGMENTS,
@@ -16,6 +19,7 @@ import {
   serializeGkdk,
   signedMessage,
 } from '../../../src/core/broadcast/index.js';
+import { rekeyReasons } from '../../../src/core/codec/index.js';
 import { ed25519PrivateFromSeed, ed25519Sign } from '../../../src/core/crypto/ed25519.js';
 import { isCpnsError } from '../../../src/core/errors.js';
 import { GW_KEYS, groupKey, makePn, SG_ID } from './helpers.js';
@@ -47,15 +51,115 @@ describe('frozen known-answer vector (kat.json)', () => {
     const r = openBroadcast(d, { gkdk, gwPublicKey: pub, currentEpoch: KAT_INPUT.epoch - 1 });
     expect(r.groupKey.toString('hex')).toBe(KAT_INPUT.groupKey);
     expect(r.sgId.toString('hex')).toBe(KAT_INPUT.sgId);
+    expect(r).toMatchObject({ reason: 'periodic', graceSec: 600, activateIn: 30 });
     const p = parseBroadcast(d);
-    expect(d[0]).toBe(1);
+    expect(d[0]).toBe(2);
     expect(d.subarray(1, 17).toString('hex')).toBe(KAT_INPUT.gwId);
     expect(d.subarray(17, 33).toString('hex')).toBe(KAT_INPUT.treeId);
     expect(d.readUInt32BE(33)).toBe(3);
     expect(d[37]).toBe(4);
     expect(d.readUInt32BE(54)).toBe(KAT_INPUT.epoch);
-    expect(d.length).toBe(64 + p.entries.length * ENTRY_BYTES + 64);
+    expect(d.readUInt16BE(62)).toBe(4);
+    expect(d[64]).toBe(4); // 'periodic' = 1 + index 3
+    expect(d.readUInt32BE(65)).toBe(600);
+    expect(d.readUInt32BE(69)).toBe(30);
+    expect(HEADER_BYTES).toBe(73);
+    expect(d.length).toBe(73 + p.entries.length * ENTRY_BYTES + 64);
     expect(p.entries.map((e) => e.subsetId.toString(16))).toEqual(['200013', '300014', '300016', '300018']);
+  });
+
+  it("the retired v1 datagram is refused (UNSUPPORTED_VERSION); its wrapped keys equal v2's (KEK unchanged)", () => {
+    const v1 = Buffer.from(kat.retired.v1[0]!, 'hex');
+    const v2 = Buffer.from(kat.output.datagrams[0]!, 'hex');
+    const gkdk = parseGkdk(Buffer.from(kat.output.gkdkP5, 'hex'));
+    const pub = ed25519PrivateFromSeed(Buffer.from(KAT_INPUT.ed25519Seed, 'hex')).publicKey;
+    expect(errorOf(() => openBroadcast(v1, { gkdk, gwPublicKey: pub }))).toMatchObject({
+      code: 'UNSUPPORTED_VERSION',
+      field: 'version',
+    });
+    // v1 = header 64 | entries | signature; v2 = header 64 | reason, grace, activation (9) | entries | signature
+    expect(v1.subarray(1, 64).equals(v2.subarray(1, 64))).toBe(true);
+    expect(v1.subarray(64, -64).equals(v2.subarray(73, -64))).toBe(true);
+  });
+});
+
+describe('wire v2 fields: reason, grace, activation', () => {
+  const pn = makePn(16, 8);
+  const bc = (extra: object) =>
+    buildBroadcast({
+      gwSigningKey: GW_KEYS.privateKey,
+      tree: pn.tree,
+      sgId: SG_ID,
+      epoch: 7,
+      groupKey: groupKey(7),
+      memberPneIds: ['p0', 'p3', 'p5'],
+      ...extra,
+    });
+  const open = (d: Buffer) => openBroadcast(d, { gkdk: pn.gkdk.get('p3')!, gwPublicKey: GW_KEYS.publicKey });
+
+  it('every rekey reason of the codec has a frozen wire code; round trip through the signed datagram', () => {
+    expect([...BROADCAST_REASONS]).toEqual([...rekeyReasons]);
+    for (const [k, reason] of BROADCAST_REASONS.entries()) {
+      const [d] = bc({ reason, graceSec: 0xffffffff, activateIn: k });
+      expect(d![64]).toBe(k + 1);
+      expect(open(d!)).toMatchObject({ reason, graceSec: 0xffffffff, activateIn: k, epoch: 7 });
+    }
+  });
+
+  it('defaults: no reason (code 0), grace 0, active at once — the strict case', () => {
+    const [d] = bc({});
+    expect(d!.subarray(64, 73).equals(Buffer.alloc(9))).toBe(true);
+    expect(open(d!)).toMatchObject({ reason: undefined, graceSec: 0, activateIn: 0 });
+    expect(parseBroadcast(d!)).toMatchObject({ version: BROADCAST_VERSION, reason: undefined, graceSec: 0 });
+  });
+
+  it('each fragment of a multi-datagram broadcast carries the fields', () => {
+    const big = makePn(1024, 1024);
+    const ds = buildBroadcast({
+      gwSigningKey: GW_KEYS.privateKey,
+      tree: big.tree,
+      sgId: SG_ID,
+      epoch: 2,
+      groupKey: groupKey(2),
+      memberPneIds: Array.from({ length: 60 }, (_, x) => `p${2 * x + 1}`),
+      reason: 'operator',
+      graceSec: 10,
+    });
+    expect(ds.length).toBe(3);
+    for (const d of ds)
+      expect(parseBroadcast(d)).toMatchObject({ reason: 'operator', graceSec: 10, activateIn: 0 });
+  });
+
+  it('out-of-range values are INVALID_ARGUMENT at the GW', () => {
+    expect(errorOf(() => bc({ graceSec: -1 }))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      field: 'graceSec',
+    });
+    expect(errorOf(() => bc({ graceSec: 2 ** 32 }))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      field: 'graceSec',
+    });
+    expect(errorOf(() => bc({ activateIn: 1.5 }))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      field: 'activateIn',
+    });
+    expect(errorOf(() => bc({ reason: 'bogus' }))).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      field: 'reason',
+    });
+  });
+
+  it('the signature covers them: changing grace, activation or reason → BAD_SIGNATURE', () => {
+    const [d] = bc({ reason: 'remove', graceSec: 0 });
+    for (const [off, v] of [
+      [64, 4], // remove -> periodic
+      [68, 10], // grace 0 -> 10 s
+      [72, 1], // activation
+    ] as const) {
+      const m = Buffer.from(d!);
+      m[off] = v;
+      expect(errorOf(() => open(m))).toMatchObject({ code: 'BAD_SIGNATURE' });
+    }
   });
 });
 
@@ -73,11 +177,12 @@ describe('limits at exactly the limit and limit + 1', () => {
       memberPneIds: leaves.map((u) => `p${u}`),
     });
 
-  it('24 entries fit one datagram (1160 B); 25 entries need two', () => {
+  it('24 entries fit one datagram (1169 B); 25 entries need two', () => {
     expect(MAX_ENTRIES_PER_DATAGRAM).toBe(24);
     expect(computeCover(1024, oddMembers(24)).length).toBe(24);
     const one = bc(oddMembers(24));
-    expect(one.map((d) => d.length)).toEqual([64 + 24 * 43 + 64]);
+    expect(one.map((d) => d.length)).toEqual([73 + 24 * 43 + 64]);
+    expect(one[0]!.length).toBe(1169);
     expect(parseBroadcast(one[0]!).entries.length).toBe(24);
     const two = bc(oddMembers(25));
     expect(two.map((d) => parseBroadcast(d).entries.length)).toEqual([24, 1]);
@@ -103,8 +208,8 @@ describe('limits at exactly the limit and limit + 1', () => {
   it('entry count 24 parses, 25 is TOO_LARGE (even when correctly signed)', () => {
     const body24 = Buffer.from(parseBroadcast(bc(oddMembers(24))[0]!).body);
     expect(parseBroadcast(resign(body24)).entries.length).toBe(24);
-    // 25 entries: 64 + 25·43 + 64 = 1203 bytes > 1200 as well; both limits reject it
-    const body25 = Buffer.concat([body24, body24.subarray(64 + 23 * 43, 64 + 24 * 43)]);
+    // 25 entries: 73 + 25·43 + 64 = 1212 bytes > 1200 as well; both limits reject it
+    const body25 = Buffer.concat([body24, body24.subarray(73 + 23 * 43, 73 + 24 * 43)]);
     body25.writeUInt16BE(25, 62);
     expect(errorOf(() => parseBroadcast(resign(body25)))).toMatchObject({
       code: 'TOO_LARGE',
@@ -117,11 +222,11 @@ describe('limits at exactly the limit and limit + 1', () => {
 
   it('datagram of 1200 bytes is not TOO_LARGE (length mismatch: MALFORMED); 1201 is TOO_LARGE', () => {
     const d1200 = Buffer.alloc(1200);
-    d1200[0] = 1;
+    d1200[0] = BROADCAST_VERSION;
     d1200.writeUInt16BE(24, 62);
     expect(errorOf(() => parseBroadcast(d1200))).toMatchObject({ code: 'MALFORMED', field: 'datagram' });
     const d1201 = Buffer.alloc(1201);
-    d1201[0] = 1;
+    d1201[0] = BROADCAST_VERSION;
     expect(errorOf(() => parseBroadcast(d1201))).toMatchObject({ code: 'TOO_LARGE', field: 'datagram' });
     expect(
       errorOf(() => openBroadcast(d1201, { gkdk: pn.gkdk.get('p0')!, gwPublicKey: GW_KEYS.publicKey })),
@@ -197,7 +302,7 @@ describe('malformed datagrams (table-driven): typed error and field, never a cra
     return e;
   };
   const withEntries = (ids: number[], fragCount = 1) => {
-    const b = Buffer.concat([body().subarray(0, 64), ...ids.map(entry)]);
+    const b = Buffer.concat([body().subarray(0, HEADER_BYTES), ...ids.map(entry)]);
     b.writeUInt16BE(ids.length, 62);
     b.writeUInt16BE(fragCount, 60);
     return resign(b);
@@ -205,17 +310,24 @@ describe('malformed datagrams (table-driven): typed error and field, never a cra
 
   const cases: Array<[string, unknown, string, string]> = [
     ['empty', Buffer.alloc(0), 'MALFORMED', 'version'],
-    ['version 2', Buffer.from([2]), 'UNSUPPORTED_VERSION', 'version'],
+    ['version 1 (retired)', Buffer.from([1]), 'UNSUPPORTED_VERSION', 'version'],
+    ['version 3', Buffer.from([3]), 'UNSUPPORTED_VERSION', 'version'],
+    [
+      'version 1 full size',
+      Buffer.concat([Buffer.from([1]), valid!.subarray(1)]),
+      'UNSUPPORTED_VERSION',
+      'version',
+    ],
     [
       'version 0 full size',
       Buffer.concat([Buffer.from([0]), valid!.subarray(1)]),
       'UNSUPPORTED_VERSION',
       'version',
     ],
-    ['127 bytes', Buffer.concat([Buffer.from([1]), Buffer.alloc(126)]), 'MALFORMED', 'datagram'],
+    ['136 bytes', Buffer.concat([Buffer.from([2]), Buffer.alloc(135)]), 'MALFORMED', 'datagram'],
     [
       'header+signature, no entries',
-      Buffer.concat([Buffer.from([1]), Buffer.alloc(127)]),
+      Buffer.concat([Buffer.from([2]), Buffer.alloc(136)]),
       'MALFORMED',
       'entryCount',
     ],
@@ -224,6 +336,8 @@ describe('malformed datagrams (table-driven): typed error and field, never a cra
     ['1201 bytes', Buffer.alloc(1201, 1), 'TOO_LARGE', 'datagram'],
     ['not bytes', 'hello', 'MALFORMED', 'datagram'],
     ['entry count 0xffff', withHeader((b) => b.writeUInt16BE(0xffff, 62)), 'TOO_LARGE', 'entryCount'],
+    ['reason code 8', withHeader((b) => b.writeUInt8(8, 64)), 'MALFORMED', 'reason'],
+    ['reason code 255', withHeader((b) => b.writeUInt8(255, 64)), 'MALFORMED', 'reason'],
     ['log2 capacity 0', withHeader((b) => b.writeUInt8(0, 37)), 'MALFORMED', 'log2Capacity'],
     ['log2 capacity 17', withHeader((b) => b.writeUInt8(17, 37)), 'MALFORMED', 'log2Capacity'],
     ['fragment count 0', withHeader((b) => b.writeUInt16BE(0, 60)), 'MALFORMED', 'fragmentCount'],
@@ -270,9 +384,9 @@ describe('malformed datagrams (table-driven): typed error and field, never a cra
     const fc = (await import('fast-check')).default;
     const gkdk = pn.gkdk.get('p0')!;
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 1300 }), fc.boolean(), (bytes, v1) => {
+      fc.property(fc.uint8Array({ maxLength: 1300 }), fc.boolean(), (bytes, current) => {
         const b = Buffer.from(bytes);
-        if (v1 && b.length > 0) b[0] = 1;
+        if (current && b.length > 0) b[0] = BROADCAST_VERSION;
         for (const f of [
           () => parseBroadcast(b),
           () => openBroadcast(b, { gkdk, gwPublicKey: GW_KEYS.publicKey }),
