@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { buildBroadcast, serializeGkdk } from '../core/broadcast/index.js';
+import { type BroadcastReason, buildBroadcast, serializeGkdk } from '../core/broadcast/index.js';
 import type { BroadcastMedium } from '../transport/udp.js';
 import type { GatewayBroadcastState } from './gateway-state.js';
 import { type DeliveryPolicy, type MemberInfo, planDelivery } from './policy.js';
@@ -23,8 +23,12 @@ export interface GkdkIssue {
 export interface BroadcastDeliveryResult {
   readonly broadcast: string[];
   readonly unicast: string[];
+  /** Datagrams sent, counting every copy (one per medium): a 2-datagram delivery on wifi and bt is 4. */
   readonly datagrams: number;
+  /** Bytes sent, over every copy. */
   readonly bytes: number;
+  /** Media the datagrams went out on. */
+  readonly media: string[];
 }
 
 export function uuidFromBytes(b: Uint8Array): string {
@@ -132,11 +136,17 @@ export class GatewayBroadcaster extends EventEmitter {
     members: readonly MemberInfo[];
     /** The Service Group's own delivery policy, when the operator set one; else the GW-wide policy. */
     policy?: DeliveryPolicy;
+    /** Why the key was updated (the `reason` of the server's key.deliver). */
+    reason?: BroadcastReason;
+    /** The update's grace for the previous epoch, seconds (key.deliver `graceSec`). Default 0. */
+    graceSec?: number;
+    /** Seconds until activation, for a key distributed ahead (key.deliver `activateIn`). Default 0: at once. */
+    activateIn?: number;
   }): Promise<BroadcastDeliveryResult> {
     const policy = o.policy ?? this.#policy;
     const plan = planDelivery(policy, o.members, this.mediaNames);
     const unicast = plan.unicast.map((m) => m.pneId);
-    if (plan.broadcast.length === 0) return { broadcast: [], unicast, datagrams: 0, bytes: 0 };
+    if (plan.broadcast.length === 0) return { broadcast: [], unicast, datagrams: 0, bytes: 0, media: [] };
     const broadcast = plan.broadcast.map((m) => m.pneId);
     const datagrams = buildBroadcast({
       gwSigningKey: this.#state.signing.privateKey,
@@ -145,18 +155,25 @@ export class GatewayBroadcaster extends EventEmitter {
       epoch: o.epoch,
       groupKey: o.key,
       memberPneIds: broadcast,
+      ...(o.reason !== undefined ? { reason: o.reason } : {}),
+      graceSec: o.graceSec ?? 0,
+      activateIn: o.activateIn ?? 0,
     });
     this.#track(o.sgId, o.epoch, broadcast, policy.ackTimeoutMs);
+    let sent = 0;
     let bytes = 0;
+    const media: string[] = [];
     for (const name of plan.media) {
       const medium = this.#media.get(name);
       if (!medium) continue;
+      media.push(name);
       for (const d of datagrams) {
         await medium.send(d);
+        sent++; // every copy counts: the same datagram on two media is two datagrams on the air
         bytes += d.length;
       }
     }
-    return { broadcast, unicast, datagrams: datagrams.length, bytes };
+    return { broadcast, unicast, datagrams: sent, bytes, media };
   }
 
   /**

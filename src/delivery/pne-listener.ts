@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type Gkdk, openBroadcast, parseGkdk } from '../core/broadcast/index.js';
+import { type BroadcastReason, type Gkdk, openBroadcast, parseGkdk } from '../core/broadcast/index.js';
 import { ed25519PublicFromRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { BroadcastMedium } from '../transport/udp.js';
@@ -11,6 +11,12 @@ export interface BroadcastKey {
   readonly epoch: number;
   readonly groupKey: Buffer;
   readonly medium: string;
+  /** Why the key was updated, as signed by the GW (undefined: not given). */
+  readonly reason: BroadcastReason | undefined;
+  /** Seconds the previous epoch stays accepted after this one activates: install with this grace. */
+  readonly graceSec: number;
+  /** Seconds from receipt until this epoch becomes the one to send with (0: at once; else stage it). */
+  readonly activateIn: number;
 }
 
 /**
@@ -18,6 +24,7 @@ export interface BroadcastKey {
  * GKDK (signature first, then tree, epoch, cover lookup, unwrap — src/core/broadcast/device.ts) and emits the
  * Group Keys it can open. Datagrams that fail are dropped and counted by code; none can crash the PNE.
  * `NOT_IN_COVER` is normal for a multi-datagram delivery whose entry for this PNE is in another fragment.
+ * Datagrams the medium itself discards (over 1200 bytes) are counted too, as `TOO_LARGE`.
  *
  * Events: 'key' (BroadcastKey), 'drop' (code: string).
  */
@@ -37,6 +44,7 @@ export class BroadcastKeyListener extends EventEmitter {
     this.#media = media;
     this.#currentEpoch = currentEpoch;
     for (const m of media) {
+      m.on('drop', (code: string) => this.#count(code));
       m.on('datagram', (d: Buffer) => {
         if (filter && !filter(d, m.name)) return;
         this.#onDatagram(d, m.name);
@@ -50,6 +58,8 @@ export class BroadcastKeyListener extends EventEmitter {
     supported: readonly string[];
     currentEpoch: (sgId: string) => number | undefined;
     interfaceAddress?: string;
+    /** Receive buffer to request per medium (BroadcastMediumOptions.recvBufferBytes). Default 4 MiB. */
+    recvBufferBytes?: number;
     /** Tests only: return false to lose a datagram before it is processed (simulates radio loss). */
     filter?: (datagram: Buffer, medium: string) => boolean;
   }): Promise<BroadcastKeyListener> {
@@ -62,6 +72,7 @@ export class BroadcastKeyListener extends EventEmitter {
           group: m.group,
           port: m.port,
           ...(o.interfaceAddress ? { interfaceAddress: o.interfaceAddress } : {}),
+          ...(o.recvBufferBytes !== undefined ? { recvBufferBytes: o.recvBufferBytes } : {}),
         }),
       );
     }
@@ -70,6 +81,11 @@ export class BroadcastKeyListener extends EventEmitter {
 
   get mediaNames(): string[] {
     return this.#media.map((m) => m.name);
+  }
+
+  /** Effective receive buffer per medium, as the kernel reports it (bytes). */
+  get recvBufferSizes(): ReadonlyMap<string, number | undefined> {
+    return new Map(this.#media.map((m) => [m.name, m.recvBufferSize]));
   }
 
   /** Install (or replace, after a tree rebuild) the GKDK and the GW's broadcast-signing key. */
@@ -90,7 +106,15 @@ export class BroadcastKeyListener extends EventEmitter {
       gwPublicKey: this.#gwKey,
       ...(current !== undefined ? { currentEpoch: current } : {}),
     });
-    return { sgId: uuidFromBytes(r.sgId), epoch: r.epoch, groupKey: r.groupKey, medium: '' };
+    return {
+      sgId: uuidFromBytes(r.sgId),
+      epoch: r.epoch,
+      groupKey: r.groupKey,
+      medium: '',
+      reason: r.reason,
+      graceSec: r.graceSec,
+      activateIn: r.activateIn,
+    };
   }
 
   async close(): Promise<void> {
@@ -102,9 +126,12 @@ export class BroadcastKeyListener extends EventEmitter {
       const k = this.open(d);
       this.emit('key', { ...k, medium });
     } catch (e) {
-      const code = e instanceof CpnsError ? e.code : 'MALFORMED';
-      this.drops.set(code, (this.drops.get(code) ?? 0) + 1);
-      this.emit('drop', code);
+      this.#count(e instanceof CpnsError ? e.code : 'MALFORMED');
     }
+  }
+
+  #count(code: string): void {
+    this.drops.set(code, (this.drops.get(code) ?? 0) + 1);
+    this.emit('drop', code);
   }
 }

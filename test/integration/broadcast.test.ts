@@ -4,6 +4,7 @@
  */
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseBroadcast, SIGNATURE_CONTEXT } from '../../src/core/broadcast/index.js';
 import { BroadcastKeyListener, type GkdkIssue } from '../../src/delivery/index.js';
 import { type Credentials, PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
@@ -124,7 +125,7 @@ beforeAll(async () => {
   tmp = tempDir();
   server = await startServer(tmp.dir, { deliveryPolicy: POLICY });
   gwCreds = await PnGateway.enroll({
-    serverUrl: server.url,
+    enrollUrl: server.enrollUrl,
     caPem: server.caPem,
     token: await server.admin.createToken('gw'),
   });
@@ -192,7 +193,9 @@ describe('broadcast Group Key delivery in a PN of 9 PNEs', () => {
       epoch: number;
       broadcast: string[];
       unicast: string[];
+      datagrams: number;
       bytes: number;
+      media: string[];
     }[] = [];
     gw.on('delivery', (d) => deliveries.push(d));
     lossy.on = true; // m5 loses every datagram
@@ -226,6 +229,11 @@ describe('broadcast Group Key delivery in a PN of 9 PNEs', () => {
     expect(viaMedium.get('rm')!.size).toBe(0);
     expect(captured.length).toBeGreaterThan(0);
     expect(captured[0]!.length).toBeLessThanOrEqual(1200);
+    // The GW's counters count every copy: the same datagrams went out on wifi and on bt.
+    const fragments = parseBroadcast(captured[0]!).fragmentCount;
+    expect(d.media.sort()).toEqual(['bt', 'wifi']);
+    expect(d.datagrams).toBe(2 * fragments);
+    expect(d.bytes).toBe(2 * captured.slice(0, fragments).reduce((n, x) => n + x.length, 0));
   });
 
   it('a PNE that left the PN still hears the broadcasts but cannot open them', async () => {
@@ -259,7 +267,7 @@ describe('broadcast Group Key delivery in a PN of 9 PNEs', () => {
     forged.writeUInt32BE(99, 54);
     const attacker = generateKeyPairSync('ed25519');
     const body = forged.subarray(0, forged.length - 64);
-    sign(null, Buffer.concat([Buffer.from('CPNS-GKEK-BROADCAST-v1'), body]), attacker.privateKey).copy(
+    sign(null, Buffer.concat([SIGNATURE_CONTEXT, body]), attacker.privateKey).copy(
       forged,
       forged.length - 64,
     );
