@@ -66,7 +66,11 @@ export async function benchRekey(o: {
       8,
       async (i) => {
         const token = await server.admin.createToken('gw');
-        const credentials = await PnGateway.enroll({ serverUrl: server.url, caPem: server.caPem, token });
+        const credentials = await PnGateway.enroll({
+          enrollUrl: server.enrollUrl,
+          caPem: server.caPem,
+          token,
+        });
         gws[i] = await PnGateway.start({
           serverUrl: server.url,
           credentials,
@@ -88,7 +92,7 @@ export async function benchRekey(o: {
       async (i) => {
         const gw = gws[i % o.gateways]!;
         const token = await server.admin.createToken('pne');
-        creds[i] = { gw, c: await PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token }) };
+        creds[i] = { gw, c: await PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token }) };
       },
     );
     await pool(creds, 32, async ({ gw, c }, i) => {

@@ -130,6 +130,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
       host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
       port: { type: 'string', default: env('CPNS_PORT') ?? '7443' },
+      'enroll-port': { type: 'string', default: env('CPNS_ENROLL_PORT') ?? String(DEFAULT_ENROLL_PORT) },
       'admin-port': { type: 'string', default: env('CPNS_ADMIN_PORT') ?? '7444' },
       'admin-host': { type: 'string', default: env('CPNS_ADMIN_HOST') ?? '127.0.0.1' },
       'public-metrics': { type: 'boolean', default: false },
@@ -143,6 +144,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     dataDir,
     host: values.host,
     port: Number(values.port),
+    enrollPort: Number(values['enroll-port']),
     logger: log,
     metrics,
   });
@@ -170,7 +172,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
   const adminUrl = `https://${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${adminPort}`;
   writeFileSync(join(dataDir, 'ca.pem'), server.caPem);
   writeJson(dataDir, 'server.json', { url: server.url, enrollUrl: server.enrollUrl, adminUrl });
-  log.info({ url: server.url, adminUrl, dataDir }, 'CPNS Server ready');
+  log.info({ url: server.url, enrollUrl: server.enrollUrl, adminUrl, dataDir }, 'CPNS Server ready');
   await untilDone(async () => {
     log.info('shutting down');
     await app.close();
@@ -190,11 +192,13 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/gateway' },
       server: { type: 'string', default: env('CPNS_SERVER_URL') },
+      'enroll-url': { type: 'string', default: env('CPNS_ENROLL_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
       token: { type: 'string' },
       'token-file': { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
+      'enroll-port': { type: 'string', default: '0' },
       media: { type: 'string', default: 'wifi' },
     },
   });
@@ -206,7 +210,8 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   let credentials = loadCredentials(dataDir);
   if (!credentials) {
     const token = await enrollmentToken(values);
-    credentials = await PnGateway.enroll({ serverUrl: values.server, caPem, token });
+    const enrollUrl = values['enroll-url'] ?? serverEnrollUrl(values.server);
+    credentials = await PnGateway.enroll({ enrollUrl, caPem, token });
     saveCredentials(dataDir, credentials);
   }
   const identity = credentials.identity;
@@ -216,6 +221,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     credentials,
     host: values.host,
     port: Number(values.port),
+    enrollPort: Number(values['enroll-port']),
     logger: log,
     media: values.media.split(',') as Medium[],
     // A daemon waits patiently for the server (it keeps reconnecting with backoff meanwhile).
@@ -224,7 +230,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     throw (e as { code?: string }).code === 'REVOKED' ? revokedError(identity) : e;
   });
   writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
-  log.info({ identity: gw.identity, url: gw.url }, 'PN GW ready');
+  log.info({ identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl }, 'PN GW ready');
   await untilDone(
     () => gw.close(),
     (fatal) =>
@@ -234,6 +240,20 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       }),
   );
   return 0;
+}
+
+/** The server's enrollment listener port when --enroll-port is not given (docs/operator.md). */
+const DEFAULT_ENROLL_PORT = 7445;
+
+const FIRST_START_ENROLL_URL =
+  "first start: --enroll-url <the GW's enrollment URL> is required (printed by `cpns gateway`, in its gateway.json)";
+
+/** The server's enrollment URL by default: same host as its session URL, port DEFAULT_ENROLL_PORT, /enroll. */
+function serverEnrollUrl(serverUrl: string): string {
+  const u = new URL(serverUrl);
+  u.port = String(DEFAULT_ENROLL_PORT);
+  u.pathname = '/enroll';
+  return u.toString();
 }
 
 /** Errors after which connecting again cannot help. */
@@ -247,6 +267,7 @@ async function pneConnect(
   values: {
     'data-dir': string;
     gw?: string;
+    'enroll-url'?: string;
     ca?: string;
     token?: string;
     'token-file'?: string;
@@ -263,7 +284,9 @@ async function pneConnect(
   let credentials = loadCredentials(values['data-dir']);
   if (!credentials) {
     const token = await enrollmentToken(values);
-    credentials = await PneClient.enroll({ gwUrl: values.gw, caPem, token });
+    const enrollUrl = values['enroll-url'];
+    if (!enrollUrl) throw usage(FIRST_START_ENROLL_URL);
+    credentials = await PneClient.enroll({ enrollUrl, caPem, token });
     saveCredentials(values['data-dir'], credentials);
   }
   for (let attempt = 1; ; attempt++) {
@@ -299,6 +322,7 @@ export async function pneCommand(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/pne' },
       gw: { type: 'string', default: env('CPNS_GW_URL') },
+      'enroll-url': { type: 'string', default: env('CPNS_ENROLL_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
       token: { type: 'string' },
       'token-file': { type: 'string' },

@@ -62,7 +62,7 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
   try {
     for (const name of ['home', 'car']) {
       const token = await server.admin.createToken('gw');
-      const credentials = await PnGateway.enroll({ serverUrl: server.url, caPem: server.caPem, token });
+      const credentials = await PnGateway.enroll({ enrollUrl: server.enrollUrl, caPem: server.caPem, token });
       // PN "home" has a broadcast medium (Wi-Fi, as UDP multicast on loopback); PN "car" delivers by unicast only
       const broadcast =
         name === 'home'
@@ -104,7 +104,7 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     for (const [name, pn] of layout) {
       const gw = gws.get(pn)!;
       const token = await server.admin.createToken('pne');
-      const credentials = await PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token });
+      const credentials = await PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token });
       const client = await PneClient.connect({
         gwUrl: gw.url,
         credentials,

@@ -12,9 +12,11 @@ const USAGE = `usage: cpns <command>
 commands:
   demo            run the demo: a CPNS Server, two PN GWs and PNEs on loopback, a Service Group across both PNs
   demo core       the in-process core demo (Group Key protection, removal, no network)
-  server          run a CPNS Server        [--data-dir D] [--port 7443] [--admin-port 7444]
-  gateway         run a PN GW              --server URL --ca ca.pem [--token-file F|-] [--data-dir D] [--media wifi,bt]
-  pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--token-file F|-] [--data-dir D]
+  server          run a CPNS Server        [--data-dir D] [--port 7443] [--enroll-port 7445] [--admin-port 7444]
+  gateway         run a PN GW              --server URL --ca ca.pem [--enroll-url URL] [--token-file F|-]
+                                           [--data-dir D] [--port P] [--enroll-port P] [--media wifi,bt]
+  pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--enroll-url URL] [--token-file F|-]
+                                           [--data-dir D]
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
@@ -22,8 +24,10 @@ commands:
 
 server, gateway and pne take --config <file.json> (keys = long option names; the command line wins).
 Enrollment tokens: --token-file <path>, --token-file - (standard input) or CPNS_TOKEN, never on the command line.
+Enrollment has its own listener (anonymous TLS): the server's on --enroll-port (default 7445; a GW's --enroll-url
+defaults to the --server host on that port), a GW's on its --enroll-port (its URL is printed and in gateway.json).
 One process per data directory (<dir>/cpns.lock); a daemon whose identity is revoked exits with code 1.
-environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
+environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_ENROLL_URL, CPNS_ENROLL_PORT, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
              CPNS_MASTER_KEY`;
 
 export async function main(argv: string[]): Promise<number> {

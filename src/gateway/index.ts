@@ -37,6 +37,7 @@ import { decodeFrame } from '../transport/framing.js';
 import {
   type BackoffOptions,
   CloseCode,
+  type ConnectionLimits,
   connectAnonymousSession,
   type HeartbeatOptions,
   ReconnectingClient,
@@ -58,8 +59,14 @@ export interface GatewayOptions {
   credentials: Credentials;
   /** Listen address for PNEs. Default 127.0.0.1. */
   host?: string;
-  /** Default 0 (ephemeral). */
+  /** Port of the PNE session listener (mTLS: PNE certificates of the CPNS CA only). Default 0 (ephemeral). */
   port?: number;
+  /** Port of the PNE enrollment listener (anonymous TLS, relayed to the server). Default 0 (ephemeral). */
+  enrollPort?: number;
+  /** Limits on not-yet-authenticated connections of the session listener (docs/transport.md "Limits"). */
+  limits?: Partial<ConnectionLimits>;
+  /** The same for the enrollment listener. */
+  enrollLimits?: Partial<ConnectionLimits>;
   logger?: Logger;
   reconnect?: BackoffOptions;
   heartbeat?: HeartbeatOptions | false;
@@ -143,23 +150,19 @@ interface PneConn {
   queue: Promise<void>;
 }
 
-/** Derives the anonymous enrollment URL of an endpoint from its session URL. */
-export function enrollUrlOf(url: string): string {
-  const u = new URL(url);
-  u.pathname = '/enroll';
-  return u.toString();
-}
-
-/** Device side of enrollment on an anonymous session; `expectedRole` is the role of the endpoint's certificate. */
+/**
+ * Device side of enrollment on an anonymous session to an endpoint's enrollment listener (`enrollUrl` of the
+ * server or the GW: its own port, docs/transport.md); `expectedRole` is the role of the endpoint's certificate.
+ */
 export async function enrollAt(
-  url: string,
+  enrollUrl: string,
   caPem: string,
   token: string,
   role: 'gw' | 'pne',
   expectedRole: 'server' | 'gw',
 ): Promise<Credentials> {
   const { keyPem, csrPem } = await generateKeyAndCsr(`cpns-${role}`);
-  const s = await connectAnonymousSession(enrollUrlOf(url), {
+  const s = await connectAnonymousSession(enrollUrl, {
     caPem,
     expectedServerRole: expectedRole,
     heartbeat: false,
@@ -193,6 +196,8 @@ export class PnGateway extends EventEmitter {
   readonly #opts: GatewayOptions;
   readonly #log: Logger;
   readonly #pneServer: SecureServer;
+  /** The anonymous surface: its own listener and limits (issue #8 §3). */
+  readonly #enrollServer: SecureServer;
   readonly #client: ReconnectingClient;
   readonly #pnes = new Map<string, PneConn>();
   readonly #keys = new Map<string, KeyEntry>();
@@ -212,6 +217,7 @@ export class PnGateway extends EventEmitter {
   private constructor(
     opts: GatewayOptions,
     pneServer: SecureServer,
+    enrollServer: SecureServer,
     client: ReconnectingClient,
     broadcaster: GatewayBroadcaster | undefined,
     media: BroadcastMedium[],
@@ -221,6 +227,7 @@ export class PnGateway extends EventEmitter {
     this.identity = opts.credentials.identity;
     this.#log = opts.logger ?? silentLogger;
     this.#pneServer = pneServer;
+    this.#enrollServer = enrollServer;
     this.#client = client;
     this.#broadcaster = broadcaster;
     this.#media = media;
@@ -232,9 +239,9 @@ export class PnGateway extends EventEmitter {
     }
   }
 
-  /** Enrolls a GW with a one-time token at the server's /enroll endpoint. */
-  static enroll(o: { serverUrl: string; caPem: string; token: string }): Promise<Credentials> {
-    return enrollAt(o.serverUrl, o.caPem, o.token, 'gw', 'server');
+  /** Enrolls a GW with a one-time token at the server's enrollment listener (`CpnsServer.enrollUrl`). */
+  static enroll(o: { enrollUrl: string; caPem: string; token: string }): Promise<Credentials> {
+    return enrollAt(o.enrollUrl, o.caPem, o.token, 'gw', 'server');
   }
 
   static async start(opts: GatewayOptions): Promise<PnGateway> {
@@ -247,10 +254,20 @@ export class PnGateway extends EventEmitter {
       host: opts.host ?? '127.0.0.1',
       port: opts.port ?? 0,
       path: '/cpns',
-      anonymousPath: '/enroll',
       allowedRoles: ['pne'],
       heartbeat: opts.heartbeat,
       isRevoked: (id) => (self ? self.#revoked.has(id) : false),
+      ...(opts.limits ? { limits: opts.limits } : {}),
+    });
+    const enrollServer = new SecureServer({
+      mode: 'enrollment',
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      host: opts.host ?? '127.0.0.1',
+      port: opts.enrollPort ?? 0,
+      heartbeat: false,
+      ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
     });
     const client = new ReconnectingClient(
       opts.serverUrl,
@@ -264,10 +281,17 @@ export class PnGateway extends EventEmitter {
       opts.reconnect,
     );
     const { broadcaster, media } = await PnGateway.#openBroadcast(opts);
-    const gw = new PnGateway(opts, pneServer, client, broadcaster, media);
+    const gw = new PnGateway(opts, pneServer, enrollServer, client, broadcaster, media);
     self = gw;
     pneServer.on('session', (s: Session) => gw.#onPneSession(s));
+    enrollServer.on('session', (s: Session) => gw.#onPneSession(s));
+    for (const srv of [pneServer, enrollServer]) {
+      srv.on('refused', (reason: string, address?: string) =>
+        gw.#log.info({ reason, address }, 'PNE connection refused'),
+      );
+    }
     await pneServer.listen();
+    await enrollServer.listen();
     client.on('session', (s: Session) => gw.#onUpstream(s));
     client.on('connect-error', (err: Error & { code?: string }) =>
       gw.#log.debug({ code: err.code }, 'server connect failed'),
@@ -357,7 +381,7 @@ export class PnGateway extends EventEmitter {
   }
 
   get enrollUrl(): string {
-    return this.#pneServer.anonymousUrl ?? '';
+    return this.#enrollServer.anonymousUrl ?? '';
   }
 
   get connected(): boolean {
@@ -387,7 +411,7 @@ export class PnGateway extends EventEmitter {
     this.#flushReports();
     this.#closed = true;
     this.#client.stop(CloseCode.GOING_AWAY, 'gateway stopping');
-    await this.#pneServer.close(300);
+    await Promise.all([this.#pneServer.close(300), this.#enrollServer.close(300)]);
     this.#broadcaster?.close();
     await this.#bq;
     for (const m of this.#media) m.close();

@@ -142,8 +142,8 @@ export class PneClient extends EventEmitter {
   }
 
   /** Enrolls a PNE with a one-time token through its GW (which relays to the server). */
-  static enroll(o: { gwUrl: string; caPem: string; token: string }): Promise<Credentials> {
-    return enrollAt(o.gwUrl, o.caPem, o.token, 'pne', 'gw');
+  static enroll(o: { enrollUrl: string; caPem: string; token: string }): Promise<Credentials> {
+    return enrollAt(o.enrollUrl, o.caPem, o.token, 'pne', 'gw');
   }
 
   static async connect(opts: PneConnectOptions): Promise<PneClient> {
@@ -549,7 +549,7 @@ export class PneClient extends EventEmitter {
       fresh =
         activateAt !== undefined
           ? this.#ring.stage(sg, k.epoch, k.groupKey, cur.suite, activateAt, { graceMs: k.graceSec * 1000 })
-          : this.#ring.install(sg, k.epoch, k.groupKey, cur.suite, { graceMs: 0 });
+          : this.#ring.install(sg, k.epoch, k.groupKey, cur.suite, { graceMs: k.graceSec * 1000 });
     } catch (e) {
       this.#log.warn({ code: codeOf(e) }, 'broadcast key not installed');
       return;

@@ -44,7 +44,13 @@ import {
   parseIdentity,
 } from '../transport/ca.js';
 import { encodeFrame } from '../transport/framing.js';
-import { CloseCode, type HeartbeatOptions, SecureServer, type Session } from '../transport/session.js';
+import {
+  CloseCode,
+  type ConnectionLimits,
+  type HeartbeatOptions,
+  SecureServer,
+  type Session,
+} from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
 import type { ChangeEvent } from './events.js';
 
@@ -54,8 +60,14 @@ export interface ServerOptions {
   dataDir: string;
   /** Default 127.0.0.1. */
   host?: string;
-  /** Default 0 (ephemeral). */
+  /** Port of the GW session listener (mTLS: GW certificates of the CPNS CA only). Default 0 (ephemeral). */
   port?: number;
+  /** Port of the enrollment listener (anonymous TLS + one-time token). Default 0 (ephemeral). */
+  enrollPort?: number;
+  /** Limits on not-yet-authenticated connections of the session listener (docs/transport.md "Limits"). */
+  limits?: Partial<ConnectionLimits>;
+  /** The same for the enrollment listener (every connection there counts for its whole life). */
+  enrollLimits?: Partial<ConnectionLimits>;
   logger?: Logger;
   /** Node name in the server identity `urn:cpns:server:<name>`. Default 'node1'. */
   serverName?: string;
@@ -204,6 +216,7 @@ export class CpnsServer {
   readonly #log: Logger;
   readonly #ca: Ca;
   readonly #secure: SecureServer;
+  readonly #enrollListener: SecureServer;
   readonly #opts: ServerOptions;
   readonly #groups = new Map<string, SgState>();
   /** The server's own sender (nil sender id, fresh instance per start) for messages it sends to SGs. */
@@ -228,6 +241,7 @@ export class CpnsServer {
     store: Store,
     ca: Ca,
     secure: SecureServer,
+    enroll: SecureServer,
     identity: string,
     log: Logger,
   ) {
@@ -235,11 +249,12 @@ export class CpnsServer {
     this.store = store;
     this.#ca = ca;
     this.#secure = secure;
+    this.#enrollListener = enroll;
     this.identity = identity;
     this.#log = log;
     this.caPem = ca.certPem;
     this.url = secure.url;
-    this.enrollUrl = secure.anonymousUrl ?? '';
+    this.enrollUrl = enroll.anonymousUrl ?? '';
     this.admin = this.#makeAdmin();
     this.metrics = opts.metrics ?? new CpnsMetrics({ defaultMetrics: false });
     this.events.setMaxListeners(0);
@@ -278,18 +293,39 @@ export class CpnsServer {
         host,
         port: opts.port ?? 0,
         path: '/cpns',
-        anonymousPath: '/enroll',
         allowedRoles: ['gw'],
         heartbeat: opts.heartbeat,
         isRevoked: (id, serial) => self?.isRevokedSync(id, serial) ?? true,
+        ...(opts.limits ? { limits: opts.limits } : {}),
+      });
+      // The anonymous surface on its own listener, with its own limits (issue #8 §3).
+      const enroll = new SecureServer({
+        mode: 'enrollment',
+        certPem: sc.certPem,
+        keyPem: sc.keyPem,
+        caPem: ca.certPem,
+        host,
+        port: opts.enrollPort ?? 0,
+        heartbeat: false,
+        ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
       });
       await secure.listen();
-      const server = new CpnsServer(opts, store, ca, secure, identity, log);
+      try {
+        await enroll.listen();
+      } catch (e) {
+        await secure.close(0);
+        throw e;
+      }
+      const server = new CpnsServer(opts, store, ca, secure, enroll, identity, log);
       self = server;
       server.#serverCert = sc;
       await server.#load();
-      secure.on('session', (s: Session) => server.#onSession(s));
-      secure.on('refused', (reason: string) => log.info({ reason }, 'session refused'));
+      for (const srv of [secure, enroll]) {
+        srv.on('session', (s: Session) => server.#onSession(s));
+        srv.on('refused', (reason: string, address?: string) =>
+          log.info({ reason, address }, 'connection refused'),
+        );
+      }
       log.info({ url: server.url }, 'CPNS server listening');
       return server;
     } catch (e) {
@@ -325,7 +361,7 @@ export class CpnsServer {
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     for (const st of this.#groups.values()) if (st.timer) clearInterval(st.timer);
     for (const set of this.#tunnels.values()) for (const t of set) t.ms.destroy();
-    await this.#secure.close(500);
+    await Promise.all([this.#secure.close(500), this.#enrollListener.close(200)]);
     // Let handlers that are mid-flight finish before the store goes away.
     await Promise.allSettled([...this.#locks.values()]);
     await Promise.allSettled([...this.#gwConns.values()].map((c) => c.queue));
@@ -447,17 +483,20 @@ export class CpnsServer {
     role: 'gw' | 'pne';
     csr: string;
   }): Promise<{ cert: string; caCert: string }> {
+    // The one-time token first (issue #8 §3): without a valid token, no CSR parsing and no signing. A token
+    // spent on a malformed CSR is gone (the device made its CSR itself; it asks the operator for a new one).
+    const r = await this.store.consumeToken(hashToken(req.token), req.role as Role);
+    if (!r.ok) {
+      await this.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: r.reason });
+      fail(ErrorCode.ENROLL_REFUSED, 'token');
+    }
     const identity = formatIdentity(req.role, randomUUID());
     let cert: string;
     try {
       cert = await issueFromCsr(this.#ca, req.csr, identity, 365);
     } catch {
+      await this.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: 'csr' });
       throw new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused', 'csr');
-    }
-    const r = await this.store.consumeToken(hashToken(req.token), req.role as Role);
-    if (!r.ok) {
-      await this.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: r.reason });
-      fail(ErrorCode.ENROLL_REFUSED, 'token');
     }
     const info = certInfo(cert);
     await this.store.putIdentity({ id: identity, role: req.role, certSerial: info.serialHex, certPem: cert });

@@ -202,8 +202,6 @@ export interface SecureServerOptions {
    * connection counts against the unauthenticated limits for its whole life.
    */
   mode?: 'authenticated' | 'enrollment';
-  /** @deprecated transitional: the old mixed listener (TEMPORARY, removed when the roles use 'enrollment'). */
-  anonymousPath?: string;
   /** Path of the sessions. Default '/cpns' ('authenticated'), '/enroll' ('enrollment'). */
   path?: string;
   /** Roles allowed on the authenticated path (e.g. ['gw'] on the server, ['pne'] on a GW). Default: any. */
@@ -218,8 +216,6 @@ export interface SecureServerOptions {
 }
 
 const REFUSAL_HEADER = 'x-cpns-refusal';
-// biome-ignore lint/style/useNamingConvention: TEMPORARY shim, removed with anonymousPath
-const opts_anon = (o: SecureServerOptions): string | undefined => o.anonymousPath;
 
 function refuse(socket: Duplex, status: number, text: string, reason: string): void {
   // Plain HTTP answer to the upgrade, then close: the client maps the reason header to a typed error.
@@ -260,7 +256,7 @@ export class SecureServer extends EventEmitter {
       // Session ports: OpenSSL itself refuses, in the handshake, a client without a valid certificate of our CA.
       // The enrollment port asks for none (its clients have none yet).
       requestCert: !this.#enrollment,
-      rejectUnauthorized: !this.#enrollment && opts.anonymousPath === undefined,
+      rejectUnauthorized: !this.#enrollment,
       handshakeTimeout: this.#limits.handshakeTimeoutMs,
     });
     // Before any TLS work: bound the connections that have proved nothing, in total and per address, and give
@@ -333,8 +329,6 @@ export class SecureServer extends EventEmitter {
 
   /** URL of the enrollment listener (mode 'enrollment'); undefined on a session listener. */
   get anonymousUrl(): string | undefined {
-    const legacy = opts_anon(this.#opts);
-    if (legacy !== undefined) return this.url.slice(0, -this.#path.length) + legacy;
     return this.#enrollment ? this.url : undefined;
   }
 
@@ -435,7 +429,6 @@ export class SecureServer extends EventEmitter {
     } catch {
       path = '';
     }
-    if (opts_anon(this.#opts) !== undefined && path === opts_anon(this.#opts)) return { peer: null };
     if (path !== this.#path) return { refusal: [404, 'Not Found', 'path'] };
     if (this.#enrollment) return { peer: null };
     if (!tlsSock.authorized) return { refusal: [401, 'Unauthorized', 'not-authenticated'] };

@@ -53,10 +53,14 @@ export async function startStack(
   try {
     if (o.withGateway) {
       const gwToken = await server.admin.createToken('gw', 600);
-      const creds = await PnGateway.enroll({ serverUrl: server.url, caPem: server.caPem, token: gwToken });
+      const creds = await PnGateway.enroll({
+        enrollUrl: server.enrollUrl,
+        caPem: server.caPem,
+        token: gwToken,
+      });
       gw = await PnGateway.start({ serverUrl: server.url, credentials: creds, heartbeat: false });
       const pneToken = await server.admin.createToken('pne', 600);
-      pneCredentials = await enrollAt(gw.url, server.caPem, pneToken, 'pne', 'gw');
+      pneCredentials = await enrollAt(gw.enrollUrl, server.caPem, pneToken, 'pne', 'gw');
       pneIdentity = pneCredentials.identity;
     }
   } catch (e) {

@@ -110,7 +110,17 @@ const exited = (c: ChildProcess) =>
 describe('cpns server / gateway / pne / admin as separate processes', () => {
   it('enroll, form a Service Group, exchange a protected message, revoke, shut down gracefully', async () => {
     const S = join(root, 'server');
-    const server = daemon(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']);
+    const server = daemon([
+      'server',
+      '--data-dir',
+      S,
+      '--port',
+      '0',
+      '--enroll-port',
+      '0',
+      '--admin-port',
+      '0',
+    ]);
     const info = await until(() =>
       existsSync(join(S, 'server.json'))
         ? JSON.parse(readFileSync(join(S, 'server.json'), 'utf8'))
@@ -123,7 +133,10 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const G = join(root, 'gw');
     // the gateway takes its settings from a config file (the command line would win over it)
     const cfg = join(root, 'gateway.json');
-    writeFileSync(cfg, JSON.stringify({ 'data-dir': G, server: info.url, ca, media: 'wifi' }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({ 'data-dir': G, server: info.url, 'enroll-url': info.enrollUrl, ca, media: 'wifi' }),
+    );
     // secrets never on the command line: --token is refused with a usage error (exit 2), before any enrollment
     const onArgv = await run(['gateway', '--config', cfg, '--token', gwToken]);
     expect(onArgv.code).toBe(2);
@@ -147,6 +160,8 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
       join(root, dir),
       '--gw',
       gw.url,
+      '--enroll-url',
+      gw.enrollUrl,
       '--ca',
       ca,
     ];
@@ -296,7 +311,14 @@ function freePort(): Promise<number> {
   });
 }
 
-const readJson = (path: string) => (existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined);
+/** undefined while the file is absent or still being written (a lock file is written in place). */
+const readJson = (path: string) => {
+  try {
+    return existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined;
+  } catch {
+    return undefined;
+  }
+};
 const lockPid = (dir: string): number | undefined => readJson(join(dir, 'cpns.lock'))?.pid;
 /** Content and mtime of each file of a data directory (what a refused second daemon must leave alone). */
 const snapshot = (dir: string, names: string[]) =>
@@ -312,6 +334,8 @@ describe('one process per data directory; daemons that outlive their peers', () 
   let gwPort = 0;
   let serverUrl = '';
   let gwUrl = '';
+  let serverEnrollUrl = '';
+  let gwEnrollUrl = '';
   let sgId = '';
   const pne = (dir: string, ...a: string[]) => [
     'pne',
@@ -320,6 +344,8 @@ describe('one process per data directory; daemons that outlive their peers', () 
     join(root, dir),
     '--gw',
     gwUrl,
+    '--enroll-url',
+    gwEnrollUrl,
     '--ca',
     ca,
   ];
@@ -336,6 +362,8 @@ describe('one process per data directory; daemons that outlive their peers', () 
     G,
     '--server',
     serverUrl,
+    '--enroll-url',
+    serverEnrollUrl,
     '--ca',
     ca,
     '--port',
@@ -343,8 +371,8 @@ describe('one process per data directory; daemons that outlive their peers', () 
   ];
 
   beforeAll(async () => {
-    server = daemon(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']);
-    serverUrl = (await until(() => readJson(join(S, 'server.json')))).url;
+    server = daemon(['server', '--data-dir', S, '--port', '0', '--enroll-port', '0', '--admin-port', '0']);
+    ({ url: serverUrl, enrollUrl: serverEnrollUrl } = await until(() => readJson(join(S, 'server.json'))));
     gwPort = await freePort();
     const token = (role: string) => cpns('admin', 'token', 'create', '--role', role, '--data-dir', S);
     const [gwToken, ta, tb, created] = await Promise.all([
@@ -355,7 +383,7 @@ describe('one process per data directory; daemons that outlive their peers', () 
     ]);
     sgId = JSON.parse(created).sgId;
     gateway = daemon(gatewayArgs(), { CPNS_TOKEN: gwToken });
-    gwUrl = (await until(() => readJson(join(G, 'gateway.json')))).url;
+    ({ url: gwUrl, enrollUrl: gwEnrollUrl } = await until(() => readJson(join(G, 'gateway.json'))));
     await Promise.all([
       cpnsWith({ env: { CPNS_TOKEN: ta } }, ...pne('pa', 'group', 'join', '--sg', sgId)),
       cpnsWith({ env: { CPNS_TOKEN: tb } }, ...pne('pb', 'group', 'join', '--sg', sgId)),
@@ -370,7 +398,7 @@ describe('one process per data directory; daemons that outlive their peers', () 
     const serverFiles = snapshot(S, files);
 
     const [second, secondGw, secondPne] = await Promise.all([
-      run(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']),
+      run(['server', '--data-dir', S, '--port', '0', '--enroll-port', '0', '--admin-port', '0']),
       run(gatewayArgs()),
       run(pne('pb', 'listen')),
     ]);
@@ -411,7 +439,17 @@ describe('one process per data directory; daemons that outlive their peers', () 
     const adminUrl = readJson(join(S, 'server.json')).adminUrl;
     server.kill('SIGKILL');
     await exited(server);
-    const next = daemon(['server', '--data-dir', S, '--port', '0', '--admin-port', '0']);
+    const next = daemon([
+      'server',
+      '--data-dir',
+      S,
+      '--port',
+      '0',
+      '--enroll-port',
+      '0',
+      '--admin-port',
+      '0',
+    ]);
     await until(() => lockPid(S) === next.pid && readJson(join(S, 'server.json'))?.adminUrl !== adminUrl);
     expect((await epochs()).length).toBe(1);
     for (const d of [next, gateway, listener]) d.kill('SIGTERM');

@@ -46,7 +46,7 @@ function startDaemon(): Daemon {
   rmSync(join(dir, 'server.json'), { force: true });
   const child = spawn(
     process.execPath,
-    [bin, 'server', '--data-dir', dir, '--port', '0', '--admin-port', '0'],
+    [bin, 'server', '--data-dir', dir, '--port', '0', '--enroll-port', '0', '--admin-port', '0'],
     { env: { ...process.env, CPNS_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.push(child);

@@ -25,7 +25,7 @@ export async function startGateway(
   const creds =
     credentials ??
     (await PnGateway.enroll({
-      serverUrl: server.url,
+      enrollUrl: server.enrollUrl,
       caPem: server.caPem,
       token: await server.admin.createToken('gw'),
     }));
@@ -69,7 +69,7 @@ export async function startWifiPnes(server: CpnsServer, gw: PnGateway, n: number
 
 export async function enrollPne(server: CpnsServer, gw: PnGateway): Promise<Credentials> {
   return PneClient.enroll({
-    gwUrl: gw.url,
+    enrollUrl: gw.enrollUrl,
     caPem: server.caPem,
     token: await server.admin.createToken('pne'),
   });

@@ -59,7 +59,7 @@ async function grab(sg: string, epoch: number): Promise<void> {
 
 async function pne(gw: PnGateway, name: string): Promise<PneClient> {
   const credentials = await PneClient.enroll({
-    gwUrl: gw.url,
+    enrollUrl: gw.enrollUrl,
     caPem: server.caPem,
     token: await server.admin.createToken('pne'),
   });
@@ -74,7 +74,7 @@ async function pne(gw: PnGateway, name: string): Promise<PneClient> {
 
 async function gateway(name: string): Promise<PnGateway> {
   const credentials = await PnGateway.enroll({
-    serverUrl: server.url,
+    enrollUrl: server.enrollUrl,
     caPem: server.caPem,
     token: await server.admin.createToken('gw'),
   });

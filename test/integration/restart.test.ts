@@ -22,7 +22,7 @@ beforeAll(async () => {
   server = await startServer(tmp.dir);
   port = Number(new URL(server.url).port);
   gwCreds = await PnGateway.enroll({
-    serverUrl: server.url,
+    enrollUrl: server.enrollUrl,
     caPem: server.caPem,
     token: await server.admin.createToken('gw'),
   });

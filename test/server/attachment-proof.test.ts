@@ -28,7 +28,7 @@ const raws: RawPeer[] = [];
 /** An enrolled, registered GW that speaks raw frames: the rogue-but-enrolled gateway. */
 async function rogueGw(): Promise<RawPeer> {
   const creds = await enrollAt(
-    server.url,
+    server.enrollUrl,
     server.caPem,
     await server.admin.createToken('gw'),
     'gw',

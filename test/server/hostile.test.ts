@@ -30,7 +30,7 @@ beforeAll(async () => {
   sgId = (await a.createGroup({ name: 'target', joinPolicy: 'open' })).sgId;
   await b.joinGroup(sgId);
   const creds = await enrollAt(
-    server.url,
+    server.enrollUrl,
     server.caPem,
     await server.admin.createToken('gw'),
     'gw',

@@ -84,24 +84,26 @@ describe('refused', () => {
 
   it('enrollment with a used, expired or wrong-role token is refused', async () => {
     const token = await server.admin.createToken('pne');
-    await PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token });
+    await PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token });
     const refused = (e: unknown) => isCpnsError(e, 'ENROLL_REFUSED');
-    await expect(PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token })).rejects.toSatisfy(refused);
-    const wrong = await server.admin.createToken('gw');
-    await expect(PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token: wrong })).rejects.toSatisfy(
+    await expect(PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token })).rejects.toSatisfy(
       refused,
     );
+    const wrong = await server.admin.createToken('gw');
+    await expect(
+      PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token: wrong }),
+    ).rejects.toSatisfy(refused);
     const gwWrong = await server.admin.createToken('pne');
     await expect(
-      PnGateway.enroll({ serverUrl: server.url, caPem: server.caPem, token: gwWrong }),
+      PnGateway.enroll({ enrollUrl: server.enrollUrl, caPem: server.caPem, token: gwWrong }),
     ).rejects.toSatisfy(refused);
     const short = await server.admin.createToken('pne', 1);
     await sleep(1100);
-    await expect(PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token: short })).rejects.toSatisfy(
-      refused,
-    );
     await expect(
-      PneClient.enroll({ gwUrl: gw.url, caPem: server.caPem, token: 'never-issued' }),
+      PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token: short }),
+    ).rejects.toSatisfy(refused);
+    await expect(
+      PneClient.enroll({ enrollUrl: gw.enrollUrl, caPem: server.caPem, token: 'never-issued' }),
     ).rejects.toSatisfy(refused);
   });
 
@@ -121,7 +123,7 @@ describe('refused', () => {
   it('a revoked PNE is refused at connect (GW learned it) and after a GW restart (server refuses attach)', async () => {
     const gw2 = await startGateway(server);
     const creds = await PneClient.enroll({
-      gwUrl: gw2.url,
+      enrollUrl: gw2.enrollUrl,
       caPem: server.caPem,
       token: await server.admin.createToken('pne'),
     });
@@ -139,7 +141,7 @@ describe('refused', () => {
 
   it('revoking a GW closes its session and refuses its reconnects', async () => {
     const creds = await PnGateway.enroll({
-      serverUrl: server.url,
+      enrollUrl: server.enrollUrl,
       caPem: server.caPem,
       token: await server.admin.createToken('gw'),
     });
