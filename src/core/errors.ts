@@ -56,6 +56,8 @@ export const ErrorCode = {
   UNEXPECTED_MESSAGE: 'UNEXPECTED_MESSAGE',
   /** Protocol: the identity is revoked. */
   REVOKED: 'REVOKED',
+  /** A request, connection or registration did not complete in time; retrying may help. */
+  TIMEOUT: 'TIMEOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

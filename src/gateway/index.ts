@@ -298,7 +298,7 @@ export class PnGateway extends EventEmitter {
     );
     const registered = new Promise<void>((resolve, reject) => {
       const t = setTimeout(
-        () => reject(new CpnsError(ErrorCode.INVALID_ARGUMENT, 'could not register with the server')),
+        () => reject(new CpnsError(ErrorCode.TIMEOUT, 'could not register with the server in time')),
         opts.startTimeoutMs ?? 15_000,
       );
       gw.once('registered', () => {

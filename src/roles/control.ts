@@ -14,6 +14,7 @@ import {
 } from '../core/codec/index.js';
 import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
 import { isStoreError } from '../store/errors.js';
+import { isTransportError, TransportError, TransportErrorCode } from '../transport/errors.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import type { Session } from '../transport/session.js';
 
@@ -38,15 +39,33 @@ const TEXT: Partial<Record<string, string>> = {
   REPLAY: 'counter already relayed',
   INVALID_ARGUMENT: 'invalid argument',
   INTERNAL: 'internal error',
+  TIMEOUT: 'timed out',
+  // Transport causes travel with their own codes (src/transport/errors.ts, docs/transport.md).
+  TLS_REFUSED: 'secure session refused',
+  NOT_AUTHENTICATED: 'not authenticated',
+  ROLE_REFUSED: 'role not accepted here',
+  PEER_IDENTITY_MISMATCH: 'peer is not the expected identity',
+  BAD_IDENTITY: 'certificate identity invalid',
+  BAD_CSR: 'certificate request invalid',
+  FRAME_TOO_LARGE: 'frame too large',
+  CLOSED: 'connection closed',
+  TUNNEL_OVERFLOW: 'tunnel buffer overflow',
+  TUNNEL_LIMIT: 'too many tunnels',
+  UPGRADE_REFUSED: 'upgrade refused',
+  DATAGRAM_TOO_LARGE: 'datagram too large',
 };
 
 export function errorText(code: string): string {
   return TEXT[code] ?? 'request failed';
 }
 
-/** Stable code of any thrown value: CpnsError codes as they are, store NOT_FOUND mapped, the rest INTERNAL. */
+/**
+ * Stable code of any thrown value: CpnsError and TransportError codes as they are (a timeout is TIMEOUT, a
+ * closed session CLOSED...), store NOT_FOUND / CONFLICT mapped, the rest INTERNAL.
+ */
 export function codeOf(e: unknown): string {
   if (isCpnsError(e)) return e.code;
+  if (isTransportError(e)) return e.code;
   if (isStoreError(e)) {
     if (e.code === 'NOT_FOUND') return ErrorCode.NOT_FOUND;
     if (e.code === 'CONFLICT') return ErrorCode.FORBIDDEN;
@@ -120,7 +139,7 @@ export class Control {
     return new Promise<ControlMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new CpnsError(ErrorCode.INVALID_ARGUMENT, 'request timed out'));
+        reject(new CpnsError(ErrorCode.TIMEOUT, 'request timed out'));
       }, timeoutMs);
       timer.unref();
       this.#pending.set(id, { resolve, reject, timer });
@@ -145,7 +164,7 @@ export class Control {
     this.#pending.delete(ref);
     clearTimeout(p.timer);
     if (msg.t === 'error') {
-      p.reject(new CpnsError(toErrorCode(msg.code), errorText(msg.code), msg.field));
+      p.reject(errorOfReply(msg.code, msg.field));
     } else {
       p.resolve(msg);
     }
@@ -161,8 +180,13 @@ export class Control {
   }
 }
 
-function toErrorCode(code: string): ErrorCode {
-  return (Object.hasOwn(ErrorCode, code) ? code : ErrorCode.UNEXPECTED_MESSAGE) as ErrorCode;
+/** The typed error of an `error` reply: product codes as CpnsError, transport codes as TransportError. */
+function errorOfReply(code: string, field: string | undefined): Error {
+  if (Object.hasOwn(TransportErrorCode, code) && !Object.hasOwn(ErrorCode, code)) {
+    return new TransportError(code as TransportErrorCode, errorText(code), field);
+  }
+  const known = (Object.hasOwn(ErrorCode, code) ? code : ErrorCode.UNEXPECTED_MESSAGE) as ErrorCode;
+  return new CpnsError(known, errorText(known), field);
 }
 
 /** Decodes a control payload; throws CpnsError only. */
