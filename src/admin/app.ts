@@ -219,7 +219,35 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   // ------------------------------------------------------------------ helpers
 
-  const notify = (ev: ChangeEvent) => local.emit('change', ev);
+  // Each mutation reaches a stream once. Wired to the server's `events` (as `cpns server` is), the server reports
+  // every mutation itself, synchronously, before the admin call returns: the app's own notification is then a
+  // duplicate and is dropped. It is the fallback for an app without the server's events (or with an emitter that
+  // does not carry them): emitted only if no matching event came from `events` while the mutation ran.
+  const inFlight = new Set<ChangeEvent[]>();
+  const record = (ev: unknown) => {
+    if (inFlight.size === 0) return;
+    const clean = sanitizeEvent(ev);
+    if (clean) for (const seen of inFlight) seen.push(clean);
+  };
+  o.events?.on('change', record);
+  app.addHook('onClose', async () => {
+    o.events?.off('change', record);
+  });
+  /** Runs an admin mutation, then streams `report(result)` unless `events` already reported it. */
+  const mutate = async <T>(run: () => Promise<T>, report: (r: T) => ChangeEvent): Promise<T> => {
+    const seen: ChangeEvent[] = [];
+    inFlight.add(seen);
+    let r: T;
+    try {
+      r = await run();
+    } finally {
+      inFlight.delete(seen);
+    }
+    const ev = report(r);
+    const same = (e: ChangeEvent) => EVENT_FIELDS.every((k) => ev[k] === undefined || e[k] === ev[k]);
+    if (!seen.some(same)) local.emit('change', ev);
+    return r;
+  };
   const requireGroup = async (sgId: string): Promise<ServiceGroup> => {
     const g = await o.store.getGroup(sgId);
     if (!g) throw new ApiError(404, 'NOT_FOUND', 'no such Service Group', 'sgId');
@@ -353,10 +381,12 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       },
     },
     async (req) => {
-      await o.admin.revoke(req.params.id);
+      await mutate(
+        () => o.admin.revoke(req.params.id),
+        () => ({ kind: 'identity.revoke', identity: req.params.id }),
+      );
       const i = await o.store.getIdentity(req.params.id);
       if (!i) throw new ApiError(404, 'NOT_FOUND', 'no such identity', 'id');
-      notify({ kind: 'identity.revoke', identity: i.id });
       return {
         id: i.id,
         role: i.role,
@@ -400,8 +430,10 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       },
     },
     async (req, reply) => {
-      const { sgId, epoch } = await o.admin.createGroup({ ...req.body });
-      notify({ kind: 'sg.create', sgId, epoch });
+      const { sgId } = await mutate(
+        () => o.admin.createGroup({ ...req.body }),
+        (r) => ({ kind: 'sg.create', sgId: r.sgId, epoch: r.epoch }),
+      );
       const g = await requireGroup(sgId);
       return reply.code(201).send(await groupView(g));
     },
@@ -441,8 +473,10 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     },
     async (req) => {
       await requireGroup(req.params.sgId);
-      await o.admin.updatePolicy(req.params.sgId, { ...req.body });
-      notify({ kind: 'sg.policy', sgId: req.params.sgId });
+      await mutate(
+        () => o.admin.updatePolicy(req.params.sgId, { ...req.body }),
+        () => ({ kind: 'sg.policy', sgId: req.params.sgId }),
+      );
       return groupView(await requireGroup(req.params.sgId));
     },
   );
@@ -459,8 +493,10 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     },
     async (req, reply) => {
       await requireGroup(req.params.sgId);
-      await o.admin.deleteGroup(req.params.sgId);
-      notify({ kind: 'sg.delete', sgId: req.params.sgId });
+      await mutate(
+        () => o.admin.deleteGroup(req.params.sgId),
+        () => ({ kind: 'sg.delete', sgId: req.params.sgId }),
+      );
       return reply.code(204).send();
     },
   );
@@ -495,8 +531,10 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     async (req, reply) => {
       await requireGroup(req.params.sgId);
       const pneId = normPne(req.body.pneId);
-      await o.admin.addMember(req.params.sgId, pneId);
-      notify({ kind: 'member.add', sgId: req.params.sgId, pneId });
+      await mutate(
+        () => o.admin.addMember(req.params.sgId, pneId),
+        () => ({ kind: 'member.add', sgId: req.params.sgId, pneId }),
+      );
       return reply.code(201).send({ sgId: req.params.sgId, pneId });
     },
   );
@@ -514,8 +552,10 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     async (req, reply) => {
       await requireGroup(req.params.sgId);
       const pneId = normPne(req.params.pneId);
-      await o.admin.removeMember(req.params.sgId, pneId);
-      notify({ kind: 'member.remove', sgId: req.params.sgId, pneId });
+      await mutate(
+        () => o.admin.removeMember(req.params.sgId, pneId),
+        () => ({ kind: 'member.remove', sgId: req.params.sgId, pneId }),
+      );
       return reply.code(204).send();
     },
   );
@@ -561,8 +601,10 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     },
     async (req) => {
       await requireGroup(req.params.sgId);
-      const { epoch } = await o.admin.rekey(req.params.sgId);
-      notify({ kind: 'key.update', sgId: req.params.sgId, epoch, reason: 'operator' });
+      const { epoch } = await mutate(
+        () => o.admin.rekey(req.params.sgId),
+        (r) => ({ kind: 'key.update', sgId: req.params.sgId, epoch: r.epoch, reason: 'operator' }),
+      );
       return { sgId: req.params.sgId, epoch };
     },
   );
