@@ -5,13 +5,20 @@ import type { FastifyBaseLogger } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildAdminApp } from '../admin/app.js';
 import { loadOrCreateAdminToken } from '../admin/token.js';
-import { PnGateway } from '../gateway/index.js';
+import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
 import { backoffDelay } from '../transport/session.js';
 import { lockDataDir } from './datadir-lock.js';
-import { loadCredentials, readText, saveCredentials, writeJson } from './files.js';
+import {
+  KEY_ENV,
+  loadCredentials,
+  readKeyEncryptionKey,
+  readText,
+  saveCredentials,
+  writeJson,
+} from './files.js';
 import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { DaemonError, UsageError } from './usage.js';
 
@@ -76,9 +83,39 @@ function untilDone(
 const revokedError = (identity: string) =>
   new DaemonError('REVOKED', `identity ${identity} was revoked by the operator`);
 
-/** Refuses `--token <value>` (a usage error, before anything else happens). */
-function noTokenOnArgv(values: { token?: string }): void {
+/** Refuses `--token <value>` and `--key <value>` (usage errors, before anything else happens). */
+function noTokenOnArgv(values: { token?: string; key?: string }): void {
   if (values.token !== undefined) throw usage(`${TOKEN_ON_ARGV} (CPNS_TOKEN)`);
+  if (values.key !== undefined)
+    throw usage(
+      '--key is not accepted: a key on the command line is visible to every user (ps, /proc) and stays in shell ' +
+        `history; use --key-file <path> or the environment variable ${KEY_ENV}`,
+    );
+}
+
+/**
+ * The GW's / PNE's credentials: loaded from the data directory (the private key unsealed with the key of
+ * --key-file or CPNS_KEY when it is sealed), or else enrolled with `enroll()` and saved (sealed when a key is
+ * given). A plain private key found with a key given is sealed under it (logged). The key is wiped afterwards.
+ */
+async function credentialsOf(
+  dataDir: string,
+  kek: Buffer | undefined,
+  enroll: () => Promise<Credentials>,
+  log: (msg: string) => void,
+): Promise<Credentials> {
+  try {
+    const loaded = loadCredentials(dataDir, {
+      kek,
+      onSealed: () => log('private key was stored in plain PEM: now sealed under the given key'),
+    });
+    if (loaded) return loaded;
+    const c = await enroll();
+    saveCredentials(dataDir, c, kek);
+    return c;
+  } finally {
+    kek?.fill(0);
+  }
 }
 
 /**
@@ -196,6 +233,8 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       ca: { type: 'string', default: env('CPNS_CA') },
       token: { type: 'string' },
       'token-file': { type: 'string' },
+      key: { type: 'string' },
+      'key-file': { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
       'enroll-port': { type: 'string', default: '0' },
@@ -206,16 +245,21 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   noTokenOnArgv(values);
   const dataDir = values['data-dir'];
   const caPem = readText(values.ca);
+  const kek = readKeyEncryptionKey(values['key-file']);
   claimDataDir(dataDir, 'gateway');
-  let credentials = loadCredentials(dataDir);
-  if (!credentials) {
-    const token = await enrollmentToken(values);
-    const enrollUrl = values['enroll-url'] ?? serverEnrollUrl(values.server);
-    credentials = await PnGateway.enroll({ enrollUrl, caPem, token });
-    saveCredentials(dataDir, credentials);
-  }
-  const identity = credentials.identity;
   const log = logger('cpns-gateway');
+  const server = values.server;
+  const credentials = await credentialsOf(
+    dataDir,
+    kek,
+    async () => {
+      const token = await enrollmentToken(values);
+      const enrollUrl = values['enroll-url'] ?? serverEnrollUrl(server);
+      return PnGateway.enroll({ enrollUrl, caPem, token });
+    },
+    (m) => log.warn({ dataDir }, m),
+  );
+  const identity = credentials.identity;
   const gw = await PnGateway.start({
     serverUrl: values.server,
     credentials,
@@ -271,6 +315,8 @@ async function pneConnect(
     ca?: string;
     token?: string;
     'token-file'?: string;
+    key?: string;
+    'key-file'?: string;
     media: string;
   },
   sub: string,
@@ -280,15 +326,19 @@ async function pneConnect(
   if (!values.gw || !values.ca) throw usage('pne needs --gw <wss url> and --ca <ca.pem>');
   noTokenOnArgv(values);
   const caPem = readText(values.ca);
+  const kek = readKeyEncryptionKey(values['key-file']);
   claimDataDir(values['data-dir'], `pne ${sub}`);
-  let credentials = loadCredentials(values['data-dir']);
-  if (!credentials) {
-    const token = await enrollmentToken(values);
-    const enrollUrl = values['enroll-url'];
-    if (!enrollUrl) throw usage(FIRST_START_ENROLL_URL);
-    credentials = await PneClient.enroll({ enrollUrl, caPem, token });
-    saveCredentials(values['data-dir'], credentials);
-  }
+  const credentials = await credentialsOf(
+    values['data-dir'],
+    kek,
+    async () => {
+      const token = await enrollmentToken(values);
+      const enrollUrl = values['enroll-url'];
+      if (!enrollUrl) throw usage(FIRST_START_ENROLL_URL);
+      return PneClient.enroll({ enrollUrl, caPem, token });
+    },
+    (m) => log.warn({ dataDir: values['data-dir'] }, m),
+  );
   for (let attempt = 1; ; attempt++) {
     try {
       return await PneClient.connect({
@@ -326,6 +376,8 @@ export async function pneCommand(argv: string[]): Promise<number> {
       ca: { type: 'string', default: env('CPNS_CA') },
       token: { type: 'string' },
       'token-file': { type: 'string' },
+      key: { type: 'string' },
+      'key-file': { type: 'string' },
       media: { type: 'string', default: '' },
       sg: { type: 'string' },
       data: { type: 'string' },

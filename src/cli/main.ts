@@ -15,8 +15,9 @@ commands:
   server          run a CPNS Server        [--data-dir D] [--port 7443] [--enroll-port 7445] [--admin-port 7444]
   gateway         run a PN GW              --server URL --ca ca.pem [--enroll-url URL] [--token-file F|-]
                                            [--data-dir D] [--port P] [--enroll-port P] [--media wifi,bt]
+                                           [--key-file F]
   pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--enroll-url URL] [--token-file F|-]
-                                           [--data-dir D]
+                                           [--data-dir D] [--key-file F]
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
@@ -26,9 +27,12 @@ server, gateway and pne take --config <file.json> (keys = long option names; the
 Enrollment tokens: --token-file <path>, --token-file - (standard input) or CPNS_TOKEN, never on the command line.
 Enrollment has its own listener (anonymous TLS): the server's on --enroll-port (default 7445; a GW's --enroll-url
 defaults to the --server host on that port), a GW's on its --enroll-port (its URL is printed and in gateway.json).
+GW / PNE private key at rest: plain PEM in <dir>/credentials.json (mode 0600) by default; sealed (AES-256-GCM)
+under a key of 64 hex digits (\`openssl rand -hex 32\`) from --key-file <path> (mode 0600) or CPNS_KEY, never on the
+command line. Once sealed, every start needs that key (KEY_REQUIRED / KEY_MISMATCH otherwise).
 One process per data directory (<dir>/cpns.lock); a daemon whose identity is revoked exits with code 1.
 environment: CPNS_DATA_DIR, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_ENROLL_URL, CPNS_ENROLL_PORT, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
-             CPNS_MASTER_KEY`;
+             CPNS_MASTER_KEY, CPNS_KEY`;
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
