@@ -51,6 +51,10 @@ describe('delivery policy per Service Group', () => {
       deliveryPolicy: { broadcast: false, broadcastThreshold: 1, ackTimeoutMs: 1000 },
     });
     await until(() => pnes.every((p) => p.currentEpoch(dflt.sgId) === 1 && p.currentEpoch(uni.sgId) === 1));
+    // The GW sends a PNE's first key of an SG by unicast; wait until the first keys' acks are through the GW
+    // (the server has them), so the next update is chosen by policy alone.
+    await methodsAt(dflt.sgId, 1);
+    await methodsAt(uni.sgId, 1);
 
     const a = await server.admin.rekey(dflt.sgId);
     const b = await server.admin.rekey(uni.sgId);
