@@ -109,6 +109,7 @@ function wireGroup(g: ServiceGroup, currentEpoch: number, members: string[]) {
     joinPolicy: g.joinPolicy,
     suite: SUITE_NAMES[g.suite] ?? 'aes-256-gcm',
     sourceAuth: g.sourceAuth,
+    updateOnJoin: g.updateOnJoin,
     rekeyIntervalSec: g.rekeyIntervalSec,
     deliveryPolicy: g.deliveryPolicy,
     createdAt: g.createdAt,
@@ -415,6 +416,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       joinPolicy?: 'open' | 'invite';
       suite?: 'aes-256-gcm' | 'chacha20-poly1305';
       sourceAuth?: boolean;
+      updateOnJoin?: boolean;
       rekeyIntervalSec?: number;
       members?: string[];
       deliveryPolicy?: { broadcast: boolean; broadcastThreshold: number; ackTimeoutMs: number };
@@ -458,6 +460,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       joinPolicy?: 'open' | 'invite';
       rekeyIntervalSec?: number | null;
       sourceAuth?: boolean;
+      updateOnJoin?: boolean;
       deliveryPolicy?: { broadcast: boolean; broadcastThreshold: number; ackTimeoutMs: number } | null;
     };
   }>(
@@ -465,7 +468,8 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     {
       schema: {
         tags: ['service-groups'],
-        summary: 'Change a Service Group policy: join mode, periodic update interval, source authentication',
+        summary:
+          'Change a Service Group policy: join mode, update on join, periodic update interval, source authentication',
         params: S.sgParams,
         body: S.updatePolicyBody,
         response: S.responses.group,
@@ -522,7 +526,8 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     {
       schema: {
         tags: ['service-groups'],
-        summary: 'Add a member (it receives the current Group Key)',
+        summary:
+          'Add a member (with update on join, the Group Key is updated and the member gets only the new one)',
         params: S.sgParams,
         body: S.addMemberBody,
         response: S.responses.memberAdded,
@@ -536,6 +541,28 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
         () => ({ kind: 'member.add', sgId: req.params.sgId, pneId }),
       );
       return reply.code(201).send({ sgId: req.params.sgId, pneId });
+    },
+  );
+
+  app.post<{ Params: { sgId: string }; Body: { pneIds: string[] } }>(
+    `${API}/service-groups/:sgId/members/batch`,
+    {
+      schema: {
+        tags: ['service-groups'],
+        summary: 'Add several members at once (with update on join: one Group Key update for the batch)',
+        params: S.sgParams,
+        body: S.addMembersBody,
+        response: S.responses.membersAdded,
+      },
+    },
+    async (req, reply) => {
+      await requireGroup(req.params.sgId);
+      const pneIds = [...new Set(req.body.pneIds.map(normPne))];
+      await mutate(
+        () => o.admin.addMembers(req.params.sgId, pneIds),
+        () => ({ kind: 'member.add', sgId: req.params.sgId }),
+      );
+      return reply.code(201).send({ sgId: req.params.sgId, pneIds });
     },
   );
 

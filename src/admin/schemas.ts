@@ -77,6 +77,11 @@ export const components: Record<string, object> = {
     joinPolicy: joinPolicySchema,
     suite: suiteSchema,
     sourceAuth: { type: 'boolean', description: 'Messages must carry a sender signature' },
+    updateOnJoin: {
+      type: 'boolean',
+      description:
+        'A join updates the Group Key (backward secrecy). false: a joiner can read what was sent earlier in the current epoch',
+    },
     rekeyIntervalSec: nullable('integer', { description: 'Periodic key update interval; null = none' }),
     deliveryPolicy: nullable('object', { additionalProperties: true }),
     createdAt: time('Creation time'),
@@ -176,6 +181,7 @@ export const createGroupBody = obj(
     joinPolicy: { ...joinPolicySchema, description: "Default 'invite' (only invited PNEs may join)" },
     suite: { ...suiteSchema, description: "Default 'aes-256-gcm'" },
     sourceAuth: { type: 'boolean', description: 'Default false' },
+    updateOnJoin: { type: 'boolean', description: 'Default true: every join updates the Group Key' },
     rekeyIntervalSec: int({ minimum: 60, maximum: 366 * 24 * 3600, description: 'Periodic update' }),
     deliveryPolicy: { ...deliveryPolicySchema, description: 'Default: the server-wide delivery policy' },
     members: {
@@ -199,6 +205,7 @@ export const updatePolicyBody = {
         description: 'Periodic update interval; null turns periodic updates off',
       }),
       sourceAuth: { type: 'boolean' },
+      updateOnJoin: { type: 'boolean' },
       deliveryPolicy: {
         oneOf: [deliveryPolicySchema, { type: 'null' }],
         description: 'null = back to the server-wide delivery policy',
@@ -210,6 +217,17 @@ export const updatePolicyBody = {
 };
 
 export const addMemberBody = obj({ pneId: str({ pattern: PNE_REF_PATTERN }) });
+
+export const addMembersBody = obj({
+  pneIds: {
+    type: 'array',
+    minItems: 1,
+    maxItems: 1000,
+    uniqueItems: true,
+    items: str({ pattern: PNE_REF_PATTERN }),
+    description: 'PNE identities or bare UUIDs, added together (one key update with update on join)',
+  },
+});
 
 export const auditQuery = obj(
   {
@@ -245,6 +263,7 @@ export const responses = {
   noContent: { 204: { type: 'null', description: 'Done' }, ...errorResponses },
   members: { 200: arr({ $ref: 'MemberKeyState#' }), ...errorResponses },
   memberAdded: { 201: obj({ sgId: sgIdSchema, pneId: pneIdSchema }), ...errorResponses },
+  membersAdded: { 201: obj({ sgId: sgIdSchema, pneIds: arr(pneIdSchema) }), ...errorResponses },
   keyStatus: { 200: { $ref: 'KeyStatus#' }, ...errorResponses },
   rekey: {
     200: obj({ sgId: sgIdSchema, epoch: int({ minimum: 1, description: 'The new current epoch' }) }),

@@ -10,13 +10,16 @@ const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--tok
   identities [--role gw|pne]                  enrolled identities and their revocation
   sg list
   sg create --name N [--open] [--member <pne>]... [--rekey-interval <sec>] [--source-auth]
-            [--suite aes-256-gcm|chacha20-poly1305]
+            [--suite aes-256-gcm|chacha20-poly1305] [--no-update-on-join]
   sg status <sgId>                            Group Key state: members, their PN (GW), online, acked epoch,
                                               delivery method, lag
   sg delete|rekey <sgId>
   sg policy <sgId> [--open|--invite] [--rekey-interval <sec>|--no-rekey] [--source-auth|--no-source-auth]
+                   [--update-on-join|--no-update-on-join]
                    [--unicast-only | --broadcast-threshold <n> [--ack-timeout <ms>] | --default-delivery]
-  sg add|remove <sgId> <pne>
+  sg add <sgId> <pne> [<pne>...]              add members (several: one key update with update on join)
+  sg remove <sgId> <pne>
+  (update on join, the default: every join updates the Group Key, so a joiner cannot read earlier messages)
   audit [--sg <sgId>] [--action <a>] [--after-seq <n>] [--limit <n>] [--all]
                                               audit log, oldest first (--all follows every page)
 
@@ -71,6 +74,8 @@ export async function adminCommand(argv: string[]): Promise<number> {
       open: { type: 'boolean', default: false },
       'source-auth': { type: 'boolean', default: false },
       'no-source-auth': { type: 'boolean', default: false },
+      'update-on-join': { type: 'boolean', default: false },
+      'no-update-on-join': { type: 'boolean', default: false },
       invite: { type: 'boolean', default: false },
       'no-rekey': { type: 'boolean', default: false },
       'unicast-only': { type: 'boolean', default: false },
@@ -155,7 +160,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
     );
   }
   if (a === 'audit') return audit(ep, values, out, num);
-  if (a === 'sg') return sgCommand(ep, b, c, d, values, out, num);
+  if (a === 'sg') return sgCommand(ep, b, c, positionals.slice(3), values, out, num);
   throw new UsageError(USAGE);
 }
 
@@ -163,7 +168,7 @@ async function sgCommand(
   ep: AdminEndpoint,
   b: string | undefined,
   c: string | undefined,
-  d: string | undefined,
+  rest: string[],
   values: {
     name?: string;
     open: boolean;
@@ -173,6 +178,8 @@ async function sgCommand(
     'rekey-interval'?: string;
     invite: boolean;
     'no-source-auth': boolean;
+    'update-on-join': boolean;
+    'no-update-on-join': boolean;
     'no-rekey': boolean;
     'unicast-only': boolean;
     'broadcast-threshold'?: string;
@@ -185,7 +192,16 @@ async function sgCommand(
   if (b === 'list') {
     const groups = (await adminRequest(ep, 'GET', '/service-groups')) as Row[];
     return out(groups, () =>
-      table(groups, ['sgId', 'name', 'ownerId', 'joinPolicy', 'suite', 'currentEpoch', 'memberCount']),
+      table(groups, [
+        'sgId',
+        'name',
+        'ownerId',
+        'joinPolicy',
+        'updateOnJoin',
+        'suite',
+        'currentEpoch',
+        'memberCount',
+      ]),
     );
   }
   if (b === 'create') {
@@ -196,6 +212,7 @@ async function sgCommand(
         name: values.name,
         joinPolicy: values.open ? 'open' : 'invite',
         sourceAuth: values['source-auth'],
+        ...(values['no-update-on-join'] ? { updateOnJoin: false } : {}),
         ...(values.suite ? { suite: values.suite } : {}),
         ...(values.member ? { members: values.member } : {}),
         ...(rekeyIntervalSec !== undefined ? { rekeyIntervalSec } : {}),
@@ -230,6 +247,8 @@ async function sgCommand(
     if (values['no-rekey']) body.rekeyIntervalSec = null;
     if (values['source-auth']) body.sourceAuth = true;
     if (values['no-source-auth']) body.sourceAuth = false;
+    if (values['update-on-join']) body.updateOnJoin = true;
+    if (values['no-update-on-join']) body.updateOnJoin = false;
     const threshold = num(values['broadcast-threshold'], '--broadcast-threshold');
     const ackTimeoutMs = num(values['ack-timeout'], '--ack-timeout') ?? 1500;
     if (values['unicast-only'])
@@ -249,9 +268,14 @@ async function sgCommand(
     await adminRequest(ep, 'DELETE', `/service-groups/${enc(c)}`);
     return out({ ok: true }, () => `deleted ${c}`);
   }
+  const d = rest[0];
   if (b === 'add' && c && d) {
-    await adminRequest(ep, 'POST', `/service-groups/${enc(c)}/members`, { body: { pneId: d } });
-    return out({ ok: true }, () => `added ${d} to ${c}`);
+    if (rest.length === 1) {
+      await adminRequest(ep, 'POST', `/service-groups/${enc(c)}/members`, { body: { pneId: d } });
+    } else {
+      await adminRequest(ep, 'POST', `/service-groups/${enc(c)}/members/batch`, { body: { pneIds: rest } });
+    }
+    return out({ ok: true }, () => `added ${rest.join(', ')} to ${c}`);
   }
   if (b === 'remove' && c && d) {
     await adminRequest(ep, 'DELETE', `/service-groups/${enc(c)}/members/${enc(d)}`);

@@ -133,9 +133,19 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     log(
       `[watch]    creates Service Group "family-game" ${sgId} -> server creates the Group Key, epoch ${epoch}`,
     );
-    for (const p of [tv, konsole, tablet]) await p.client.joinGroup(sgId);
-    for (const p of [watch, tv, konsole, tablet]) await p.client.waitForKey(sgId, 1);
-    log('[tv, console, tablet] join; each got the Group Key from its own PN GW over the GW-PNE TLS session');
+    // join: backward secrecy on join (the default) — the joins update the Group Key, so a joiner cannot read what
+    // was sent before it joined; joins at the same moment share one update.
+    await Promise.all([tv, konsole, tablet].map((p) => p.client.joinGroup(sgId)));
+    await until(() =>
+      [watch, tv, konsole, tablet].every((p) => p.client.currentEpoch(sgId) === server.currentEpoch(sgId)),
+    );
+    const eJoin = server.currentEpoch(sgId) ?? 0;
+    log(
+      `[tv, console, tablet] join -> the server updates the Group Key (a joiner cannot read earlier messages): epoch ${eJoin}`,
+    );
+    log(
+      '           each member got it from its own PN GW (unicast over the GW-PNE TLS session, or broadcast)',
+    );
     log(
       '           members: watch, tv (PN home), console, tablet (PN car); speaker and headset are not members',
     );
@@ -157,14 +167,15 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
     log('[watch]    removes tablet from the Service Group -> the server updates the Group Key (no grace)');
     await watch.client.removeMember(sgId, tablet.client.identity);
     const members2 = [watch, tv, konsole];
-    await until(() => members2.every((p) => (p.client.currentEpoch(sgId) ?? 0) >= 2));
+    const e2 = eJoin + 1;
+    await until(() => members2.every((p) => (p.client.currentEpoch(sgId) ?? 0) >= e2));
     log(`[server]   epoch ${watch.client.currentEpoch(sgId)} now held by watch, tv, console only`);
     const m2 = tv.client.send(sgId, 'round 2: tablet is out');
-    await until(() => [watch, konsole].every((p) => p.inbox.some((m) => m.epoch === 2)));
+    await until(() => [watch, konsole].every((p) => p.inbox.some((m) => m.epoch === e2)));
     await sleep(100);
-    log('[tv]       sends "round 2: tablet is out" under epoch 2');
+    log(`[tv]       sends "round 2: tablet is out" under epoch ${e2}`);
     for (const p of [watch, konsole, tablet, speaker]) {
-      const got = p.inbox.find((m) => m.epoch === 2);
+      const got = p.inbox.find((m) => m.epoch === e2);
       log(
         `  ${p.name.padEnd(8)} ${got ? `read "${got.plaintext.toString()}"` : 'received nothing (not relayed to it)'}`,
       );

@@ -87,6 +87,11 @@ export interface ServerOptions {
    * activateAt) so that members switch together. Default 0: immediate.
    */
   periodicLeadSec?: number;
+  /**
+   * Joins within this window share one Group Key update (backward secrecy on join, docs/protocol.md). Default
+   * 20 ms: a joiner waits that much longer for its key; a burst of joins costs one update.
+   */
+  joinUpdateDelayMs?: number;
   /** Most PNEs one GW session may name in pne.attach (claims, proven or not). Default 10 000. */
   maxPnesPerGw?: number;
 }
@@ -99,8 +104,10 @@ export interface CreateGroupInput {
   joinPolicy?: 'open' | 'invite';
   suite?: WireSuite;
   sourceAuth?: boolean;
+  /** Update the Group Key when a member joins (backward secrecy). Default true. */
+  updateOnJoin?: boolean;
   rekeyIntervalSec?: number;
-  /** PNE identities or bare UUIDs. */
+  /** PNE identities or bare UUIDs (enrolled PNEs only); they are members before the first key. */
   members?: string[];
   /** This SG's delivery policy at the PN GWs (default: the server-wide policy). */
   deliveryPolicy?: DeliveryPolicy;
@@ -110,6 +117,8 @@ export interface GroupPolicyPatch {
   joinPolicy?: 'open' | 'invite';
   rekeyIntervalSec?: number | null;
   sourceAuth?: boolean;
+  /** Update the Group Key when a member joins (default on); off: a joiner can read the current epoch's past. */
+  updateOnJoin?: boolean;
   /** null = back to the server-wide policy; applies from the next key delivery. */
   deliveryPolicy?: DeliveryPolicy | null;
 }
@@ -125,6 +134,8 @@ export interface ServerAdmin {
   createGroup(o: CreateGroupInput): Promise<{ sgId: string; epoch: number }>;
   deleteGroup(sgId: string): Promise<void>;
   addMember(sgId: string, pne: string): Promise<void>;
+  /** Adds several members at once: with update on join, one key update for the whole batch. */
+  addMembers(sgId: string, pnes: readonly string[]): Promise<void>;
   removeMember(sgId: string, pne: string): Promise<void>;
   rekey(sgId: string): Promise<{ epoch: number }>;
   /** Change an SG's policy: join mode, periodic update interval (null = off), source authentication. */
@@ -152,6 +163,7 @@ const SECRET_CLEAN = 'relay.clean-shutdown';
 const OPERATOR = 'operator';
 const ENROLL_SESSION_MS = 30_000;
 const DEFAULT_MAX_PNES_PER_GW = 10_000;
+const DEFAULT_JOIN_UPDATE_DELAY_MS = 20;
 /** Epochs per SG whose key.deliver targets a GW session remembers, to check that GW's acks (rule K2). */
 const SENT_EPOCHS_KEPT = 4;
 
@@ -172,6 +184,15 @@ interface SgState {
   deliveryPolicy: DeliveryPolicy | undefined;
   /** Members must sign their messages (Ed25519); the server distributes members' signing keys. */
   sourceAuth: boolean;
+  /** A join updates the Group Key (backward secrecy); joins queued together share one update. */
+  updateOnJoin: boolean;
+  /**
+   * Joiners waiting for the join update (backward secrecy on join): no key delivery names them until a new epoch
+   * exists, and their key.fetch waits for it.
+   */
+  readonly pendingJoiners: Set<string>;
+  /** The scheduled join update (one per window of `joinUpdateDelayMs`), until it has run. */
+  joinUpdate: { timer: NodeJS.Timeout; run: () => Promise<void>; done: Promise<void> } | undefined;
 }
 
 interface GwConn {
@@ -357,6 +378,8 @@ export class CpnsServer {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Pending join updates run now: a joiner must not find the old epoch after a restart.
+    await Promise.allSettled([...this.#groups.values()].map((st) => st.joinUpdate?.run()));
     this.#closed = true;
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     for (const st of this.#groups.values()) if (st.timer) clearInterval(st.timer);
@@ -407,6 +430,9 @@ export class CpnsServer {
         targetGws: new Set(),
         deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy),
         sourceAuth: g.sourceAuth,
+        updateOnJoin: g.updateOnJoin,
+        pendingJoiners: new Set(),
+        joinUpdate: undefined,
       };
       this.#groups.set(g.sgId, st);
       this.#startTimer(st);
@@ -901,10 +927,17 @@ export class CpnsServer {
         return;
       }
       case 'key.fetch': {
-        const st = this.#group(msg.sgId);
-        if (!st.members.has(me)) fail(ErrorCode.NOT_MEMBER, 'sgId');
-        const k = await this.store.getCurrentKey(msg.sgId);
-        if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
+        const joining = this.#group(msg.sgId);
+        if (joining.pendingJoiners.has(me)) await joining.joinUpdate?.done;
+        // Under the SG's lock: a join update queued before this fetch runs first, so a joiner never fetches
+        // the key of an epoch from before its join (backward secrecy on join).
+        const { st, k } = await this.#withSg(msg.sgId, async () => {
+          const st = this.#group(msg.sgId);
+          if (!st.members.has(me)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+          const k = await this.store.getCurrentKey(msg.sgId);
+          if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
+          return { st, k };
+        });
         try {
           pt.control.send({
             t: 'key.deliver',
@@ -1095,6 +1128,8 @@ export class CpnsServer {
             ? (this.#opts.leaveGraceSec ?? 0)
             : (this.#opts.periodicGraceSec ?? 10);
       const previous = st.epoch;
+      // A new epoch is fresh for every joiner: from here on deliveries name them again.
+      st.pendingJoiners.clear();
       st.prevEpoch = previous > 0 ? previous : undefined;
       st.prevUntil = Date.now() + (leadSec + graceSec) * 1000;
       st.epoch = meta.epoch;
@@ -1137,6 +1172,8 @@ export class CpnsServer {
   ): void {
     const byGw = new Map<string, string[]>();
     for (const m of st.members) {
+      // A joiner waiting for its join update never gets a key from before its join.
+      if (st.pendingJoiners.has(m)) continue;
       const gw = this.#servingGw(m);
       if (gw === undefined) continue;
       let l = byGw.get(gw);
@@ -1260,6 +1297,7 @@ export class CpnsServer {
         joinPolicy: o.joinPolicy ?? 'invite',
         suite,
         sourceAuth: o.sourceAuth ?? false,
+        updateOnJoin: o.updateOnJoin ?? true,
         rekeyIntervalSec: o.rekeyIntervalSec ?? null,
         deliveryPolicy: o.deliveryPolicy ? { ...o.deliveryPolicy } : null,
         members,
@@ -1286,6 +1324,9 @@ export class CpnsServer {
       targetGws: new Set(),
       deliveryPolicy: o.deliveryPolicy,
       sourceAuth: o.sourceAuth ?? false,
+      updateOnJoin: g.updateOnJoin,
+      pendingJoiners: new Set(),
+      joinUpdate: undefined,
     };
     this.#groups.set(g.sgId, st);
     const epoch = await this.#withSg(g.sgId, () => this.#rekeyLocked(st, 'create', actor));
@@ -1322,18 +1363,68 @@ export class CpnsServer {
   }
 
   async #addMember(sgId: string, pne: string, actor: string): Promise<void> {
+    await this.#addMembers(sgId, [pne], actor);
+  }
+
+  /**
+   * Adds members. With update on join (issue #8 §8, docs/protocol.md "Backward secrecy on join"), a joiner never
+   * gets the current key: one update (reason `join`) follows, shared by every join queued before it runs — so a
+   * batch, or joins that arrive together, cost one update. Without it, a joiner gets the current key (it can read
+   * what was sent earlier in this epoch).
+   */
+  async #addMembers(sgId: string, pnes: readonly string[], actor: string): Promise<void> {
     await this.#withSg(sgId, async () => {
       const st = this.#group(sgId);
-      if (st.members.has(pne)) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
-      await this.#requireEnrolledPne(pne);
-      await this.store.addMember(sgId, pne);
-      st.members.add(pne);
-      await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: pne });
-      this.#emit({ kind: 'member.add', sgId, pneId: pne });
-      const gw = this.#servingGw(pne);
-      if (gw !== undefined) await this.#sendCurrentKey(st, gw);
-      this.#pushSigners(st); // the other members learn the newcomer's signing key
+      const fresh = [...new Set(pnes)];
+      if (fresh.some((p) => st.members.has(p))) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
+      for (const p of fresh) await this.#requireEnrolledPne(p);
+      for (const p of fresh) {
+        await this.store.addMember(sgId, p);
+        st.members.add(p);
+        await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: p });
+        this.#emit({ kind: 'member.add', sgId, pneId: p });
+      }
+      if (fresh.length === 0) return;
+      if (st.updateOnJoin) {
+        for (const p of fresh) st.pendingJoiners.add(p);
+        this.#scheduleJoinUpdate(st, actor);
+        return;
+      }
+      for (const gw of new Set(fresh.map((p) => this.#servingGw(p)))) {
+        if (gw !== undefined) await this.#sendCurrentKey(st, gw);
+      }
+      this.#pushSigners(st); // the other members learn the newcomers' signing keys
     });
+  }
+
+  /**
+   * One join update per window: joins within `joinUpdateDelayMs` of the first share it. Any new epoch in between
+   * (a leave, an operator update) serves the joiners too, and then this one is skipped.
+   */
+  #scheduleJoinUpdate(st: SgState, actor: string): void {
+    if (st.joinUpdate) return;
+    let resolve: () => void = () => {};
+    const done = new Promise<void>((r) => {
+      resolve = r;
+    });
+    const run = async (): Promise<void> => {
+      if (st.joinUpdate?.run !== run) return;
+      clearTimeout(st.joinUpdate.timer);
+      st.joinUpdate = undefined;
+      try {
+        await this.#withSg(st.sgId, async () => {
+          if (this.#groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
+            await this.#rekeyLocked(st, 'join', actor);
+        });
+      } catch (e) {
+        this.#log.warn({ code: codeOf(e), sgId: st.sgId }, 'join update failed');
+      } finally {
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => void run(), this.#opts.joinUpdateDelayMs ?? DEFAULT_JOIN_UPDATE_DELAY_MS);
+    timer.unref();
+    st.joinUpdate = { timer, run, done };
   }
 
   /** Only an enrolled, unrevoked PNE can be a member (a never-enrolled id would be a ghost that rekeys on leave). */
@@ -1479,6 +1570,7 @@ export class CpnsServer {
           if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
           // Applies from the next key delivery (devices learn the SG's policy with its key).
           if (patch.sourceAuth !== undefined) st.sourceAuth = patch.sourceAuth;
+          if (patch.updateOnJoin !== undefined) st.updateOnJoin = patch.updateOnJoin;
           if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
           if (patch.rekeyIntervalSec !== undefined) {
             st.rekeyIntervalSec = patch.rekeyIntervalSec;
@@ -1493,6 +1585,7 @@ export class CpnsServer {
           this.#emit({ kind: 'sg.policy', sgId });
         }),
       addMember: (sgId, pne) => this.#addMember(sgId, toPneIdentity(pne), OPERATOR),
+      addMembers: (sgId, pnes) => this.#addMembers(sgId, pnes.map(toPneIdentity), OPERATOR),
       removeMember: (sgId, pne) => this.#removeMember(sgId, toPneIdentity(pne), 'remove', OPERATOR),
       rekey: async (sgId) => {
         const epoch = await this.#withSg(sgId, () =>

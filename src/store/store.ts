@@ -104,6 +104,8 @@ export interface NewServiceGroup {
   readonly joinPolicy: JoinPolicy;
   readonly suite: Suite;
   readonly sourceAuth: boolean;
+  /** Update the Group Key when a member joins (backward secrecy). Default true. */
+  readonly updateOnJoin?: boolean;
   readonly rekeyIntervalSec?: number | null;
   readonly deliveryPolicy?: JsonObject | null;
   readonly createdAt?: number;
@@ -118,6 +120,8 @@ export interface ServiceGroup {
   readonly joinPolicy: JoinPolicy;
   readonly suite: Suite;
   readonly sourceAuth: boolean;
+  /** A joining member gets a fresh Group Key, so it cannot open what was sent before it joined. */
+  readonly updateOnJoin: boolean;
   readonly rekeyIntervalSec: number | null;
   readonly deliveryPolicy: JsonObject | null;
   readonly createdAt: number;
@@ -129,6 +133,7 @@ export interface ServiceGroupPatch {
   readonly name?: string;
   readonly joinPolicy?: JoinPolicy;
   readonly sourceAuth?: boolean;
+  readonly updateOnJoin?: boolean;
   readonly rekeyIntervalSec?: number | null;
   readonly deliveryPolicy?: JsonObject | null;
 }

@@ -4,6 +4,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHttpError } from '../../src/admin/errors.js';
 import { METRIC_NAMES } from '../../src/metrics/index.js';
+import { until } from '../integration/helpers.js';
 import { enrolled, randomPne, type Stack, startStack } from './fixture.js';
 
 let s: Stack;
@@ -186,6 +187,8 @@ describe('Service Groups, members and Group Key status', () => {
       suite: 'chacha20-poly1305',
       sourceAuth: true,
       rekeyIntervalSec: 3600,
+      // Off here, so the epochs below count only the updates this file makes; update on join: its own test.
+      updateOnJoin: false,
       members: [s.pneIdentity, other, bare],
     });
     expect(r.status, r.body).toBe(201);
@@ -351,6 +354,42 @@ describe('Service Groups, members and Group Key status', () => {
     );
   });
 
+  it('update on join is the default: a join updates the key, a batch costs one update; PATCH turns it off', async () => {
+    const created = await call('POST', '/api/v1/service-groups', { name: 'backward secrecy' });
+    expect(created.status, created.body).toBe(201);
+    expect(created.json).toMatchObject({ updateOnJoin: true, joinPolicy: 'invite', currentEpoch: 1 });
+    const id = created.json.sgId;
+    const one = await enrolled(s, randomPne());
+    expect((await call('POST', `/api/v1/service-groups/${id}/members`, { pneId: one })).status).toBe(201);
+    await until(async () => (await call('GET', `/api/v1/service-groups/${id}`)).json.currentEpoch === 2);
+    const key = await call('GET', `/api/v1/service-groups/${id}/key`);
+    expect(key.json.current).toMatchObject({ epoch: 2, reason: 'join' });
+    const batch = await enrolled(s, [randomPne(), randomPne(), randomPne()]);
+    const b = await call('POST', `/api/v1/service-groups/${id}/members/batch`, { pneIds: batch });
+    expect(b.status, b.body).toBe(201);
+    expect(b.json).toEqual({ sgId: id, pneIds: batch });
+    await until(async () => (await call('GET', `/api/v1/service-groups/${id}`)).json.currentEpoch === 3);
+    expect((await call('GET', `/api/v1/service-groups/${id}`)).json.memberCount).toBe(4);
+    // A batch with a member already in, or a PNE never enrolled: refused as a whole.
+    expectError(
+      await call('POST', `/api/v1/service-groups/${id}/members/batch`, { pneIds: [one, randomPne()] }),
+      409,
+      'ALREADY_MEMBER',
+    );
+    expectError(
+      await call('POST', `/api/v1/service-groups/${id}/members/batch`, { pneIds: [randomPne()] }),
+      404,
+      'NOT_FOUND',
+    );
+    expect((await call('GET', `/api/v1/service-groups/${id}`)).json.memberCount).toBe(4);
+    const off = await call('PATCH', `/api/v1/service-groups/${id}`, { updateOnJoin: false });
+    expect(off.json.updateOnJoin).toBe(false);
+    await call('POST', `/api/v1/service-groups/${id}/members`, { pneId: await enrolled(s, randomPne()) });
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await call('GET', `/api/v1/service-groups/${id}`)).json.currentEpoch).toBe(3);
+    await call('DELETE', `/api/v1/service-groups/${id}`);
+  });
+
   it('pages and filters the audit log', async () => {
     const all = await call('GET', '/api/v1/audit?limit=1000');
     expect(all.status).toBe(200);
@@ -417,6 +456,7 @@ describe('OpenAPI, metrics, errors and events', () => {
         'PATCH /api/v1/service-groups/{sgId}',
         'GET /api/v1/service-groups/{sgId}/members',
         'POST /api/v1/service-groups/{sgId}/members',
+        'POST /api/v1/service-groups/{sgId}/members/batch',
         'DELETE /api/v1/service-groups/{sgId}/members/{pneId}',
         'GET /api/v1/service-groups/{sgId}/key',
         'POST /api/v1/service-groups/{sgId}/rekey',

@@ -294,6 +294,7 @@ const BODIES: Readonly<Record<string, (c: Ctx) => unknown>> = {
   'POST /api/v1/service-groups': () => ({ name: 'evil' }),
   'PATCH /api/v1/service-groups/{sgId}': () => ({ sourceAuth: true, joinPolicy: 'open' }),
   'POST /api/v1/service-groups/{sgId}/members': (c) => ({ pneId: c.newPne }),
+  'POST /api/v1/service-groups/{sgId}/members/batch': (c) => ({ pneIds: [c.newPne] }),
 };
 
 const fill = (template: string, c: Ctx) =>

@@ -193,7 +193,8 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const sent = JSON.parse(
       await cpns(...pne('p1', 'send', '--sg', created.sgId, '--data', 'hello from p1')),
     );
-    expect(sent.epoch).toBe(1);
+    // p2's join updated the Group Key (update on join, the default): epoch 2.
+    expect(sent.epoch).toBe(2);
     const msg = await until(() =>
       listener.lines.map((l) => JSON.parse(l)).find((e) => e.event === 'message'),
     );
@@ -202,7 +203,7 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
 
     const status = JSON.parse(await cpns('admin', 'sg', 'status', created.sgId, '--data-dir', S));
     expect(status.members.length).toBe(2);
-    expect(status.currentEpoch).toBe(1);
+    expect(status.currentEpoch).toBe(2);
     for (const m of status.members) {
       // each member: its PN (GW), online, acked epoch, delivery method, lag
       expect(m.gwId).toBe(gw.identity);
@@ -212,12 +213,12 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
       expect(m).toHaveProperty('lag');
       expect(m).not.toHaveProperty('key');
     }
-    // the listening PNE is online and acked epoch 1 (it already opened a message of that epoch)
+    // the listening PNE is online and acked epoch 2 (it already opened a message of that epoch)
     let listenerMember: { online: boolean; ackedEpoch: number | null; lag: number } | undefined;
     for (let i = 0; i < 20 && !listenerMember; i++) {
       const st = JSON.parse(await cpns('admin', 'sg', 'status', created.sgId, '--data-dir', S));
       listenerMember = st.members.find(
-        (m: { online: boolean; ackedEpoch: number | null }) => m.online && m.ackedEpoch === 1,
+        (m: { online: boolean; ackedEpoch: number | null }) => m.online && m.ackedEpoch === 2,
       );
       if (!listenerMember) await new Promise((r) => setTimeout(r, 200));
     }
@@ -244,7 +245,7 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const groups = JSON.parse(await cpns('admin', 'sg', 'list', '--data-dir', S));
     const g = groups.find((x: { sgId: string }) => x.sgId === created.sgId);
     expect(g.members).not.toContain(p2);
-    expect(g.currentEpoch).toBe(2);
+    expect(g.currentEpoch).toBe(3); // create 1, join 2, revoke 3
     await expect(cpns(...pne('p2', 'send', '--sg', created.sgId, '--data', 'x'))).rejects.toThrow();
 
     // the audit log over the API: who, what, when, why, per SG

@@ -36,6 +36,8 @@ beforeAll(async () => {
   [a, b] = await Promise.all([startPne(server, gw, aCreds), startPne(server, gw)]);
   sgId = (await a.createGroup({ name: 'persist', joinPolicy: 'open' })).sgId;
   await b.joinGroup(sgId);
+  // b's join updated the key (update on join): epoch 2 at both.
+  await until(() => a.currentEpoch(sgId) === 2 && b.currentEpoch(sgId) === 2);
 });
 
 afterAll(async () => {
@@ -58,7 +60,7 @@ describe('server restart', () => {
     server = await startServer(tmp.dir, { port });
     expect(server.caPem).toBe(caPem);
     expect(await server.admin.listGroups()).toEqual(groups);
-    expect(server.currentEpoch(sgId)).toBe(1);
+    expect(server.currentEpoch(sgId)).toBe(2);
     expect(await server.store.isRevoked(revokedCreds.identity)).toBe(true);
     // GW re-registers; PNEs reopen their tunnels; the PN inventory is back online.
     await until(async () => (await server.admin.listPns())[0]?.online === true, 8000, 'GW back');
@@ -75,7 +77,7 @@ describe('server restart', () => {
       PneClient.connect({ gwUrl: gw.url, credentials: revokedCreds, heartbeat: false, reconnect: false }),
     ).rejects.toBeDefined();
     // Tunnel requests work again.
-    await expect(b.fetchKey(sgId)).resolves.toBe(1);
+    await expect(b.fetchKey(sgId)).resolves.toBe(2);
   });
 
   it('a PNE that was away catches up to the current epoch, skipping intermediates', async () => {
@@ -86,7 +88,10 @@ describe('server restart', () => {
       heartbeat: false,
       reconnect: false,
     });
+    const before = server.currentEpoch(sgId)!;
     await c.joinGroup(sgId);
+    // Its join updates the key (update on join); it holds the new epoch.
+    await until(() => c.currentEpoch(sgId) === before + 1, 5000, 'join epoch');
     const e0 = server.currentEpoch(sgId)!;
     await c.close();
     await server.admin.rekey(sgId);

@@ -111,10 +111,12 @@ describe('refused', () => {
     const [a, b] = await Promise.all([startPne(server, gw), startPne(server, gw)]);
     const { sgId } = await a.createGroup({ name: 'rev', joinPolicy: 'open' });
     await b.joinGroup(sgId);
+    // The join updated the key (update on join): epoch 2; the revocation makes it 3.
+    await until(() => a.currentEpoch(sgId) === 2 && b.currentEpoch(sgId) === 2);
     const revoked = new Promise((r) => b.once('revoked', r));
     await server.admin.revoke(b.identity);
     await revoked;
-    await until(() => a.currentEpoch(sgId) === 2);
+    await until(() => a.currentEpoch(sgId) === 3);
     expect((await server.admin.listGroups()).find((g) => g.sgId === sgId)!.members).toEqual([a.identity]);
     expect(await server.store.isRevoked(b.identity)).toBe(true);
     await a.close();

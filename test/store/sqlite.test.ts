@@ -86,19 +86,20 @@ describe('SQLite specifics', () => {
     const path = tmp();
     const masterKey = randomBytes(32);
     const s1 = await openSqliteStore({ path, masterKey });
-    expect(s1.appliedMigrations).toEqual([1]);
+    expect(s1.appliedMigrations).toEqual(MIGRATIONS.map((m) => m.version));
     await s1.createGroup({ name: 'g', ownerId: 'operator', joinPolicy: 'open', suite: 1, sourceAuth: false });
     await s1.close();
 
     const s2 = await openSqliteStore({ path, masterKey });
     expect(s2.appliedMigrations).toEqual([]);
-    expect(s2.schemaVersion).toBe(1);
+    expect(s2.schemaVersion).toBe(MIGRATIONS.length);
     await s2.close();
 
-    const m2 = { version: 2, name: 'add_note', sql: 'ALTER TABLE service_groups ADD COLUMN note TEXT;' };
+    const n = MIGRATIONS.length + 1;
+    const m2 = { version: n, name: 'add_note', sql: 'ALTER TABLE service_groups ADD COLUMN note TEXT;' };
     const s3 = await openSqliteStore({ path, masterKey, migrations: [...MIGRATIONS, m2] });
-    expect(s3.appliedMigrations).toEqual([2]);
-    expect(s3.schemaVersion).toBe(2);
+    expect(s3.appliedMigrations).toEqual([n]);
+    expect(s3.schemaVersion).toBe(n);
     expect((await s3.listGroups()).map((g) => g.name)).toEqual(['g']);
     await s3.close();
 
@@ -108,17 +109,21 @@ describe('SQLite specifics', () => {
     expect(cols).toContain('note');
     await s4.close();
 
-    // the old code (knowing only migration 1) refuses the newer database
+    // the old code (not knowing the newest migration) refuses the newer database
     await expect(openSqliteStore({ path, masterKey })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW' });
   });
 
   it('a failing migration leaves the database at the previous version', async () => {
     const path = tmp();
     const masterKey = randomBytes(32);
-    const bad = { version: 2, name: 'broken', sql: 'CREATE TABLE ok_table (x INTEGER); THIS IS NOT SQL;' };
+    const bad = {
+      version: MIGRATIONS.length + 1,
+      name: 'broken',
+      sql: 'CREATE TABLE ok_table (x INTEGER); THIS IS NOT SQL;',
+    };
     await expect(openSqliteStore({ path, masterKey, migrations: [...MIGRATIONS, bad] })).rejects.toThrow();
     const s = await openSqliteStore({ path, masterKey });
-    expect(s.schemaVersion).toBe(1);
+    expect(s.schemaVersion).toBe(MIGRATIONS.length);
     expect(
       s.database.prepare("SELECT name FROM sqlite_master WHERE name = 'ok_table'").get(),
     ).toBeUndefined();

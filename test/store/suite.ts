@@ -88,8 +88,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     describe('migrations and persistence', () => {
       it('records applied migrations once', async () => {
         const rows = await h.raw(s, 'SELECT version, name FROM schema_migrations ORDER BY version');
-        expect(rows.map((r) => r.version)).toEqual([1]);
-        expect(rows[0]?.name).toBe('initial');
+        expect(rows.map((r) => r.version)).toEqual([1, 2]);
+        expect(rows.map((r) => r.name)).toEqual(['initial', 'update-on-join']);
       });
 
       it.runIf(caps.persistent)('reopen applies nothing and keeps every kind of data', async () => {
@@ -114,7 +114,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
         await reopen();
         const rows = await h.raw(s, 'SELECT version FROM schema_migrations');
-        expect(rows).toHaveLength(1);
+        expect(rows).toHaveLength(2);
         expect(await s.getGroup(g.sgId)).toEqual({ ...g, epochHighWater: 2 });
         expect(await s.isMember(g.sgId, pne)).toBe(true);
         expect(await s.hasInvite(g.sgId, pne2)).toBe(true);
@@ -601,6 +601,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
           deliveryPolicy: null,
           createdAt: 7,
           epochHighWater: 0,
+          // Backward secrecy on join is the default (issue #8 §8).
+          updateOnJoin: true,
         });
         expect(g.sgId).toMatch(/^[0-9a-f-]{36}$/);
         const other = await s.createGroup(group({ sgId: randomUUID() }));
@@ -613,8 +615,17 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
           deliveryPolicy: { mode: 'broadcast', min: 4 },
         });
         expect(u).toMatchObject({ name: 'renamed', joinPolicy: 'invite', rekeyIntervalSec: null });
+        const off = await s.updateGroup(g.sgId, { updateOnJoin: false });
+        expect(off.updateOnJoin).toBe(false);
+        expect((await s.createGroup(group({ updateOnJoin: false }))).updateOnJoin).toBe(false);
+        await rejectsInvalid(
+          s.updateGroup(g.sgId, { updateOnJoin: 'yes' as unknown as boolean }),
+          'updateOnJoin',
+        );
+        const u2 = await s.updateGroup(g.sgId, { updateOnJoin: true });
+        expect(u2).toEqual({ ...u, updateOnJoin: true });
         expect(u.deliveryPolicy).toEqual({ mode: 'broadcast', min: 4 });
-        expect(await s.getGroup(g.sgId)).toEqual(u);
+        expect(await s.getGroup(g.sgId)).toEqual(u2);
         expect(await s.getGroup(randomUUID())).toBeUndefined();
         await rejectsStore(s.createGroup(group({ sgId: g.sgId })), 'CONFLICT');
         await rejectsStore(s.updateGroup(randomUUID(), { name: 'x' }), 'NOT_FOUND');

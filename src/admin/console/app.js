@@ -196,6 +196,9 @@ function renderGroups() {
           'span',
           { class: 'muted' },
           `${sg.joinPolicy} · ${sg.suite}${sg.sourceAuth ? ' · signed' : ''}` +
+            (sg.updateOnJoin === false
+              ? ' · no update on join (joiners can read this epoch)'
+              : ' · update on join') +
             (sg.rekeyIntervalSec ? ` · update every ${sg.rekeyIntervalSec}s` : ''),
         ),
         ks && ks.lagging > 0
@@ -431,6 +434,7 @@ $('create-sg').addEventListener('submit', (ev) => {
     suite: field('suite').value,
   };
   if (field('sourceAuth').checked) body.sourceAuth = true;
+  if (!field('updateOnJoin').checked) body.updateOnJoin = false;
   const members = field('members')
     .value.split(/[\s,]+/)
     .filter(Boolean);

@@ -57,6 +57,7 @@ export const BROADCAST_REASONS = [
   'operator',
   'detach',
   'revoke',
+  'join',
 ] as const;
 export type BroadcastReason = (typeof BROADCAST_REASONS)[number];
 const UINT32_MAX = 0xffffffff;

@@ -37,6 +37,8 @@ export const rekeyReasons = [
   'operator',
   'detach',
   'revoke',
+  // A member joined (backward secrecy, issue #8 §8). Append only: the broadcast wire codes follow this order.
+  'join',
 ] as const;
 
 const suite = s.enum(suites);

@@ -23,6 +23,7 @@ interface GroupRow {
   join_policy: JoinPolicy;
   suite: number;
   source_auth: number;
+  update_on_join: number;
   rekey_interval_sec: number | null;
   delivery_policy: string | null;
   created_at: number;
@@ -36,6 +37,7 @@ const toGroup = (r: GroupRow): ServiceGroup => ({
   joinPolicy: r.join_policy,
   suite: r.suite as Suite,
   sourceAuth: i2b(r.source_auth),
+  updateOnJoin: i2b(r.update_on_join),
   rekeyIntervalSec: r.rekey_interval_sec,
   deliveryPolicy: r.delivery_policy === null ? null : (JSON.parse(r.delivery_policy) as JsonObject),
   createdAt: r.created_at,
@@ -63,6 +65,7 @@ export function createGroup(ctx: Ctx, g: NewServiceGroup, opts: GroupAuditOption
   const join = v.joinPolicy(g.joinPolicy);
   const suite = v.suite(g.suite);
   const sourceAuth = v.bool(g.sourceAuth, 'sourceAuth');
+  const updateOnJoin = g.updateOnJoin === undefined ? true : v.bool(g.updateOnJoin, 'updateOnJoin');
   const interval = v.optional(g.rekeyIntervalSec, rekeyInterval);
   const dp = g.deliveryPolicy === undefined || g.deliveryPolicy === null ? null : policy(g.deliveryPolicy);
   const createdAt = g.createdAt === undefined ? ctx.now() : v.time(g.createdAt, 'createdAt');
@@ -75,10 +78,10 @@ export function createGroup(ctx: Ctx, g: NewServiceGroup, opts: GroupAuditOption
       throw new StoreError('CONFLICT', 'service group already exists', 'sgId');
     ctx.db
       .prepare(
-        `INSERT INTO service_groups (sg_id, name, owner_id, join_policy, suite, source_auth, rekey_interval_sec,
-           delivery_policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO service_groups (sg_id, name, owner_id, join_policy, suite, source_auth, update_on_join,
+           rekey_interval_sec, delivery_policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(sgId, name, owner, join, suite, b2i(sourceAuth), interval, dp, createdAt);
+      .run(sgId, name, owner, join, suite, b2i(sourceAuth), b2i(updateOnJoin), interval, dp, createdAt);
     const add = ctx.db.prepare('INSERT INTO members (sg_id, pne_id, joined_at) VALUES (?, ?, ?)');
     for (const m of members) add.run(sgId, m, createdAt);
     for (const a of audit) insertAudit(ctx, a);
@@ -116,6 +119,10 @@ export function updateGroup(ctx: Ctx, sgId: string, patch: ServiceGroupPatch): S
   if (patch.sourceAuth !== undefined) {
     sets.push('source_auth = ?');
     args.push(b2i(v.bool(patch.sourceAuth, 'sourceAuth')));
+  }
+  if (patch.updateOnJoin !== undefined) {
+    sets.push('update_on_join = ?');
+    args.push(b2i(v.bool(patch.updateOnJoin, 'updateOnJoin')));
   }
   if (patch.rekeyIntervalSec !== undefined) {
     sets.push('rekey_interval_sec = ?');

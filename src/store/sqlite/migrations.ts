@@ -167,7 +167,18 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: M1_INITIAL }];
+/**
+ * Backward secrecy on join (issue #8 §8): a Service Group updates its Group Key when a member joins unless the
+ * operator turns it off. On by default, also for groups created before this migration.
+ */
+const M2_UPDATE_ON_JOIN = `
+ALTER TABLE service_groups ADD COLUMN update_on_join INTEGER NOT NULL DEFAULT 1 CHECK (update_on_join IN (0, 1));
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial', sql: M1_INITIAL },
+  { version: 2, name: 'update-on-join', sql: M2_UPDATE_ON_JOIN },
+];
 
 export function checksum(m: Migration): string {
   return createHash('sha256').update(m.sql).digest('hex');

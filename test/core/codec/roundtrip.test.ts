@@ -89,7 +89,7 @@ describe('encode -> decode round-trip', () => {
       expectTypeOf(m.key).toEqualTypeOf<Uint8Array>();
       expectTypeOf(m.activateAt).toEqualTypeOf<number | undefined>();
       expectTypeOf(m.reason).toEqualTypeOf<
-        'create' | 'leave' | 'remove' | 'periodic' | 'operator' | 'detach' | 'revoke'
+        'create' | 'leave' | 'remove' | 'periodic' | 'operator' | 'detach' | 'revoke' | 'join'
       >();
     }
     expectTypeOf<MessageOf<'sg.members'>['members']>().toEqualTypeOf<{ pneId: string; gwId: string }[]>();
