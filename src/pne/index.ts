@@ -544,7 +544,8 @@ export class PneClient extends EventEmitter {
       return;
     }
     let fresh = false;
-    const activateAt = k.activateIn > 0 ? Date.now() + k.activateIn * 1000 : undefined;
+    // The one activation rule (src/core/group/activation.ts); a datagram carries only the relative time.
+    const activateAt = activationTime(k.activateIn, undefined, Date.now());
     try {
       fresh =
         activateAt !== undefined

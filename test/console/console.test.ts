@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PneClient } from '../../src/pne/index.js';
-import { randomPne, type Stack, startStack } from '../admin/fixture.js';
+import { enrolled, randomPne, type Stack, startStack } from '../admin/fixture.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
@@ -44,6 +44,8 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
 
   beforeAll(async () => {
     s = await startStack({ withGateway: true, serverWired: true });
+    // Only enrolled PNEs can be members (issue #8 §7): the guest is recorded as enrolled.
+    await enrolled(s, guest);
     const g = await api('POST', '/api/v1/service-groups', {
       name: 'kitchen',
       members: [s.pneIdentity!, guest],
@@ -151,7 +153,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     const name = '<img src=x onerror=alert(1)> lab';
     await page.fill('#create-sg input[name=name]', name);
     await page.selectOption('#create-sg select[name=suite]', 'chacha20-poly1305');
-    await page.fill('#create-sg input[name=members]', randomPne());
+    await page.fill('#create-sg input[name=members]', await enrolled(s, randomPne()));
     await page.click('#create-sg button[type=submit]');
     const c = page.locator('article.sg').filter({ hasText: 'lab' });
     await c.waitFor({ timeout: 5000 });

@@ -336,7 +336,13 @@ describe('malformed datagrams (table-driven): typed error and field, never a cra
     ['1201 bytes', Buffer.alloc(1201, 1), 'TOO_LARGE', 'datagram'],
     ['not bytes', 'hello', 'MALFORMED', 'datagram'],
     ['entry count 0xffff', withHeader((b) => b.writeUInt16BE(0xffff, 62)), 'TOO_LARGE', 'entryCount'],
-    ['reason code 8', withHeader((b) => b.writeUInt8(8, 64)), 'MALFORMED', 'reason'],
+    // One past the last reason code (codes are 1 + index in BROADCAST_REASONS).
+    [
+      'reason code past the last',
+      withHeader((b) => b.writeUInt8(BROADCAST_REASONS.length + 1, 64)),
+      'MALFORMED',
+      'reason',
+    ],
     ['reason code 255', withHeader((b) => b.writeUInt8(255, 64)), 'MALFORMED', 'reason'],
     ['log2 capacity 0', withHeader((b) => b.writeUInt8(0, 37)), 'MALFORMED', 'log2Capacity'],
     ['log2 capacity 17', withHeader((b) => b.writeUInt8(17, 37)), 'MALFORMED', 'log2Capacity'],
