@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { type BroadcastReason, buildBroadcast, serializeGkdk } from '../core/broadcast/index.js';
+import { bytesToUuid } from '../core/ids.js';
 import type { BroadcastMedium } from '../transport/udp.js';
 import type { GatewayBroadcastState } from './gateway-state.js';
 import { type DeliveryPolicy, type MemberInfo, planDelivery } from './policy.js';
@@ -29,11 +30,6 @@ export interface BroadcastDeliveryResult {
   readonly bytes: number;
   /** Media the datagrams went out on. */
   readonly media: string[];
-}
-
-export function uuidFromBytes(b: Uint8Array): string {
-  const h = Buffer.from(b).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
 /**
@@ -91,7 +87,7 @@ export class GatewayBroadcaster extends EventEmitter {
   /** Id and version of the current tree: a PNE's GKDK ack counts only if it names these. */
   get tree(): { treeId: string; treeVersion: number } {
     const t = this.#state.tree;
-    return { treeId: uuidFromBytes(t.treeId), treeVersion: t.treeVersion };
+    return { treeId: bytesToUuid(t.treeId), treeVersion: t.treeVersion };
   }
 
   /** The PNE's current leaf, if any, for the current tree. */
@@ -244,7 +240,7 @@ export class GatewayBroadcaster extends EventEmitter {
   #issue(pneId: string, leaf: number): GkdkIssue {
     const t = this.#state.tree;
     return {
-      treeId: uuidFromBytes(t.treeId),
+      treeId: bytesToUuid(t.treeId),
       treeVersion: t.treeVersion,
       leaf,
       gkdk: serializeGkdk(t.gkdkFor(pneId)),

@@ -3,8 +3,9 @@ import { EventEmitter } from 'node:events';
 import { type BroadcastReason, type Gkdk, openBroadcast, parseGkdk } from '../core/broadcast/index.js';
 import { ed25519PublicFromRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
+import { bytesToUuid } from '../core/ids.js';
 import { BroadcastMedium } from '../transport/udp.js';
-import { type GkdkIssue, type MediumInfo, uuidFromBytes } from './gateway-broadcaster.js';
+import type { GkdkIssue, MediumInfo } from './gateway-broadcaster.js';
 
 export interface BroadcastKey {
   readonly sgId: string;
@@ -99,7 +100,7 @@ export class BroadcastKeyListener extends EventEmitter {
   open(datagram: Uint8Array): BroadcastKey & { medium: string } {
     if (!this.#gkdk || !this.#gwKey) throw new CpnsError(ErrorCode.WRONG_TREE, 'no GKDK installed');
     // SG id sits at bytes [38, 54) (docs/broadcast.md); read unauthenticated only to pick the epoch to compare.
-    const sgId = datagram.length >= 54 ? uuidFromBytes(datagram.subarray(38, 54)) : '';
+    const sgId = datagram.length >= 54 ? bytesToUuid(datagram.subarray(38, 54)) : '';
     const current = sgId ? this.#currentEpoch(sgId) : undefined;
     const r = openBroadcast(datagram, {
       gkdk: this.#gkdk,
@@ -107,7 +108,7 @@ export class BroadcastKeyListener extends EventEmitter {
       ...(current !== undefined ? { currentEpoch: current } : {}),
     });
     return {
-      sgId: uuidFromBytes(r.sgId),
+      sgId: bytesToUuid(r.sgId),
       epoch: r.epoch,
       groupKey: r.groupKey,
       medium: '',

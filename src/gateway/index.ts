@@ -10,6 +10,7 @@ import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
 import { activationTime } from '../core/group/activation.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
+import { bytesToUuid } from '../core/ids.js';
 import {
   DEFAULT_POLICY,
   type DeliveryPolicy,
@@ -905,7 +906,7 @@ export class PnGateway extends EventEmitter {
       const h = readHeader(payload);
       // Attribution: the header's sender must be this PNE as named in its certificate.
       if (!h.senderId.equals(uuidToBytes(uuidOf(c.id)))) fail(ErrorCode.FORBIDDEN, 'senderId');
-      const sgId = hexUuid(h.sgId);
+      const sgId = bytesToUuid(h.sgId);
       const e = this.#keys.get(sgId);
       if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
       if (h.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
@@ -924,7 +925,7 @@ export class PnGateway extends EventEmitter {
     if (sgId === undefined) {
       try {
         const h = readHeader(payload);
-        sgId = hexUuid(h.sgId);
+        sgId = bytesToUuid(h.sgId);
         sender = senderIdentity(h.senderId);
       } catch {
         return;
@@ -962,9 +963,4 @@ export class PnGateway extends EventEmitter {
       );
     });
   }
-}
-
-function hexUuid(b: Uint8Array): string {
-  const h = Buffer.from(b).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }

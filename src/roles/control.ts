@@ -194,39 +194,15 @@ export function decodeControl(payload: Uint8Array): ControlMessage {
   return decodeMessage(payload);
 }
 
-// ---------------------------------------------------------------------------------------------- id helpers
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-export function uuidToBytes(uuid: string): Buffer {
-  return Buffer.from(uuid.replaceAll('-', ''), 'hex');
-}
-
-export function bytesToUuid(b: Uint8Array): string {
-  const h = Buffer.from(b).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
-/** UUID of `urn:cpns:<role>:<uuid>`. */
-export function uuidOf(identity: string): string {
-  return identity.slice(identity.lastIndexOf(':') + 1);
-}
-
-/** Accepts a PNE identity or a bare UUID; returns the identity, or throws INVALID_ARGUMENT. */
-export function toPneIdentity(pne: string): string {
-  const s = pne.trim().toLowerCase();
-  if (UUID_RE.test(s)) return `urn:cpns:pne:${s}`;
-  if (s.startsWith('urn:cpns:pne:') && UUID_RE.test(s.slice(13))) return s;
-  throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'not a PNE identity or UUID', 'pne');
-}
-
-export const NIL_UUID = '00000000-0000-0000-0000-000000000000';
-
-/** Sender identity of a group message header's senderId: the PNE identity, or 'server' for the nil UUID. */
-export function senderIdentity(senderId: Uint8Array): string {
-  const u = bytesToUuid(senderId);
-  return u === NIL_UUID ? 'server' : `urn:cpns:pne:${u}`;
-}
+// Identifier helpers live in core (one module for the whole product); re-exported for the roles' callers.
+export {
+  bytesToUuid,
+  NIL_UUID,
+  senderIdentity,
+  toPneIdentity,
+  uuidOf,
+  uuidToBytes,
+} from '../core/ids.js';
 
 export type { Logger };
 

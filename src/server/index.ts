@@ -14,6 +14,7 @@ import { CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { GroupSender } from '../core/group/sender.js';
+import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
 import { DEFAULT_POLICY, type DeliveryPolicy } from '../delivery/policy.js';
 import { CpnsMetrics, type SessionRole } from '../metrics/index.js';
 import {
@@ -971,10 +972,10 @@ export class CpnsServer {
       const payload = frame.subarray(1);
       if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
       const h = readHeader(payload);
-      const sgId = bytesToUuidStr(h.sgId);
+      const sgId = bytesToUuid(h.sgId);
       const st = this.#groups.get(sgId);
       if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
-      sender = `urn:cpns:pne:${bytesToUuidStr(h.senderId)}`;
+      sender = pneIdentityOf(h.senderId);
       // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
       if (this.#pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
         fail(ErrorCode.FORBIDDEN, 'senderId');
@@ -1612,11 +1613,6 @@ export class CpnsServer {
 
 function wireReason(r: string): RekeyReason {
   return (WIRE_REASONS.has(r) ? r : 'periodic') as RekeyReason;
-}
-
-function bytesToUuidStr(b: Uint8Array): string {
-  const h = Buffer.from(b).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
 export { uuidToBytes };

@@ -1,0 +1,51 @@
+/**
+ * Identifiers on the wire and in messages, in one place (issue #9 "one module for ids"): Service Group ids and
+ * identity UUIDs are lowercase RFC 4122 text; group-message headers carry them as 16 raw bytes (docs/codec.md,
+ * docs/group-messages.md). Identities are `urn:cpns:<role>:<uuid>` (docs/transport.md).
+ */
+import { CpnsError, ErrorCode } from './errors.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const PNE_PREFIX = 'urn:cpns:pne:';
+
+/** The nil UUID: the sender id of messages the CPNS Server itself sends to a Service Group. */
+export const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+export function isUuid(s: string): boolean {
+  return UUID_RE.test(s);
+}
+
+/** 16 raw bytes of a UUID in text form (no validation: callers pass ids they produced or validated). */
+export function uuidToBytes(uuid: string): Buffer {
+  return Buffer.from(uuid.replaceAll('-', ''), 'hex');
+}
+
+/** Text form (lowercase, dashed) of 16 raw bytes. */
+export function bytesToUuid(b: Uint8Array): string {
+  const h = Buffer.from(b).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/** UUID of `urn:cpns:<role>:<uuid>`. */
+export function uuidOf(identity: string): string {
+  return identity.slice(identity.lastIndexOf(':') + 1);
+}
+
+/** PNE identity of a group-message header's 16-byte sender id. */
+export function pneIdentityOf(senderId: Uint8Array): string {
+  return `${PNE_PREFIX}${bytesToUuid(senderId)}`;
+}
+
+/** Sender identity of a group message header's senderId: the PNE identity, or 'server' for the nil UUID. */
+export function senderIdentity(senderId: Uint8Array): string {
+  const u = bytesToUuid(senderId);
+  return u === NIL_UUID ? 'server' : `${PNE_PREFIX}${u}`;
+}
+
+/** Accepts a PNE identity or a bare UUID (any case, surrounding blanks); returns the identity, or INVALID_ARGUMENT. */
+export function toPneIdentity(pne: string): string {
+  const s = pne.trim().toLowerCase();
+  if (UUID_RE.test(s)) return `${PNE_PREFIX}${s}`;
+  if (s.startsWith(PNE_PREFIX) && UUID_RE.test(s.slice(PNE_PREFIX.length))) return s;
+  throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'not a PNE identity or UUID', 'pne');
+}
