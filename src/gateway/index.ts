@@ -105,9 +105,31 @@ export interface BroadcastMediumConfig {
 }
 
 type DeliveryEntry = MessageOf<'key.delivery.report'>['entries'][number];
-/** Delivery reports wait at most this long (ms), or until this many entries, before going to the server. */
-const REPORT_BATCH_MS = 10;
-const REPORT_BATCH_MAX = 1024;
+/**
+ * Every default and limit of a PN GW in one place (issue #9; the options above document each one). Limits on
+ * unauthenticated connections are the transport's (DEFAULT_CONNECTION_LIMITS, docs/transport.md "Limits").
+ */
+export const GATEWAY_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  /** Ephemeral by default; `cpns gateway --port` fixes it. */
+  port: 0,
+  enrollPort: 0,
+  /** How long start() waits for the first registration with the server (ms). */
+  startTimeoutMs: 15_000,
+  /** Leaves of a new broadcast tree. */
+  broadcastCapacity: 1024,
+  /** An anonymous enrollment session lives at most this long (ms). */
+  enrollSessionMs: 30_000,
+  /** How long a relayed enrollment (and the device side of enrollment) waits for the server (ms). */
+  enrollRelayTimeoutMs: 15_000,
+  /** End-to-end tunnels one PNE session may have open through this GW at once. */
+  maxTunnelsPerPne: 4,
+  /** Per-PNE delivery reports wait at most this long (ms), or until this many entries, before going upstream. */
+  reportBatchMs: 10,
+  reportBatchMax: 1024,
+});
+const REPORT_BATCH_MS = GATEWAY_DEFAULTS.reportBatchMs;
+const REPORT_BATCH_MAX = GATEWAY_DEFAULTS.reportBatchMax;
 
 type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 
@@ -177,7 +199,10 @@ export async function enrollAt(
   });
   s.once('close', () => control.failAll(new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused')));
   try {
-    const r = await control.request({ t: 'enroll.request', token, role, csr: csrPem }, 15_000);
+    const r = await control.request(
+      { t: 'enroll.request', token, role, csr: csrPem },
+      GATEWAY_DEFAULTS.enrollRelayTimeoutMs,
+    );
     if (r.t !== 'enroll.response') fail(ErrorCode.UNEXPECTED_MESSAGE);
     const identity = identityFromCert(r.cert);
     if (!identity.startsWith(`urn:cpns:${role}:`)) fail(ErrorCode.ENROLL_REFUSED);
@@ -252,8 +277,8 @@ export class PnGateway extends EventEmitter {
       certPem: c.certPem,
       keyPem: c.keyPem,
       caPem: c.caPem,
-      host: opts.host ?? '127.0.0.1',
-      port: opts.port ?? 0,
+      host: opts.host ?? GATEWAY_DEFAULTS.host,
+      port: opts.port ?? GATEWAY_DEFAULTS.port,
       path: '/cpns',
       allowedRoles: ['pne'],
       heartbeat: opts.heartbeat,
@@ -265,8 +290,8 @@ export class PnGateway extends EventEmitter {
       certPem: c.certPem,
       keyPem: c.keyPem,
       caPem: c.caPem,
-      host: opts.host ?? '127.0.0.1',
-      port: opts.enrollPort ?? 0,
+      host: opts.host ?? GATEWAY_DEFAULTS.host,
+      port: opts.enrollPort ?? GATEWAY_DEFAULTS.enrollPort,
       heartbeat: false,
       ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
     });
@@ -300,7 +325,7 @@ export class PnGateway extends EventEmitter {
     const registered = new Promise<void>((resolve, reject) => {
       const t = setTimeout(
         () => reject(new CpnsError(ErrorCode.TIMEOUT, 'could not register with the server in time')),
-        opts.startTimeoutMs ?? 15_000,
+        opts.startTimeoutMs ?? GATEWAY_DEFAULTS.startTimeoutMs,
       );
       gw.once('registered', () => {
         clearTimeout(t);
@@ -333,7 +358,7 @@ export class PnGateway extends EventEmitter {
     const state = GatewayBroadcastState.open(
       opts.dataDir,
       uuidToBytes(uuidOf(opts.credentials.identity)),
-      opts.broadcastCapacity ?? 1024,
+      opts.broadcastCapacity ?? GATEWAY_DEFAULTS.broadcastCapacity,
     );
     const media: BroadcastMedium[] = [];
     try {
@@ -428,7 +453,10 @@ export class PnGateway extends EventEmitter {
     const control = Control.forSession(s);
     this.#upControl = control;
     if (!this.#relay) {
-      this.#relay = new TunnelRelay(s, { maxTunnelsPerPne: 4, tap: this.#opts.relayTap });
+      this.#relay = new TunnelRelay(s, {
+        maxTunnelsPerPne: GATEWAY_DEFAULTS.maxTunnelsPerPne,
+        tap: this.#opts.relayTap,
+      });
       for (const p of this.#pnes.values()) this.#relay.attach(p.session);
     } else {
       this.#relay.setUpstream(s);
@@ -942,7 +970,10 @@ export class PnGateway extends EventEmitter {
 
   #onEnrollSession(s: Session): void {
     const control = Control.forSession(s);
-    const t = setTimeout(() => s.close(CloseCode.POLICY, 'enrollment timeout'), 30_000);
+    const t = setTimeout(
+      () => s.close(CloseCode.POLICY, 'enrollment timeout'),
+      GATEWAY_DEFAULTS.enrollSessionMs,
+    );
     t.unref();
     s.once('close', () => clearTimeout(t));
     s.on('frame', (buf: Buffer) => {
@@ -953,7 +984,7 @@ export class PnGateway extends EventEmitter {
         return;
       }
       const { id: _id, v: _v, t: _t, ...request } = msg;
-      this.#upControl.request({ t: 'enroll.relay', request }, 15_000).then(
+      this.#upControl.request({ t: 'enroll.relay', request }, GATEWAY_DEFAULTS.enrollRelayTimeoutMs).then(
         (r) => {
           if (r.t !== 'enroll.response') return control.sendError(ErrorCode.ENROLL_REFUSED, msg.id);
           // Passed through unchanged: the GW cannot forge it (it never holds the PNE's key).

@@ -100,6 +100,19 @@ const SUITE_OF: Record<WireSuite, Suite> = {
   'aes-256-gcm': Suite.AES_256_GCM,
   'chacha20-poly1305': Suite.CHACHA20_POLY1305,
 };
+/** Every default and limit of the PNE SDK in one place (issue #9; the options document each one). */
+export const PNE_DEFAULTS = Object.freeze({
+  /** Media the PNE reaches its GW over, when `media` is not given. */
+  media: ['wifi'] as readonly Medium[],
+  /** Reconnect backoff to the GW (and the server tunnel) when `reconnect` is not given. */
+  reconnect: Object.freeze({ initialMs: 100, maxMs: 5000 }),
+  /** How long createGroup/joinGroup wait for the Group Key before fetching it over the tunnel (ms). */
+  keyWaitMs: 3000,
+  /** How long a request over the server tunnel waits for the tunnel to come up (ms). */
+  serverWaitMs: 10_000,
+  /** Largest message on the end-to-end tunnel to the server (bytes). */
+  maxTunnelMessage: 1024 * 1024,
+});
 const MAX_PENDING = 32;
 
 export class PneClient extends EventEmitter {
@@ -292,7 +305,11 @@ export class PneClient extends EventEmitter {
     s.on('frame', (buf: Buffer) => this.#onGwFrame(gw, buf));
     s.once('close', (code: number) => this.#onSessionClose(s, gw, code));
     try {
-      await gw.request({ t: 'pne.attach', pneId: this.identity, media: this.#opts.media ?? ['wifi'] });
+      await gw.request({
+        t: 'pne.attach',
+        pneId: this.identity,
+        media: this.#opts.media ?? [...PNE_DEFAULTS.media],
+      });
       await this.#openTunnel(s);
     } catch (e) {
       this.#closing = true;
@@ -304,7 +321,7 @@ export class PneClient extends EventEmitter {
   async #openTunnel(s: Session): Promise<void> {
     const c = this.#opts.credentials;
     const t = await openTunnelTls(s, { certPem: c.certPem, keyPem: c.keyPem, caPem: c.caPem });
-    const ms = new MessageSocket(t.socket, { maxMessage: 1024 * 1024 });
+    const ms = new MessageSocket(t.socket, { maxMessage: PNE_DEFAULTS.maxTunnelMessage });
     const srv = new Control((p) => ms.send(p));
     this.#ms = ms;
     this.#srv = srv;
@@ -330,10 +347,7 @@ export class PneClient extends EventEmitter {
 
   #scheduleTunnel(s: Session): void {
     if (this.#opts.reconnect === false) return;
-    const delay = backoffDelay(
-      this.#tunnelAttempt++,
-      this.#opts.reconnect ?? { initialMs: 100, maxMs: 5000 },
-    );
+    const delay = backoffDelay(this.#tunnelAttempt++, this.#opts.reconnect ?? PNE_DEFAULTS.reconnect);
     const t = setTimeout(() => {
       if (this.#closing || !s.isOpen || this.#session !== s) return;
       this.#openTunnel(s).catch(() => this.#scheduleTunnel(s));
@@ -354,7 +368,7 @@ export class PneClient extends EventEmitter {
     }
     if (this.#closing || this.#opts.reconnect === false) return;
     const retry = (): void => {
-      const delay = backoffDelay(this.#attempt++, this.#opts.reconnect || { initialMs: 100, maxMs: 5000 });
+      const delay = backoffDelay(this.#attempt++, this.#opts.reconnect || PNE_DEFAULTS.reconnect);
       this.#log.info(
         { attempt: this.#attempt, delayMs: delay },
         `GW unreachable, reconnecting in ${delay} ms`,
@@ -383,7 +397,7 @@ export class PneClient extends EventEmitter {
     retry();
   }
 
-  async #server(timeoutMs = 10_000): Promise<Control> {
+  async #server(timeoutMs: number = PNE_DEFAULTS.serverWaitMs): Promise<Control> {
     if (this.#srv) return this.#srv;
     if (this.#closing) fail(ErrorCode.UNEXPECTED_MESSAGE);
     await new Promise<void>((resolve, reject) => {
@@ -482,7 +496,7 @@ export class PneClient extends EventEmitter {
   #onGkdkIssue(msg: MessageOf<'gkdk.issue'>): void {
     if (this.#opts.noBroadcast) return;
     this.#opts.onGkdkIssue?.(msg);
-    const supported = this.#opts.media ?? ['wifi'];
+    const supported = this.#opts.media ?? [...PNE_DEFAULTS.media];
     const wanted = msg.media.filter((m) => supported.includes(m.name));
     this.#bl = this.#bl.then(async () => {
       if (this.#closing) return;
@@ -682,7 +696,7 @@ export class PneClient extends EventEmitter {
           this.off('key', on);
           resolve(false);
         },
-        timeoutMs ?? this.#opts.keyWaitMs ?? 3000,
+        timeoutMs ?? this.#opts.keyWaitMs ?? PNE_DEFAULTS.keyWaitMs,
       );
       const on = (e: { sgId: string; epoch: number }): void => {
         if (e.sgId === sgId && e.epoch >= minEpoch) {
