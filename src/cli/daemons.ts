@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildAdminApp } from '../admin/app.js';
 import { loadOrCreateAdminToken } from '../admin/token.js';
+import type { Medium } from '../core/codec/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
@@ -23,8 +24,6 @@ import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { DaemonError, UsageError } from './usage.js';
 
 export { DaemonError, UsageError } from './usage.js';
-
-type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 
 function logger(name: string): Logger {
   // Structured logs go to stderr, so stdout carries only command output (JSON lines for scripts).

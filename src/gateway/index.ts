@@ -5,7 +5,7 @@
  * relay of the PNE ↔ server end-to-end TLS tunnels (bytes it cannot read).
  */
 import { EventEmitter } from 'node:events';
-import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import type { ControlMessage, Medium, MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
 import { activationTime } from '../core/group/activation.js';
 import { readHeader } from '../core/group/header.js';
@@ -72,7 +72,7 @@ export interface GatewayOptions {
   reconnect?: BackoffOptions;
   heartbeat?: HeartbeatOptions | false;
   /** Media this GW offers its PNEs (reported in gw.register). Default ['wifi']. */
-  media?: ('wifi' | 'bt' | 'ble' | 'eth' | 'usb')[];
+  media?: Medium[];
   /** Tests only: observe (or tamper with) the relayed tunnel bytes. */
   relayTap?: TunnelRelayOptions['tap'];
   /** How long start() waits for the first registration with the server (ms). Default 15 000. */
@@ -130,8 +130,6 @@ export const GATEWAY_DEFAULTS = Object.freeze({
 });
 const REPORT_BATCH_MS = GATEWAY_DEFAULTS.reportBatchMs;
 const REPORT_BATCH_MAX = GATEWAY_DEFAULTS.reportBatchMax;
-
-type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 
 interface KeyEntry {
   epoch: number;

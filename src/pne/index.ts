@@ -17,7 +17,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import type { ControlMessage, Medium, MessageOf } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
 import { ed25519Generate, ed25519PublicFromRaw, ed25519PublicToRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
@@ -56,7 +56,6 @@ import { MessageSocket, openTunnelTls } from '../transport/tunnel.js';
 export type { OpenedMessage } from '../core/group/receiver.js';
 export type { Credentials } from '../gateway/index.js';
 
-type Medium = 'wifi' | 'bt' | 'ble' | 'eth' | 'usb';
 type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
 
 export interface PneConnectOptions {

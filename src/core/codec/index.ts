@@ -6,6 +6,7 @@ export {
   type ControlMessageInit,
   deliveryMethods,
   MAX_LIST,
+  type Medium,
   type MessageOf,
   type MessageType,
   media,

@@ -28,6 +28,8 @@ const pem = 8 * 1024;
 
 export const suites = ['aes-256-gcm', 'chacha20-poly1305'] as const;
 export const media = ['wifi', 'bt', 'ble', 'eth', 'usb'] as const;
+/** A medium a PNE reaches its PN GW over (and a GW broadcasts on): one type for every role. */
+export type Medium = (typeof media)[number];
 export const deliveryMethods = ['unicast', 'broadcast', 'fallback'] as const;
 export const rekeyReasons = [
   'create',
