@@ -8,8 +8,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ControlMessage, type MessageOf, rekeyReasons } from '../core/codec/index.js';
-import { Suite } from '../core/crypto/aead.js';
+import type { ControlMessage, MessageOf } from '../core/codec/index.js';
+import type { Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
@@ -32,7 +32,7 @@ import {
 } from '../roles/control.js';
 import { loadOrCreateMasterKey } from '../store/masterkey.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
-import type { DeliveryStatus, PersonalNetwork, Role, ServiceGroup, Store } from '../store/store.js';
+import type { Role, Store } from '../store/store.js';
 import { hashToken } from '../store/token.js';
 import {
   type Ca,
@@ -45,128 +45,35 @@ import {
   parseIdentity,
 } from '../transport/ca.js';
 import { encodeFrame } from '../transport/framing.js';
-import {
-  CloseCode,
-  type ConnectionLimits,
-  type HeartbeatOptions,
-  SecureServer,
-  type Session,
-} from '../transport/session.js';
+import { CloseCode, SecureServer, type Session } from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
+import { SERVER_DEFAULTS } from './defaults.js';
 import type { ChangeEvent } from './events.js';
+import type { CreateGroupInput, GroupSummary, ServerAdmin, ServerOptions } from './types.js';
+import {
+  asDeliveryPolicy,
+  LEAVE_REASONS,
+  type RekeyReason,
+  SUITE_OF,
+  WIRE_SUITE,
+  wireReason,
+} from './wire.js';
 
 export { Control } from '../roles/control.js';
+export type {
+  CreateGroupInput,
+  GroupPolicyPatch,
+  GroupSummary,
+  ServerAdmin,
+  ServerOptions,
+  WireSuite,
+} from './types.js';
 
-export interface ServerOptions {
-  dataDir: string;
-  /** Default 127.0.0.1. */
-  host?: string;
-  /** Port of the GW session listener (mTLS: GW certificates of the CPNS CA only). Default 0 (ephemeral). */
-  port?: number;
-  /** Port of the enrollment listener (anonymous TLS + one-time token). Default 0 (ephemeral). */
-  enrollPort?: number;
-  /** Limits on not-yet-authenticated connections of the session listener (docs/transport.md "Limits"). */
-  limits?: Partial<ConnectionLimits>;
-  /** The same for the enrollment listener (every connection there counts for its whole life). */
-  enrollLimits?: Partial<ConnectionLimits>;
-  logger?: Logger;
-  /** Node name in the server identity `urn:cpns:server:<name>`. Default 'node1'. */
-  serverName?: string;
-  /** Grace of the previous epoch after a leave-type update. Default 0 (the leaver stops at once). */
-  leaveGraceSec?: number;
-  /** Grace of the previous epoch after a periodic or operator update. Default 10 s. */
-  periodicGraceSec?: number;
-  heartbeat?: HeartbeatOptions | false;
-  /** How often relay marks are flushed to the store (ms). Default 250. */
-  relayMarkFlushMs?: number;
-  /** Prometheus metrics (docs/operator.md). Default: a private instance without process metrics. */
-  metrics?: CpnsMetrics;
-  /** Operator policy for Group Key delivery in the PNs, pushed to every GW (gw.policy). Default DEFAULT_POLICY. */
-  deliveryPolicy?: DeliveryPolicy;
-  /**
-   * Periodic updates are distributed this many seconds ahead of their activation (key.deliver with activateIn and
-   * activateAt) so that members switch together. Default 0: immediate.
-   */
-  periodicLeadSec?: number;
-  /**
-   * Joins within this window share one Group Key update (backward secrecy on join, docs/protocol.md). Default
-   * 20 ms: a joiner waits that much longer for its key; a burst of joins costs one update.
-   */
-  joinUpdateDelayMs?: number;
-  /** Most PNEs one GW session may name in pne.attach (claims, proven or not). Default 10 000. */
-  maxPnesPerGw?: number;
-}
-
-export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
-type RekeyReason = MessageOf<'key.deliver'>['reason'];
-
-export interface CreateGroupInput {
-  name: string;
-  joinPolicy?: 'open' | 'invite';
-  suite?: WireSuite;
-  sourceAuth?: boolean;
-  /** Update the Group Key when a member joins (backward secrecy). Default true. */
-  updateOnJoin?: boolean;
-  rekeyIntervalSec?: number;
-  /** PNE identities or bare UUIDs (enrolled PNEs only); they are members before the first key. */
-  members?: string[];
-  /** This SG's delivery policy at the PN GWs (default: the server-wide policy). */
-  deliveryPolicy?: DeliveryPolicy;
-}
-
-export interface GroupPolicyPatch {
-  joinPolicy?: 'open' | 'invite';
-  rekeyIntervalSec?: number | null;
-  sourceAuth?: boolean;
-  /** Update the Group Key when a member joins (default on); off: a joiner can read the current epoch's past. */
-  updateOnJoin?: boolean;
-  /** null = back to the server-wide policy; applies from the next key delivery. */
-  deliveryPolicy?: DeliveryPolicy | null;
-}
-
-export interface GroupSummary extends ServiceGroup {
-  currentEpoch: number;
-  members: string[];
-}
-
-export interface ServerAdmin {
-  createToken(role: 'gw' | 'pne', ttlSec?: number): Promise<string>;
-  revoke(identity: string): Promise<void>;
-  createGroup(o: CreateGroupInput): Promise<{ sgId: string; epoch: number }>;
-  deleteGroup(sgId: string): Promise<void>;
-  addMember(sgId: string, pne: string): Promise<void>;
-  /** Adds several members at once: with update on join, one key update for the whole batch. */
-  addMembers(sgId: string, pnes: readonly string[]): Promise<void>;
-  removeMember(sgId: string, pne: string): Promise<void>;
-  rekey(sgId: string): Promise<{ epoch: number }>;
-  /** Change an SG's policy: join mode, periodic update interval (null = off), source authentication. */
-  updatePolicy(sgId: string, patch: GroupPolicyPatch): Promise<void>;
-  listPns(): Promise<PersonalNetwork[]>;
-  listGroups(): Promise<GroupSummary[]>;
-  groupStatus(sgId: string): Promise<DeliveryStatus>;
-}
-
-const SUITE_OF: Record<WireSuite, Suite> = {
-  'aes-256-gcm': Suite.AES_256_GCM,
-  'chacha20-poly1305': Suite.CHACHA20_POLY1305,
-};
-const WIRE_SUITE: Record<Suite, WireSuite> = {
-  [Suite.AES_256_GCM]: 'aes-256-gcm',
-  [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305',
-};
-const WIRE_REASONS: ReadonlySet<string> = new Set(rekeyReasons);
-/** Updates after which the previous epoch must stop at once (the leaver must not read or inject). */
-const LEAVE_REASONS: ReadonlySet<string> = new Set(['leave', 'remove', 'detach', 'revoke']);
 const SECRET_CA_CERT = 'ca.cert';
 const SECRET_CA_KEY = 'ca.key';
 /** Present only between a graceful close (relay marks flushed) and the next start. */
 const SECRET_CLEAN = 'relay.clean-shutdown';
 const OPERATOR = 'operator';
-const ENROLL_SESSION_MS = 30_000;
-const DEFAULT_MAX_PNES_PER_GW = 10_000;
-const DEFAULT_JOIN_UPDATE_DELAY_MS = 20;
-/** Epochs per SG whose key.deliver targets a GW session remembers, to check that GW's acks (rule K2). */
-const SENT_EPOCHS_KEPT = 4;
 
 interface SgState {
   readonly sgId: string;
@@ -300,8 +207,8 @@ export class CpnsServer {
         keyPem = pair.keyPem;
       }
       const ca = await loadCa({ certPem, keyPem });
-      const identity = formatIdentity('server', opts.serverName ?? 'node1');
-      const host = opts.host ?? '127.0.0.1';
+      const identity = formatIdentity('server', opts.serverName ?? SERVER_DEFAULTS.serverName);
+      const host = opts.host ?? SERVER_DEFAULTS.host;
       const isIp = /^[0-9.]+$|:/.test(host);
       const sc = await issueServerCert(ca, identity, {
         ips: ['127.0.0.1', '::1', ...(isIp && host !== '0.0.0.0' ? [host] : [])],
@@ -313,7 +220,7 @@ export class CpnsServer {
         keyPem: sc.keyPem,
         caPem: ca.certPem,
         host,
-        port: opts.port ?? 0,
+        port: opts.port ?? SERVER_DEFAULTS.port,
         path: '/cpns',
         allowedRoles: ['gw'],
         heartbeat: opts.heartbeat,
@@ -327,7 +234,7 @@ export class CpnsServer {
         keyPem: sc.keyPem,
         caPem: ca.certPem,
         host,
-        port: opts.enrollPort ?? 0,
+        port: opts.enrollPort ?? SERVER_DEFAULTS.enrollPort,
         heartbeat: false,
         ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
       });
@@ -385,7 +292,10 @@ export class CpnsServer {
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     for (const st of this.#groups.values()) if (st.timer) clearInterval(st.timer);
     for (const set of this.#tunnels.values()) for (const t of set) t.ms.destroy();
-    await Promise.all([this.#secure.close(500), this.#enrollListener.close(200)]);
+    await Promise.all([
+      this.#secure.close(SERVER_DEFAULTS.closeSessionsMs),
+      this.#enrollListener.close(SERVER_DEFAULTS.closeEnrollMs),
+    ]);
     // Let handlers that are mid-flight finish before the store goes away.
     await Promise.allSettled([...this.#locks.values()]);
     await Promise.allSettled([...this.#gwConns.values()].map((c) => c.queue));
@@ -459,7 +369,7 @@ export class CpnsServer {
     }
     this.#flushTimer = setInterval(() => {
       this.#flushMarks().catch((e) => this.#log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
-    }, this.#opts.relayMarkFlushMs ?? 250);
+    }, this.#opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
     this.#flushTimer.unref();
   }
 
@@ -476,7 +386,10 @@ export class CpnsServer {
 
   #onEnrollSession(s: Session): void {
     const control = Control.forSession(s);
-    const t = setTimeout(() => s.close(CloseCode.POLICY, 'enrollment timeout'), ENROLL_SESSION_MS);
+    const t = setTimeout(
+      () => s.close(CloseCode.POLICY, 'enrollment timeout'),
+      SERVER_DEFAULTS.enrollSessionMs,
+    );
     t.unref();
     this.#session('enroll', true);
     s.once('close', () => {
@@ -520,7 +433,7 @@ export class CpnsServer {
     const identity = formatIdentity(req.role, randomUUID());
     let cert: string;
     try {
-      cert = await issueFromCsr(this.#ca, req.csr, identity, 365);
+      cert = await issueFromCsr(this.#ca, req.csr, identity, SERVER_DEFAULTS.certValidityDays);
     } catch {
       await this.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: 'csr' });
       throw new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused', 'csr');
@@ -549,8 +462,9 @@ export class CpnsServer {
     this.#gwConns.set(id, conn);
     this.#session('gw', true);
     this.#log.info({ gw: id }, 'GW session up');
-    tunnelMuxFor(session, { maxTunnels: 1024 }).on('tunnel', (stream: TunnelStream) =>
-      this.#onTunnel(conn, stream),
+    tunnelMuxFor(session, { maxTunnels: SERVER_DEFAULTS.maxTunnelsPerGwSession }).on(
+      'tunnel',
+      (stream: TunnelStream) => this.#onTunnel(conn, stream),
     );
     session.on('frame', (buf: Buffer) => this.#onGwFrame(conn, buf));
     session.once('close', () => {
@@ -638,7 +552,10 @@ export class CpnsServer {
         await this.#rekeyGroupsOf(pnes, 'detach', conn.id);
         for (const st of this.#groups.values()) st.targetGws.delete(conn.id);
         conn.control.sendOk(msg.id);
-        setTimeout(() => conn.session.close(CloseCode.NORMAL, 'deregistered'), 50).unref();
+        setTimeout(
+          () => conn.session.close(CloseCode.NORMAL, 'deregistered'),
+          SERVER_DEFAULTS.deregisterCloseMs,
+        ).unref();
         return;
       }
       case 'key.ack': {
@@ -708,7 +625,7 @@ export class CpnsServer {
     const idn = await this.store.getIdentity(pneId);
     if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
     if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
-    const max = this.#opts.maxPnesPerGw ?? DEFAULT_MAX_PNES_PER_GW;
+    const max = this.#opts.maxPnesPerGw ?? SERVER_DEFAULTS.maxPnesPerGw;
     if (!conn.claims.has(pneId) && conn.claims.size >= max) fail(ErrorCode.TOO_LARGE, 'pneId');
     const before = conn.claims.get(pneId);
     conn.claims.set(pneId, [...msg.media]);
@@ -806,7 +723,7 @@ export class CpnsServer {
       isRevoked: (id, serial) => this.isRevokedSync(id, serial),
     }).then(
       (t) => {
-        const ms = new MessageSocket(t.socket, { maxMessage: 1024 * 1024 });
+        const ms = new MessageSocket(t.socket, { maxMessage: SERVER_DEFAULTS.tunnelMaxMessageBytes });
         const pt: PneTunnel = {
           identity: t.peer.identity,
           ms,
@@ -1054,7 +971,7 @@ export class CpnsServer {
     for (const [k, counter] of m) {
       const [s, i] = k.split('|') as [string, string];
       out.push({ sender: Buffer.from(s, 'hex'), instance: Buffer.from(i, 'hex'), counter });
-      if (out.length >= 4096) break;
+      if (out.length >= SERVER_DEFAULTS.maxAnchors) break;
     }
     return out;
   }
@@ -1111,7 +1028,9 @@ export class CpnsServer {
       // A periodic update may be distributed ahead of its activation so that members switch together
       // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
       const leadSec =
-        reason === 'periodic' && auditReason !== 'restart' ? (this.#opts.periodicLeadSec ?? 0) : 0;
+        reason === 'periodic' && auditReason !== 'restart'
+          ? (this.#opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec)
+          : 0;
       const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
       // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
       const meta = await this.store.rotateGroupKey(st.sgId, key, reason, {
@@ -1126,8 +1045,8 @@ export class CpnsServer {
         reason === 'create' || auditReason === 'restart'
           ? 0
           : LEAVE_REASONS.has(reason)
-            ? (this.#opts.leaveGraceSec ?? 0)
-            : (this.#opts.periodicGraceSec ?? 10);
+            ? (this.#opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec)
+            : (this.#opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec);
       const previous = st.epoch;
       // A new epoch is fresh for every joiner: from here on deliveries name them again.
       st.pendingJoiners.clear();
@@ -1205,7 +1124,7 @@ export class CpnsServer {
           senderAnchors: anchors,
           // Relative and absolute: devices without a synchronised clock use the relative one.
           ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
-          targets: targets.slice(0, 4096),
+          targets: targets.slice(0, SERVER_DEFAULTS.maxTargets),
           ...(st.deliveryPolicy ? { policy: st.deliveryPolicy } : {}),
           ...(st.sourceAuth ? { sourceAuth: true } : {}),
         });
@@ -1226,7 +1145,7 @@ export class CpnsServer {
     const had = bySg.get(epoch);
     bySg.delete(epoch);
     bySg.set(epoch, new Set([...(had ?? []), ...targets]));
-    while (bySg.size > SENT_EPOCHS_KEPT) {
+    while (bySg.size > SERVER_DEFAULTS.sentEpochsKept) {
       const oldest = Math.min(...bySg.keys());
       bySg.delete(oldest);
     }
@@ -1246,9 +1165,11 @@ export class CpnsServer {
     const gws = onlyGw !== undefined ? [onlyGw] : [...st.targetGws];
     for (const gw of gws) {
       try {
-        this.#gwConns
-          .get(gw)
-          ?.control.send({ t: 'sg.signers', sgId: st.sgId, signers: signers.slice(0, 4096) });
+        this.#gwConns.get(gw)?.control.send({
+          t: 'sg.signers',
+          sgId: st.sgId,
+          signers: signers.slice(0, SERVER_DEFAULTS.maxSigners),
+        });
       } catch (e) {
         this.#log.warn({ code: codeOf(e), gw }, 'signers not sent');
       }
@@ -1423,7 +1344,10 @@ export class CpnsServer {
         resolve();
       }
     };
-    const timer = setTimeout(() => void run(), this.#opts.joinUpdateDelayMs ?? DEFAULT_JOIN_UPDATE_DELAY_MS);
+    const timer = setTimeout(
+      () => void run(),
+      this.#opts.joinUpdateDelayMs ?? SERVER_DEFAULTS.joinUpdateDelayMs,
+    );
     timer.unref();
     st.joinUpdate = { timer, run, done };
   }
@@ -1548,7 +1472,7 @@ export class CpnsServer {
 
   #makeAdmin(): ServerAdmin {
     return {
-      createToken: async (role, ttlSec = 3600) => {
+      createToken: async (role, ttlSec = SERVER_DEFAULTS.tokenTtlSec) => {
         if (role !== 'gw' && role !== 'pne') fail(ErrorCode.INVALID_ARGUMENT, 'role');
         const token = randomBytes(24).toString('base64url');
         await this.store.createToken({ tokenHash: hashToken(token), role, ttlSec });
@@ -1611,17 +1535,4 @@ export class CpnsServer {
   }
 }
 
-function wireReason(r: string): RekeyReason {
-  return (WIRE_REASONS.has(r) ? r : 'periodic') as RekeyReason;
-}
-
 export { uuidToBytes };
-
-/** A delivery policy stored as JSON, if it has the right shape (else the server-wide policy applies). */
-function asDeliveryPolicy(j: unknown): DeliveryPolicy | undefined {
-  if (typeof j !== 'object' || j === null) return undefined;
-  const p = j as Record<string, unknown>;
-  if (typeof p.broadcast !== 'boolean') return undefined;
-  if (typeof p.broadcastThreshold !== 'number' || typeof p.ackTimeoutMs !== 'number') return undefined;
-  return { broadcast: p.broadcast, broadcastThreshold: p.broadcastThreshold, ackTimeoutMs: p.ackTimeoutMs };
-}

@@ -1,0 +1,94 @@
+/** The public types of the CPNS Server role (re-exported by src/server/index.ts). */
+import type { DeliveryPolicy } from '../delivery/policy.js';
+import type { CpnsMetrics } from '../metrics/index.js';
+import type { Logger } from '../roles/control.js';
+import type { DeliveryStatus, PersonalNetwork, ServiceGroup } from '../store/store.js';
+import type { ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
+
+export interface ServerOptions {
+  dataDir: string;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Port of the GW session listener (mTLS: GW certificates of the CPNS CA only). Default 0 (ephemeral). */
+  port?: number;
+  /** Port of the enrollment listener (anonymous TLS + one-time token). Default 0 (ephemeral). */
+  enrollPort?: number;
+  /** Limits on not-yet-authenticated connections of the session listener (docs/transport.md "Limits"). */
+  limits?: Partial<ConnectionLimits>;
+  /** The same for the enrollment listener (every connection there counts for its whole life). */
+  enrollLimits?: Partial<ConnectionLimits>;
+  logger?: Logger;
+  /** Node name in the server identity `urn:cpns:server:<name>`. Default 'node1'. */
+  serverName?: string;
+  /** Grace of the previous epoch after a leave-type update. Default 0 (the leaver stops at once). */
+  leaveGraceSec?: number;
+  /** Grace of the previous epoch after a periodic or operator update. Default 10 s. */
+  periodicGraceSec?: number;
+  heartbeat?: HeartbeatOptions | false;
+  /** How often relay marks are flushed to the store (ms). Default 250. */
+  relayMarkFlushMs?: number;
+  /** Prometheus metrics (docs/operator.md). Default: a private instance without process metrics. */
+  metrics?: CpnsMetrics;
+  /** Operator policy for Group Key delivery in the PNs, pushed to every GW (gw.policy). Default DEFAULT_POLICY. */
+  deliveryPolicy?: DeliveryPolicy;
+  /**
+   * Periodic updates are distributed this many seconds ahead of their activation (key.deliver with activateIn and
+   * activateAt) so that members switch together. Default 0: immediate.
+   */
+  periodicLeadSec?: number;
+  /**
+   * Joins within this window share one Group Key update (backward secrecy on join, docs/protocol.md). Default
+   * 20 ms: a joiner waits that much longer for its key; a burst of joins costs one update.
+   */
+  joinUpdateDelayMs?: number;
+  /** Most PNEs one GW session may name in pne.attach (claims, proven or not). Default 10 000. */
+  maxPnesPerGw?: number;
+}
+
+export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export interface CreateGroupInput {
+  name: string;
+  joinPolicy?: 'open' | 'invite';
+  suite?: WireSuite;
+  sourceAuth?: boolean;
+  /** Update the Group Key when a member joins (backward secrecy). Default true. */
+  updateOnJoin?: boolean;
+  rekeyIntervalSec?: number;
+  /** PNE identities or bare UUIDs (enrolled PNEs only); they are members before the first key. */
+  members?: string[];
+  /** This SG's delivery policy at the PN GWs (default: the server-wide policy). */
+  deliveryPolicy?: DeliveryPolicy;
+}
+
+export interface GroupPolicyPatch {
+  joinPolicy?: 'open' | 'invite';
+  rekeyIntervalSec?: number | null;
+  sourceAuth?: boolean;
+  /** Update the Group Key when a member joins (default on); off: a joiner can read the current epoch's past. */
+  updateOnJoin?: boolean;
+  /** null = back to the server-wide policy; applies from the next key delivery. */
+  deliveryPolicy?: DeliveryPolicy | null;
+}
+
+export interface GroupSummary extends ServiceGroup {
+  currentEpoch: number;
+  members: string[];
+}
+
+export interface ServerAdmin {
+  createToken(role: 'gw' | 'pne', ttlSec?: number): Promise<string>;
+  revoke(identity: string): Promise<void>;
+  createGroup(o: CreateGroupInput): Promise<{ sgId: string; epoch: number }>;
+  deleteGroup(sgId: string): Promise<void>;
+  addMember(sgId: string, pne: string): Promise<void>;
+  /** Adds several members at once: with update on join, one key update for the whole batch. */
+  addMembers(sgId: string, pnes: readonly string[]): Promise<void>;
+  removeMember(sgId: string, pne: string): Promise<void>;
+  rekey(sgId: string): Promise<{ epoch: number }>;
+  /** Change an SG's policy: join mode, periodic update interval (null = off), source authentication. */
+  updatePolicy(sgId: string, patch: GroupPolicyPatch): Promise<void>;
+  listPns(): Promise<PersonalNetwork[]>;
+  listGroups(): Promise<GroupSummary[]>;
+  groupStatus(sgId: string): Promise<DeliveryStatus>;
+}
