@@ -9,13 +9,11 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
-import type { Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
-import { GroupSender } from '../core/group/sender.js';
 import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
-import { DEFAULT_POLICY, type DeliveryPolicy } from '../delivery/policy.js';
+import { DEFAULT_POLICY } from '../delivery/policy.js';
 import { CpnsMetrics, type SessionRole } from '../metrics/index.js';
 import {
   Control,
@@ -23,7 +21,6 @@ import {
   decodeControl,
   fail,
   handleInOrder,
-  type Logger,
   readEnrollRequest,
   serveFrame,
   silentLogger,
@@ -35,7 +32,6 @@ import { openSqliteStore } from '../store/sqlite/index.js';
 import type { Role, Store } from '../store/store.js';
 import { hashToken } from '../store/token.js';
 import {
-  type Ca,
   certInfo,
   createCa,
   formatIdentity,
@@ -49,6 +45,14 @@ import { CloseCode, SecureServer, type Session } from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import type { ChangeEvent } from './events.js';
+import {
+  createState,
+  type GwConn,
+  OPERATOR,
+  type PneTunnel,
+  type ServerState,
+  type SgState,
+} from './state.js';
 import type { CreateGroupInput, GroupSummary, ServerAdmin, ServerOptions } from './types.js';
 import {
   asDeliveryPolicy,
@@ -73,62 +77,6 @@ const SECRET_CA_CERT = 'ca.cert';
 const SECRET_CA_KEY = 'ca.key';
 /** Present only between a graceful close (relay marks flushed) and the next start. */
 const SECRET_CLEAN = 'relay.clean-shutdown';
-const OPERATOR = 'operator';
-
-interface SgState {
-  readonly sgId: string;
-  readonly suite: Suite;
-  ownerId: string;
-  joinPolicy: 'open' | 'invite';
-  rekeyIntervalSec: number | null;
-  readonly members: Set<string>;
-  epoch: number;
-  prevEpoch: number | undefined;
-  prevUntil: number;
-  timer: NodeJS.Timeout | undefined;
-  /** GWs that got a non-empty target list: they must hear when their last member goes. */
-  readonly targetGws: Set<string>;
-  /** Operator's delivery policy for this SG (overrides the server-wide one at the GWs), if set. */
-  deliveryPolicy: DeliveryPolicy | undefined;
-  /** Members must sign their messages (Ed25519); the server distributes members' signing keys. */
-  sourceAuth: boolean;
-  /** A join updates the Group Key (backward secrecy); joins queued together share one update. */
-  updateOnJoin: boolean;
-  /**
-   * Joiners waiting for the join update (backward secrecy on join): no key delivery names them until a new epoch
-   * exists, and their key.fetch waits for it.
-   */
-  readonly pendingJoiners: Set<string>;
-  /** The scheduled join update (one per window of `joinUpdateDelayMs`), until it has run. */
-  joinUpdate: { timer: NodeJS.Timeout; run: () => Promise<void>; done: Promise<void> } | undefined;
-}
-
-interface GwConn {
-  readonly id: string;
-  readonly session: Session;
-  readonly control: Control;
-  /**
-   * PNEs proven attached at this GW (rule A1, docs/protocol.md "Authorization"): the PNE's own end-to-end tunnel,
-   * authenticated by its certificate, is up through this session. Only these get keys, signers and relay here.
-   */
-  readonly attached: Set<string>;
-  /** What the GW said about its PNEs (pne.attach): media only; a claim grants nothing until proven. */
-  readonly claims: Map<string, readonly Medium[]>;
-  /** sgId -> epoch -> PNEs named as targets of the key.deliver of that epoch sent to this GW (rules K1, K2). */
-  readonly sent: Map<string, Map<number, ReadonlySet<string>>>;
-  registered: boolean;
-  queue: Promise<void>;
-}
-
-type Medium = MessageOf<'pne.attach'>['media'][number];
-
-interface PneTunnel {
-  readonly identity: string;
-  readonly ms: MessageSocket;
-  readonly control: Control;
-  readonly gw: GwConn;
-  queue: Promise<void>;
-}
 
 export class CpnsServer {
   readonly url: string;
@@ -138,55 +86,22 @@ export class CpnsServer {
   readonly admin: ServerAdmin;
   readonly store: Store;
   /** `'change'` events (ChangeEvent: ids, epochs, reasons, online flags; never key material). */
-  readonly events = new EventEmitter();
+  readonly events: EventEmitter;
   readonly metrics: CpnsMetrics;
-  /** `${sgId}|${epoch}` -> when that epoch was created (ack latency), current epoch of each SG only. */
-  readonly #rotatedAt = new Map<string, number>();
-  readonly #log: Logger;
-  readonly #ca: Ca;
-  readonly #secure: SecureServer;
+  readonly #st: ServerState;
   readonly #enrollListener: SecureServer;
-  readonly #opts: ServerOptions;
-  readonly #groups = new Map<string, SgState>();
-  /** The server's own sender (nil sender id, fresh instance per start) for messages it sends to SGs. */
-  readonly #sender = new GroupSender({ senderId: Buffer.alloc(16) });
-  /** PNE identity -> Ed25519 public key it signs SG messages with (from its own tunnel). */
-  readonly #signKeys = new Map<string, Buffer>();
-  readonly #gwConns = new Map<string, GwConn>();
-  readonly #tunnels = new Map<string, Set<PneTunnel>>();
-  /** PNE -> GW of its PN (store inventory, cached). */
-  readonly #pneAt = new Map<string, string>();
-  readonly #revokedIds = new Set<string>();
-  readonly #revokedSerials = new Set<string>();
-  /** `${sgId}|${epoch}` -> `${senderHex}|${instanceHex}` -> highest relayed counter. */
-  readonly #marks = new Map<string, Map<string, number>>();
-  readonly #dirtyMarks = new Set<string>();
-  readonly #locks = new Map<string, Promise<unknown>>();
-  #flushTimer: NodeJS.Timeout | undefined;
-  #closed = false;
 
-  private constructor(
-    opts: ServerOptions,
-    store: Store,
-    ca: Ca,
-    secure: SecureServer,
-    enroll: SecureServer,
-    identity: string,
-    log: Logger,
-  ) {
-    this.#opts = opts;
-    this.store = store;
-    this.#ca = ca;
-    this.#secure = secure;
+  private constructor(st: ServerState, enroll: SecureServer, identity: string) {
+    this.#st = st;
+    this.store = st.store;
+    this.metrics = st.metrics;
+    this.events = st.events;
     this.#enrollListener = enroll;
     this.identity = identity;
-    this.#log = log;
-    this.caPem = ca.certPem;
-    this.url = secure.url;
+    this.caPem = st.ca.certPem;
+    this.url = st.secure.url;
     this.enrollUrl = enroll.anonymousUrl ?? '';
     this.admin = this.#makeAdmin();
-    this.metrics = opts.metrics ?? new CpnsMetrics({ defaultMetrics: false });
-    this.events.setMaxListeners(0);
   }
 
   static async start(opts: ServerOptions): Promise<CpnsServer> {
@@ -245,9 +160,13 @@ export class CpnsServer {
         await secure.close(0);
         throw e;
       }
-      const server = new CpnsServer(opts, store, ca, secure, enroll, identity, log);
+      const events = new EventEmitter();
+      events.setMaxListeners(0);
+      const metrics = opts.metrics ?? new CpnsMetrics({ defaultMetrics: false });
+      const st = createState({ opts, store, log, metrics, events, ca, secure });
+      st.serverCert = sc;
+      const server = new CpnsServer(st, enroll, identity);
       self = server;
-      server.#serverCert = sc;
       await server.#load();
       for (const srv of [secure, enroll]) {
         srv.on('session', (s: Session) => server.#onSession(s));
@@ -263,47 +182,45 @@ export class CpnsServer {
     }
   }
 
-  #serverCert: { certPem: string; keyPem: string } = { certPem: '', keyPem: '' };
-
   /** The server's TLS certificate and key (issued by the CPNS CA at start), for the admin HTTPS listener. */
   adminTls(): { certPem: string; keyPem: string } {
-    return { ...this.#serverCert };
+    return { ...this.#st.serverCert };
   }
 
   isRevokedSync(identity: string, serialHex: string): boolean {
-    return this.#revokedIds.has(identity) || this.#revokedSerials.has(serialHex.replace(/^0+/, ''));
+    return this.#st.revokedIds.has(identity) || this.#st.revokedSerials.has(serialHex.replace(/^0+/, ''));
   }
 
   /** Number of open GW sessions (tests, metrics). */
   get gatewayCount(): number {
-    return this.#gwConns.size;
+    return this.#st.gwConns.size;
   }
 
   /** Current epoch of an SG as the server sees it (tests, metrics). */
   currentEpoch(sgId: string): number | undefined {
-    return this.#groups.get(sgId)?.epoch;
+    return this.#st.groups.get(sgId)?.epoch;
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#st.closed) return;
     // Pending join updates run now: a joiner must not find the old epoch after a restart.
-    await Promise.allSettled([...this.#groups.values()].map((st) => st.joinUpdate?.run()));
-    this.#closed = true;
-    if (this.#flushTimer) clearInterval(this.#flushTimer);
-    for (const st of this.#groups.values()) if (st.timer) clearInterval(st.timer);
-    for (const set of this.#tunnels.values()) for (const t of set) t.ms.destroy();
+    await Promise.allSettled([...this.#st.groups.values()].map((st) => st.joinUpdate?.run()));
+    this.#st.closed = true;
+    if (this.#st.flushTimer) clearInterval(this.#st.flushTimer);
+    for (const st of this.#st.groups.values()) if (st.timer) clearInterval(st.timer);
+    for (const set of this.#st.tunnels.values()) for (const t of set) t.ms.destroy();
     await Promise.all([
-      this.#secure.close(SERVER_DEFAULTS.closeSessionsMs),
+      this.#st.secure.close(SERVER_DEFAULTS.closeSessionsMs),
       this.#enrollListener.close(SERVER_DEFAULTS.closeEnrollMs),
     ]);
     // Let handlers that are mid-flight finish before the store goes away.
-    await Promise.allSettled([...this.#locks.values()]);
-    await Promise.allSettled([...this.#gwConns.values()].map((c) => c.queue));
+    await Promise.allSettled([...this.#st.locks.values()]);
+    await Promise.allSettled([...this.#st.gwConns.values()].map((c) => c.queue));
     try {
       await this.#flushMarks();
       await this.store.putSecret(SECRET_CLEAN, Buffer.from([1]));
     } catch (e) {
-      this.#log.warn({ code: codeOf(e) }, 'could not flush relay marks');
+      this.#st.log.warn({ code: codeOf(e) }, 'could not flush relay marks');
     }
     await this.store.close();
   }
@@ -313,12 +230,12 @@ export class CpnsServer {
   async #load(): Promise<void> {
     for (const idn of await this.store.listIdentities()) {
       if (idn.revokedAt !== null) {
-        this.#revokedIds.add(idn.id);
-        this.#revokedSerials.add(idn.certSerial);
+        this.#st.revokedIds.add(idn.id);
+        this.#st.revokedSerials.add(idn.certSerial);
       }
     }
     for (const pn of await this.store.listPns()) {
-      for (const p of pn.pnes) this.#pneAt.set(p.pneId, pn.gwId);
+      for (const p of pn.pnes) this.#st.pneAt.set(p.pneId, pn.gwId);
       if (pn.online) await this.store.setOnline(pn.gwId, false);
       for (const p of pn.pnes) if (p.online) await this.store.setOnline(p.pneId, false);
     }
@@ -345,38 +262,38 @@ export class CpnsServer {
         pendingJoiners: new Set(),
         joinUpdate: undefined,
       };
-      this.#groups.set(g.sgId, st);
+      this.#st.groups.set(g.sgId, st);
       this.#startTimer(st);
     }
     const clean = await this.store.getSecret(SECRET_CLEAN);
     if (clean) {
       // Graceful restart: relay marks were flushed, so replay anchors survive; keep the epochs.
       await this.store.deleteSecret(SECRET_CLEAN);
-      for (const st of this.#groups.values()) {
+      for (const st of this.#st.groups.values()) {
         const m = new Map<string, number>();
         for (const r of await this.store.listRelayMarks(st.sgId, st.epoch))
           m.set(`${r.sender}|${r.instance}`, r.counter);
-        if (m.size > 0) this.#marks.set(`${st.sgId}|${st.epoch}`, m);
+        if (m.size > 0) this.#st.marks.set(`${st.sgId}|${st.epoch}`, m);
       }
       await this.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'clean' });
-    } else if (this.#groups.size > 0) {
+    } else if (this.#st.groups.size > 0) {
       // Crash (or first start of an old database): relay marks may be stale, so rotate every SG's key once
       // (docs/group-messages.md "restart policy"): fresh epochs, fresh replay windows everywhere.
       await this.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'unclean' });
-      for (const st of this.#groups.values()) {
+      for (const st of this.#st.groups.values()) {
         await this.#withSg(st.sgId, () => this.#rekeyLocked(st, 'periodic', 'server', 'restart'));
       }
     }
-    this.#flushTimer = setInterval(() => {
-      this.#flushMarks().catch((e) => this.#log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
-    }, this.#opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
-    this.#flushTimer.unref();
+    this.#st.flushTimer = setInterval(() => {
+      this.#flushMarks().catch((e) => this.#st.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
+    }, this.#st.opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
+    this.#st.flushTimer.unref();
   }
 
   // ------------------------------------------------------------------------------------------- sessions
 
   #onSession(s: Session): void {
-    if (this.#closed) {
+    if (this.#st.closed) {
       s.close(CloseCode.GOING_AWAY, 'closing');
       return;
     }
@@ -433,7 +350,7 @@ export class CpnsServer {
     const identity = formatIdentity(req.role, randomUUID());
     let cert: string;
     try {
-      cert = await issueFromCsr(this.#ca, req.csr, identity, SERVER_DEFAULTS.certValidityDays);
+      cert = await issueFromCsr(this.#st.ca, req.csr, identity, SERVER_DEFAULTS.certValidityDays);
     } catch {
       await this.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: 'csr' });
       throw new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused', 'csr');
@@ -441,13 +358,13 @@ export class CpnsServer {
     const info = certInfo(cert);
     await this.store.putIdentity({ id: identity, role: req.role, certSerial: info.serialHex, certPem: cert });
     await this.store.appendAudit({ actor: 'server', action: 'identity.enroll', subject: identity });
-    this.#log.info({ identity }, 'enrolled');
-    return { cert, caCert: this.#ca.certPem };
+    this.#st.log.info({ identity }, 'enrolled');
+    return { cert, caCert: this.#st.ca.certPem };
   }
 
   #onGwSession(session: Session): void {
     const id = session.identity!;
-    const old = this.#gwConns.get(id);
+    const old = this.#st.gwConns.get(id);
     if (old) old.session.close(CloseCode.REPLACED, 'replaced by a newer session');
     const conn: GwConn = {
       id,
@@ -459,9 +376,9 @@ export class CpnsServer {
       registered: false,
       queue: Promise.resolve(),
     };
-    this.#gwConns.set(id, conn);
+    this.#st.gwConns.set(id, conn);
     this.#session('gw', true);
-    this.#log.info({ gw: id }, 'GW session up');
+    this.#st.log.info({ gw: id }, 'GW session up');
     tunnelMuxFor(session, { maxTunnels: SERVER_DEFAULTS.maxTunnelsPerGwSession }).on(
       'tunnel',
       (stream: TunnelStream) => this.#onTunnel(conn, stream),
@@ -470,15 +387,15 @@ export class CpnsServer {
     session.once('close', () => {
       conn.control.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'session closed'));
       this.#session('gw', false);
-      if (this.#gwConns.get(id) !== conn) return;
-      this.#gwConns.delete(id);
-      this.#log.info({ gw: id }, 'GW session down');
-      if (this.#closed) return;
+      if (this.#st.gwConns.get(id) !== conn) return;
+      this.#st.gwConns.delete(id);
+      this.#st.log.info({ gw: id }, 'GW session down');
+      if (this.#st.closed) return;
       const attached = [...conn.attached];
       conn.queue = conn.queue.then(async () => {
         try {
           if (await this.store.getGateway(id)) await this.store.setOnline(id, false);
-          for (const p of attached) if (this.#pneAt.get(p) === id) await this.store.setOnline(p, false);
+          for (const p of attached) if (this.#st.pneAt.get(p) === id) await this.store.setOnline(p, false);
         } catch {}
         this.#emit({ kind: 'pn.change', gwId: id, online: false });
       });
@@ -491,13 +408,13 @@ export class CpnsServer {
       buf,
       (frame) => this.#relay(conn, frame),
       (m) => this.#handleGw(conn, m),
-      this.#log,
+      this.#st.log,
       'GW',
     );
   }
 
   async #handleGw(conn: GwConn, msg: ControlMessage): Promise<void> {
-    if (this.#closed) return;
+    if (this.#st.closed) return;
     if (!conn.registered && msg.t !== 'gw.register' && msg.t !== 'enroll.relay') {
       fail(ErrorCode.UNEXPECTED_MESSAGE);
     }
@@ -507,7 +424,7 @@ export class CpnsServer {
         await this.store.setOnline(conn.id, true);
         conn.registered = true;
         conn.control.send({ t: 'registered', id: msg.id, ok: true });
-        conn.control.send({ t: 'gw.policy', ...(this.#opts.deliveryPolicy ?? DEFAULT_POLICY) });
+        conn.control.send({ t: 'gw.policy', ...(this.#st.opts.deliveryPolicy ?? DEFAULT_POLICY) });
         this.#emit({ kind: 'pn.change', gwId: conn.id, online: true });
         // PNEs whose tunnels came up before the registration: their catch-up now.
         for (const p of conn.attached) await this.#catchUp(p, conn.id, undefined);
@@ -523,7 +440,7 @@ export class CpnsServer {
       case 'pne.status': {
         // Rule A3: only about a PNE proven here. "Offline" gives the PNE up (the GW can only hurt its own
         // service); "online" cannot be claimed: only the PNE's tunnel makes it so (rule A1).
-        if (this.#pneAt.get(msg.pneId) !== conn.id || !conn.attached.has(msg.pneId))
+        if (this.#st.pneAt.get(msg.pneId) !== conn.id || !conn.attached.has(msg.pneId))
           fail(ErrorCode.FORBIDDEN, 'pneId');
         if (!msg.online) await this.#loseAttachment(conn, msg.pneId, true);
         conn.control.sendOk(msg.id);
@@ -531,10 +448,10 @@ export class CpnsServer {
       }
       case 'pne.detach': {
         // Rule A4: a GW detaches only a PNE proven behind it.
-        if (this.#pneAt.get(msg.pneId) !== conn.id || !conn.attached.has(msg.pneId))
+        if (this.#st.pneAt.get(msg.pneId) !== conn.id || !conn.attached.has(msg.pneId))
           fail(ErrorCode.FORBIDDEN, 'pneId');
         await this.store.detachPne(msg.pneId);
-        this.#pneAt.delete(msg.pneId);
+        this.#st.pneAt.delete(msg.pneId);
         conn.attached.delete(msg.pneId);
         await this.store.appendAudit({ actor: conn.id, action: 'pne.detach', subject: msg.pneId });
         conn.control.sendOk(msg.id);
@@ -544,13 +461,13 @@ export class CpnsServer {
       }
       case 'gw.deregister': {
         const pnes = await this.store.deregisterGateway(conn.id);
-        for (const p of pnes) this.#pneAt.delete(p);
+        for (const p of pnes) this.#st.pneAt.delete(p);
         conn.attached.clear();
         conn.registered = false;
         await this.store.appendAudit({ actor: conn.id, action: 'gw.deregister', subject: conn.id });
         this.#emit({ kind: 'pn.change', gwId: conn.id, online: false });
         await this.#rekeyGroupsOf(pnes, 'detach', conn.id);
-        for (const st of this.#groups.values()) st.targetGws.delete(conn.id);
+        for (const st of this.#st.groups.values()) st.targetGws.delete(conn.id);
         conn.control.sendOk(msg.id);
         setTimeout(
           () => conn.session.close(CloseCode.NORMAL, 'deregistered'),
@@ -559,7 +476,7 @@ export class CpnsServer {
         return;
       }
       case 'key.ack': {
-        const st = this.#groups.get(msg.sgId);
+        const st = this.#st.groups.get(msg.sgId);
         if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
         if (msg.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
         // Rule K1: a GW acks only an (SG, epoch) it was sent; rule K2: for a PNE it was sent that epoch for.
@@ -582,7 +499,7 @@ export class CpnsServer {
         return;
       }
       case 'key.delivery.report': {
-        const st = this.#groups.get(msg.sgId);
+        const st = this.#st.groups.get(msg.sgId);
         if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
         if (msg.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
         // Rule K2, all or nothing: one entry the GW may not report refuses the whole report.
@@ -621,11 +538,11 @@ export class CpnsServer {
    */
   async #pneAttach(conn: GwConn, msg: MessageOf<'pne.attach'>): Promise<void> {
     const pneId = msg.pneId;
-    if (this.#revokedIds.has(pneId)) fail(ErrorCode.REVOKED, 'pneId');
+    if (this.#st.revokedIds.has(pneId)) fail(ErrorCode.REVOKED, 'pneId');
     const idn = await this.store.getIdentity(pneId);
     if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
     if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
-    const max = this.#opts.maxPnesPerGw ?? SERVER_DEFAULTS.maxPnesPerGw;
+    const max = this.#st.opts.maxPnesPerGw ?? SERVER_DEFAULTS.maxPnesPerGw;
     if (!conn.claims.has(pneId) && conn.claims.size >= max) fail(ErrorCode.TOO_LARGE, 'pneId');
     const before = conn.claims.get(pneId);
     conn.claims.set(pneId, [...msg.media]);
@@ -633,7 +550,7 @@ export class CpnsServer {
     // Already proven here (its tunnel came first): the media may have changed.
     if (
       conn.attached.has(pneId) &&
-      this.#pneAt.get(pneId) === conn.id &&
+      this.#st.pneAt.get(pneId) === conn.id &&
       String(before) !== String(msg.media)
     )
       await this.store.attachPne(pneId, conn.id, msg.media);
@@ -646,19 +563,19 @@ export class CpnsServer {
    */
   async #proveAttach(conn: GwConn, pt: PneTunnel): Promise<void> {
     const pneId = pt.identity;
-    if (this.#closed || this.#gwConns.get(conn.id) !== conn || !this.#liveTunnel(pt)) return;
-    if (this.#revokedIds.has(pneId)) {
+    if (this.#st.closed || this.#st.gwConns.get(conn.id) !== conn || !this.#liveTunnel(pt)) return;
+    if (this.#st.revokedIds.has(pneId)) {
       pt.ms.destroy();
       return;
     }
     const media = conn.claims.get(pneId) ?? (await this.store.getPne(pneId))?.media ?? [];
     const { previousGwId } = await this.store.attachPne(pneId, conn.id, media);
-    const wasHere = conn.attached.has(pneId) && this.#pneAt.get(pneId) === conn.id;
-    this.#pneAt.set(pneId, conn.id);
+    const wasHere = conn.attached.has(pneId) && this.#st.pneAt.get(pneId) === conn.id;
+    this.#st.pneAt.set(pneId, conn.id);
     conn.attached.add(pneId);
     // Its tunnels through other GWs are no proof any more: close them, and those GWs lose it.
-    for (const other of this.#tunnels.get(pneId) ?? []) if (other.gw !== conn) other.ms.destroy();
-    for (const c of this.#gwConns.values()) if (c !== conn) c.attached.delete(pneId);
+    for (const other of this.#st.tunnels.get(pneId) ?? []) if (other.gw !== conn) other.ms.destroy();
+    for (const c of this.#st.gwConns.values()) if (c !== conn) c.attached.delete(pneId);
     const moved = previousGwId !== null && previousGwId !== conn.id ? previousGwId : undefined;
     if (moved !== undefined) {
       await this.store.appendAudit({
@@ -675,10 +592,10 @@ export class CpnsServer {
 
   /** Catch-up: the current key (only) of every SG the PNE is a member of, with replay anchors. */
   async #catchUp(pneId: string, gwId: string, previousGwId: string | undefined): Promise<void> {
-    for (const st of this.#groups.values()) {
+    for (const st of this.#st.groups.values()) {
       if (!st.members.has(pneId)) continue;
       await this.#withSg(st.sgId, async () => {
-        if (!this.#groups.has(st.sgId)) return;
+        if (!this.#st.groups.has(st.sgId)) return;
         await this.#sendCurrentKey(st, gwId);
         // The old GW gets the same epoch without the PNE in its targets: it stops serving it.
         if (previousGwId !== undefined) await this.#sendCurrentKey(st, previousGwId);
@@ -689,8 +606,8 @@ export class CpnsServer {
   /** `conn` no longer serves `pneId` (its tunnel closed, or the GW said it went offline). */
   async #loseAttachment(conn: GwConn, pneId: string, closeTunnels: boolean): Promise<void> {
     if (!conn.attached.delete(pneId)) return;
-    if (closeTunnels) for (const t of this.#tunnels.get(pneId) ?? []) if (t.gw === conn) t.ms.destroy();
-    if (this.#pneAt.get(pneId) !== conn.id) return;
+    if (closeTunnels) for (const t of this.#st.tunnels.get(pneId) ?? []) if (t.gw === conn) t.ms.destroy();
+    if (this.#st.pneAt.get(pneId) !== conn.id) return;
     try {
       await this.store.setOnline(pneId, false);
     } catch {}
@@ -699,26 +616,26 @@ export class CpnsServer {
 
   /** The GW that serves `pneId` now: the PNE is in its PN and proven there (rule A1); else undefined. */
   #servingGw(pneId: string): string | undefined {
-    const gw = this.#pneAt.get(pneId);
-    return gw !== undefined && this.#gwConns.get(gw)?.attached.has(pneId) ? gw : undefined;
+    const gw = this.#st.pneAt.get(pneId);
+    return gw !== undefined && this.#st.gwConns.get(gw)?.attached.has(pneId) ? gw : undefined;
   }
 
   /** Rule K2: `conn` may report `pneId`'s ack of an epoch whose delivery to it named `pneId`. */
   #mayAckFor(conn: GwConn, st: SgState, targets: ReadonlySet<string>, pneId: string): boolean {
-    return targets.has(pneId) && this.#pneAt.get(pneId) === conn.id && st.members.has(pneId);
+    return targets.has(pneId) && this.#st.pneAt.get(pneId) === conn.id && st.members.has(pneId);
   }
 
   #liveTunnel(pt: PneTunnel): boolean {
-    return this.#tunnels.get(pt.identity)?.has(pt) === true;
+    return this.#st.tunnels.get(pt.identity)?.has(pt) === true;
   }
 
   // ------------------------------------------------------------------------------------------- tunnels
 
   #onTunnel(conn: GwConn, stream: TunnelStream): void {
     acceptTunnelTls(stream, {
-      certPem: this.#serverCert.certPem,
-      keyPem: this.#serverCert.keyPem,
-      caPem: this.#ca.certPem,
+      certPem: this.#st.serverCert.certPem,
+      keyPem: this.#st.serverCert.keyPem,
+      caPem: this.#st.ca.certPem,
       allowedRoles: ['pne'],
       isRevoked: (id, serial) => this.isRevokedSync(id, serial),
     }).then(
@@ -731,19 +648,19 @@ export class CpnsServer {
           gw: conn,
           queue: Promise.resolve(),
         };
-        let set = this.#tunnels.get(pt.identity);
+        let set = this.#st.tunnels.get(pt.identity);
         if (!set) {
           set = new Set();
-          this.#tunnels.set(pt.identity, set);
+          this.#st.tunnels.set(pt.identity, set);
         }
         set.add(pt);
         this.#session('pne', true);
         ms.on('message', (m: Buffer) => this.#onTunnelMessage(pt, m));
         ms.once('close', () => {
           this.#session('pne', false);
-          const s = this.#tunnels.get(pt.identity);
+          const s = this.#st.tunnels.get(pt.identity);
           s?.delete(pt);
-          if (s?.size === 0) this.#tunnels.delete(pt.identity);
+          if (s?.size === 0) this.#st.tunnels.delete(pt.identity);
           // Its last tunnel through this GW is gone: the GW loses the PNE (rule A1).
           if ([...(s ?? [])].some((o) => o.gw === conn)) return;
           conn.queue = conn.queue.then(() => this.#loseAttachment(conn, pt.identity, false));
@@ -752,11 +669,11 @@ export class CpnsServer {
         // own messages.
         conn.queue = conn.queue.then(() =>
           this.#proveAttach(conn, pt).catch((e) =>
-            this.#log.warn({ code: codeOf(e), pne: pt.identity }, 'attachment not recorded'),
+            this.#st.log.warn({ code: codeOf(e), pne: pt.identity }, 'attachment not recorded'),
           ),
         );
       },
-      (e) => this.#log.info({ code: (e as { code?: string }).code }, 'tunnel refused'),
+      (e) => this.#st.log.info({ code: (e as { code?: string }).code }, 'tunnel refused'),
     );
   }
 
@@ -769,12 +686,12 @@ export class CpnsServer {
       return;
     }
     if (pt.control.accept(msg)) return;
-    handleInOrder(pt, pt.control, msg, (x) => this.#handlePne(pt, x), this.#log, 'PNE');
+    handleInOrder(pt, pt.control, msg, (x) => this.#handlePne(pt, x), this.#st.log, 'PNE');
   }
 
   async #handlePne(pt: PneTunnel, msg: ControlMessage): Promise<void> {
-    if (this.#closed) return;
-    if (this.#revokedIds.has(pt.identity)) {
+    if (this.#st.closed) return;
+    if (this.#st.revokedIds.has(pt.identity)) {
       pt.ms.destroy();
       return;
     }
@@ -839,9 +756,9 @@ export class CpnsServer {
         return;
       }
       case 'pne.signkey': {
-        this.#signKeys.set(me, Buffer.from(msg.key));
+        this.#st.signKeys.set(me, Buffer.from(msg.key));
         pt.control.sendOk(msg.id);
-        for (const st of this.#groups.values()) if (st.members.has(me)) this.#pushSigners(st);
+        for (const st of this.#st.groups.values()) if (st.members.has(me)) this.#pushSigners(st);
         return;
       }
       case 'key.fetch': {
@@ -890,11 +807,11 @@ export class CpnsServer {
       if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
       const h = readHeader(payload);
       const sgId = bytesToUuid(h.sgId);
-      const st = this.#groups.get(sgId);
+      const st = this.#st.groups.get(sgId);
       if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
       sender = pneIdentityOf(h.senderId);
       // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
-      if (this.#pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
+      if (this.#st.pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
         fail(ErrorCode.FORBIDDEN, 'senderId');
       if (!st.members.has(sender)) fail(ErrorCode.NOT_MEMBER, 'senderId');
       if (h.epoch !== st.epoch) {
@@ -915,15 +832,15 @@ export class CpnsServer {
   #mark(sgId: string, h: GroupHeader): void {
     const mk = `${sgId}|${h.epoch}`;
     const sk = `${h.senderId.toString('hex')}|${h.instance.toString('hex')}`;
-    let marks = this.#marks.get(mk);
+    let marks = this.#st.marks.get(mk);
     const prev = marks?.get(sk);
     if (prev !== undefined && h.counter <= prev) fail(ErrorCode.REPLAY, 'counter');
     if (!marks) {
       marks = new Map();
-      this.#marks.set(mk, marks);
+      this.#st.marks.set(mk, marks);
     }
     marks.set(sk, h.counter);
-    this.#dirtyMarks.add(`${mk}|${sk}`);
+    this.#st.dirtyMarks.add(`${mk}|${sk}`);
   }
 
   /** Send a group frame to every GW with members of the SG, except the one it came from. */
@@ -933,7 +850,7 @@ export class CpnsServer {
       const gw = this.#servingGw(m);
       if (gw !== undefined && gw !== exceptGw) out.add(gw);
     }
-    for (const gw of out) this.#gwConns.get(gw)?.session.send(frame);
+    for (const gw of out) this.#st.gwConns.get(gw)?.session.send(frame);
   }
 
   /**
@@ -942,14 +859,14 @@ export class CpnsServer {
    * under the nil sender id; returns the protected bytes.
    */
   async sendToGroup(sgId: string, data: Uint8Array | string): Promise<Buffer> {
-    const st = this.#groups.get(sgId);
+    const st = this.#st.groups.get(sgId);
     if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
     // Members of a source-authenticated SG accept only messages signed by a member.
     if (st.sourceAuth) fail(ErrorCode.SIGNATURE_REQUIRED, 'sgId');
     const k = await this.store.getCurrentKey(sgId);
     if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
     const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    const msg = this.#sender.protect(
+    const msg = this.#st.sender.protect(
       uuidToBytes(sgId),
       { epoch: k.epoch, key: k.key, suite: st.suite },
       body,
@@ -965,7 +882,7 @@ export class CpnsServer {
     sgId: string,
     epoch: number,
   ): { sender: Uint8Array; instance: Uint8Array; counter: number }[] | undefined {
-    const m = this.#marks.get(`${sgId}|${epoch}`);
+    const m = this.#st.marks.get(`${sgId}|${epoch}`);
     if (!m || m.size === 0) return undefined;
     const out: { sender: Uint8Array; instance: Uint8Array; counter: number }[] = [];
     for (const [k, counter] of m) {
@@ -977,13 +894,13 @@ export class CpnsServer {
   }
 
   async #flushMarks(): Promise<void> {
-    if (this.#dirtyMarks.size === 0) return;
-    const keys = [...this.#dirtyMarks];
-    this.#dirtyMarks.clear();
+    if (this.#st.dirtyMarks.size === 0) return;
+    const keys = [...this.#st.dirtyMarks];
+    this.#st.dirtyMarks.clear();
     for (const k of keys) {
       const [sgId, epochS, sender, instance] = k.split('|') as [string, string, string, string];
-      const counter = this.#marks.get(`${sgId}|${epochS}`)?.get(`${sender}|${instance}`);
-      if (counter === undefined || !this.#groups.has(sgId)) continue;
+      const counter = this.#st.marks.get(`${sgId}|${epochS}`)?.get(`${sender}|${instance}`);
+      if (counter === undefined || !this.#st.groups.has(sgId)) continue;
       await this.store.upsertRelayMark({ sgId, epoch: Number(epochS), sender, instance, counter });
     }
   }
@@ -991,19 +908,19 @@ export class CpnsServer {
   // ------------------------------------------------------------------------------------------- groups & keys
 
   #group(sgId: string): SgState {
-    const st = this.#groups.get(sgId);
+    const st = this.#st.groups.get(sgId);
     if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
     return st;
   }
 
   /** Serializes every key/membership operation of one SG (epochs strictly in order, deliveries in order). */
   #withSg<T>(sgId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(sgId) ?? Promise.resolve();
+    const prev = this.#st.locks.get(sgId) ?? Promise.resolve();
     const run = prev.then(fn, fn);
     const tail = run.catch(() => {});
-    this.#locks.set(sgId, tail);
+    this.#st.locks.set(sgId, tail);
     tail.then(() => {
-      if (this.#locks.get(sgId) === tail) this.#locks.delete(sgId);
+      if (this.#st.locks.get(sgId) === tail) this.#st.locks.delete(sgId);
     });
     return run;
   }
@@ -1013,9 +930,9 @@ export class CpnsServer {
     st.timer = undefined;
     if (!st.rekeyIntervalSec) return;
     st.timer = setInterval(() => {
-      if (this.#closed || !this.#groups.has(st.sgId)) return;
+      if (this.#st.closed || !this.#st.groups.has(st.sgId)) return;
       this.#withSg(st.sgId, () => this.#rekeyLocked(st, 'periodic', 'scheduler')).catch((e) =>
-        this.#log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
+        this.#st.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
       );
     }, st.rekeyIntervalSec * 1000);
     st.timer.unref();
@@ -1029,7 +946,7 @@ export class CpnsServer {
       // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
       const leadSec =
         reason === 'periodic' && auditReason !== 'restart'
-          ? (this.#opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec)
+          ? (this.#st.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec)
           : 0;
       const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
       // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
@@ -1045,18 +962,18 @@ export class CpnsServer {
         reason === 'create' || auditReason === 'restart'
           ? 0
           : LEAVE_REASONS.has(reason)
-            ? (this.#opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec)
-            : (this.#opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec);
+            ? (this.#st.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec)
+            : (this.#st.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec);
       const previous = st.epoch;
       // A new epoch is fresh for every joiner: from here on deliveries name them again.
       st.pendingJoiners.clear();
       st.prevEpoch = previous > 0 ? previous : undefined;
       st.prevUntil = Date.now() + (leadSec + graceSec) * 1000;
       st.epoch = meta.epoch;
-      for (const k of this.#marks.keys()) {
+      for (const k of this.#st.marks.keys()) {
         if (!k.startsWith(`${st.sgId}|`)) continue;
         const e = Number(k.slice(st.sgId.length + 1));
-        if (e !== st.epoch && e !== st.prevEpoch) this.#marks.delete(k);
+        if (e !== st.epoch && e !== st.prevEpoch) this.#st.marks.delete(k);
       }
       this.#onKeyUpdated(st.sgId, meta.epoch, auditReason ?? reason);
       this.#deliver(
@@ -1071,7 +988,7 @@ export class CpnsServer {
         activateAt !== undefined ? { at: activateAt, inSec: leadSec } : undefined,
       );
       if (previous > 1) await this.store.pruneKeys(st.sgId, previous);
-      this.#log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
+      this.#st.log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
       return meta.epoch;
     } finally {
       key.fill(0);
@@ -1108,7 +1025,7 @@ export class CpnsServer {
       const targets = byGw.get(gw) ?? [];
       if (targets.length > 0) st.targetGws.add(gw);
       else st.targetGws.delete(gw);
-      const conn = this.#gwConns.get(gw);
+      const conn = this.#st.gwConns.get(gw);
       if (!conn?.registered) continue;
       try {
         this.#recordSent(conn, st.sgId, epoch, targets);
@@ -1130,7 +1047,7 @@ export class CpnsServer {
         });
         if (targets.length > 0) this.#pushSigners(st, gw);
       } catch (e) {
-        this.#log.warn({ code: codeOf(e), gw }, 'key delivery failed');
+        this.#st.log.warn({ code: codeOf(e), gw }, 'key delivery failed');
       }
     }
   }
@@ -1159,19 +1076,19 @@ export class CpnsServer {
     if (!st.sourceAuth) return;
     const signers: { pneId: string; key: Uint8Array }[] = [];
     for (const m of st.members) {
-      const key = this.#signKeys.get(m);
+      const key = this.#st.signKeys.get(m);
       if (key) signers.push({ pneId: m, key });
     }
     const gws = onlyGw !== undefined ? [onlyGw] : [...st.targetGws];
     for (const gw of gws) {
       try {
-        this.#gwConns.get(gw)?.control.send({
+        this.#st.gwConns.get(gw)?.control.send({
           t: 'sg.signers',
           sgId: st.sgId,
           signers: signers.slice(0, SERVER_DEFAULTS.maxSigners),
         });
       } catch (e) {
-        this.#log.warn({ code: codeOf(e), gw }, 'signers not sent');
+        this.#st.log.warn({ code: codeOf(e), gw }, 'signers not sent');
       }
     }
   }
@@ -1198,10 +1115,10 @@ export class CpnsServer {
 
   async #rekeyGroupsOf(pnes: readonly string[], reason: RekeyReason, actor: string): Promise<void> {
     const set = new Set(pnes);
-    for (const st of [...this.#groups.values()]) {
+    for (const st of [...this.#st.groups.values()]) {
       if (![...st.members].some((m) => set.has(m))) continue;
       await this.#withSg(st.sgId, async () => {
-        if (this.#groups.has(st.sgId)) await this.#rekeyLocked(st, reason, actor);
+        if (this.#st.groups.has(st.sgId)) await this.#rekeyLocked(st, reason, actor);
       });
     }
   }
@@ -1250,7 +1167,7 @@ export class CpnsServer {
       pendingJoiners: new Set(),
       joinUpdate: undefined,
     };
-    this.#groups.set(g.sgId, st);
+    this.#st.groups.set(g.sgId, st);
     const epoch = await this.#withSg(g.sgId, () => this.#rekeyLocked(st, 'create', actor));
     this.#startTimer(st);
     this.#emit({ kind: 'sg.create', sgId: g.sgId, epoch });
@@ -1262,7 +1179,7 @@ export class CpnsServer {
       const st = this.#group(sgId);
       const gws = new Set(st.targetGws);
       for (const m of st.members) {
-        const gw = this.#pneAt.get(m);
+        const gw = this.#st.pneAt.get(m);
         if (gw !== undefined) gws.add(gw);
       }
       await this.store.deleteGroup(sgId, {
@@ -1272,13 +1189,13 @@ export class CpnsServer {
         ],
       });
       if (st.timer) clearInterval(st.timer);
-      this.#groups.delete(sgId);
-      for (const k of [...this.#marks.keys()]) if (k.startsWith(`${sgId}|`)) this.#marks.delete(k);
-      for (const k of this.#rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#rotatedAt.delete(k);
+      this.#st.groups.delete(sgId);
+      for (const k of [...this.#st.marks.keys()]) if (k.startsWith(`${sgId}|`)) this.#st.marks.delete(k);
+      for (const k of this.#st.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#st.rotatedAt.delete(k);
       this.#emit({ kind: 'sg.delete', sgId });
       for (const gw of gws) {
         try {
-          this.#gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
+          this.#st.gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
         } catch {}
       }
     });
@@ -1335,18 +1252,18 @@ export class CpnsServer {
       st.joinUpdate = undefined;
       try {
         await this.#withSg(st.sgId, async () => {
-          if (this.#groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
+          if (this.#st.groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
             await this.#rekeyLocked(st, 'join', actor);
         });
       } catch (e) {
-        this.#log.warn({ code: codeOf(e), sgId: st.sgId }, 'join update failed');
+        this.#st.log.warn({ code: codeOf(e), sgId: st.sgId }, 'join update failed');
       } finally {
         resolve();
       }
     };
     const timer = setTimeout(
       () => void run(),
-      this.#opts.joinUpdateDelayMs ?? SERVER_DEFAULTS.joinUpdateDelayMs,
+      this.#st.opts.joinUpdateDelayMs ?? SERVER_DEFAULTS.joinUpdateDelayMs,
     );
     timer.unref();
     st.joinUpdate = { timer, run, done };
@@ -1354,7 +1271,7 @@ export class CpnsServer {
 
   /** Only an enrolled, unrevoked PNE can be a member (a never-enrolled id would be a ghost that rekeys on leave). */
   async #requireEnrolledPne(pne: string): Promise<void> {
-    if (this.#revokedIds.has(pne)) fail(ErrorCode.REVOKED, 'pneId');
+    if (this.#st.revokedIds.has(pne)) fail(ErrorCode.REVOKED, 'pneId');
     const idn = await this.store.getIdentity(pne);
     if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
     if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
@@ -1377,7 +1294,7 @@ export class CpnsServer {
       await this.#rekeyLocked(st, reason, actor);
     });
     if (reason !== 'leave') {
-      for (const t of this.#tunnels.get(pne) ?? []) {
+      for (const t of this.#st.tunnels.get(pne) ?? []) {
         try {
           t.control.send({ t: 'sg.remove', sgId, pneId: pne });
         } catch {}
@@ -1395,30 +1312,30 @@ export class CpnsServer {
     const idn = await this.store.getIdentity(identity);
     if (!idn) fail(ErrorCode.NOT_FOUND, 'identity');
     await this.store.revokeIdentity(identity);
-    this.#revokedIds.add(identity);
-    this.#revokedSerials.add(idn.certSerial);
+    this.#st.revokedIds.add(identity);
+    this.#st.revokedSerials.add(idn.certSerial);
     await this.store.appendAudit({ actor: OPERATOR, action: 'identity.revoke', subject: identity });
     this.#emit({ kind: 'identity.revoke', identity });
-    this.#log.warn({ identity }, 'identity revoked');
+    this.#st.log.warn({ identity }, 'identity revoked');
     if (role === 'gw') {
-      this.#secure.closeSessionsOf(identity, CloseCode.REVOKED, 'revoked');
+      this.#st.secure.closeSessionsOf(identity, CloseCode.REVOKED, 'revoked');
       const pnes = await this.store.deregisterGateway(identity);
-      for (const p of pnes) this.#pneAt.delete(p);
+      for (const p of pnes) this.#st.pneAt.delete(p);
       await this.#rekeyGroupsOf(pnes, 'revoke', OPERATOR);
       return;
     }
-    for (const t of this.#tunnels.get(identity) ?? []) t.ms.destroy();
-    const gw = this.#pneAt.get(identity);
+    for (const t of this.#st.tunnels.get(identity) ?? []) t.ms.destroy();
+    const gw = this.#st.pneAt.get(identity);
     if (gw !== undefined) {
       // Server -> GW pne.detach: "drop this PNE and refuse it" (docs/protocol.md, Revocation).
       try {
-        this.#gwConns.get(gw)?.control.send({ t: 'pne.detach', pneId: identity });
+        this.#st.gwConns.get(gw)?.control.send({ t: 'pne.detach', pneId: identity });
       } catch {}
-      this.#gwConns.get(gw)?.attached.delete(identity);
+      this.#st.gwConns.get(gw)?.attached.delete(identity);
       await this.store.detachPne(identity);
-      this.#pneAt.delete(identity);
+      this.#st.pneAt.delete(identity);
     }
-    for (const st of [...this.#groups.values()]) {
+    for (const st of [...this.#st.groups.values()]) {
       if (st.members.has(identity)) await this.#removeMember(st.sgId, identity, 'revoke', OPERATOR);
     }
   }
@@ -1430,7 +1347,7 @@ export class CpnsServer {
     try {
       this.events.emit('change', ev);
     } catch (e) {
-      this.#log.warn({ code: codeOf(e), kind: ev.kind }, 'change listener failed');
+      this.#st.log.warn({ code: codeOf(e), kind: ev.kind }, 'change listener failed');
     }
   }
 
@@ -1442,8 +1359,8 @@ export class CpnsServer {
   /** After a new epoch: metrics, event, and the start time for the ack latency of that epoch. */
   #onKeyUpdated(sgId: string, epoch: number, reason: string): void {
     this.metrics.keyUpdated(reason);
-    for (const k of this.#rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#rotatedAt.delete(k);
-    this.#rotatedAt.set(`${sgId}|${epoch}`, Date.now());
+    for (const k of this.#st.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#st.rotatedAt.delete(k);
+    this.#st.rotatedAt.set(`${sgId}|${epoch}`, Date.now());
     this.#emit({ kind: 'key.update', sgId, epoch, reason });
   }
 
@@ -1457,14 +1374,14 @@ export class CpnsServer {
   ): Promise<void> {
     this.#emit({ kind: 'key.ack', sgId, epoch, gwId, ...(pneId !== undefined ? { pneId } : {}) });
     const k = `${sgId}|${epoch}`;
-    const t0 = this.#rotatedAt.get(k);
+    const t0 = this.#st.rotatedAt.get(k);
     if (t0 === undefined || !memberAck) return;
     const st = await this.store.deliveryStatus(sgId);
     // A staged periodic epoch (activation ahead) is acked before it becomes current: still counts.
     if (epoch < st.currentEpoch) return;
     const online = st.members.filter((m) => m.online);
     if (online.length === 0 || online.some((m) => (m.ackedEpoch ?? 0) < epoch)) return;
-    this.#rotatedAt.delete(k);
+    this.#st.rotatedAt.delete(k);
     this.metrics.ackLatency((Date.now() - t0) / 1000);
   }
 
@@ -1522,7 +1439,7 @@ export class CpnsServer {
       listGroups: async () => {
         const out: GroupSummary[] = [];
         for (const g of await this.store.listGroups()) {
-          const st = this.#groups.get(g.sgId);
+          const st = this.#st.groups.get(g.sgId);
           out.push({ ...g, currentEpoch: st?.epoch ?? 0, members: [...(st?.members ?? [])].sort() });
         }
         return out;

@@ -1,0 +1,137 @@
+/**
+ * The CPNS Server's shared mutable state: one object that every concern module (enrollment, attachment, GW
+ * sessions, tunnels, groups, keys, relay, acks, revocation, admin) works on. The maps are caches rebuilt from the
+ * store at start (startup.ts), so a restart loses nothing.
+ */
+import type { EventEmitter } from 'node:events';
+import type { MessageOf } from '../core/codec/index.js';
+import type { Suite } from '../core/crypto/aead.js';
+import { GroupSender } from '../core/group/sender.js';
+import type { DeliveryPolicy } from '../delivery/policy.js';
+import type { CpnsMetrics } from '../metrics/index.js';
+import type { Control, Logger } from '../roles/control.js';
+import type { Store } from '../store/store.js';
+import type { Ca } from '../transport/ca.js';
+import type { SecureServer, Session } from '../transport/session.js';
+import type { MessageSocket } from '../transport/tunnel.js';
+import type { ServerOptions } from './types.js';
+
+/** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
+export const OPERATOR = 'operator';
+
+export interface ServerState {
+  readonly opts: ServerOptions;
+  readonly store: Store;
+  readonly log: Logger;
+  readonly metrics: CpnsMetrics;
+  /** `'change'` events (ChangeEvent), the server's public emitter. */
+  readonly events: EventEmitter;
+  readonly ca: Ca;
+  /** The GW session listener (revocation closes a GW's sessions on it). */
+  readonly secure: SecureServer;
+  /** The server's TLS certificate and key (issued by the CPNS CA at start). */
+  serverCert: { certPem: string; keyPem: string };
+  readonly groups: Map<string, SgState>;
+  /** The server's own sender (nil sender id, fresh instance per start) for messages it sends to SGs. */
+  readonly sender: GroupSender;
+  /** PNE identity -> Ed25519 public key it signs SG messages with (from its own tunnel). */
+  readonly signKeys: Map<string, Buffer>;
+  readonly gwConns: Map<string, GwConn>;
+  readonly tunnels: Map<string, Set<PneTunnel>>;
+  /** PNE -> GW of its PN (store inventory, cached). */
+  readonly pneAt: Map<string, string>;
+  readonly revokedIds: Set<string>;
+  readonly revokedSerials: Set<string>;
+  /** `${sgId}|${epoch}` -> `${senderHex}|${instanceHex}` -> highest relayed counter. */
+  readonly marks: Map<string, Map<string, number>>;
+  readonly dirtyMarks: Set<string>;
+  readonly locks: Map<string, Promise<unknown>>;
+  /** `${sgId}|${epoch}` -> when that epoch was created (ack latency), current epoch of each SG only. */
+  readonly rotatedAt: Map<string, number>;
+  flushTimer: NodeJS.Timeout | undefined;
+  closed: boolean;
+}
+
+export function createState(o: {
+  opts: ServerOptions;
+  store: Store;
+  log: Logger;
+  metrics: CpnsMetrics;
+  events: EventEmitter;
+  ca: Ca;
+  secure: SecureServer;
+}): ServerState {
+  return {
+    ...o,
+    serverCert: { certPem: '', keyPem: '' },
+    groups: new Map(),
+    sender: new GroupSender({ senderId: Buffer.alloc(16) }),
+    signKeys: new Map(),
+    gwConns: new Map(),
+    tunnels: new Map(),
+    pneAt: new Map(),
+    revokedIds: new Set(),
+    revokedSerials: new Set(),
+    marks: new Map(),
+    dirtyMarks: new Set(),
+    locks: new Map(),
+    rotatedAt: new Map(),
+    flushTimer: undefined,
+    closed: false,
+  };
+}
+
+export interface SgState {
+  readonly sgId: string;
+  readonly suite: Suite;
+  ownerId: string;
+  joinPolicy: 'open' | 'invite';
+  rekeyIntervalSec: number | null;
+  readonly members: Set<string>;
+  epoch: number;
+  prevEpoch: number | undefined;
+  prevUntil: number;
+  timer: NodeJS.Timeout | undefined;
+  /** GWs that got a non-empty target list: they must hear when their last member goes. */
+  readonly targetGws: Set<string>;
+  /** Operator's delivery policy for this SG (overrides the server-wide one at the GWs), if set. */
+  deliveryPolicy: DeliveryPolicy | undefined;
+  /** Members must sign their messages (Ed25519); the server distributes members' signing keys. */
+  sourceAuth: boolean;
+  /** A join updates the Group Key (backward secrecy); joins queued together share one update. */
+  updateOnJoin: boolean;
+  /**
+   * Joiners waiting for the join update (backward secrecy on join): no key delivery names them until a new epoch
+   * exists, and their key.fetch waits for it.
+   */
+  readonly pendingJoiners: Set<string>;
+  /** The scheduled join update (one per window of `joinUpdateDelayMs`), until it has run. */
+  joinUpdate: { timer: NodeJS.Timeout; run: () => Promise<void>; done: Promise<void> } | undefined;
+}
+
+export interface GwConn {
+  readonly id: string;
+  readonly session: Session;
+  readonly control: Control;
+  /**
+   * PNEs proven attached at this GW (rule A1, docs/protocol.md "Authorization"): the PNE's own end-to-end tunnel,
+   * authenticated by its certificate, is up through this session. Only these get keys, signers and relay here.
+   */
+  readonly attached: Set<string>;
+  /** What the GW said about its PNEs (pne.attach): media only; a claim grants nothing until proven. */
+  readonly claims: Map<string, readonly Medium[]>;
+  /** sgId -> epoch -> PNEs named as targets of the key.deliver of that epoch sent to this GW (rules K1, K2). */
+  readonly sent: Map<string, Map<number, ReadonlySet<string>>>;
+  registered: boolean;
+  queue: Promise<void>;
+}
+
+export type Medium = MessageOf<'pne.attach'>['media'][number];
+
+export interface PneTunnel {
+  readonly identity: string;
+  readonly ms: MessageSocket;
+  readonly control: Control;
+  readonly gw: GwConn;
+  queue: Promise<void>;
+}
