@@ -48,10 +48,15 @@ import type { ChangeEvent } from './events.js';
 import {
   createState,
   type GwConn,
+  groupOf,
+  isRevoked,
+  liveTunnel,
   OPERATOR,
   type PneTunnel,
   type ServerState,
   type SgState,
+  servingGw,
+  withSg,
 } from './state.js';
 import type { CreateGroupInput, GroupSummary, ServerAdmin, ServerOptions } from './types.js';
 import {
@@ -188,7 +193,7 @@ export class CpnsServer {
   }
 
   isRevokedSync(identity: string, serialHex: string): boolean {
-    return this.#st.revokedIds.has(identity) || this.#st.revokedSerials.has(serialHex.replace(/^0+/, ''));
+    return isRevoked(this.#st, identity, serialHex);
   }
 
   /** Number of open GW sessions (tests, metrics). */
@@ -281,7 +286,7 @@ export class CpnsServer {
       // (docs/group-messages.md "restart policy"): fresh epochs, fresh replay windows everywhere.
       await this.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'unclean' });
       for (const st of this.#st.groups.values()) {
-        await this.#withSg(st.sgId, () => this.#rekeyLocked(st, 'periodic', 'server', 'restart'));
+        await withSg(this.#st, st.sgId, () => this.#rekeyLocked(st, 'periodic', 'server', 'restart'));
       }
     }
     this.#st.flushTimer = setInterval(() => {
@@ -563,7 +568,7 @@ export class CpnsServer {
    */
   async #proveAttach(conn: GwConn, pt: PneTunnel): Promise<void> {
     const pneId = pt.identity;
-    if (this.#st.closed || this.#st.gwConns.get(conn.id) !== conn || !this.#liveTunnel(pt)) return;
+    if (this.#st.closed || this.#st.gwConns.get(conn.id) !== conn || !liveTunnel(this.#st, pt)) return;
     if (this.#st.revokedIds.has(pneId)) {
       pt.ms.destroy();
       return;
@@ -594,7 +599,7 @@ export class CpnsServer {
   async #catchUp(pneId: string, gwId: string, previousGwId: string | undefined): Promise<void> {
     for (const st of this.#st.groups.values()) {
       if (!st.members.has(pneId)) continue;
-      await this.#withSg(st.sgId, async () => {
+      await withSg(this.#st, st.sgId, async () => {
         if (!this.#st.groups.has(st.sgId)) return;
         await this.#sendCurrentKey(st, gwId);
         // The old GW gets the same epoch without the PNE in its targets: it stops serving it.
@@ -614,19 +619,9 @@ export class CpnsServer {
     this.#emit({ kind: 'pn.change', gwId: conn.id, pneId, online: false });
   }
 
-  /** The GW that serves `pneId` now: the PNE is in its PN and proven there (rule A1); else undefined. */
-  #servingGw(pneId: string): string | undefined {
-    const gw = this.#st.pneAt.get(pneId);
-    return gw !== undefined && this.#st.gwConns.get(gw)?.attached.has(pneId) ? gw : undefined;
-  }
-
   /** Rule K2: `conn` may report `pneId`'s ack of an epoch whose delivery to it named `pneId`. */
   #mayAckFor(conn: GwConn, st: SgState, targets: ReadonlySet<string>, pneId: string): boolean {
     return targets.has(pneId) && this.#st.pneAt.get(pneId) === conn.id && st.members.has(pneId);
-  }
-
-  #liveTunnel(pt: PneTunnel): boolean {
-    return this.#st.tunnels.get(pt.identity)?.has(pt) === true;
   }
 
   // ------------------------------------------------------------------------------------------- tunnels
@@ -713,14 +708,14 @@ export class CpnsServer {
         return;
       }
       case 'sg.delete': {
-        const st = this.#group(msg.sgId);
+        const st = groupOf(this.#st, msg.sgId);
         if (st.ownerId !== me) fail(ErrorCode.FORBIDDEN, 'sgId');
         await this.#deleteGroup(msg.sgId, me);
         pt.control.sendOk(msg.id);
         return;
       }
       case 'sg.join': {
-        const st = this.#group(msg.sgId);
+        const st = groupOf(this.#st, msg.sgId);
         if (st.members.has(me)) fail(ErrorCode.ALREADY_MEMBER, 'sgId');
         if (st.joinPolicy === 'invite' && st.ownerId !== me && !(await this.store.hasInvite(msg.sgId, me))) {
           fail(ErrorCode.FORBIDDEN, 'sgId');
@@ -730,7 +725,7 @@ export class CpnsServer {
         return;
       }
       case 'sg.invite': {
-        const st = this.#group(msg.sgId);
+        const st = groupOf(this.#st, msg.sgId);
         if (st.ownerId !== me) fail(ErrorCode.FORBIDDEN, 'sgId');
         if (st.members.has(msg.pneId)) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
         await this.store.invite(msg.sgId, msg.pneId);
@@ -749,7 +744,7 @@ export class CpnsServer {
         return;
       }
       case 'sg.remove': {
-        const st = this.#group(msg.sgId);
+        const st = groupOf(this.#st, msg.sgId);
         if (st.ownerId !== me && msg.pneId !== me) fail(ErrorCode.FORBIDDEN, 'pneId');
         await this.#removeMember(msg.sgId, msg.pneId, msg.pneId === me ? 'leave' : 'remove', me);
         pt.control.sendOk(msg.id);
@@ -762,12 +757,12 @@ export class CpnsServer {
         return;
       }
       case 'key.fetch': {
-        const joining = this.#group(msg.sgId);
+        const joining = groupOf(this.#st, msg.sgId);
         if (joining.pendingJoiners.has(me)) await joining.joinUpdate?.done;
         // Under the SG's lock: a join update queued before this fetch runs first, so a joiner never fetches
         // the key of an epoch from before its join (backward secrecy on join).
-        const { st, k } = await this.#withSg(msg.sgId, async () => {
-          const st = this.#group(msg.sgId);
+        const { st, k } = await withSg(this.#st, msg.sgId, async () => {
+          const st = groupOf(this.#st, msg.sgId);
           if (!st.members.has(me)) fail(ErrorCode.NOT_MEMBER, 'sgId');
           const k = await this.store.getCurrentKey(msg.sgId);
           if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
@@ -847,7 +842,7 @@ export class CpnsServer {
   #fanOut(st: SgState, frame: Buffer, exceptGw: string | undefined): void {
     const out = new Set<string>();
     for (const m of st.members) {
-      const gw = this.#servingGw(m);
+      const gw = servingGw(this.#st, m);
       if (gw !== undefined && gw !== exceptGw) out.add(gw);
     }
     for (const gw of out) this.#st.gwConns.get(gw)?.session.send(frame);
@@ -907,31 +902,13 @@ export class CpnsServer {
 
   // ------------------------------------------------------------------------------------------- groups & keys
 
-  #group(sgId: string): SgState {
-    const st = this.#st.groups.get(sgId);
-    if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
-    return st;
-  }
-
-  /** Serializes every key/membership operation of one SG (epochs strictly in order, deliveries in order). */
-  #withSg<T>(sgId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#st.locks.get(sgId) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => {});
-    this.#st.locks.set(sgId, tail);
-    tail.then(() => {
-      if (this.#st.locks.get(sgId) === tail) this.#st.locks.delete(sgId);
-    });
-    return run;
-  }
-
   #startTimer(st: SgState): void {
     if (st.timer) clearInterval(st.timer);
     st.timer = undefined;
     if (!st.rekeyIntervalSec) return;
     st.timer = setInterval(() => {
       if (this.#st.closed || !this.#st.groups.has(st.sgId)) return;
-      this.#withSg(st.sgId, () => this.#rekeyLocked(st, 'periodic', 'scheduler')).catch((e) =>
+      withSg(this.#st, st.sgId, () => this.#rekeyLocked(st, 'periodic', 'scheduler')).catch((e) =>
         this.#st.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
       );
     }, st.rekeyIntervalSec * 1000);
@@ -1011,7 +988,7 @@ export class CpnsServer {
     for (const m of st.members) {
       // A joiner waiting for its join update never gets a key from before its join.
       if (st.pendingJoiners.has(m)) continue;
-      const gw = this.#servingGw(m);
+      const gw = servingGw(this.#st, m);
       if (gw === undefined) continue;
       let l = byGw.get(gw);
       if (!l) {
@@ -1117,7 +1094,7 @@ export class CpnsServer {
     const set = new Set(pnes);
     for (const st of [...this.#st.groups.values()]) {
       if (![...st.members].some((m) => set.has(m))) continue;
-      await this.#withSg(st.sgId, async () => {
+      await withSg(this.#st, st.sgId, async () => {
         if (this.#st.groups.has(st.sgId)) await this.#rekeyLocked(st, reason, actor);
       });
     }
@@ -1168,15 +1145,15 @@ export class CpnsServer {
       joinUpdate: undefined,
     };
     this.#st.groups.set(g.sgId, st);
-    const epoch = await this.#withSg(g.sgId, () => this.#rekeyLocked(st, 'create', actor));
+    const epoch = await withSg(this.#st, g.sgId, () => this.#rekeyLocked(st, 'create', actor));
     this.#startTimer(st);
     this.#emit({ kind: 'sg.create', sgId: g.sgId, epoch });
     return { sgId: g.sgId, epoch };
   }
 
   async #deleteGroup(sgId: string, actor: string): Promise<void> {
-    await this.#withSg(sgId, async () => {
-      const st = this.#group(sgId);
+    await withSg(this.#st, sgId, async () => {
+      const st = groupOf(this.#st, sgId);
       const gws = new Set(st.targetGws);
       for (const m of st.members) {
         const gw = this.#st.pneAt.get(m);
@@ -1212,8 +1189,8 @@ export class CpnsServer {
    * what was sent earlier in this epoch).
    */
   async #addMembers(sgId: string, pnes: readonly string[], actor: string): Promise<void> {
-    await this.#withSg(sgId, async () => {
-      const st = this.#group(sgId);
+    await withSg(this.#st, sgId, async () => {
+      const st = groupOf(this.#st, sgId);
       const fresh = [...new Set(pnes)];
       if (fresh.some((p) => st.members.has(p))) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
       for (const p of fresh) await this.#requireEnrolledPne(p);
@@ -1229,7 +1206,7 @@ export class CpnsServer {
         this.#scheduleJoinUpdate(st, actor);
         return;
       }
-      for (const gw of new Set(fresh.map((p) => this.#servingGw(p)))) {
+      for (const gw of new Set(fresh.map((p) => servingGw(this.#st, p)))) {
         if (gw !== undefined) await this.#sendCurrentKey(st, gw);
       }
       this.#pushSigners(st); // the other members learn the newcomers' signing keys
@@ -1251,7 +1228,7 @@ export class CpnsServer {
       clearTimeout(st.joinUpdate.timer);
       st.joinUpdate = undefined;
       try {
-        await this.#withSg(st.sgId, async () => {
+        await withSg(this.#st, st.sgId, async () => {
           if (this.#st.groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
             await this.#rekeyLocked(st, 'join', actor);
         });
@@ -1283,8 +1260,8 @@ export class CpnsServer {
     reason: 'leave' | 'remove' | 'revoke',
     actor: string,
   ): Promise<void> {
-    await this.#withSg(sgId, async () => {
-      const st = this.#group(sgId);
+    await withSg(this.#st, sgId, async () => {
+      const st = groupOf(this.#st, sgId);
       if (!st.members.has(pne)) fail(ErrorCode.NOT_MEMBER, 'pneId');
       await this.store.removeMember(sgId, pne, {
         audit: [{ actor, action: 'member.remove', subject: pne, reason }],
@@ -1400,8 +1377,8 @@ export class CpnsServer {
       createGroup: (o) => this.#createGroup(o, OPERATOR),
       deleteGroup: (sgId) => this.#deleteGroup(sgId, OPERATOR),
       updatePolicy: (sgId, patch) =>
-        this.#withSg(sgId, async () => {
-          const st = this.#group(sgId);
+        withSg(this.#st, sgId, async () => {
+          const st = groupOf(this.#st, sgId);
           const { deliveryPolicy, ...rest } = patch;
           await this.store.updateGroup(sgId, {
             ...rest,
@@ -1430,8 +1407,8 @@ export class CpnsServer {
       addMembers: (sgId, pnes) => this.#addMembers(sgId, pnes.map(toPneIdentity), OPERATOR),
       removeMember: (sgId, pne) => this.#removeMember(sgId, toPneIdentity(pne), 'remove', OPERATOR),
       rekey: async (sgId) => {
-        const epoch = await this.#withSg(sgId, () =>
-          this.#rekeyLocked(this.#group(sgId), 'operator', OPERATOR),
+        const epoch = await withSg(this.#st, sgId, () =>
+          this.#rekeyLocked(groupOf(this.#st, sgId), 'operator', OPERATOR),
         );
         return { epoch };
       },
@@ -1445,7 +1422,7 @@ export class CpnsServer {
         return out;
       },
       groupStatus: async (sgId) => {
-        this.#group(sgId);
+        groupOf(this.#st, sgId);
         return this.store.deliveryStatus(sgId);
       },
     };

@@ -6,10 +6,11 @@
 import type { EventEmitter } from 'node:events';
 import type { MessageOf } from '../core/codec/index.js';
 import type { Suite } from '../core/crypto/aead.js';
+import { ErrorCode } from '../core/errors.js';
 import { GroupSender } from '../core/group/sender.js';
 import type { DeliveryPolicy } from '../delivery/policy.js';
 import type { CpnsMetrics } from '../metrics/index.js';
-import type { Control, Logger } from '../roles/control.js';
+import { type Control, fail, type Logger } from '../roles/control.js';
 import type { Store } from '../store/store.js';
 import type { Ca } from '../transport/ca.js';
 import type { SecureServer, Session } from '../transport/session.js';
@@ -134,4 +135,36 @@ export interface PneTunnel {
   readonly control: Control;
   readonly gw: GwConn;
   queue: Promise<void>;
+}
+
+export function groupOf(srv: ServerState, sgId: string): SgState {
+  const st = srv.groups.get(sgId);
+  if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
+  return st;
+}
+
+/** Serializes every key/membership operation of one SG (epochs strictly in order, deliveries in order). */
+export function withSg<T>(srv: ServerState, sgId: string, fn: () => Promise<T>): Promise<T> {
+  const prev = srv.locks.get(sgId) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  const tail = run.catch(() => {});
+  srv.locks.set(sgId, tail);
+  tail.then(() => {
+    if (srv.locks.get(sgId) === tail) srv.locks.delete(sgId);
+  });
+  return run;
+}
+
+/** The GW that serves `pneId` now: the PNE is in its PN and proven there (rule A1); else undefined. */
+export function servingGw(srv: ServerState, pneId: string): string | undefined {
+  const gw = srv.pneAt.get(pneId);
+  return gw !== undefined && srv.gwConns.get(gw)?.attached.has(pneId) ? gw : undefined;
+}
+
+export function liveTunnel(srv: ServerState, pt: PneTunnel): boolean {
+  return srv.tunnels.get(pt.identity)?.has(pt) === true;
+}
+
+export function isRevoked(srv: ServerState, identity: string, serialHex: string): boolean {
+  return srv.revokedIds.has(identity) || srv.revokedSerials.has(serialHex.replace(/^0+/, ''));
 }
