@@ -1,3 +1,7 @@
+import type { SessionRole } from '../metrics/index.js';
+import { codeOf } from '../roles/control.js';
+import type { ServerState } from './state.js';
+
 /**
  * What the CPNS Server reports on its `events` emitter ('change'): ids, epochs, reasons and flags only — never key
  * material. The operator surface (src/admin) streams these to the console.
@@ -12,4 +16,26 @@ export interface ChangeEvent {
   gwId?: string;
   identity?: string;
   online?: boolean;
+}
+
+/** Emits a 'change' event (ids, epochs, reasons, flags only; never key material). A listener cannot break us. */
+export function emit(srv: ServerState, ev: ChangeEvent): void {
+  try {
+    srv.events.emit('change', ev);
+  } catch (e) {
+    srv.log.warn({ code: codeOf(e), kind: ev.kind }, 'change listener failed');
+  }
+}
+
+export function countSession(srv: ServerState, role: SessionRole, open: boolean): void {
+  if (open) srv.metrics.sessionOpened(role);
+  else srv.metrics.sessionClosed(role);
+}
+
+/** After a new epoch: metrics, event, and the start time for the ack latency of that epoch. */
+export function onKeyUpdated(srv: ServerState, sgId: string, epoch: number, reason: string): void {
+  srv.metrics.keyUpdated(reason);
+  for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
+  srv.rotatedAt.set(`${sgId}|${epoch}`, Date.now());
+  emit(srv, { kind: 'key.update', sgId, epoch, reason });
 }

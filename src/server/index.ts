@@ -10,11 +10,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { type GroupHeader, readHeader } from '../core/group/header.js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
-import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
 import { DEFAULT_POLICY } from '../delivery/policy.js';
-import { CpnsMetrics, type SessionRole } from '../metrics/index.js';
+import { CpnsMetrics } from '../metrics/index.js';
 import {
   Control,
   codeOf,
@@ -40,11 +37,12 @@ import {
   loadCa,
   parseIdentity,
 } from '../transport/ca.js';
-import { encodeFrame } from '../transport/framing.js';
 import { CloseCode, SecureServer, type Session } from '../transport/session.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
 import { SERVER_DEFAULTS } from './defaults.js';
-import type { ChangeEvent } from './events.js';
+import { countSession, emit } from './events.js';
+import { pushSigners, rekeyGroupsOf, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';
+import { anchors, flushMarks, relayGroupFrame, sendToGroup } from './relay.js';
 import {
   createState,
   type GwConn,
@@ -59,14 +57,7 @@ import {
   withSg,
 } from './state.js';
 import type { CreateGroupInput, GroupSummary, ServerAdmin, ServerOptions } from './types.js';
-import {
-  asDeliveryPolicy,
-  LEAVE_REASONS,
-  type RekeyReason,
-  SUITE_OF,
-  WIRE_SUITE,
-  wireReason,
-} from './wire.js';
+import { asDeliveryPolicy, SUITE_OF, WIRE_SUITE, wireReason } from './wire.js';
 
 export { Control } from '../roles/control.js';
 export type {
@@ -222,7 +213,7 @@ export class CpnsServer {
     await Promise.allSettled([...this.#st.locks.values()]);
     await Promise.allSettled([...this.#st.gwConns.values()].map((c) => c.queue));
     try {
-      await this.#flushMarks();
+      await flushMarks(this.#st);
       await this.store.putSecret(SECRET_CLEAN, Buffer.from([1]));
     } catch (e) {
       this.#st.log.warn({ code: codeOf(e) }, 'could not flush relay marks');
@@ -268,7 +259,7 @@ export class CpnsServer {
         joinUpdate: undefined,
       };
       this.#st.groups.set(g.sgId, st);
-      this.#startTimer(st);
+      startTimer(this.#st, st);
     }
     const clean = await this.store.getSecret(SECRET_CLEAN);
     if (clean) {
@@ -286,11 +277,11 @@ export class CpnsServer {
       // (docs/group-messages.md "restart policy"): fresh epochs, fresh replay windows everywhere.
       await this.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'unclean' });
       for (const st of this.#st.groups.values()) {
-        await withSg(this.#st, st.sgId, () => this.#rekeyLocked(st, 'periodic', 'server', 'restart'));
+        await withSg(this.#st, st.sgId, () => rekeyLocked(this.#st, st, 'periodic', 'server', 'restart'));
       }
     }
     this.#st.flushTimer = setInterval(() => {
-      this.#flushMarks().catch((e) => this.#st.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
+      flushMarks(this.#st).catch((e) => this.#st.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
     }, this.#st.opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
     this.#st.flushTimer.unref();
   }
@@ -313,10 +304,10 @@ export class CpnsServer {
       SERVER_DEFAULTS.enrollSessionMs,
     );
     t.unref();
-    this.#session('enroll', true);
+    countSession(this.#st, 'enroll', true);
     s.once('close', () => {
       clearTimeout(t);
-      this.#session('enroll', false);
+      countSession(this.#st, 'enroll', false);
     });
     let busy = false;
     s.on('frame', (buf: Buffer) => {
@@ -382,7 +373,7 @@ export class CpnsServer {
       queue: Promise.resolve(),
     };
     this.#st.gwConns.set(id, conn);
-    this.#session('gw', true);
+    countSession(this.#st, 'gw', true);
     this.#st.log.info({ gw: id }, 'GW session up');
     tunnelMuxFor(session, { maxTunnels: SERVER_DEFAULTS.maxTunnelsPerGwSession }).on(
       'tunnel',
@@ -391,7 +382,7 @@ export class CpnsServer {
     session.on('frame', (buf: Buffer) => this.#onGwFrame(conn, buf));
     session.once('close', () => {
       conn.control.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'session closed'));
-      this.#session('gw', false);
+      countSession(this.#st, 'gw', false);
       if (this.#st.gwConns.get(id) !== conn) return;
       this.#st.gwConns.delete(id);
       this.#st.log.info({ gw: id }, 'GW session down');
@@ -402,7 +393,7 @@ export class CpnsServer {
           if (await this.store.getGateway(id)) await this.store.setOnline(id, false);
           for (const p of attached) if (this.#st.pneAt.get(p) === id) await this.store.setOnline(p, false);
         } catch {}
-        this.#emit({ kind: 'pn.change', gwId: id, online: false });
+        emit(this.#st, { kind: 'pn.change', gwId: id, online: false });
       });
     });
   }
@@ -411,7 +402,7 @@ export class CpnsServer {
     serveFrame(
       conn,
       buf,
-      (frame) => this.#relay(conn, frame),
+      (frame) => relayGroupFrame(this.#st, conn, frame),
       (m) => this.#handleGw(conn, m),
       this.#st.log,
       'GW',
@@ -430,7 +421,7 @@ export class CpnsServer {
         conn.registered = true;
         conn.control.send({ t: 'registered', id: msg.id, ok: true });
         conn.control.send({ t: 'gw.policy', ...(this.#st.opts.deliveryPolicy ?? DEFAULT_POLICY) });
-        this.#emit({ kind: 'pn.change', gwId: conn.id, online: true });
+        emit(this.#st, { kind: 'pn.change', gwId: conn.id, online: true });
         // PNEs whose tunnels came up before the registration: their catch-up now.
         for (const p of conn.attached) await this.#catchUp(p, conn.id, undefined);
         return;
@@ -460,8 +451,8 @@ export class CpnsServer {
         conn.attached.delete(msg.pneId);
         await this.store.appendAudit({ actor: conn.id, action: 'pne.detach', subject: msg.pneId });
         conn.control.sendOk(msg.id);
-        this.#emit({ kind: 'pn.change', gwId: conn.id, pneId: msg.pneId, online: false });
-        await this.#rekeyGroupsOf([msg.pneId], 'detach', conn.id);
+        emit(this.#st, { kind: 'pn.change', gwId: conn.id, pneId: msg.pneId, online: false });
+        await rekeyGroupsOf(this.#st, [msg.pneId], 'detach', conn.id);
         return;
       }
       case 'gw.deregister': {
@@ -470,8 +461,8 @@ export class CpnsServer {
         conn.attached.clear();
         conn.registered = false;
         await this.store.appendAudit({ actor: conn.id, action: 'gw.deregister', subject: conn.id });
-        this.#emit({ kind: 'pn.change', gwId: conn.id, online: false });
-        await this.#rekeyGroupsOf(pnes, 'detach', conn.id);
+        emit(this.#st, { kind: 'pn.change', gwId: conn.id, online: false });
+        await rekeyGroupsOf(this.#st, pnes, 'detach', conn.id);
         for (const st of this.#st.groups.values()) st.targetGws.delete(conn.id);
         conn.control.sendOk(msg.id);
         setTimeout(
@@ -591,7 +582,7 @@ export class CpnsServer {
       });
     }
     if (wasHere && moved === undefined) return;
-    this.#emit({ kind: 'pn.change', gwId: conn.id, pneId, online: true });
+    emit(this.#st, { kind: 'pn.change', gwId: conn.id, pneId, online: true });
     if (conn.registered) await this.#catchUp(pneId, conn.id, moved);
   }
 
@@ -601,9 +592,9 @@ export class CpnsServer {
       if (!st.members.has(pneId)) continue;
       await withSg(this.#st, st.sgId, async () => {
         if (!this.#st.groups.has(st.sgId)) return;
-        await this.#sendCurrentKey(st, gwId);
+        await sendCurrentKey(this.#st, st, gwId);
         // The old GW gets the same epoch without the PNE in its targets: it stops serving it.
-        if (previousGwId !== undefined) await this.#sendCurrentKey(st, previousGwId);
+        if (previousGwId !== undefined) await sendCurrentKey(this.#st, st, previousGwId);
       });
     }
   }
@@ -616,7 +607,7 @@ export class CpnsServer {
     try {
       await this.store.setOnline(pneId, false);
     } catch {}
-    this.#emit({ kind: 'pn.change', gwId: conn.id, pneId, online: false });
+    emit(this.#st, { kind: 'pn.change', gwId: conn.id, pneId, online: false });
   }
 
   /** Rule K2: `conn` may report `pneId`'s ack of an epoch whose delivery to it named `pneId`. */
@@ -649,10 +640,10 @@ export class CpnsServer {
           this.#st.tunnels.set(pt.identity, set);
         }
         set.add(pt);
-        this.#session('pne', true);
+        countSession(this.#st, 'pne', true);
         ms.on('message', (m: Buffer) => this.#onTunnelMessage(pt, m));
         ms.once('close', () => {
-          this.#session('pne', false);
+          countSession(this.#st, 'pne', false);
           const s = this.#st.tunnels.get(pt.identity);
           s?.delete(pt);
           if (s?.size === 0) this.#st.tunnels.delete(pt.identity);
@@ -753,7 +744,7 @@ export class CpnsServer {
       case 'pne.signkey': {
         this.#st.signKeys.set(me, Buffer.from(msg.key));
         pt.control.sendOk(msg.id);
-        for (const st of this.#st.groups.values()) if (st.members.has(me)) this.#pushSigners(st);
+        for (const st of this.#st.groups.values()) if (st.members.has(me)) pushSigners(this.#st, st);
         return;
       }
       case 'key.fetch': {
@@ -778,7 +769,7 @@ export class CpnsServer {
             suite: WIRE_SUITE[st.suite],
             reason: wireReason(k.reason),
             graceSec: 0,
-            senderAnchors: this.#anchors(st.sgId, k.epoch),
+            senderAnchors: anchors(this.#st, st.sgId, k.epoch),
             ...(st.sourceAuth ? { sourceAuth: true } : {}),
           });
         } finally {
@@ -794,311 +785,16 @@ export class CpnsServer {
 
   // ------------------------------------------------------------------------------------------- relay
 
-  #relay(conn: GwConn, frame: Buffer): void {
-    let sender: string | undefined;
-    try {
-      if (!conn.registered) fail(ErrorCode.UNEXPECTED_MESSAGE);
-      const payload = frame.subarray(1);
-      if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
-      const h = readHeader(payload);
-      const sgId = bytesToUuid(h.sgId);
-      const st = this.#st.groups.get(sgId);
-      if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
-      sender = pneIdentityOf(h.senderId);
-      // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
-      if (this.#st.pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
-        fail(ErrorCode.FORBIDDEN, 'senderId');
-      if (!st.members.has(sender)) fail(ErrorCode.NOT_MEMBER, 'senderId');
-      if (h.epoch !== st.epoch) {
-        if (h.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
-        if (!(h.epoch === st.prevEpoch && Date.now() <= st.prevUntil)) fail(ErrorCode.EXPIRED_EPOCH, 'epoch');
-      }
-      this.#mark(sgId, h);
-      this.#fanOut(st, frame, conn.id);
-      this.metrics.relayed(payload.length);
-    } catch (e) {
-      this.metrics.decryptFailure(codeOf(e));
-      // Names the sender so that its GW can tell the PNE (issue #8 §7); the GW learns nothing new by it.
-      conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field, sender);
-    }
-  }
-
-  /** Relay high-water mark of a sender instance (replay anchors); refuses a counter already relayed. */
-  #mark(sgId: string, h: GroupHeader): void {
-    const mk = `${sgId}|${h.epoch}`;
-    const sk = `${h.senderId.toString('hex')}|${h.instance.toString('hex')}`;
-    let marks = this.#st.marks.get(mk);
-    const prev = marks?.get(sk);
-    if (prev !== undefined && h.counter <= prev) fail(ErrorCode.REPLAY, 'counter');
-    if (!marks) {
-      marks = new Map();
-      this.#st.marks.set(mk, marks);
-    }
-    marks.set(sk, h.counter);
-    this.#st.dirtyMarks.add(`${mk}|${sk}`);
-  }
-
-  /** Send a group frame to every GW with members of the SG, except the one it came from. */
-  #fanOut(st: SgState, frame: Buffer, exceptGw: string | undefined): void {
-    const out = new Set<string>();
-    for (const m of st.members) {
-      const gw = servingGw(this.#st, m);
-      if (gw !== undefined && gw !== exceptGw) out.add(gw);
-    }
-    for (const gw of out) this.#st.gwConns.get(gw)?.session.send(frame);
-  }
-
   /**
    * A message destined to the Service Group from the CPNS Server itself (seed §5.3.3: the Group Key MAC shows
    * a receiver the message comes "from SG member PNE or CPNS Server"). Protected with the current Group Key
    * under the nil sender id; returns the protected bytes.
    */
-  async sendToGroup(sgId: string, data: Uint8Array | string): Promise<Buffer> {
-    const st = this.#st.groups.get(sgId);
-    if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
-    // Members of a source-authenticated SG accept only messages signed by a member.
-    if (st.sourceAuth) fail(ErrorCode.SIGNATURE_REQUIRED, 'sgId');
-    const k = await this.store.getCurrentKey(sgId);
-    if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
-    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    const msg = this.#st.sender.protect(
-      uuidToBytes(sgId),
-      { epoch: k.epoch, key: k.key, suite: st.suite },
-      body,
-    );
-    k.key.fill(0);
-    this.#mark(sgId, readHeader(msg));
-    this.#fanOut(st, encodeFrame({ kind: 'group', payload: msg }), undefined);
-    this.metrics.relayed(msg.length);
-    return msg;
-  }
-
-  #anchors(
-    sgId: string,
-    epoch: number,
-  ): { sender: Uint8Array; instance: Uint8Array; counter: number }[] | undefined {
-    const m = this.#st.marks.get(`${sgId}|${epoch}`);
-    if (!m || m.size === 0) return undefined;
-    const out: { sender: Uint8Array; instance: Uint8Array; counter: number }[] = [];
-    for (const [k, counter] of m) {
-      const [s, i] = k.split('|') as [string, string];
-      out.push({ sender: Buffer.from(s, 'hex'), instance: Buffer.from(i, 'hex'), counter });
-      if (out.length >= SERVER_DEFAULTS.maxAnchors) break;
-    }
-    return out;
-  }
-
-  async #flushMarks(): Promise<void> {
-    if (this.#st.dirtyMarks.size === 0) return;
-    const keys = [...this.#st.dirtyMarks];
-    this.#st.dirtyMarks.clear();
-    for (const k of keys) {
-      const [sgId, epochS, sender, instance] = k.split('|') as [string, string, string, string];
-      const counter = this.#st.marks.get(`${sgId}|${epochS}`)?.get(`${sender}|${instance}`);
-      if (counter === undefined || !this.#st.groups.has(sgId)) continue;
-      await this.store.upsertRelayMark({ sgId, epoch: Number(epochS), sender, instance, counter });
-    }
+  sendToGroup(sgId: string, data: Uint8Array | string): Promise<Buffer> {
+    return sendToGroup(this.#st, sgId, data);
   }
 
   // ------------------------------------------------------------------------------------------- groups & keys
-
-  #startTimer(st: SgState): void {
-    if (st.timer) clearInterval(st.timer);
-    st.timer = undefined;
-    if (!st.rekeyIntervalSec) return;
-    st.timer = setInterval(() => {
-      if (this.#st.closed || !this.#st.groups.has(st.sgId)) return;
-      withSg(this.#st, st.sgId, () => this.#rekeyLocked(st, 'periodic', 'scheduler')).catch((e) =>
-        this.#st.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
-      );
-    }, st.rekeyIntervalSec * 1000);
-    st.timer.unref();
-  }
-
-  /** New Group Key epoch: persisted (encrypted) before delivery; caller holds the SG lock. */
-  async #rekeyLocked(st: SgState, reason: RekeyReason, actor: string, auditReason?: string): Promise<number> {
-    const key = randomBytes(32);
-    try {
-      // A periodic update may be distributed ahead of its activation so that members switch together
-      // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
-      const leadSec =
-        reason === 'periodic' && auditReason !== 'restart'
-          ? (this.#st.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec)
-          : 0;
-      const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
-      // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
-      const meta = await this.store.rotateGroupKey(st.sgId, key, reason, {
-        audit: {
-          actor,
-          action: reason === 'create' ? 'key.create' : 'key.update',
-          reason: auditReason ?? reason,
-        },
-        ...(activateAt !== undefined ? { activateAt } : {}),
-      });
-      const graceSec =
-        reason === 'create' || auditReason === 'restart'
-          ? 0
-          : LEAVE_REASONS.has(reason)
-            ? (this.#st.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec)
-            : (this.#st.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec);
-      const previous = st.epoch;
-      // A new epoch is fresh for every joiner: from here on deliveries name them again.
-      st.pendingJoiners.clear();
-      st.prevEpoch = previous > 0 ? previous : undefined;
-      st.prevUntil = Date.now() + (leadSec + graceSec) * 1000;
-      st.epoch = meta.epoch;
-      for (const k of this.#st.marks.keys()) {
-        if (!k.startsWith(`${st.sgId}|`)) continue;
-        const e = Number(k.slice(st.sgId.length + 1));
-        if (e !== st.epoch && e !== st.prevEpoch) this.#st.marks.delete(k);
-      }
-      this.#onKeyUpdated(st.sgId, meta.epoch, auditReason ?? reason);
-      this.#deliver(
-        st,
-        key,
-        meta.epoch,
-        reason,
-        graceSec,
-        undefined,
-        previous > 0 ? previous : undefined,
-        undefined,
-        activateAt !== undefined ? { at: activateAt, inSec: leadSec } : undefined,
-      );
-      if (previous > 1) await this.store.pruneKeys(st.sgId, previous);
-      this.#st.log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
-      return meta.epoch;
-    } finally {
-      key.fill(0);
-    }
-  }
-
-  /** key.deliver to the GWs of the SG's members (or to `onlyGw`), each with its full target list. */
-  #deliver(
-    st: SgState,
-    key: Uint8Array,
-    epoch: number,
-    reason: RekeyReason,
-    graceSec: number,
-    onlyGw?: string,
-    previousEpoch?: number,
-    anchors?: { sender: Uint8Array; instance: Uint8Array; counter: number }[],
-    activate?: { at: number; inSec: number },
-  ): void {
-    const byGw = new Map<string, string[]>();
-    for (const m of st.members) {
-      // A joiner waiting for its join update never gets a key from before its join.
-      if (st.pendingJoiners.has(m)) continue;
-      const gw = servingGw(this.#st, m);
-      if (gw === undefined) continue;
-      let l = byGw.get(gw);
-      if (!l) {
-        l = [];
-        byGw.set(gw, l);
-      }
-      l.push(m);
-    }
-    const gws = onlyGw !== undefined ? [onlyGw] : [...new Set([...byGw.keys(), ...st.targetGws])];
-    for (const gw of gws) {
-      const targets = byGw.get(gw) ?? [];
-      if (targets.length > 0) st.targetGws.add(gw);
-      else st.targetGws.delete(gw);
-      const conn = this.#st.gwConns.get(gw);
-      if (!conn?.registered) continue;
-      try {
-        this.#recordSent(conn, st.sgId, epoch, targets);
-        conn.control.send({
-          t: 'key.deliver',
-          sgId: st.sgId,
-          epoch,
-          key,
-          suite: WIRE_SUITE[st.suite],
-          reason,
-          graceSec,
-          previousEpoch,
-          senderAnchors: anchors,
-          // Relative and absolute: devices without a synchronised clock use the relative one.
-          ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
-          targets: targets.slice(0, SERVER_DEFAULTS.maxTargets),
-          ...(st.deliveryPolicy ? { policy: st.deliveryPolicy } : {}),
-          ...(st.sourceAuth ? { sourceAuth: true } : {}),
-        });
-        if (targets.length > 0) this.#pushSigners(st, gw);
-      } catch (e) {
-        this.#st.log.warn({ code: codeOf(e), gw }, 'key delivery failed');
-      }
-    }
-  }
-
-  /** Remembers that `conn` was sent `epoch` of `sgId` for `targets` (rules K1, K2); bounded per SG. */
-  #recordSent(conn: GwConn, sgId: string, epoch: number, targets: readonly string[]): void {
-    let bySg = conn.sent.get(sgId);
-    if (!bySg) {
-      bySg = new Map();
-      conn.sent.set(sgId, bySg);
-    }
-    const had = bySg.get(epoch);
-    bySg.delete(epoch);
-    bySg.set(epoch, new Set([...(had ?? []), ...targets]));
-    while (bySg.size > SERVER_DEFAULTS.sentEpochsKept) {
-      const oldest = Math.min(...bySg.keys());
-      bySg.delete(oldest);
-    }
-  }
-
-  /**
-   * Source authentication: the members' Ed25519 signing keys (learned over each PNE's own tunnel, so bound to
-   * its certificate identity) go to the GWs with members, which pass them to their member PNEs.
-   */
-  #pushSigners(st: SgState, onlyGw?: string): void {
-    if (!st.sourceAuth) return;
-    const signers: { pneId: string; key: Uint8Array }[] = [];
-    for (const m of st.members) {
-      const key = this.#st.signKeys.get(m);
-      if (key) signers.push({ pneId: m, key });
-    }
-    const gws = onlyGw !== undefined ? [onlyGw] : [...st.targetGws];
-    for (const gw of gws) {
-      try {
-        this.#st.gwConns.get(gw)?.control.send({
-          t: 'sg.signers',
-          sgId: st.sgId,
-          signers: signers.slice(0, SERVER_DEFAULTS.maxSigners),
-        });
-      } catch (e) {
-        this.#st.log.warn({ code: codeOf(e), gw }, 'signers not sent');
-      }
-    }
-  }
-
-  /** Catch-up delivery of the current key (with replay anchors) to one GW; caller holds the SG lock. */
-  async #sendCurrentKey(st: SgState, gw: string): Promise<void> {
-    const k = await this.store.getCurrentKey(st.sgId);
-    if (!k) return;
-    try {
-      this.#deliver(
-        st,
-        k.key,
-        k.epoch,
-        wireReason(k.reason),
-        0,
-        gw,
-        undefined,
-        this.#anchors(st.sgId, k.epoch),
-      );
-    } finally {
-      k.key.fill(0);
-    }
-  }
-
-  async #rekeyGroupsOf(pnes: readonly string[], reason: RekeyReason, actor: string): Promise<void> {
-    const set = new Set(pnes);
-    for (const st of [...this.#st.groups.values()]) {
-      if (![...st.members].some((m) => set.has(m))) continue;
-      await withSg(this.#st, st.sgId, async () => {
-        if (this.#st.groups.has(st.sgId)) await this.#rekeyLocked(st, reason, actor);
-      });
-    }
-  }
 
   async #createGroup(o: CreateGroupInput, actor: string): Promise<{ sgId: string; epoch: number }> {
     const suiteName = o.suite ?? 'aes-256-gcm';
@@ -1145,9 +841,9 @@ export class CpnsServer {
       joinUpdate: undefined,
     };
     this.#st.groups.set(g.sgId, st);
-    const epoch = await withSg(this.#st, g.sgId, () => this.#rekeyLocked(st, 'create', actor));
-    this.#startTimer(st);
-    this.#emit({ kind: 'sg.create', sgId: g.sgId, epoch });
+    const epoch = await withSg(this.#st, g.sgId, () => rekeyLocked(this.#st, st, 'create', actor));
+    startTimer(this.#st, st);
+    emit(this.#st, { kind: 'sg.create', sgId: g.sgId, epoch });
     return { sgId: g.sgId, epoch };
   }
 
@@ -1169,7 +865,7 @@ export class CpnsServer {
       this.#st.groups.delete(sgId);
       for (const k of [...this.#st.marks.keys()]) if (k.startsWith(`${sgId}|`)) this.#st.marks.delete(k);
       for (const k of this.#st.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#st.rotatedAt.delete(k);
-      this.#emit({ kind: 'sg.delete', sgId });
+      emit(this.#st, { kind: 'sg.delete', sgId });
       for (const gw of gws) {
         try {
           this.#st.gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
@@ -1198,7 +894,7 @@ export class CpnsServer {
         await this.store.addMember(sgId, p);
         st.members.add(p);
         await this.store.appendAudit({ actor, action: 'member.add', sgId, subject: p });
-        this.#emit({ kind: 'member.add', sgId, pneId: p });
+        emit(this.#st, { kind: 'member.add', sgId, pneId: p });
       }
       if (fresh.length === 0) return;
       if (st.updateOnJoin) {
@@ -1207,9 +903,9 @@ export class CpnsServer {
         return;
       }
       for (const gw of new Set(fresh.map((p) => servingGw(this.#st, p)))) {
-        if (gw !== undefined) await this.#sendCurrentKey(st, gw);
+        if (gw !== undefined) await sendCurrentKey(this.#st, st, gw);
       }
-      this.#pushSigners(st); // the other members learn the newcomers' signing keys
+      pushSigners(this.#st, st); // the other members learn the newcomers' signing keys
     });
   }
 
@@ -1230,7 +926,7 @@ export class CpnsServer {
       try {
         await withSg(this.#st, st.sgId, async () => {
           if (this.#st.groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
-            await this.#rekeyLocked(st, 'join', actor);
+            await rekeyLocked(this.#st, st, 'join', actor);
         });
       } catch (e) {
         this.#st.log.warn({ code: codeOf(e), sgId: st.sgId }, 'join update failed');
@@ -1267,8 +963,8 @@ export class CpnsServer {
         audit: [{ actor, action: 'member.remove', subject: pne, reason }],
       });
       st.members.delete(pne);
-      this.#emit({ kind: 'member.remove', sgId, pneId: pne, reason });
-      await this.#rekeyLocked(st, reason, actor);
+      emit(this.#st, { kind: 'member.remove', sgId, pneId: pne, reason });
+      await rekeyLocked(this.#st, st, reason, actor);
     });
     if (reason !== 'leave') {
       for (const t of this.#st.tunnels.get(pne) ?? []) {
@@ -1292,13 +988,13 @@ export class CpnsServer {
     this.#st.revokedIds.add(identity);
     this.#st.revokedSerials.add(idn.certSerial);
     await this.store.appendAudit({ actor: OPERATOR, action: 'identity.revoke', subject: identity });
-    this.#emit({ kind: 'identity.revoke', identity });
+    emit(this.#st, { kind: 'identity.revoke', identity });
     this.#st.log.warn({ identity }, 'identity revoked');
     if (role === 'gw') {
       this.#st.secure.closeSessionsOf(identity, CloseCode.REVOKED, 'revoked');
       const pnes = await this.store.deregisterGateway(identity);
       for (const p of pnes) this.#st.pneAt.delete(p);
-      await this.#rekeyGroupsOf(pnes, 'revoke', OPERATOR);
+      await rekeyGroupsOf(this.#st, pnes, 'revoke', OPERATOR);
       return;
     }
     for (const t of this.#st.tunnels.get(identity) ?? []) t.ms.destroy();
@@ -1319,28 +1015,6 @@ export class CpnsServer {
 
   // ------------------------------------------------------------------------------------------- events & metrics
 
-  /** Emits a 'change' event (ids, epochs, reasons, flags only; never key material). A listener cannot break us. */
-  #emit(ev: ChangeEvent): void {
-    try {
-      this.events.emit('change', ev);
-    } catch (e) {
-      this.#st.log.warn({ code: codeOf(e), kind: ev.kind }, 'change listener failed');
-    }
-  }
-
-  #session(role: SessionRole, open: boolean): void {
-    if (open) this.metrics.sessionOpened(role);
-    else this.metrics.sessionClosed(role);
-  }
-
-  /** After a new epoch: metrics, event, and the start time for the ack latency of that epoch. */
-  #onKeyUpdated(sgId: string, epoch: number, reason: string): void {
-    this.metrics.keyUpdated(reason);
-    for (const k of this.#st.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) this.#st.rotatedAt.delete(k);
-    this.#st.rotatedAt.set(`${sgId}|${epoch}`, Date.now());
-    this.#emit({ kind: 'key.update', sgId, epoch, reason });
-  }
-
   /** After a PNE ack: event, and the ack latency once every online member of the SG has this epoch. */
   async #onKeyAcked(
     sgId: string,
@@ -1349,7 +1023,7 @@ export class CpnsServer {
     pneId: string | undefined,
     memberAck: boolean,
   ): Promise<void> {
-    this.#emit({ kind: 'key.ack', sgId, epoch, gwId, ...(pneId !== undefined ? { pneId } : {}) });
+    emit(this.#st, { kind: 'key.ack', sgId, epoch, gwId, ...(pneId !== undefined ? { pneId } : {}) });
     const k = `${sgId}|${epoch}`;
     const t0 = this.#st.rotatedAt.get(k);
     if (t0 === undefined || !memberAck) return;
@@ -1393,7 +1067,7 @@ export class CpnsServer {
           if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
           if (patch.rekeyIntervalSec !== undefined) {
             st.rekeyIntervalSec = patch.rekeyIntervalSec;
-            this.#startTimer(st);
+            startTimer(this.#st, st);
           }
           await this.store.appendAudit({
             actor: OPERATOR,
@@ -1401,14 +1075,14 @@ export class CpnsServer {
             sgId,
             detail: { ...patch },
           });
-          this.#emit({ kind: 'sg.policy', sgId });
+          emit(this.#st, { kind: 'sg.policy', sgId });
         }),
       addMember: (sgId, pne) => this.#addMember(sgId, toPneIdentity(pne), OPERATOR),
       addMembers: (sgId, pnes) => this.#addMembers(sgId, pnes.map(toPneIdentity), OPERATOR),
       removeMember: (sgId, pne) => this.#removeMember(sgId, toPneIdentity(pne), 'remove', OPERATOR),
       rekey: async (sgId) => {
         const epoch = await withSg(this.#st, sgId, () =>
-          this.#rekeyLocked(groupOf(this.#st, sgId), 'operator', OPERATOR),
+          rekeyLocked(this.#st, groupOf(this.#st, sgId), 'operator', OPERATOR),
         );
         return { epoch };
       },

@@ -1,0 +1,216 @@
+/** keys */
+import { randomBytes } from 'node:crypto';
+import { codeOf } from '../roles/control.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { onKeyUpdated } from './events.js';
+import { anchors } from './relay.js';
+import { type GwConn, type ServerState, type SgState, servingGw, withSg } from './state.js';
+import { LEAVE_REASONS, type RekeyReason, WIRE_SUITE, wireReason } from './wire.js';
+
+export function startTimer(srv: ServerState, st: SgState): void {
+  if (st.timer) clearInterval(st.timer);
+  st.timer = undefined;
+  if (!st.rekeyIntervalSec) return;
+  st.timer = setInterval(() => {
+    if (srv.closed || !srv.groups.has(st.sgId)) return;
+    withSg(srv, st.sgId, () => rekeyLocked(srv, st, 'periodic', 'scheduler')).catch((e) =>
+      srv.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
+    );
+  }, st.rekeyIntervalSec * 1000);
+  st.timer.unref();
+}
+
+/** New Group Key epoch: persisted (encrypted) before delivery; caller holds the SG lock. */
+export async function rekeyLocked(
+  srv: ServerState,
+  st: SgState,
+  reason: RekeyReason,
+  actor: string,
+  auditReason?: string,
+): Promise<number> {
+  const key = randomBytes(32);
+  try {
+    // A periodic update may be distributed ahead of its activation so that members switch together
+    // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
+    const leadSec =
+      reason === 'periodic' && auditReason !== 'restart'
+        ? (srv.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec)
+        : 0;
+    const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
+    // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
+    const meta = await srv.store.rotateGroupKey(st.sgId, key, reason, {
+      audit: {
+        actor,
+        action: reason === 'create' ? 'key.create' : 'key.update',
+        reason: auditReason ?? reason,
+      },
+      ...(activateAt !== undefined ? { activateAt } : {}),
+    });
+    const graceSec =
+      reason === 'create' || auditReason === 'restart'
+        ? 0
+        : LEAVE_REASONS.has(reason)
+          ? (srv.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec)
+          : (srv.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec);
+    const previous = st.epoch;
+    // A new epoch is fresh for every joiner: from here on deliveries name them again.
+    st.pendingJoiners.clear();
+    st.prevEpoch = previous > 0 ? previous : undefined;
+    st.prevUntil = Date.now() + (leadSec + graceSec) * 1000;
+    st.epoch = meta.epoch;
+    for (const k of srv.marks.keys()) {
+      if (!k.startsWith(`${st.sgId}|`)) continue;
+      const e = Number(k.slice(st.sgId.length + 1));
+      if (e !== st.epoch && e !== st.prevEpoch) srv.marks.delete(k);
+    }
+    onKeyUpdated(srv, st.sgId, meta.epoch, auditReason ?? reason);
+    deliver(
+      srv,
+      st,
+      key,
+      meta.epoch,
+      reason,
+      graceSec,
+      undefined,
+      previous > 0 ? previous : undefined,
+      undefined,
+      activateAt !== undefined ? { at: activateAt, inSec: leadSec } : undefined,
+    );
+    if (previous > 1) await srv.store.pruneKeys(st.sgId, previous);
+    srv.log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
+    return meta.epoch;
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** key.deliver to the GWs of the SG's members (or to `onlyGw`), each with its full target list. */
+export function deliver(
+  srv: ServerState,
+  st: SgState,
+  key: Uint8Array,
+  epoch: number,
+  reason: RekeyReason,
+  graceSec: number,
+  onlyGw?: string,
+  previousEpoch?: number,
+  anchors?: { sender: Uint8Array; instance: Uint8Array; counter: number }[],
+  activate?: { at: number; inSec: number },
+): void {
+  const byGw = new Map<string, string[]>();
+  for (const m of st.members) {
+    // A joiner waiting for its join update never gets a key from before its join.
+    if (st.pendingJoiners.has(m)) continue;
+    const gw = servingGw(srv, m);
+    if (gw === undefined) continue;
+    let l = byGw.get(gw);
+    if (!l) {
+      l = [];
+      byGw.set(gw, l);
+    }
+    l.push(m);
+  }
+  const gws = onlyGw !== undefined ? [onlyGw] : [...new Set([...byGw.keys(), ...st.targetGws])];
+  for (const gw of gws) {
+    const targets = byGw.get(gw) ?? [];
+    if (targets.length > 0) st.targetGws.add(gw);
+    else st.targetGws.delete(gw);
+    const conn = srv.gwConns.get(gw);
+    if (!conn?.registered) continue;
+    try {
+      recordSent(srv, conn, st.sgId, epoch, targets);
+      conn.control.send({
+        t: 'key.deliver',
+        sgId: st.sgId,
+        epoch,
+        key,
+        suite: WIRE_SUITE[st.suite],
+        reason,
+        graceSec,
+        previousEpoch,
+        senderAnchors: anchors,
+        // Relative and absolute: devices without a synchronised clock use the relative one.
+        ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
+        targets: targets.slice(0, SERVER_DEFAULTS.maxTargets),
+        ...(st.deliveryPolicy ? { policy: st.deliveryPolicy } : {}),
+        ...(st.sourceAuth ? { sourceAuth: true } : {}),
+      });
+      if (targets.length > 0) pushSigners(srv, st, gw);
+    } catch (e) {
+      srv.log.warn({ code: codeOf(e), gw }, 'key delivery failed');
+    }
+  }
+}
+
+/** Remembers that `conn` was sent `epoch` of `sgId` for `targets` (rules K1, K2); bounded per SG. */
+export function recordSent(
+  _srv: ServerState,
+  conn: GwConn,
+  sgId: string,
+  epoch: number,
+  targets: readonly string[],
+): void {
+  let bySg = conn.sent.get(sgId);
+  if (!bySg) {
+    bySg = new Map();
+    conn.sent.set(sgId, bySg);
+  }
+  const had = bySg.get(epoch);
+  bySg.delete(epoch);
+  bySg.set(epoch, new Set([...(had ?? []), ...targets]));
+  while (bySg.size > SERVER_DEFAULTS.sentEpochsKept) {
+    const oldest = Math.min(...bySg.keys());
+    bySg.delete(oldest);
+  }
+}
+
+/**
+ * Source authentication: the members' Ed25519 signing keys (learned over each PNE's own tunnel, so bound to
+ * its certificate identity) go to the GWs with members, which pass them to their member PNEs.
+ */
+export function pushSigners(srv: ServerState, st: SgState, onlyGw?: string): void {
+  if (!st.sourceAuth) return;
+  const signers: { pneId: string; key: Uint8Array }[] = [];
+  for (const m of st.members) {
+    const key = srv.signKeys.get(m);
+    if (key) signers.push({ pneId: m, key });
+  }
+  const gws = onlyGw !== undefined ? [onlyGw] : [...st.targetGws];
+  for (const gw of gws) {
+    try {
+      srv.gwConns.get(gw)?.control.send({
+        t: 'sg.signers',
+        sgId: st.sgId,
+        signers: signers.slice(0, SERVER_DEFAULTS.maxSigners),
+      });
+    } catch (e) {
+      srv.log.warn({ code: codeOf(e), gw }, 'signers not sent');
+    }
+  }
+}
+
+/** Catch-up delivery of the current key (with replay anchors) to one GW; caller holds the SG lock. */
+export async function sendCurrentKey(srv: ServerState, st: SgState, gw: string): Promise<void> {
+  const k = await srv.store.getCurrentKey(st.sgId);
+  if (!k) return;
+  try {
+    deliver(srv, st, k.key, k.epoch, wireReason(k.reason), 0, gw, undefined, anchors(srv, st.sgId, k.epoch));
+  } finally {
+    k.key.fill(0);
+  }
+}
+
+export async function rekeyGroupsOf(
+  srv: ServerState,
+  pnes: readonly string[],
+  reason: RekeyReason,
+  actor: string,
+): Promise<void> {
+  const set = new Set(pnes);
+  for (const st of [...srv.groups.values()]) {
+    if (![...st.members].some((m) => set.has(m))) continue;
+    await withSg(srv, st.sgId, async () => {
+      if (srv.groups.has(st.sgId)) await rekeyLocked(srv, st, reason, actor);
+    });
+  }
+}
