@@ -1,7 +1,6 @@
 import type { SessionRole } from '../metrics/index.js';
 import { codeOf } from '../roles/control.js';
 import type { ServerState } from './state.js';
-
 /**
  * What the CPNS Server reports on its `events` emitter ('change'): ids, epochs, reasons and flags only — never key
  * material. The operator surface (src/admin) streams these to the console.

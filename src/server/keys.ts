@@ -1,4 +1,5 @@
 /** keys */
+
 import { randomBytes } from 'node:crypto';
 import { codeOf } from '../roles/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
@@ -6,7 +7,6 @@ import { onKeyUpdated } from './events.js';
 import { anchors } from './relay.js';
 import { type GwConn, type ServerState, type SgState, servingGw, withSg } from './state.js';
 import { LEAVE_REASONS, type RekeyReason, WIRE_SUITE, wireReason } from './wire.js';
-
 export function startTimer(srv: ServerState, st: SgState): void {
   if (st.timer) clearInterval(st.timer);
   st.timer = undefined;

@@ -6,7 +6,6 @@ import { codeOf, fail, uuidToBytes } from '../roles/control.js';
 import { encodeFrame } from '../transport/framing.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { type GwConn, type ServerState, type SgState, servingGw } from './state.js';
-
 export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): void {
   let sender: string | undefined;
   try {

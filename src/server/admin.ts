@@ -1,0 +1,74 @@
+/** admin */
+
+import { randomBytes } from 'node:crypto';
+import { ErrorCode } from '../core/errors.js';
+import { fail, toPneIdentity } from '../roles/control.js';
+import { hashToken } from '../store/token.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { emit } from './events.js';
+import { addMember, addMembers, createGroup, deleteGroup, removeMember } from './groups.js';
+import { rekeyLocked, startTimer } from './keys.js';
+import { revoke } from './revocation.js';
+import { groupOf, OPERATOR, type ServerState, withSg } from './state.js';
+import type { GroupSummary, ServerAdmin } from './types.js';
+export function makeAdmin(srv: ServerState): ServerAdmin {
+  return {
+    createToken: async (role, ttlSec = SERVER_DEFAULTS.tokenTtlSec) => {
+      if (role !== 'gw' && role !== 'pne') fail(ErrorCode.INVALID_ARGUMENT, 'role');
+      const token = randomBytes(24).toString('base64url');
+      await srv.store.createToken({ tokenHash: hashToken(token), role, ttlSec });
+      await srv.store.appendAudit({ actor: OPERATOR, action: 'token.create', subject: role });
+      return token;
+    },
+    revoke: (identity) => revoke(srv, identity),
+    createGroup: (o) => createGroup(srv, o, OPERATOR),
+    deleteGroup: (sgId) => deleteGroup(srv, sgId, OPERATOR),
+    updatePolicy: (sgId, patch) =>
+      withSg(srv, sgId, async () => {
+        const st = groupOf(srv, sgId);
+        const { deliveryPolicy, ...rest } = patch;
+        await srv.store.updateGroup(sgId, {
+          ...rest,
+          ...(deliveryPolicy !== undefined
+            ? { deliveryPolicy: deliveryPolicy ? { ...deliveryPolicy } : null }
+            : {}),
+        });
+        if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
+        // Applies from the next key delivery (devices learn the SG's policy with its key).
+        if (patch.sourceAuth !== undefined) st.sourceAuth = patch.sourceAuth;
+        if (patch.updateOnJoin !== undefined) st.updateOnJoin = patch.updateOnJoin;
+        if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
+        if (patch.rekeyIntervalSec !== undefined) {
+          st.rekeyIntervalSec = patch.rekeyIntervalSec;
+          startTimer(srv, st);
+        }
+        await srv.store.appendAudit({
+          actor: OPERATOR,
+          action: 'sg.policy',
+          sgId,
+          detail: { ...patch },
+        });
+        emit(srv, { kind: 'sg.policy', sgId });
+      }),
+    addMember: (sgId, pne) => addMember(srv, sgId, toPneIdentity(pne), OPERATOR),
+    addMembers: (sgId, pnes) => addMembers(srv, sgId, pnes.map(toPneIdentity), OPERATOR),
+    removeMember: (sgId, pne) => removeMember(srv, sgId, toPneIdentity(pne), 'remove', OPERATOR),
+    rekey: async (sgId) => {
+      const epoch = await withSg(srv, sgId, () => rekeyLocked(srv, groupOf(srv, sgId), 'operator', OPERATOR));
+      return { epoch };
+    },
+    listPns: () => srv.store.listPns(),
+    listGroups: async () => {
+      const out: GroupSummary[] = [];
+      for (const g of await srv.store.listGroups()) {
+        const st = srv.groups.get(g.sgId);
+        out.push({ ...g, currentEpoch: st?.epoch ?? 0, members: [...(st?.members ?? [])].sort() });
+      }
+      return out;
+    },
+    groupStatus: async (sgId) => {
+      groupOf(srv, sgId);
+      return srv.store.deliveryStatus(sgId);
+    },
+  };
+}

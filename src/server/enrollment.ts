@@ -1,0 +1,75 @@
+/** enrollment */
+
+import { randomUUID } from 'node:crypto';
+import { CpnsError, ErrorCode } from '../core/errors.js';
+import { Control, codeOf, fail, readEnrollRequest } from '../roles/control.js';
+import type { Role } from '../store/store.js';
+import { hashToken } from '../store/token.js';
+import { certInfo, formatIdentity, issueFromCsr } from '../transport/ca.js';
+import { CloseCode, type Session } from '../transport/session.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { countSession } from './events.js';
+import type { ServerState } from './state.js';
+export function onEnrollSession(srv: ServerState, s: Session): void {
+  const control = Control.forSession(s);
+  const t = setTimeout(
+    () => s.close(CloseCode.POLICY, 'enrollment timeout'),
+    SERVER_DEFAULTS.enrollSessionMs,
+  );
+  t.unref();
+  countSession(srv, 'enroll', true);
+  s.once('close', () => {
+    clearTimeout(t);
+    countSession(srv, 'enroll', false);
+  });
+  let busy = false;
+  s.on('frame', (buf: Buffer) => {
+    const msg = readEnrollRequest(buf, s, control);
+    if (!msg) return;
+    if (busy) {
+      control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
+      return;
+    }
+    busy = true;
+    enroll(srv, msg).then(
+      (r) => {
+        control.send({ t: 'enroll.response', id: msg.id, ...r });
+        busy = false;
+      },
+      (e) => {
+        control.sendError(codeOf(e), msg.id, (e as CpnsError).field);
+        busy = false;
+      },
+    );
+  });
+}
+
+export async function enroll(
+  srv: ServerState,
+  req: {
+    token: string;
+    role: 'gw' | 'pne';
+    csr: string;
+  },
+): Promise<{ cert: string; caCert: string }> {
+  // The one-time token first (issue #8 §3): without a valid token, no CSR parsing and no signing. A token
+  // spent on a malformed CSR is gone (the device made its CSR itself; it asks the operator for a new one).
+  const r = await srv.store.consumeToken(hashToken(req.token), req.role as Role);
+  if (!r.ok) {
+    await srv.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: r.reason });
+    fail(ErrorCode.ENROLL_REFUSED, 'token');
+  }
+  const identity = formatIdentity(req.role, randomUUID());
+  let cert: string;
+  try {
+    cert = await issueFromCsr(srv.ca, req.csr, identity, SERVER_DEFAULTS.certValidityDays);
+  } catch {
+    await srv.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: 'csr' });
+    throw new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused', 'csr');
+  }
+  const info = certInfo(cert);
+  await srv.store.putIdentity({ id: identity, role: req.role, certSerial: info.serialHex, certPem: cert });
+  await srv.store.appendAudit({ actor: 'server', action: 'identity.enroll', subject: identity });
+  srv.log.info({ identity }, 'enrolled');
+  return { cert, caCert: srv.ca.certPem };
+}

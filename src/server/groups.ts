@@ -1,0 +1,195 @@
+/** groups */
+
+import { ErrorCode } from '../core/errors.js';
+import { codeOf, fail, toPneIdentity } from '../roles/control.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { emit } from './events.js';
+import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';
+import { groupOf, OPERATOR, type ServerState, type SgState, servingGw, withSg } from './state.js';
+import type { CreateGroupInput } from './types.js';
+import { SUITE_OF } from './wire.js';
+export async function createGroup(
+  srv: ServerState,
+  o: CreateGroupInput,
+  actor: string,
+): Promise<{ sgId: string; epoch: number }> {
+  const suiteName = o.suite ?? 'aes-256-gcm';
+  const suite = SUITE_OF[suiteName];
+  if (suite === undefined) fail(ErrorCode.UNSUPPORTED_SUITE, 'suite');
+  const members = [...new Set((o.members ?? []).map(toPneIdentity))];
+  for (const m of members) await requireEnrolledPne(srv, m);
+  const g = await srv.store.createGroup(
+    {
+      name: o.name,
+      ownerId: actor === OPERATOR ? OPERATOR : actor,
+      joinPolicy: o.joinPolicy ?? 'invite',
+      suite,
+      sourceAuth: o.sourceAuth ?? false,
+      updateOnJoin: o.updateOnJoin ?? true,
+      rekeyIntervalSec: o.rekeyIntervalSec ?? null,
+      deliveryPolicy: o.deliveryPolicy ? { ...o.deliveryPolicy } : null,
+      members,
+    },
+    {
+      // In the group's transaction (docs/store.md "Audit atomicity").
+      audit: [
+        { actor, action: 'group.create', detail: { name: o.name } },
+        ...members.map((m) => ({ actor, action: 'member.add', subject: m })),
+      ],
+    },
+  );
+  const st: SgState = {
+    sgId: g.sgId,
+    suite,
+    ownerId: g.ownerId,
+    joinPolicy: g.joinPolicy,
+    rekeyIntervalSec: g.rekeyIntervalSec,
+    members: new Set(members),
+    epoch: 0,
+    prevEpoch: undefined,
+    prevUntil: 0,
+    timer: undefined,
+    targetGws: new Set(),
+    deliveryPolicy: o.deliveryPolicy,
+    sourceAuth: o.sourceAuth ?? false,
+    updateOnJoin: g.updateOnJoin,
+    pendingJoiners: new Set(),
+    joinUpdate: undefined,
+  };
+  srv.groups.set(g.sgId, st);
+  const epoch = await withSg(srv, g.sgId, () => rekeyLocked(srv, st, 'create', actor));
+  startTimer(srv, st);
+  emit(srv, { kind: 'sg.create', sgId: g.sgId, epoch });
+  return { sgId: g.sgId, epoch };
+}
+
+export async function deleteGroup(srv: ServerState, sgId: string, actor: string): Promise<void> {
+  await withSg(srv, sgId, async () => {
+    const st = groupOf(srv, sgId);
+    const gws = new Set(st.targetGws);
+    for (const m of st.members) {
+      const gw = srv.pneAt.get(m);
+      if (gw !== undefined) gws.add(gw);
+    }
+    await srv.store.deleteGroup(sgId, {
+      audit: [
+        { actor, action: 'key.delete', epoch: st.epoch },
+        { actor, action: 'group.delete' },
+      ],
+    });
+    if (st.timer) clearInterval(st.timer);
+    srv.groups.delete(sgId);
+    for (const k of [...srv.marks.keys()]) if (k.startsWith(`${sgId}|`)) srv.marks.delete(k);
+    for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
+    emit(srv, { kind: 'sg.delete', sgId });
+    for (const gw of gws) {
+      try {
+        srv.gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
+      } catch {}
+    }
+  });
+}
+
+export async function addMember(srv: ServerState, sgId: string, pne: string, actor: string): Promise<void> {
+  await addMembers(srv, sgId, [pne], actor);
+}
+
+/**
+ * Adds members. With update on join (issue #8 §8, docs/protocol.md "Backward secrecy on join"), a joiner never
+ * gets the current key: one update (reason `join`) follows, shared by every join queued before it runs — so a
+ * batch, or joins that arrive together, cost one update. Without it, a joiner gets the current key (it can read
+ * what was sent earlier in this epoch).
+ */
+export async function addMembers(
+  srv: ServerState,
+  sgId: string,
+  pnes: readonly string[],
+  actor: string,
+): Promise<void> {
+  await withSg(srv, sgId, async () => {
+    const st = groupOf(srv, sgId);
+    const fresh = [...new Set(pnes)];
+    if (fresh.some((p) => st.members.has(p))) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
+    for (const p of fresh) await requireEnrolledPne(srv, p);
+    for (const p of fresh) {
+      await srv.store.addMember(sgId, p);
+      st.members.add(p);
+      await srv.store.appendAudit({ actor, action: 'member.add', sgId, subject: p });
+      emit(srv, { kind: 'member.add', sgId, pneId: p });
+    }
+    if (fresh.length === 0) return;
+    if (st.updateOnJoin) {
+      for (const p of fresh) st.pendingJoiners.add(p);
+      scheduleJoinUpdate(srv, st, actor);
+      return;
+    }
+    for (const gw of new Set(fresh.map((p) => servingGw(srv, p)))) {
+      if (gw !== undefined) await sendCurrentKey(srv, st, gw);
+    }
+    pushSigners(srv, st); // the other members learn the newcomers' signing keys
+  });
+}
+
+/**
+ * One join update per window: joins within `joinUpdateDelayMs` of the first share it. Any new epoch in between
+ * (a leave, an operator update) serves the joiners too, and then this one is skipped.
+ */
+export function scheduleJoinUpdate(srv: ServerState, st: SgState, actor: string): void {
+  if (st.joinUpdate) return;
+  let resolve: () => void = () => {};
+  const done = new Promise<void>((r) => {
+    resolve = r;
+  });
+  const run = async (): Promise<void> => {
+    if (st.joinUpdate?.run !== run) return;
+    clearTimeout(st.joinUpdate.timer);
+    st.joinUpdate = undefined;
+    try {
+      await withSg(srv, st.sgId, async () => {
+        if (srv.groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
+          await rekeyLocked(srv, st, 'join', actor);
+      });
+    } catch (e) {
+      srv.log.warn({ code: codeOf(e), sgId: st.sgId }, 'join update failed');
+    } finally {
+      resolve();
+    }
+  };
+  const timer = setTimeout(() => void run(), srv.opts.joinUpdateDelayMs ?? SERVER_DEFAULTS.joinUpdateDelayMs);
+  timer.unref();
+  st.joinUpdate = { timer, run, done };
+}
+
+/** Only an enrolled, unrevoked PNE can be a member (a never-enrolled id would be a ghost that rekeys on leave). */
+export async function requireEnrolledPne(srv: ServerState, pne: string): Promise<void> {
+  if (srv.revokedIds.has(pne)) fail(ErrorCode.REVOKED, 'pneId');
+  const idn = await srv.store.getIdentity(pne);
+  if (idn?.role !== 'pne') fail(ErrorCode.NOT_FOUND, 'pneId');
+  if (idn.revokedAt !== null) fail(ErrorCode.REVOKED, 'pneId');
+}
+
+export async function removeMember(
+  srv: ServerState,
+  sgId: string,
+  pne: string,
+  reason: 'leave' | 'remove' | 'revoke',
+  actor: string,
+): Promise<void> {
+  await withSg(srv, sgId, async () => {
+    const st = groupOf(srv, sgId);
+    if (!st.members.has(pne)) fail(ErrorCode.NOT_MEMBER, 'pneId');
+    await srv.store.removeMember(sgId, pne, {
+      audit: [{ actor, action: 'member.remove', subject: pne, reason }],
+    });
+    st.members.delete(pne);
+    emit(srv, { kind: 'member.remove', sgId, pneId: pne, reason });
+    await rekeyLocked(srv, st, reason, actor);
+  });
+  if (reason !== 'leave') {
+    for (const t of srv.tunnels.get(pne) ?? []) {
+      try {
+        t.control.send({ t: 'sg.remove', sgId, pneId: pne });
+      } catch {}
+    }
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The CPNS Server role (docs/protocol.md): enrollment CA, PN registry, Service Groups, Group Key management
+ * (CPNS TS §5.3.3 create / update / delete / deliver), relay of messages destined to a Service Group
+ * (ciphertext only), revocation. State lives in the store (SQLite in `dataDir`); the in-memory maps of
+ * ServerState are caches rebuilt from it at start, so a restart loses nothing.
+ *
+ * This class is the facade: it opens the store and the listeners, composes the concern modules over one
+ * ServerState, and exposes the public surface. The behaviour lives in the concern modules (one per concern).
+ */
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { CpnsMetrics } from '../metrics/index.js';
+import { codeOf, type Logger, silentLogger } from '../roles/control.js';
+import { loadOrCreateMasterKey } from '../store/masterkey.js';
+import { openSqliteStore } from '../store/sqlite/index.js';
+import type { Store } from '../store/store.js';
+import { SecureServer, type Session } from '../transport/session.js';
+import { makeAdmin } from './admin.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { onSession } from './gw-session.js';
+import { sendToGroup } from './relay.js';
+import { issueOwnCert, loadOrCreateCa, loadState, saveCleanShutdown } from './startup.js';
+import { createState, isRevoked, type ServerState } from './state.js';
+import type { ServerAdmin, ServerOptions } from './types.js';
+
+export { SERVER_DEFAULTS } from './defaults.js';
+
+export class CpnsServer {
+  readonly url: string;
+  readonly enrollUrl: string;
+  readonly caPem: string;
+  readonly identity: string;
+  readonly admin: ServerAdmin;
+  readonly store: Store;
+  /** `'change'` events (ChangeEvent: ids, epochs, reasons, online flags; never key material). */
+  readonly events: EventEmitter;
+  readonly metrics: CpnsMetrics;
+  readonly #st: ServerState;
+  readonly #enrollListener: SecureServer;
+
+  private constructor(st: ServerState, enroll: SecureServer, identity: string) {
+    this.#st = st;
+    this.store = st.store;
+    this.metrics = st.metrics;
+    this.events = st.events;
+    this.#enrollListener = enroll;
+    this.identity = identity;
+    this.caPem = st.ca.certPem;
+    this.url = st.secure.url;
+    this.enrollUrl = enroll.anonymousUrl ?? '';
+    this.admin = makeAdmin(st);
+  }
+
+  static async start(opts: ServerOptions): Promise<CpnsServer> {
+    const log = opts.logger ?? silentLogger;
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    const mk = loadOrCreateMasterKey({ dataDir: opts.dataDir });
+    const store = await openSqliteStore({ path: join(opts.dataDir, 'cpns.db'), masterKey: mk.key });
+    mk.key.fill(0);
+    try {
+      const ca = await loadOrCreateCa(store);
+      const host = opts.host ?? SERVER_DEFAULTS.host;
+      const sc = await issueOwnCert(ca, opts.serverName ?? SERVER_DEFAULTS.serverName, host);
+      let self: CpnsServer | undefined;
+      const { secure, enroll } = await listen(
+        opts,
+        host,
+        sc,
+        ca.certPem,
+        (id, serial) => self?.isRevokedSync(id, serial) ?? true,
+      );
+      const events = new EventEmitter();
+      events.setMaxListeners(0);
+      const metrics = opts.metrics ?? new CpnsMetrics({ defaultMetrics: false });
+      const st = createState({ opts, store, log, metrics, events, ca, secure });
+      st.serverCert = { certPem: sc.certPem, keyPem: sc.keyPem };
+      const server = new CpnsServer(st, enroll, sc.identity);
+      self = server;
+      await loadState(st);
+      serve(st, [secure, enroll], log);
+      log.info({ url: server.url }, 'CPNS server listening');
+      return server;
+    } catch (e) {
+      await store.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** The server's TLS certificate and key (issued by the CPNS CA at start), for the admin HTTPS listener. */
+  adminTls(): { certPem: string; keyPem: string } {
+    return { ...this.#st.serverCert };
+  }
+
+  isRevokedSync(identity: string, serialHex: string): boolean {
+    return isRevoked(this.#st, identity, serialHex);
+  }
+
+  /** Number of open GW sessions (tests, metrics). */
+  get gatewayCount(): number {
+    return this.#st.gwConns.size;
+  }
+
+  /** Current epoch of an SG as the server sees it (tests, metrics). */
+  currentEpoch(sgId: string): number | undefined {
+    return this.#st.groups.get(sgId)?.epoch;
+  }
+
+  /**
+   * A message destined to the Service Group from the CPNS Server itself (seed §5.3.3: the Group Key MAC shows
+   * a receiver the message comes "from SG member PNE or CPNS Server"). Protected with the current Group Key
+   * under the nil sender id; returns the protected bytes.
+   */
+  sendToGroup(sgId: string, data: Uint8Array | string): Promise<Buffer> {
+    return sendToGroup(this.#st, sgId, data);
+  }
+
+  async close(): Promise<void> {
+    const srv = this.#st;
+    if (srv.closed) return;
+    // Pending join updates run now: a joiner must not find the old epoch after a restart.
+    await Promise.allSettled([...srv.groups.values()].map((st) => st.joinUpdate?.run()));
+    srv.closed = true;
+    if (srv.flushTimer) clearInterval(srv.flushTimer);
+    for (const st of srv.groups.values()) if (st.timer) clearInterval(st.timer);
+    for (const set of srv.tunnels.values()) for (const t of set) t.ms.destroy();
+    await Promise.all([
+      srv.secure.close(SERVER_DEFAULTS.closeSessionsMs),
+      this.#enrollListener.close(SERVER_DEFAULTS.closeEnrollMs),
+    ]);
+    // Let handlers that are mid-flight finish before the store goes away.
+    await Promise.allSettled([...srv.locks.values()]);
+    await Promise.allSettled([...srv.gwConns.values()].map((c) => c.queue));
+    try {
+      await saveCleanShutdown(srv);
+    } catch (e) {
+      srv.log.warn({ code: codeOf(e) }, 'could not flush relay marks');
+    }
+    await this.store.close();
+  }
+}
+
+/** The two listeners: GW sessions (mTLS, role `gw`) and, on its own port, the anonymous enrollment surface. */
+async function listen(
+  opts: ServerOptions,
+  host: string,
+  sc: { certPem: string; keyPem: string },
+  caPem: string,
+  isRevokedFn: (identity: string, serialHex: string) => boolean,
+): Promise<{ secure: SecureServer; enroll: SecureServer }> {
+  const secure = new SecureServer({
+    certPem: sc.certPem,
+    keyPem: sc.keyPem,
+    caPem,
+    host,
+    port: opts.port ?? SERVER_DEFAULTS.port,
+    path: '/cpns',
+    allowedRoles: ['gw'],
+    heartbeat: opts.heartbeat,
+    isRevoked: isRevokedFn,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
+  // The anonymous surface on its own listener, with its own limits (issue #8 §3).
+  const enroll = new SecureServer({
+    mode: 'enrollment',
+    certPem: sc.certPem,
+    keyPem: sc.keyPem,
+    caPem,
+    host,
+    port: opts.enrollPort ?? SERVER_DEFAULTS.enrollPort,
+    heartbeat: false,
+    ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
+  });
+  await secure.listen();
+  try {
+    await enroll.listen();
+  } catch (e) {
+    await secure.close(0);
+    throw e;
+  }
+  return { secure, enroll };
+}
+
+/** Sessions of both listeners go to the one router (gw-session.ts); refusals are only logged. */
+function serve(srv: ServerState, listeners: readonly SecureServer[], log: Logger): void {
+  for (const l of listeners) {
+    l.on('session', (s: Session) => onSession(srv, s));
+    l.on('refused', (reason: string, address?: string) =>
+      log.info({ reason, address }, 'connection refused'),
+    );
+  }
+}

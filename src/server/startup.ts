@@ -1,0 +1,118 @@
+/**
+ * Start and stop of the CPNS Server's state: the CA (created once, kept in the store), the server's own
+ * certificate, the caches rebuilt from the store at start, and the clean-shutdown marker that decides whether
+ * the relay marks (replay anchors) survive a restart.
+ */
+import { codeOf } from '../roles/control.js';
+import type { Store } from '../store/store.js';
+import { type Ca, createCa, formatIdentity, issueServerCert, loadCa } from '../transport/ca.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { rekeyLocked, startTimer } from './keys.js';
+import { flushMarks } from './relay.js';
+import { type ServerState, type SgState, withSg } from './state.js';
+import { asDeliveryPolicy } from './wire.js';
+
+const SECRET_CA_CERT = 'ca.cert';
+const SECRET_CA_KEY = 'ca.key';
+/** Present only between a graceful close (relay marks flushed) and the next start. */
+const SECRET_CLEAN = 'relay.clean-shutdown';
+
+/** The CPNS CA: created at the first start, kept (encrypted) in the store from then on. */
+export async function loadOrCreateCa(store: Store): Promise<Ca> {
+  let certPem = (await store.getSecret(SECRET_CA_CERT))?.toString('utf8');
+  let keyPem = (await store.getSecret(SECRET_CA_KEY))?.toString('utf8');
+  if (certPem === undefined || keyPem === undefined) {
+    const pair = await createCa('CPNS CA');
+    await store.putSecret(SECRET_CA_CERT, Buffer.from(pair.certPem));
+    await store.putSecret(SECRET_CA_KEY, Buffer.from(pair.keyPem));
+    await store.appendAudit({ actor: 'server', action: 'ca.create' });
+    certPem = pair.certPem;
+    keyPem = pair.keyPem;
+  }
+  return loadCa({ certPem, keyPem });
+}
+
+/** The server's TLS certificate (identity `urn:cpns:server:<name>`), fresh at every start, for `host`. */
+export async function issueOwnCert(
+  ca: Ca,
+  serverName: string,
+  host: string,
+): Promise<{ identity: string; certPem: string; keyPem: string }> {
+  const identity = formatIdentity('server', serverName);
+  const isIp = /^[0-9.]+$|:/.test(host);
+  const sc = await issueServerCert(ca, identity, {
+    ips: ['127.0.0.1', '::1', ...(isIp && host !== '0.0.0.0' ? [host] : [])],
+    dnsNames: ['localhost', ...(isIp ? [] : [host])],
+  });
+  return { identity, certPem: sc.certPem, keyPem: sc.keyPem };
+}
+
+/** At a graceful close: relay marks flushed, then the marker that lets the next start keep the epochs. */
+export async function saveCleanShutdown(srv: ServerState): Promise<void> {
+  await flushMarks(srv);
+  await srv.store.putSecret(SECRET_CLEAN, Buffer.from([1]));
+}
+
+/** Rebuilds the caches from the store; after a crash, every SG's key is rotated once. */
+export async function loadState(srv: ServerState): Promise<void> {
+  for (const idn of await srv.store.listIdentities()) {
+    if (idn.revokedAt !== null) {
+      srv.revokedIds.add(idn.id);
+      srv.revokedSerials.add(idn.certSerial);
+    }
+  }
+  for (const pn of await srv.store.listPns()) {
+    for (const p of pn.pnes) srv.pneAt.set(p.pneId, pn.gwId);
+    if (pn.online) await srv.store.setOnline(pn.gwId, false);
+    for (const p of pn.pnes) if (p.online) await srv.store.setOnline(p.pneId, false);
+  }
+  for (const g of await srv.store.listGroups()) {
+    const members = new Set((await srv.store.listMembers(g.sgId)).map((m) => m.pneId));
+    const cur = await srv.store.getCurrentKey(g.sgId);
+    const epoch = cur?.epoch ?? 0;
+    cur?.key.fill(0);
+    const st: SgState = {
+      sgId: g.sgId,
+      suite: g.suite,
+      ownerId: g.ownerId,
+      joinPolicy: g.joinPolicy,
+      rekeyIntervalSec: g.rekeyIntervalSec,
+      members,
+      epoch,
+      prevEpoch: undefined,
+      prevUntil: 0,
+      timer: undefined,
+      targetGws: new Set(),
+      deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy),
+      sourceAuth: g.sourceAuth,
+      updateOnJoin: g.updateOnJoin,
+      pendingJoiners: new Set(),
+      joinUpdate: undefined,
+    };
+    srv.groups.set(g.sgId, st);
+    startTimer(srv, st);
+  }
+  const clean = await srv.store.getSecret(SECRET_CLEAN);
+  if (clean) {
+    // Graceful restart: relay marks were flushed, so replay anchors survive; keep the epochs.
+    await srv.store.deleteSecret(SECRET_CLEAN);
+    for (const st of srv.groups.values()) {
+      const m = new Map<string, number>();
+      for (const r of await srv.store.listRelayMarks(st.sgId, st.epoch))
+        m.set(`${r.sender}|${r.instance}`, r.counter);
+      if (m.size > 0) srv.marks.set(`${st.sgId}|${st.epoch}`, m);
+    }
+    await srv.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'clean' });
+  } else if (srv.groups.size > 0) {
+    // Crash (or first start of an old database): relay marks may be stale, so rotate every SG's key once
+    // (docs/group-messages.md "restart policy"): fresh epochs, fresh replay windows everywhere.
+    await srv.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'unclean' });
+    for (const st of srv.groups.values()) {
+      await withSg(srv, st.sgId, () => rekeyLocked(srv, st, 'periodic', 'server', 'restart'));
+    }
+  }
+  srv.flushTimer = setInterval(() => {
+    flushMarks(srv).catch((e) => srv.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
+  }, srv.opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
+  srv.flushTimer.unref();
+}
