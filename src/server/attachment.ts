@@ -1,11 +1,15 @@
-/** attachment */
+/**
+ * Where a PNE is (docs/protocol.md "Authorization", rules A1–A4): a GW's pne.attach is only a claim (A2); the
+ * PNE's own tunnel through a GW session proves it is behind that GW (A1), and only then does that GW get the
+ * PNE's keys (catch-up), signers and relay. A GW can give up (A3) or detach (A4) only a PNE proven behind it.
+ */
 
 import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../roles/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
-import { sendCurrentKey } from './keys.js';
+import { rekeyGroupsOf, sendCurrentKey } from './keys.js';
 import { type GwConn, liveTunnel, type PneTunnel, type ServerState, withSg } from './state.js';
 /**
  * pne.attach from a GW is a claim (rule A2): it carries the PNE's media and lets the GW learn at once that a PNE
@@ -94,4 +98,29 @@ export async function loseAttachment(
     await srv.store.setOnline(pneId, false);
   } catch {}
   emit(srv, { kind: 'pn.change', gwId: conn.id, pneId, online: false });
+}
+
+/** Rules A3, A4: `pneId` is in `conn`'s PN and proven there now (rule A1); else FORBIDDEN. */
+function requireProvenHere(srv: ServerState, conn: GwConn, pneId: string): void {
+  if (srv.pneAt.get(pneId) !== conn.id || !conn.attached.has(pneId)) fail(ErrorCode.FORBIDDEN, 'pneId');
+}
+
+export async function pneStatus(srv: ServerState, conn: GwConn, msg: MessageOf<'pne.status'>): Promise<void> {
+  // Rule A3: only about a PNE proven here. "Offline" gives the PNE up (the GW can only hurt its own
+  // service); "online" cannot be claimed: only the PNE's tunnel makes it so (rule A1).
+  requireProvenHere(srv, conn, msg.pneId);
+  if (!msg.online) await loseAttachment(srv, conn, msg.pneId, true);
+  conn.control.sendOk(msg.id);
+}
+
+export async function pneDetach(srv: ServerState, conn: GwConn, msg: MessageOf<'pne.detach'>): Promise<void> {
+  // Rule A4: a GW detaches only a PNE proven behind it.
+  requireProvenHere(srv, conn, msg.pneId);
+  await srv.store.detachPne(msg.pneId);
+  srv.pneAt.delete(msg.pneId);
+  conn.attached.delete(msg.pneId);
+  await srv.store.appendAudit({ actor: conn.id, action: 'pne.detach', subject: msg.pneId });
+  conn.control.sendOk(msg.id);
+  emit(srv, { kind: 'pn.change', gwId: conn.id, pneId: msg.pneId, online: false });
+  await rekeyGroupsOf(srv, [msg.pneId], 'detach', conn.id);
 }

@@ -1,6 +1,11 @@
-/** enrollment */
+/**
+ * Enrollment (docs/protocol.md "Enrollment"): a one-time token, then a certificate of the CPNS CA for the
+ * device's own CSR. Directly on the anonymous enrollment listener (one request at a time per session, bounded
+ * in time), or relayed by a GW for a PNE behind it (rule E1).
+ */
 
 import { randomUUID } from 'node:crypto';
+import type { MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { Control, codeOf, fail, readEnrollRequest } from '../roles/control.js';
 import type { Role } from '../store/store.js';
@@ -9,7 +14,7 @@ import { certInfo, formatIdentity, issueFromCsr } from '../transport/ca.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { countSession } from './events.js';
-import type { ServerState } from './state.js';
+import type { GwConn, ServerState } from './state.js';
 export function onEnrollSession(srv: ServerState, s: Session): void {
   const control = Control.forSession(s);
   const t = setTimeout(
@@ -72,4 +77,14 @@ export async function enroll(
   await srv.store.appendAudit({ actor: 'server', action: 'identity.enroll', subject: identity });
   srv.log.info({ identity }, 'enrolled');
   return { cert, caCert: srv.ca.certPem };
+}
+
+/** enroll.relay (rule E1): a GW passes on a PNE's request; the token is the whole check. */
+export async function enrollRelay(
+  srv: ServerState,
+  conn: GwConn,
+  msg: MessageOf<'enroll.relay'>,
+): Promise<void> {
+  const r = await enroll(srv, msg.request);
+  conn.control.send({ t: 'enroll.response', id: msg.id, ...r });
 }

@@ -1,0 +1,106 @@
+/**
+ * Every control message a GW may send the server, in one authorization table (docs/protocol.md "Authorization",
+ * "At the CPNS Server, from a PN GW session"): the rule ids it is checked against, who may send it, and its
+ * handler (which does the checks of those rules). A message type not in the table is refused, and so is every
+ * message but `gw.register` and `enroll.relay` before the GW has registered.
+ */
+import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
+import { ErrorCode } from '../core/errors.js';
+import { DEFAULT_POLICY } from '../delivery/policy.js';
+import { fail } from '../roles/control.js';
+import { CloseCode } from '../transport/session.js';
+import { deliveryReport, keyAck } from './acks.js';
+import { catchUp, pneAttach, pneDetach, pneStatus } from './attachment.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { enrollRelay } from './enrollment.js';
+import { emit } from './events.js';
+import { rekeyGroupsOf } from './keys.js';
+import type { GwConn, ServerState } from './state.js';
+
+/** Rule ids of docs/protocol.md for messages from a GW session (A1, the tunnel, and R1, group frames, are not control messages). */
+export type GwRule = 'G1' | 'E1' | 'A2' | 'A3' | 'A4' | 'A5' | 'K1' | 'K2';
+
+export interface GwMessageRule<T extends MessageType> {
+  /** The rules the message is checked against (key.ack: K1 without pneId, K2 with). */
+  readonly rules: readonly GwRule[];
+  /** Who may send it. */
+  readonly who: string;
+  /** Accepted before gw.register (the session's certificate identity is all it needs). */
+  readonly beforeRegister?: true;
+  readonly handler: (srv: ServerState, conn: GwConn, msg: MessageOf<T>) => Promise<void>;
+}
+
+type GwMessageType =
+  | 'gw.register'
+  | 'enroll.relay'
+  | 'pne.attach'
+  | 'pne.status'
+  | 'pne.detach'
+  | 'gw.deregister'
+  | 'key.ack'
+  | 'key.delivery.report';
+
+export const GW_MESSAGES: { readonly [T in GwMessageType]: GwMessageRule<T> } = {
+  'gw.register': {
+    rules: ['G1'],
+    who: 'any enrolled, unrevoked GW',
+    beforeRegister: true,
+    handler: gwRegister,
+  },
+  'enroll.relay': {
+    rules: ['E1'],
+    who: 'any GW session (before or after gw.register)',
+    beforeRegister: true,
+    handler: enrollRelay,
+  },
+  'pne.attach': { rules: ['A2'], who: 'registered GW', handler: pneAttach },
+  'pne.status': { rules: ['A3'], who: 'the GW the PNE is proven at', handler: pneStatus },
+  'pne.detach': { rules: ['A4'], who: 'the GW the PNE is proven at', handler: pneDetach },
+  'gw.deregister': { rules: ['A5'], who: 'registered GW', handler: gwDeregister },
+  'key.ack': {
+    rules: ['K1', 'K2'],
+    who: 'a GW that was sent that epoch of that SG (with pneId: the GW that serves the PNE)',
+    handler: keyAck,
+  },
+  'key.delivery.report': { rules: ['K2'], who: 'the GW that serves the PNEs', handler: deliveryReport },
+};
+
+/** One control message from a GW session, checked by its table entry (in order with the session's others). */
+export async function handleGw(srv: ServerState, conn: GwConn, msg: ControlMessage): Promise<void> {
+  if (srv.closed) return;
+  const rule = Object.hasOwn(GW_MESSAGES, msg.t)
+    ? (GW_MESSAGES[msg.t as GwMessageType] as GwMessageRule<MessageType>)
+    : undefined;
+  if (!conn.registered && !rule?.beforeRegister) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  if (!rule) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  await rule.handler(srv, conn, msg);
+}
+
+/** gw.register (rule G1): the GW's PN goes online; it gets the delivery policy, then its PNEs' catch-up. */
+async function gwRegister(srv: ServerState, conn: GwConn, msg: MessageOf<'gw.register'>): Promise<void> {
+  await srv.store.registerGateway(conn.id);
+  await srv.store.setOnline(conn.id, true);
+  conn.registered = true;
+  conn.control.send({ t: 'registered', id: msg.id, ok: true });
+  conn.control.send({ t: 'gw.policy', ...(srv.opts.deliveryPolicy ?? DEFAULT_POLICY) });
+  emit(srv, { kind: 'pn.change', gwId: conn.id, online: true });
+  // PNEs whose tunnels came up before the registration: their catch-up now.
+  for (const p of conn.attached) await catchUp(srv, p, conn.id, undefined);
+}
+
+/** gw.deregister (rule A5): the GW leaves with all PNEs of its own PN; their SGs get a new key. */
+async function gwDeregister(srv: ServerState, conn: GwConn, msg: MessageOf<'gw.deregister'>): Promise<void> {
+  const pnes = await srv.store.deregisterGateway(conn.id);
+  for (const p of pnes) srv.pneAt.delete(p);
+  conn.attached.clear();
+  conn.registered = false;
+  await srv.store.appendAudit({ actor: conn.id, action: 'gw.deregister', subject: conn.id });
+  emit(srv, { kind: 'pn.change', gwId: conn.id, online: false });
+  await rekeyGroupsOf(srv, pnes, 'detach', conn.id);
+  for (const st of srv.groups.values()) st.targetGws.delete(conn.id);
+  conn.control.sendOk(msg.id);
+  setTimeout(
+    () => conn.session.close(CloseCode.NORMAL, 'deregistered'),
+    SERVER_DEFAULTS.deregisterCloseMs,
+  ).unref();
+}
