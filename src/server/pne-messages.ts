@@ -1,0 +1,165 @@
+/**
+ * Every control message a PNE may send the server over its own tunnel, in one authorization table
+ * (docs/protocol.md "Authorization", "At the CPNS Server, over a PNE's own tunnel"): rule id, who may send it,
+ * handler (which does the check of that rule). The sender is the tunnel's certificate identity; a revoked PNE's
+ * tunnel is closed at its next message.
+ */
+import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
+import { ErrorCode } from '../core/errors.js';
+import { fail } from '../roles/control.js';
+import { addMember, createGroup, deleteGroup, removeMember } from './groups.js';
+import { pushSigners } from './keys.js';
+import { anchors } from './relay.js';
+import { groupOf, type PneTunnel, type ServerState, withSg } from './state.js';
+import { WIRE_SUITE, wireReason } from './wire.js';
+
+export type PneRule = 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6' | 'S7';
+
+export interface PneMessageRule<T extends MessageType> {
+  readonly rule: PneRule;
+  /** Who may send it. */
+  readonly who: string;
+  readonly handler: (srv: ServerState, pt: PneTunnel, msg: MessageOf<T>) => Promise<void>;
+}
+
+type PneMessageType =
+  | 'sg.create'
+  | 'sg.delete'
+  | 'sg.invite'
+  | 'sg.join'
+  | 'sg.leave'
+  | 'sg.remove'
+  | 'pne.signkey'
+  | 'key.fetch';
+
+export const PNE_MESSAGES: { readonly [T in PneMessageType]: PneMessageRule<T> } = {
+  'sg.create': { rule: 'S1', who: 'any PNE (becomes owner and first member)', handler: sgCreate },
+  'sg.delete': { rule: 'S2', who: "the SG's owner", handler: sgDelete },
+  'sg.invite': { rule: 'S2', who: "the SG's owner", handler: sgInvite },
+  'sg.join': {
+    rule: 'S3',
+    who: 'any PNE if the SG is open; the owner or an invited PNE if invite',
+    handler: sgJoin,
+  },
+  'sg.leave': { rule: 'S4', who: 'a member', handler: sgLeave },
+  'sg.remove': { rule: 'S5', who: 'the owner, or the PNE itself', handler: sgRemove },
+  'pne.signkey': { rule: 'S6', who: 'any PNE (binds the key to its own identity)', handler: pneSignkey },
+  'key.fetch': { rule: 'S7', who: 'a member', handler: keyFetch },
+};
+
+/** One control message over a PNE's tunnel, checked by its table entry (in order with the tunnel's others). */
+export async function handlePne(srv: ServerState, pt: PneTunnel, msg: ControlMessage): Promise<void> {
+  if (srv.closed) return;
+  if (srv.revokedIds.has(pt.identity)) {
+    pt.ms.destroy();
+    return;
+  }
+  const rule = Object.hasOwn(PNE_MESSAGES, msg.t)
+    ? (PNE_MESSAGES[msg.t as PneMessageType] as PneMessageRule<MessageType>)
+    : undefined;
+  if (!rule) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  await rule.handler(srv, pt, msg);
+}
+
+async function sgCreate(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.create'>): Promise<void> {
+  const me = pt.identity;
+  const r = await createGroup(
+    srv,
+    {
+      name: msg.name,
+      joinPolicy: msg.joinPolicy,
+      suite: msg.suite,
+      sourceAuth: msg.sourceAuth,
+      rekeyIntervalSec: msg.rekeyIntervalSec,
+      members: [me],
+    },
+    me,
+  );
+  pt.control.send({ t: 'sg.created', id: msg.id, sgId: r.sgId, epoch: r.epoch });
+}
+
+async function sgDelete(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.delete'>): Promise<void> {
+  const me = pt.identity;
+  const st = groupOf(srv, msg.sgId);
+  if (st.ownerId !== me) fail(ErrorCode.FORBIDDEN, 'sgId');
+  await deleteGroup(srv, msg.sgId, me);
+  pt.control.sendOk(msg.id);
+}
+
+async function sgJoin(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.join'>): Promise<void> {
+  const me = pt.identity;
+  const st = groupOf(srv, msg.sgId);
+  if (st.members.has(me)) fail(ErrorCode.ALREADY_MEMBER, 'sgId');
+  if (st.joinPolicy === 'invite' && st.ownerId !== me && !(await srv.store.hasInvite(msg.sgId, me))) {
+    fail(ErrorCode.FORBIDDEN, 'sgId');
+  }
+  await addMember(srv, msg.sgId, me, me);
+  pt.control.sendOk(msg.id);
+}
+
+async function sgInvite(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.invite'>): Promise<void> {
+  const me = pt.identity;
+  const st = groupOf(srv, msg.sgId);
+  if (st.ownerId !== me) fail(ErrorCode.FORBIDDEN, 'sgId');
+  if (st.members.has(msg.pneId)) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
+  await srv.store.invite(msg.sgId, msg.pneId);
+  await srv.store.appendAudit({
+    actor: me,
+    action: 'member.invite',
+    sgId: msg.sgId,
+    subject: msg.pneId,
+  });
+  pt.control.sendOk(msg.id);
+}
+
+async function sgLeave(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.leave'>): Promise<void> {
+  await removeMember(srv, msg.sgId, pt.identity, 'leave', pt.identity);
+  pt.control.sendOk(msg.id);
+}
+
+async function sgRemove(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.remove'>): Promise<void> {
+  const me = pt.identity;
+  const st = groupOf(srv, msg.sgId);
+  if (st.ownerId !== me && msg.pneId !== me) fail(ErrorCode.FORBIDDEN, 'pneId');
+  await removeMember(srv, msg.sgId, msg.pneId, msg.pneId === me ? 'leave' : 'remove', me);
+  pt.control.sendOk(msg.id);
+}
+
+async function pneSignkey(srv: ServerState, pt: PneTunnel, msg: MessageOf<'pne.signkey'>): Promise<void> {
+  const me = pt.identity;
+  srv.signKeys.set(me, Buffer.from(msg.key));
+  pt.control.sendOk(msg.id);
+  for (const st of srv.groups.values()) if (st.members.has(me)) pushSigners(srv, st);
+}
+
+async function keyFetch(srv: ServerState, pt: PneTunnel, msg: MessageOf<'key.fetch'>): Promise<void> {
+  const me = pt.identity;
+  const joining = groupOf(srv, msg.sgId);
+  if (joining.pendingJoiners.has(me)) await joining.joinUpdate?.done;
+  // Under the SG's lock: a join update queued before this fetch runs first, so a joiner never fetches
+  // the key of an epoch from before its join (backward secrecy on join).
+  const { st, k } = await withSg(srv, msg.sgId, async () => {
+    const st = groupOf(srv, msg.sgId);
+    if (!st.members.has(me)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+    const k = await srv.store.getCurrentKey(msg.sgId);
+    if (!k) fail(ErrorCode.NOT_FOUND, 'sgId');
+    return { st, k };
+  });
+  try {
+    pt.control.send({
+      t: 'key.deliver',
+      id: msg.id,
+      sgId: msg.sgId,
+      epoch: k.epoch,
+      key: k.key,
+      suite: WIRE_SUITE[st.suite],
+      reason: wireReason(k.reason),
+      graceSec: 0,
+      senderAnchors: anchors(srv, st.sgId, k.epoch),
+      ...(st.sourceAuth ? { sourceAuth: true } : {}),
+    });
+  } finally {
+    k.key.fill(0);
+  }
+  await srv.store.appendAudit({ actor: me, action: 'key.fetch', sgId: st.sgId, epoch: k.epoch });
+}
