@@ -5,7 +5,7 @@ import { codeOf, fail, toPneIdentity } from '../roles/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';
-import { groupOf, OPERATOR, type ServerState, type SgState, servingGw, withSg } from './state.js';
+import { groupOf, newSgState, OPERATOR, type ServerState, type SgState, servingGw, withSg } from './state.js';
 import type { CreateGroupInput } from './types.js';
 import { SUITE_OF } from './wire.js';
 export async function createGroup(
@@ -38,24 +38,14 @@ export async function createGroup(
       ],
     },
   );
-  const st: SgState = {
-    sgId: g.sgId,
+  const st = newSgState({
+    ...g,
     suite,
-    ownerId: g.ownerId,
-    joinPolicy: g.joinPolicy,
-    rekeyIntervalSec: g.rekeyIntervalSec,
     members: new Set(members),
     epoch: 0,
-    prevEpoch: undefined,
-    prevUntil: 0,
-    timer: undefined,
-    targetGws: new Set(),
     deliveryPolicy: o.deliveryPolicy,
     sourceAuth: o.sourceAuth ?? false,
-    updateOnJoin: g.updateOnJoin,
-    pendingJoiners: new Set(),
-    joinUpdate: undefined,
-  };
+  });
   srv.groups.set(g.sgId, st);
   const epoch = await withSg(srv, g.sgId, () => rekeyLocked(srv, st, 'create', actor));
   startTimer(srv, st);

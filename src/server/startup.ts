@@ -9,7 +9,7 @@ import { type Ca, createCa, formatIdentity, issueServerCert, loadCa } from '../t
 import { SERVER_DEFAULTS } from './defaults.js';
 import { rekeyLocked, startTimer } from './keys.js';
 import { flushMarks } from './relay.js';
-import { type ServerState, type SgState, withSg } from './state.js';
+import { newSgState, type ServerState, withSg } from './state.js';
 import { asDeliveryPolicy } from './wire.js';
 
 const SECRET_CA_CERT = 'ca.cert';
@@ -71,24 +71,7 @@ export async function loadState(srv: ServerState): Promise<void> {
     const cur = await srv.store.getCurrentKey(g.sgId);
     const epoch = cur?.epoch ?? 0;
     cur?.key.fill(0);
-    const st: SgState = {
-      sgId: g.sgId,
-      suite: g.suite,
-      ownerId: g.ownerId,
-      joinPolicy: g.joinPolicy,
-      rekeyIntervalSec: g.rekeyIntervalSec,
-      members,
-      epoch,
-      prevEpoch: undefined,
-      prevUntil: 0,
-      timer: undefined,
-      targetGws: new Set(),
-      deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy),
-      sourceAuth: g.sourceAuth,
-      updateOnJoin: g.updateOnJoin,
-      pendingJoiners: new Set(),
-      joinUpdate: undefined,
-    };
+    const st = newSgState({ ...g, members, epoch, deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy) });
     srv.groups.set(g.sgId, st);
     startTimer(srv, st);
   }

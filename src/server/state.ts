@@ -168,3 +168,36 @@ export function liveTunnel(srv: ServerState, pt: PneTunnel): boolean {
 export function isRevoked(srv: ServerState, identity: string, serialHex: string): boolean {
   return srv.revokedIds.has(identity) || srv.revokedSerials.has(serialHex.replace(/^0+/, ''));
 }
+
+/** A Service Group's in-memory state at `epoch`: no previous epoch in grace, no timer, no GW targeted yet. */
+export function newSgState(g: {
+  sgId: string;
+  suite: Suite;
+  ownerId: string;
+  joinPolicy: 'open' | 'invite';
+  rekeyIntervalSec: number | null;
+  members: Set<string>;
+  epoch: number;
+  deliveryPolicy: DeliveryPolicy | undefined;
+  sourceAuth: boolean;
+  updateOnJoin: boolean;
+}): SgState {
+  return {
+    sgId: g.sgId,
+    suite: g.suite,
+    ownerId: g.ownerId,
+    joinPolicy: g.joinPolicy,
+    rekeyIntervalSec: g.rekeyIntervalSec,
+    members: g.members,
+    epoch: g.epoch,
+    prevEpoch: undefined,
+    prevUntil: 0,
+    timer: undefined,
+    targetGws: new Set(),
+    deliveryPolicy: g.deliveryPolicy,
+    sourceAuth: g.sourceAuth,
+    updateOnJoin: g.updateOnJoin,
+    pendingJoiners: new Set(),
+    joinUpdate: undefined,
+  };
+}
