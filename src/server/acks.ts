@@ -8,6 +8,7 @@ import { ErrorCode } from '../core/errors.js';
 import { fail } from '../roles/control.js';
 import { emit } from './events.js';
 import type { GwConn, ServerState, SgState } from './state.js';
+
 /** Rule K2: `conn` may report `pneId`'s ack of an epoch whose delivery to it named `pneId`. */
 export function mayAckFor(
   srv: ServerState,

@@ -1,5 +1,4 @@
-/** admin */
-
+/** The operator's surface of the server (ServerAdmin, used by src/admin and the CLI): every action as OPERATOR. */
 import { randomBytes } from 'node:crypto';
 import { ErrorCode } from '../core/errors.js';
 import { fail, toPneIdentity } from '../roles/control.js';
@@ -11,6 +10,7 @@ import { rekeyLocked, startTimer } from './keys.js';
 import { revoke } from './revocation.js';
 import { groupOf, OPERATOR, type ServerState, withSg } from './state.js';
 import type { GroupSummary, ServerAdmin } from './types.js';
+
 export function makeAdmin(srv: ServerState): ServerAdmin {
   return {
     createToken: async (role, ttlSec = SERVER_DEFAULTS.tokenTtlSec) => {

@@ -11,6 +11,7 @@ import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { rekeyGroupsOf, sendCurrentKey } from './keys.js';
 import { type GwConn, liveTunnel, type PneTunnel, type ServerState, withSg } from './state.js';
+
 /**
  * pne.attach from a GW is a claim (rule A2): it carries the PNE's media and lets the GW learn at once that a PNE
  * is revoked or unknown, but it grants nothing. The PNE is attached here only when its own tunnel proves it

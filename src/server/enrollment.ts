@@ -15,6 +15,7 @@ import { CloseCode, type Session } from '../transport/session.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { countSession } from './events.js';
 import type { GwConn, ServerState } from './state.js';
+
 export function onEnrollSession(srv: ServerState, s: Session): void {
   const control = Control.forSession(s);
   const t = setTimeout(

@@ -1,6 +1,8 @@
+/** The CPNS Server's change events (the public `events` emitter) and the metrics of sessions and key updates. */
 import type { SessionRole } from '../metrics/index.js';
 import { codeOf } from '../roles/control.js';
 import type { ServerState } from './state.js';
+
 /**
  * What the CPNS Server reports on its `events` emitter ('change'): ids, epochs, reasons and flags only — never key
  * material. The operator surface (src/admin) streams these to the console.

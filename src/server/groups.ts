@@ -1,5 +1,8 @@
-/** groups */
-
+/**
+ * Service Groups and their membership (docs/protocol.md "Service Groups"): create, delete, add members (with
+ * update on join: one join update per window), remove members (a new key at once). Both the operator (admin.ts)
+ * and PNEs (pne-messages.ts) come here.
+ */
 import { ErrorCode } from '../core/errors.js';
 import { codeOf, fail, toPneIdentity } from '../roles/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
@@ -8,6 +11,7 @@ import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js'
 import { groupOf, newSgState, OPERATOR, type ServerState, type SgState, servingGw, withSg } from './state.js';
 import type { CreateGroupInput } from './types.js';
 import { SUITE_OF } from './wire.js';
+
 export async function createGroup(
   srv: ServerState,
   o: CreateGroupInput,

@@ -15,6 +15,7 @@ import { handleGw } from './gw-messages.js';
 import { onTunnel } from './pne-tunnel.js';
 import { relayGroupFrame } from './relay.js';
 import type { GwConn, ServerState } from './state.js';
+
 export function onSession(srv: ServerState, s: Session): void {
   if (srv.closed) {
     s.close(CloseCode.GOING_AWAY, 'closing');

@@ -1,5 +1,8 @@
-/** keys */
-
+/**
+ * Group Key management (CPNS TS §5.3.3 create / update / deliver): a new epoch under the SG's lock, persisted
+ * before delivery; key.deliver to each GW with its own target list (remembered for rules K1, K2); members'
+ * signing keys for source authentication; the current key for a GW's catch-up; periodic updates.
+ */
 import { randomBytes } from 'node:crypto';
 import { codeOf } from '../roles/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
@@ -7,6 +10,7 @@ import { onKeyUpdated } from './events.js';
 import { anchors } from './relay.js';
 import { type GwConn, type ServerState, type SgState, servingGw, withSg } from './state.js';
 import { LEAVE_REASONS, type RekeyReason, WIRE_SUITE, wireReason } from './wire.js';
+
 export function startTimer(srv: ServerState, st: SgState): void {
   if (st.timer) clearInterval(st.timer);
   st.timer = undefined;

@@ -12,6 +12,7 @@ import { SERVER_DEFAULTS } from './defaults.js';
 import { countSession } from './events.js';
 import { handlePne } from './pne-messages.js';
 import { type GwConn, isRevoked, type PneTunnel, type ServerState } from './state.js';
+
 export function onTunnel(srv: ServerState, conn: GwConn, stream: TunnelStream): void {
   acceptTunnelTls(stream, {
     certPem: srv.serverCert.certPem,

@@ -1,3 +1,8 @@
+/**
+ * Relay of messages destined to a Service Group (docs/protocol.md rule R1; ciphertext only): admission of a
+ * group frame from a GW, the relay marks (highest counter per sender instance, the replay anchors given with a
+ * key), fan-out to the GWs that serve members, and the server's own messages to an SG.
+ */
 import { type CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
@@ -6,6 +11,7 @@ import { codeOf, fail, uuidToBytes } from '../roles/control.js';
 import { encodeFrame } from '../transport/framing.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { type GwConn, type ServerState, type SgState, servingGw } from './state.js';
+
 export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): void {
   let sender: string | undefined;
   try {

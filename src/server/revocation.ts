@@ -1,5 +1,8 @@
-/** revocation */
-
+/**
+ * Revocation (docs/protocol.md "Revocation"): the identity and its certificate serial are refused from now on; a
+ * revoked GW's sessions close and its PN's SGs get a new key; a revoked PNE's tunnels close, its GW is told to
+ * drop it, and it leaves every SG (a new key each).
+ */
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../roles/control.js';
 import { parseIdentity } from '../transport/ca.js';
@@ -8,6 +11,7 @@ import { emit } from './events.js';
 import { removeMember } from './groups.js';
 import { rekeyGroupsOf } from './keys.js';
 import { OPERATOR, type ServerState } from './state.js';
+
 export async function revoke(srv: ServerState, identity: string): Promise<void> {
   let role: string;
   try {
