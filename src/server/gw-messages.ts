@@ -11,23 +11,22 @@ import { fail } from '../roles/control.js';
 import { CloseCode } from '../transport/session.js';
 import { deliveryReport, keyAck } from './acks.js';
 import { catchUp, pneAttach, pneDetach, pneStatus } from './attachment.js';
+import { type MessageRule, ruleOf } from './authz.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { enrollRelay } from './enrollment.js';
 import { emit } from './events.js';
 import { rekeyGroupsOf } from './keys.js';
 import type { GwConn, ServerState } from './state.js';
 
-/** Rule ids of docs/protocol.md for messages from a GW session (A1, the tunnel, and R1, group frames, are not control messages). */
+/**
+ * Rule ids of docs/protocol.md for control messages from a GW session (A1, the tunnel, and R1, group frames, are
+ * not control messages: pne-tunnel.ts, relay.ts). key.ack: K1 without pneId, K2 with.
+ */
 export type GwRule = 'G1' | 'E1' | 'A2' | 'A3' | 'A4' | 'A5' | 'K1' | 'K2';
 
-export interface GwMessageRule<T extends MessageType> {
-  /** The rules the message is checked against (key.ack: K1 without pneId, K2 with). */
-  readonly rules: readonly GwRule[];
-  /** Who may send it. */
-  readonly who: string;
+export interface GwMessageRule<T extends MessageType> extends MessageRule<GwRule, GwConn, T> {
   /** Accepted before gw.register (the session's certificate identity is all it needs). */
   readonly beforeRegister?: true;
-  readonly handler: (srv: ServerState, conn: GwConn, msg: MessageOf<T>) => Promise<void>;
 }
 
 type GwMessageType =
@@ -68,9 +67,7 @@ export const GW_MESSAGES: { readonly [T in GwMessageType]: GwMessageRule<T> } = 
 /** One control message from a GW session, checked by its table entry (in order with the session's others). */
 export async function handleGw(srv: ServerState, conn: GwConn, msg: ControlMessage): Promise<void> {
   if (srv.closed) return;
-  const rule = Object.hasOwn(GW_MESSAGES, msg.t)
-    ? (GW_MESSAGES[msg.t as GwMessageType] as GwMessageRule<MessageType>)
-    : undefined;
+  const rule = ruleOf(GW_MESSAGES, msg.t) as GwMessageRule<MessageType> | undefined;
   if (!conn.registered && !rule?.beforeRegister) fail(ErrorCode.UNEXPECTED_MESSAGE);
   if (!rule) fail(ErrorCode.UNEXPECTED_MESSAGE);
   await rule.handler(srv, conn, msg);

@@ -7,6 +7,7 @@
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../roles/control.js';
+import { type MessageRule, ruleOf } from './authz.js';
 import { addMember, createGroup, deleteGroup, removeMember } from './groups.js';
 import { pushSigners } from './keys.js';
 import { anchors } from './relay.js';
@@ -15,12 +16,7 @@ import { WIRE_SUITE, wireReason } from './wire.js';
 
 export type PneRule = 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6' | 'S7';
 
-export interface PneMessageRule<T extends MessageType> {
-  readonly rule: PneRule;
-  /** Who may send it. */
-  readonly who: string;
-  readonly handler: (srv: ServerState, pt: PneTunnel, msg: MessageOf<T>) => Promise<void>;
-}
+export type PneMessageRule<T extends MessageType> = MessageRule<PneRule, PneTunnel, T>;
 
 type PneMessageType =
   | 'sg.create'
@@ -33,18 +29,18 @@ type PneMessageType =
   | 'key.fetch';
 
 export const PNE_MESSAGES: { readonly [T in PneMessageType]: PneMessageRule<T> } = {
-  'sg.create': { rule: 'S1', who: 'any PNE (becomes owner and first member)', handler: sgCreate },
-  'sg.delete': { rule: 'S2', who: "the SG's owner", handler: sgDelete },
-  'sg.invite': { rule: 'S2', who: "the SG's owner", handler: sgInvite },
+  'sg.create': { rules: ['S1'], who: 'any PNE (becomes owner and first member)', handler: sgCreate },
+  'sg.delete': { rules: ['S2'], who: "the SG's owner", handler: sgDelete },
+  'sg.invite': { rules: ['S2'], who: "the SG's owner", handler: sgInvite },
   'sg.join': {
-    rule: 'S3',
+    rules: ['S3'],
     who: 'any PNE if the SG is open; the owner or an invited PNE if invite',
     handler: sgJoin,
   },
-  'sg.leave': { rule: 'S4', who: 'a member', handler: sgLeave },
-  'sg.remove': { rule: 'S5', who: 'the owner, or the PNE itself', handler: sgRemove },
-  'pne.signkey': { rule: 'S6', who: 'any PNE (binds the key to its own identity)', handler: pneSignkey },
-  'key.fetch': { rule: 'S7', who: 'a member', handler: keyFetch },
+  'sg.leave': { rules: ['S4'], who: 'a member', handler: sgLeave },
+  'sg.remove': { rules: ['S5'], who: 'the owner, or the PNE itself', handler: sgRemove },
+  'pne.signkey': { rules: ['S6'], who: 'any PNE (binds the key to its own identity)', handler: pneSignkey },
+  'key.fetch': { rules: ['S7'], who: 'a member', handler: keyFetch },
 };
 
 /** One control message over a PNE's tunnel, checked by its table entry (in order with the tunnel's others). */
@@ -54,9 +50,7 @@ export async function handlePne(srv: ServerState, pt: PneTunnel, msg: ControlMes
     pt.ms.destroy();
     return;
   }
-  const rule = Object.hasOwn(PNE_MESSAGES, msg.t)
-    ? (PNE_MESSAGES[msg.t as PneMessageType] as PneMessageRule<MessageType>)
-    : undefined;
+  const rule = ruleOf(PNE_MESSAGES, msg.t) as PneMessageRule<MessageType> | undefined;
   if (!rule) fail(ErrorCode.UNEXPECTED_MESSAGE);
   await rule.handler(srv, pt, msg);
 }
