@@ -4,9 +4,8 @@ import { ErrorCode } from '../core/errors.js';
 import { fail, toPneIdentity } from '../roles/control.js';
 import { hashToken } from '../store/token.js';
 import { SERVER_DEFAULTS } from './defaults.js';
-import { emit } from './events.js';
-import { addMember, addMembers, createGroup, deleteGroup, removeMember } from './groups.js';
-import { rekeyLocked, startTimer } from './keys.js';
+import { addMember, addMembers, createGroup, deleteGroup, removeMember, updatePolicy } from './groups.js';
+import { rekeyLocked } from './keys.js';
 import { revoke } from './revocation.js';
 import { groupOf, OPERATOR, type ServerState, withSg } from './state.js';
 import type { GroupSummary, ServerAdmin } from './types.js';
@@ -23,33 +22,7 @@ export function makeAdmin(srv: ServerState): ServerAdmin {
     revoke: (identity) => revoke(srv, identity),
     createGroup: (o) => createGroup(srv, o, OPERATOR),
     deleteGroup: (sgId) => deleteGroup(srv, sgId, OPERATOR),
-    updatePolicy: (sgId, patch) =>
-      withSg(srv, sgId, async () => {
-        const st = groupOf(srv, sgId);
-        const { deliveryPolicy, ...rest } = patch;
-        await srv.store.updateGroup(sgId, {
-          ...rest,
-          ...(deliveryPolicy !== undefined
-            ? { deliveryPolicy: deliveryPolicy ? { ...deliveryPolicy } : null }
-            : {}),
-        });
-        if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
-        // Applies from the next key delivery (devices learn the SG's policy with its key).
-        if (patch.sourceAuth !== undefined) st.sourceAuth = patch.sourceAuth;
-        if (patch.updateOnJoin !== undefined) st.updateOnJoin = patch.updateOnJoin;
-        if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
-        if (patch.rekeyIntervalSec !== undefined) {
-          st.rekeyIntervalSec = patch.rekeyIntervalSec;
-          startTimer(srv, st);
-        }
-        await srv.store.appendAudit({
-          actor: OPERATOR,
-          action: 'sg.policy',
-          sgId,
-          detail: { ...patch },
-        });
-        emit(srv, { kind: 'sg.policy', sgId });
-      }),
+    updatePolicy: (sgId, patch) => updatePolicy(srv, sgId, patch),
     addMember: (sgId, pne) => addMember(srv, sgId, toPneIdentity(pne), OPERATOR),
     addMembers: (sgId, pnes) => addMembers(srv, sgId, pnes.map(toPneIdentity), OPERATOR),
     removeMember: (sgId, pne) => removeMember(srv, sgId, toPneIdentity(pne), 'remove', OPERATOR),

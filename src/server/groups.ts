@@ -9,7 +9,7 @@ import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';
 import { groupOf, newSgState, OPERATOR, type ServerState, type SgState, servingGw, withSg } from './state.js';
-import type { CreateGroupInput } from './types.js';
+import type { CreateGroupInput, GroupPolicyPatch } from './types.js';
 import { SUITE_OF } from './wire.js';
 
 export async function createGroup(
@@ -186,4 +186,34 @@ export async function removeMember(
       } catch {}
     }
   }
+}
+
+/** The operator changes an SG's policy (join mode, periodic interval, source authentication, delivery policy). */
+export async function updatePolicy(srv: ServerState, sgId: string, patch: GroupPolicyPatch): Promise<void> {
+  await withSg(srv, sgId, async () => {
+    const st = groupOf(srv, sgId);
+    const { deliveryPolicy, ...rest } = patch;
+    await srv.store.updateGroup(sgId, {
+      ...rest,
+      ...(deliveryPolicy !== undefined
+        ? { deliveryPolicy: deliveryPolicy ? { ...deliveryPolicy } : null }
+        : {}),
+    });
+    if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
+    // Applies from the next key delivery (devices learn the SG's policy with its key).
+    if (patch.sourceAuth !== undefined) st.sourceAuth = patch.sourceAuth;
+    if (patch.updateOnJoin !== undefined) st.updateOnJoin = patch.updateOnJoin;
+    if (patch.deliveryPolicy !== undefined) st.deliveryPolicy = patch.deliveryPolicy ?? undefined;
+    if (patch.rekeyIntervalSec !== undefined) {
+      st.rekeyIntervalSec = patch.rekeyIntervalSec;
+      startTimer(srv, st);
+    }
+    await srv.store.appendAudit({
+      actor: OPERATOR,
+      action: 'sg.policy',
+      sgId,
+      detail: { ...patch },
+    });
+    emit(srv, { kind: 'sg.policy', sgId });
+  });
 }
