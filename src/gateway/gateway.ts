@@ -1,0 +1,209 @@
+/**
+ * The PN Gateway role (docs/protocol.md): one secure session up to the CPNS Server (reconnecting), one secure
+ * session to each PNE of its PN, unicast Group Key delivery to the member PNEs of its PN (CPNS TS §5.3.3
+ * "deliver Group Key"), local fan-out and upstream forwarding of messages destined to a Service Group, and the
+ * relay of the PNE ↔ server end-to-end TLS tunnels (bytes it cannot read).
+ *
+ * This class is the facade: it opens the listeners and the upstream client, composes the concern modules over
+ * one GatewayState (state.ts), and exposes the public surface. The behaviour lives in the concern modules.
+ */
+import { EventEmitter } from 'node:events';
+import { CpnsError, ErrorCode } from '../core/errors.js';
+import type { DeliveryPolicy, GatewayBroadcaster } from '../delivery/index.js';
+import { silentLogger } from '../roles/control.js';
+import { CloseCode, ReconnectingClient, SecureServer, type Session } from '../transport/session.js';
+import type { BroadcastMedium } from '../transport/udp.js';
+import { openBroadcast } from './broadcast.js';
+import { GATEWAY_DEFAULTS } from './defaults.js';
+import { enrollAt } from './enrollment.js';
+import { onFallback, onReissue, wipeKeys } from './keys.js';
+import { onPneSession } from './pne-session.js';
+import { flushReports } from './reports.js';
+import { createState, type GatewayState, treeTag } from './state.js';
+import type { Credentials, GatewayOptions } from './types.js';
+import { onUpstream } from './upstream.js';
+
+/**
+ * Events: 'registered', 'key' {sgId, epoch, targets}, 'revoked', 'delivery' {sgId, epoch, broadcast[], unicast[],
+ * datagrams, bytes} (one per Group Key delivery in this PN), 'gkdk' {pneId, treeId, treeVersion} (a PNE acked its
+ * GKDK), 'policy' (DeliveryPolicy pushed by the server).
+ */
+export class PnGateway extends EventEmitter {
+  readonly identity: string;
+  readonly #st: GatewayState;
+
+  private constructor(
+    opts: GatewayOptions,
+    pneServer: SecureServer,
+    enrollServer: SecureServer,
+    client: ReconnectingClient,
+    broadcaster: GatewayBroadcaster | undefined,
+    media: BroadcastMedium[],
+  ) {
+    super();
+    const st = createState({
+      opts,
+      log: opts.logger ?? silentLogger,
+      events: this,
+      pneServer,
+      enrollServer,
+      client,
+      broadcaster,
+      media,
+    });
+    this.#st = st;
+    this.identity = st.identity;
+    if (broadcaster) {
+      broadcaster.on('fallback', (sgId: string, epoch: number, pnes: string[]) =>
+        onFallback(st, sgId, epoch, pnes),
+      );
+      broadcaster.on('reissue', (pnes: string[]) => onReissue(st, pnes));
+    }
+  }
+
+  /** Enrolls a GW with a one-time token at the server's enrollment listener (`CpnsServer.enrollUrl`). */
+  static enroll(o: { enrollUrl: string; caPem: string; token: string }): Promise<Credentials> {
+    return enrollAt(o.enrollUrl, o.caPem, o.token, 'gw', 'server');
+  }
+
+  static async start(opts: GatewayOptions): Promise<PnGateway> {
+    const c = opts.credentials;
+    let self: PnGateway | undefined;
+    const pneServer = new SecureServer({
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      host: opts.host ?? GATEWAY_DEFAULTS.host,
+      port: opts.port ?? GATEWAY_DEFAULTS.port,
+      path: '/cpns',
+      allowedRoles: ['pne'],
+      heartbeat: opts.heartbeat,
+      isRevoked: (id) => (self ? self.#st.revoked.has(id) : false),
+      ...(opts.limits ? { limits: opts.limits } : {}),
+    });
+    const enrollServer = new SecureServer({
+      mode: 'enrollment',
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      host: opts.host ?? GATEWAY_DEFAULTS.host,
+      port: opts.enrollPort ?? GATEWAY_DEFAULTS.enrollPort,
+      heartbeat: false,
+      ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
+    });
+    const client = new ReconnectingClient(
+      opts.serverUrl,
+      {
+        certPem: c.certPem,
+        keyPem: c.keyPem,
+        caPem: c.caPem,
+        expectedServerRole: 'server',
+        heartbeat: opts.heartbeat,
+      },
+      opts.reconnect,
+    );
+    const { broadcaster, media } = await openBroadcast(opts);
+    const gw = new PnGateway(opts, pneServer, enrollServer, client, broadcaster, media);
+    self = gw;
+    const st = gw.#st;
+    pneServer.on('session', (s: Session) => onPneSession(st, s));
+    enrollServer.on('session', (s: Session) => onPneSession(st, s));
+    for (const srv of [pneServer, enrollServer]) {
+      srv.on('refused', (reason: string, address?: string) =>
+        st.log.info({ reason, address }, 'PNE connection refused'),
+      );
+    }
+    await pneServer.listen();
+    await enrollServer.listen();
+    client.on('session', (s: Session) => onUpstream(st, s));
+    client.on('connect-error', (err: Error & { code?: string }) =>
+      st.log.debug({ code: err.code }, 'server connect failed'),
+    );
+    const registered = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(
+        () => reject(new CpnsError(ErrorCode.TIMEOUT, 'could not register with the server in time')),
+        opts.startTimeoutMs ?? GATEWAY_DEFAULTS.startTimeoutMs,
+      );
+      gw.once('registered', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      client.once('fatal', (err: Error) => {
+        clearTimeout(t);
+        reject(err);
+      });
+    });
+    client.on('fatal', (err: Error & { code?: string }) => {
+      st.log.error({ code: err.code }, 'server refused this GW');
+      if (err.code === 'REVOKED') gw.emit('revoked');
+    });
+    client.start();
+    try {
+      await registered;
+    } catch (e) {
+      await gw.close();
+      throw e;
+    }
+    return gw;
+  }
+
+  get url(): string {
+    return this.#st.pneServer.url;
+  }
+
+  /** The delivery policy in force (the server's, once pushed), or undefined when broadcast is not set up. */
+  get deliveryPolicy(): DeliveryPolicy | undefined {
+    return this.#st.broadcaster?.policy;
+  }
+
+  /** Current broadcast tree (id, version), or undefined when broadcast is not set up. */
+  get broadcastTree(): { treeId: string; treeVersion: number } | undefined {
+    return this.#st.broadcaster?.tree;
+  }
+
+  /** Connected PNEs that acked a GKDK of the current tree (tests, status). */
+  get broadcastCapable(): string[] {
+    const t = treeTag(this.#st);
+    return [...this.#st.pnes.values()].filter((c) => t !== undefined && c.gkdkTree === t).map((c) => c.id);
+  }
+
+  get enrollUrl(): string {
+    return this.#st.enrollServer.anonymousUrl ?? '';
+  }
+
+  get connected(): boolean {
+    return this.#st.registered && this.#st.up?.isOpen === true;
+  }
+
+  /** Connected PNE identities (tests, status). */
+  get pnes(): string[] {
+    return [...this.#st.pnes.keys()];
+  }
+
+  /** Epoch of the Group Key this GW holds for an SG (tests, status). */
+  keyEpoch(sgId: string): number | undefined {
+    return this.#st.keys.get(sgId)?.epoch;
+  }
+
+  /** Orderly removal of this PN: the server detaches its PNEs (and updates their SGs' keys). */
+  async deregister(): Promise<void> {
+    const st = this.#st;
+    if (st.upControl && st.registered) {
+      await st.upControl.request({ t: 'gw.deregister' });
+    }
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    const st = this.#st;
+    if (st.closed) return;
+    flushReports(st);
+    st.closed = true;
+    st.client.stop(CloseCode.GOING_AWAY, 'gateway stopping');
+    await Promise.all([st.pneServer.close(300), st.enrollServer.close(300)]);
+    st.broadcaster?.close();
+    await st.bq;
+    for (const m of st.media) m.close();
+    wipeKeys(st);
+  }
+}

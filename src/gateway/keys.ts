@@ -1,0 +1,210 @@
+/**
+ * Group Keys at the PN GW: the key entries it holds (from the server's key.deliver), and their delivery to the
+ * member PNEs of its PN (CPNS TS §5.3.3 "deliver Group Key"): unicast over the PNE's session, or broadcast under
+ * the delivery policy, with unicast fallback for broadcast members that do not ack and GKDK (re)issue.
+ */
+import type { MessageOf } from '../core/codec/index.js';
+import { activationTime } from '../core/group/activation.js';
+import type { GkdkIssue, MemberInfo } from '../delivery/index.js';
+import { codeOf } from '../roles/control.js';
+import { deliveryOf, type GatewayState, type KeyEntry, type PneConn, treeTag } from './state.js';
+import type { BroadcastMediumConfig } from './types.js';
+
+/** The server's key.deliver for this PN: the new entry, distributed to the online targets, then acked (K1). */
+export function installKey(st: GatewayState, msg: MessageOf<'key.deliver'>): void {
+  if (msg.targets === undefined) return;
+  const old = st.keys.get(msg.sgId);
+  if (old && msg.epoch < old.epoch) return; // keys only move forward
+  if (msg.targets.length === 0) {
+    old?.key.fill(0);
+    st.keys.delete(msg.sgId);
+    st.events.emit('key', { sgId: msg.sgId, epoch: msg.epoch, targets: [] });
+    return;
+  }
+  if (old && old.epoch !== msg.epoch) old.key.fill(0);
+  const e: KeyEntry = {
+    epoch: msg.epoch,
+    key: old && old.epoch === msg.epoch ? old.key : Buffer.from(msg.key),
+    suite: msg.suite,
+    reason: msg.reason,
+    graceSec: msg.graceSec,
+    previousEpoch: msg.previousEpoch,
+    anchors: msg.senderAnchors ?? (old && old.epoch === msg.epoch ? old.anchors : undefined),
+    activateAt: msg.activateAt,
+    // Relative activation wins (one rule, src/core/group/activation.ts): converted to this GW's clock.
+    activateBy: activationTime(msg.activateIn, msg.activateAt, Date.now()),
+    targets: new Set(msg.targets),
+    policy: msg.policy,
+    sourceAuth: msg.sourceAuth ?? false,
+  };
+  st.keys.set(msg.sgId, e);
+  const online: PneConn[] = [];
+  for (const p of e.targets) {
+    const c = st.pnes.get(p);
+    if (c?.phase === 'attached') online.push(c);
+  }
+  distribute(st, msg.sgId, e, online);
+  try {
+    st.upControl?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
+  } catch {}
+  st.events.emit('key', { sgId: msg.sgId, epoch: msg.epoch, targets: msg.targets });
+}
+
+/** Drops the key of an SG (wiped). */
+export function dropKey(st: GatewayState, sgId: string): void {
+  const e = st.keys.get(sgId);
+  if (!e) return;
+  e.key.fill(0);
+  st.keys.delete(sgId);
+}
+
+/** Wipes every key (close). */
+export function wipeKeys(st: GatewayState): void {
+  for (const k of st.keys.values()) k.key.fill(0);
+  st.keys.clear();
+}
+
+/**
+ * Group Key delivery to the online member PNEs of this PN that still need epoch `e.epoch` (seed §5.3.3
+ * "deliver Group Key"): the GW chooses broadcast or unicast per PNE under the operator policy.
+ *
+ * - A PNE's first key of an SG (on this session) always goes by unicast: it needs the suite, grace, replay
+ *   anchors and policy that only the unicast message carries; a broadcast datagram carries sgId, epoch, reason,
+ *   grace and the wrapped key only. Broadcast is for updates of SGs the PNE already holds.
+ * - A key distributed ahead of its activation (periodic update with activateIn/activateAt) goes by unicast:
+ *   the datagram cannot carry the activation time.
+ * - Otherwise `planDelivery`: broadcast to members that hold a GKDK of the current tree and listen on one of
+ *   this GW's media, when there are at least `broadcastThreshold` of them; unicast for the rest. Broadcast
+ *   members that do not ack within `ackTimeoutMs` get the key by unicast ('fallback').
+ */
+export function distribute(st: GatewayState, sgId: string, e: KeyEntry, conns: readonly PneConn[]): void {
+  const epoch = e.epoch;
+  const todo = conns.filter((c) => {
+    const d = deliveryOf(c, sgId);
+    return (d.sent ?? -1) < epoch && (d.acked ?? -1) < epoch && d.broadcastEpoch !== epoch;
+  });
+  const b = st.broadcaster;
+  if (!b || e.activateBy !== undefined) {
+    for (const c of todo) sendKey(st, c, sgId, e);
+    return;
+  }
+  const tag = treeTag(st);
+  const members: MemberInfo[] = [];
+  for (const c of todo) {
+    if (deliveryOf(c, sgId).acked === undefined) sendKey(st, c, sgId, e);
+    else members.push({ pneId: c.id, media: c.media, hasGkdk: c.gkdkTree === tag });
+  }
+  if (members.length === 0) return;
+  st.bq = st.bq.then(async () => {
+    const cur = st.keys.get(sgId);
+    if (st.closed || !cur || cur.epoch !== epoch) return; // superseded: the newer epoch is delivered
+    const live = members.filter((m) => {
+      const c = st.pnes.get(m.pneId);
+      if (c?.phase !== 'attached' || !cur.targets.has(c.id)) return false;
+      const d = deliveryOf(c, sgId);
+      return (d.sent ?? -1) < epoch && (d.acked ?? -1) < epoch;
+    });
+    if (live.length === 0) return;
+    let r: { broadcast: string[]; unicast: string[]; datagrams: number; bytes: number };
+    try {
+      r = await b.deliver({
+        sgId,
+        epoch,
+        key: cur.key,
+        members: live,
+        ...(cur.policy ? { policy: cur.policy } : {}),
+        // Signed into the datagram: the PNE installs it with the same grace as the unicast key.deliver.
+        reason: cur.reason,
+        graceSec: cur.graceSec,
+      });
+    } catch (err) {
+      st.log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');
+      r = { broadcast: [], unicast: live.map((m) => m.pneId), datagrams: 0, bytes: 0 };
+    }
+    for (const id of r.broadcast) {
+      const c = st.pnes.get(id);
+      if (c) deliveryOf(c, sgId).broadcastEpoch = epoch;
+    }
+    for (const id of r.unicast) {
+      const c = st.pnes.get(id);
+      if (c) sendKey(st, c, sgId, cur);
+    }
+    st.log.debug(
+      { sgId, epoch, broadcast: r.broadcast.length, unicast: r.unicast.length, datagrams: r.datagrams },
+      'group key delivery',
+    );
+    st.events.emit('delivery', { sgId, epoch, ...r });
+  });
+}
+
+/** Broadcast members that did not ack in time: unicast, reported as 'fallback' once they ack. */
+export function onFallback(st: GatewayState, sgId: string, epoch: number, pnes: readonly string[]): void {
+  const e = st.keys.get(sgId);
+  if (!e || e.epoch !== epoch) return;
+  for (const id of pnes) {
+    const c = st.pnes.get(id);
+    if (c?.phase !== 'attached' || !e.targets.has(id)) continue;
+    const d = deliveryOf(c, sgId);
+    if ((d.acked ?? -1) >= epoch) continue;
+    d.fallbackEpoch = epoch;
+    sendKey(st, c, sgId, e);
+  }
+  st.log.debug({ sgId, epoch, pnes: pnes.length }, 'broadcast not acked: unicast fallback');
+}
+
+/** The tree was rebuilt: every connected holder gets its new GKDK by unicast; old ones no longer open. */
+export function onReissue(st: GatewayState, _pnes: readonly string[]): void {
+  const b = st.broadcaster;
+  if (!b) return;
+  for (const [id, issue] of b.issueAll()) {
+    const c = st.pnes.get(id);
+    if (c?.phase === 'attached') sendGkdk(st, c, issue);
+  }
+}
+
+export function sendGkdk(st: GatewayState, c: PneConn, issue: GkdkIssue): void {
+  c.gkdkTree = undefined; // broadcast-capable again once it acks this one
+  try {
+    c.control.send({
+      t: 'gkdk.issue',
+      gwId: st.identity,
+      ...issue,
+      media: issue.media as BroadcastMediumConfig[], // names come from this GW's BroadcastMediumConfig
+    });
+  } catch (err) {
+    st.log.warn({ code: codeOf(err) }, 'GKDK issue to PNE failed');
+  } finally {
+    issue.gkdk.fill(0);
+  }
+}
+
+/** Unicast Group Key delivery over the PNE's secure session (mandatory mode, §5.3.3). */
+export function sendKey(st: GatewayState, c: PneConn, sgId: string, e: KeyEntry): void {
+  const d = deliveryOf(c, sgId);
+  if ((d.sent ?? -1) >= e.epoch) return;
+  const now = Date.now();
+  const ahead = e.activateBy !== undefined && e.activateBy > now;
+  try {
+    c.control.send({
+      t: 'key.deliver',
+      sgId,
+      epoch: e.epoch,
+      key: e.key,
+      suite: e.suite,
+      reason: e.reason,
+      graceSec: e.graceSec,
+      previousEpoch: e.previousEpoch,
+      senderAnchors: e.anchors,
+      ...(e.sourceAuth ? { sourceAuth: true } : {}),
+      ...(ahead
+        ? {
+            activateIn: Math.ceil(((e.activateBy as number) - now) / 1000),
+            ...(e.activateAt !== undefined ? { activateAt: e.activateAt } : {}),
+          }
+        : {}),
+    });
+    d.sent = e.epoch;
+  } catch (err) {
+    st.log.warn({ code: codeOf(err) }, 'key delivery to PNE failed');
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Every message a PNE may send its GW over its own session, in one authorization table (docs/protocol.md
+ * "Authorization", "At the PN GW, from a PNE session"): rule id, who may send it, handler (which does the check
+ * of that rule). The sender is the session's certificate identity. Group messages (P3) are checked by
+ * `admitGroupMessage` before relay.ts delivers them.
+ */
+import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
+import { ErrorCode } from '../core/errors.js';
+import { readHeader } from '../core/group/header.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
+import { bytesToUuid } from '../core/ids.js';
+import { codeOf, fail, uuidOf, uuidToBytes } from '../roles/control.js';
+import { CloseCode } from '../transport/session.js';
+import { sendGkdk, sendKey } from './keys.js';
+import { report } from './reports.js';
+import { deliveryOf, type GatewayState, type PneConn } from './state.js';
+import { attachUp } from './upstream.js';
+
+export type PneRule = 'P1' | 'P2' | 'P3';
+
+export interface PneMessageRule<T extends MessageType> {
+  /** The rule ids the message is checked against. */
+  readonly rules: readonly PneRule[];
+  /** Who may send it. */
+  readonly who: string;
+  readonly handler: (st: GatewayState, c: PneConn, msg: MessageOf<T>) => Promise<void>;
+}
+
+type PneMessageType = 'pne.attach' | 'pne.detach' | 'key.ack' | 'gkdk.ack';
+
+export const PNE_MESSAGES: { readonly [T in PneMessageType]: PneMessageRule<T> } = {
+  'pne.attach': { rules: ['P1'], who: 'the PNE itself (pneId = certificate identity)', handler: pneAttach },
+  'pne.detach': { rules: ['P1'], who: 'the PNE itself (pneId = certificate identity)', handler: pneDetach },
+  'key.ack': { rules: ['P2'], who: 'a PNE the GW holds the SG’s key for', handler: keyAck },
+  'gkdk.ack': { rules: ['P2'], who: 'a PNE the GW issued a GKDK of the current tree to', handler: gkdkAck },
+};
+
+/** The group message rule (P3): who may send a message destined to an SG through this GW. */
+export const GROUP_MESSAGE_RULE = {
+  rules: ['P3'] as const,
+  who: 'an attached member of the SG at this GW (header senderId = certificate identity, epoch known)',
+};
+
+/** One control message over a PNE's session, checked by its table entry (in order with the session's others). */
+export async function handlePne(st: GatewayState, c: PneConn, msg: ControlMessage): Promise<void> {
+  const rule = Object.hasOwn(PNE_MESSAGES, msg.t)
+    ? (PNE_MESSAGES[msg.t as PneMessageType] as unknown as PneMessageRule<MessageType>)
+    : undefined;
+  if (!rule) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  await rule.handler(st, c, msg);
+}
+
+/** P3: the SG a group message of this PNE is destined to, once admitted; throws the typed refusal otherwise. */
+export function admitGroupMessage(st: GatewayState, c: PneConn, payload: Buffer): string {
+  if (c.phase !== 'attached') fail(ErrorCode.UNEXPECTED_MESSAGE);
+  if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
+  const h = readHeader(payload);
+  // Attribution: the header's sender must be this PNE as named in its certificate.
+  if (!h.senderId.equals(uuidToBytes(uuidOf(c.id)))) fail(ErrorCode.FORBIDDEN, 'senderId');
+  const sgId = bytesToUuid(h.sgId);
+  const e = st.keys.get(sgId);
+  if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+  if (h.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+  return sgId;
+}
+
+async function pneAttach(st: GatewayState, c: PneConn, msg: MessageOf<'pne.attach'>): Promise<void> {
+  if (msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+  c.media = msg.media;
+  c.phase = 'attached';
+  if (st.registered) await attachUp(st, c);
+  c.control.sendOk(msg.id);
+  // Broadcast-capable PNE (shares a medium with this GW): its leaf and GKDK, over this session.
+  if (st.broadcaster) {
+    try {
+      const issue = st.broadcaster.issueFor(c.id, c.media);
+      if (issue) sendGkdk(st, c, issue);
+    } catch (err) {
+      st.log.warn({ code: codeOf(err), pne: c.id }, 'no GKDK for this PNE: unicast delivery only');
+    }
+  }
+  // Keys this GW already holds for the PNE (the server's catch-up may also bring newer ones).
+  for (const [sgId, e] of st.keys) if (e.targets.has(c.id)) sendKey(st, c, sgId, e);
+}
+
+async function pneDetach(st: GatewayState, c: PneConn, msg: MessageOf<'pne.detach'>): Promise<void> {
+  if (msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+  if (!st.upControl || !st.registered) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  await st.upControl.request({ t: 'pne.detach', pneId: c.id });
+  c.phase = 'detached';
+  // It left the PN: its leaf is excluded from every later broadcast of this tree (it keeps its labels).
+  st.broadcaster?.release(c.id);
+  c.gkdkTree = undefined;
+  for (const e of st.keys.values()) e.targets.delete(c.id);
+  c.control.sendOk(msg.id);
+  setTimeout(() => c.session.close(CloseCode.NORMAL, 'detached'), 50).unref();
+}
+
+async function gkdkAck(st: GatewayState, c: PneConn, msg: MessageOf<'gkdk.ack'>): Promise<void> {
+  const t = st.broadcaster?.tree;
+  if (!t || !st.broadcaster?.hasLeaf(c.id)) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  // An ack for an older tree (a rebuild crossed it) does not count: the new GKDK is on its way.
+  if (msg.treeId === t.treeId && msg.treeVersion === t.treeVersion) {
+    c.gkdkTree = `${t.treeId}:${t.treeVersion}`;
+    st.events.emit('gkdk', { pneId: c.id, treeId: t.treeId, treeVersion: t.treeVersion });
+  }
+  c.control.sendOk(msg.id);
+}
+
+async function keyAck(st: GatewayState, c: PneConn, msg: MessageOf<'key.ack'>): Promise<void> {
+  const sgId = msg.sgId;
+  const e = st.keys.get(sgId);
+  if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
+  if (msg.pneId !== undefined && msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
+  if (msg.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
+  const d = deliveryOf(c, sgId);
+  if ((d.acked ?? -1) < msg.epoch) d.acked = msg.epoch;
+  const pendingBroadcast = st.broadcaster?.ack(sgId, msg.epoch, c.id) === 'broadcast';
+  // How the PNE got it: broadcast only if the GW broadcast it this epoch AND the PNE says it opened a
+  // datagram; 'fallback' if the GW re-sent it by unicast after the ack timeout; else unicast.
+  const method =
+    msg.method === 'broadcast' && (pendingBroadcast || d.broadcastEpoch === msg.epoch)
+      ? 'broadcast'
+      : d.fallbackEpoch === msg.epoch
+        ? 'fallback'
+        : 'unicast';
+  if ((d.reported ?? -1) < msg.epoch) {
+    d.reported = msg.epoch;
+    report(st, sgId, msg.epoch, { pneId: c.id, method, ackedAt: Date.now() });
+  }
+  c.control.sendOk(msg.id);
+}

@@ -1,0 +1,52 @@
+/**
+ * Messages destined to a Service Group (ciphertext the GW cannot read): from one of its PNEs (checked by rule
+ * P3, pne-messages.ts), delivered to the SG's other attached members of this PN and forwarded upstream; from the
+ * server, delivered to the SG's attached members of this PN.
+ */
+import { type CpnsError, isCpnsError } from '../core/errors.js';
+import { readHeader } from '../core/group/header.js';
+import { bytesToUuid } from '../core/ids.js';
+import { codeOf, senderIdentity } from '../roles/control.js';
+import { admitGroupMessage } from './pne-messages.js';
+import type { GatewayState, PneConn } from './state.js';
+
+/** A message destined to a Service Group, from one of our PNEs. */
+export function fromPne(st: GatewayState, c: PneConn, frame: Buffer, payload: Buffer): void {
+  try {
+    const sgId = admitGroupMessage(st, c, payload);
+    deliverLocal(st, frame, payload, c.id, sgId);
+    if (!st.up?.isOpen || !st.registered) return; // upstream down: local delivery only
+    st.up.send(frame);
+  } catch (err) {
+    if (!isCpnsError(err)) st.log.error({ err }, 'group message handling failed');
+    c.control.sendError(codeOf(err), undefined, (err as CpnsError).field);
+  }
+}
+
+/** Local fan-out to the SG's attached members of this PN, except the sender. */
+export function deliverLocal(
+  st: GatewayState,
+  frame: Buffer,
+  payload: Buffer,
+  exclude: string | undefined,
+  sgIdKnown?: string,
+): void {
+  let sgId = sgIdKnown;
+  let sender = exclude;
+  if (sgId === undefined) {
+    try {
+      const h = readHeader(payload);
+      sgId = bytesToUuid(h.sgId);
+      sender = senderIdentity(h.senderId);
+    } catch {
+      return;
+    }
+  }
+  const e = st.keys.get(sgId);
+  if (!e) return;
+  for (const p of e.targets) {
+    if (p === sender) continue;
+    const c = st.pnes.get(p);
+    if (c?.phase === 'attached') c.session.send(frame);
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * The PN GW's shared mutable state: one object that every concern module (upstream, upstream-messages,
+ * pne-session, pne-messages, keys, reports, relay, enrollment) works on. Nothing here survives a restart except
+ * what the broadcaster keeps in `dataDir` (broadcast.ts): keys and PNE sessions come back from the server and
+ * the PNEs.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Medium, MessageOf } from '../core/codec/index.js';
+import type { DeliveryPolicy, GatewayBroadcaster } from '../delivery/index.js';
+import { Control, type Logger } from '../roles/control.js';
+import type { ReconnectingClient, SecureServer, Session } from '../transport/session.js';
+import type { TunnelRelay } from '../transport/tunnel.js';
+import type { BroadcastMedium } from '../transport/udp.js';
+import type { GatewayOptions } from './types.js';
+
+export type DeliveryEntry = MessageOf<'key.delivery.report'>['entries'][number];
+
+/** The Group Key this GW holds for one SG (from the server's key.deliver). */
+export interface KeyEntry {
+  epoch: number;
+  key: Buffer;
+  suite: MessageOf<'key.deliver'>['suite'];
+  reason: MessageOf<'key.deliver'>['reason'];
+  graceSec: number;
+  previousEpoch: number | undefined;
+  anchors: MessageOf<'key.deliver'>['senderAnchors'];
+  activateAt: number | undefined;
+  /** Local time (this GW's clock) at which a key distributed ahead of its activation becomes active. */
+  activateBy: number | undefined;
+  targets: Set<string>;
+  /** The SG's own delivery policy (from the server), overriding the GW-wide one. */
+  policy: DeliveryPolicy | undefined;
+  /** The SG requires signed messages (passed on to the member PNEs with the key). */
+  sourceAuth: boolean;
+}
+
+/** Where Group Key delivery of one SG stands for one PNE (on its current session). */
+export interface SgDelivery {
+  /** Highest epoch sent to this PNE (on this session). */
+  sent: number | undefined;
+  /** Highest epoch the PNE acked (it holds the SG: later updates may go by broadcast). */
+  acked: number | undefined;
+  /** Highest epoch reported to the server (one report per PNE and epoch). */
+  reported: number | undefined;
+  /** Epoch this PNE was sent by broadcast / by unicast fallback (how its ack is reported). */
+  broadcastEpoch: number | undefined;
+  fallbackEpoch: number | undefined;
+}
+
+/**
+ * The PNE's lifecycle on its session: `connected` (session up, no hello yet), `attached` (it said pne.attach:
+ * it is attached upstream whenever the GW is registered, gets keys and group messages), `detached` (it said
+ * pne.detach: it left the PN, the session closes shortly).
+ */
+export type PnePhase = 'connected' | 'attached' | 'detached';
+
+export interface PneConn {
+  readonly id: string;
+  readonly session: Session;
+  readonly control: Control;
+  media: Medium[];
+  phase: PnePhase;
+  /** Key delivery per SG. */
+  readonly sgs: Map<string, SgDelivery>;
+  /** Tree (id:version) of the GKDK the PNE acked; broadcast-capable only while it matches the current tree. */
+  gkdkTree: string | undefined;
+  queue: Promise<void>;
+}
+
+export interface GatewayState {
+  readonly identity: string;
+  readonly opts: GatewayOptions;
+  readonly log: Logger;
+  /** The public emitter (the PnGateway itself): 'registered', 'key', 'delivery', 'gkdk', 'policy', 'revoked'. */
+  readonly events: EventEmitter;
+  /** The PNE session listener (mTLS). */
+  readonly pneServer: SecureServer;
+  /** The anonymous surface: its own listener and limits (issue #8 §3). */
+  readonly enrollServer: SecureServer;
+  readonly client: ReconnectingClient;
+  readonly pnes: Map<string, PneConn>;
+  readonly keys: Map<string, KeyEntry>;
+  readonly revoked: Set<string>;
+  readonly broadcaster: GatewayBroadcaster | undefined;
+  readonly media: BroadcastMedium[];
+  /** Broadcast sends, one after the other (datagrams of successive epochs leave in order). */
+  bq: Promise<void>;
+  /** `${sgId}|${epoch}` -> pending delivery report entries (reports.ts). */
+  readonly reports: Map<string, { sgId: string; epoch: number; entries: DeliveryEntry[] }>;
+  reportTimer: NodeJS.Timeout | undefined;
+  /** Relay of the PNE ↔ server end-to-end tunnels (created with the first server session). */
+  relay: TunnelRelay | null;
+  up: Session | null;
+  upControl: Control | null;
+  registered: boolean;
+  closed: boolean;
+}
+
+export function createState(o: {
+  opts: GatewayOptions;
+  log: Logger;
+  events: EventEmitter;
+  pneServer: SecureServer;
+  enrollServer: SecureServer;
+  client: ReconnectingClient;
+  broadcaster: GatewayBroadcaster | undefined;
+  media: BroadcastMedium[];
+}): GatewayState {
+  return {
+    ...o,
+    identity: o.opts.credentials.identity,
+    pnes: new Map(),
+    keys: new Map(),
+    revoked: new Set(),
+    bq: Promise.resolve(),
+    reports: new Map(),
+    reportTimer: undefined,
+    relay: null,
+    up: null,
+    upControl: null,
+    registered: false,
+    closed: false,
+  };
+}
+
+/** A new PNE session, not attached yet. */
+export function newPneConn(id: string, session: Session): PneConn {
+  return {
+    id,
+    session,
+    control: Control.forSession(session),
+    media: [],
+    phase: 'connected',
+    sgs: new Map(),
+    gkdkTree: undefined,
+    queue: Promise.resolve(),
+  };
+}
+
+/** The PNE's delivery record of an SG (created empty on first use). */
+export function deliveryOf(c: PneConn, sgId: string): SgDelivery {
+  let d = c.sgs.get(sgId);
+  if (!d) {
+    d = {
+      sent: undefined,
+      acked: undefined,
+      reported: undefined,
+      broadcastEpoch: undefined,
+      fallbackEpoch: undefined,
+    };
+    c.sgs.set(sgId, d);
+  }
+  return d;
+}
+
+/** The current broadcast tree as `id:version`, or undefined when broadcast is not set up. */
+export function treeTag(st: GatewayState): string | undefined {
+  const t = st.broadcaster?.tree;
+  return t ? `${t.treeId}:${t.treeVersion}` : undefined;
+}

@@ -1,0 +1,62 @@
+/** The public option and credential types of the PN GW (re-exported by index.ts). */
+import type { Medium } from '../core/codec/index.js';
+import type { DeliveryPolicy } from '../delivery/index.js';
+import type { Logger } from '../roles/control.js';
+import type { BackoffOptions, ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
+import type { TunnelRelayOptions } from '../transport/tunnel.js';
+
+export interface Credentials {
+  identity: string;
+  certPem: string;
+  keyPem: string;
+  caPem: string;
+}
+
+export interface GatewayOptions {
+  serverUrl: string;
+  credentials: Credentials;
+  /** Listen address for PNEs. Default 127.0.0.1. */
+  host?: string;
+  /** Port of the PNE session listener (mTLS: PNE certificates of the CPNS CA only). Default 0 (ephemeral). */
+  port?: number;
+  /** Port of the PNE enrollment listener (anonymous TLS, relayed to the server). Default 0 (ephemeral). */
+  enrollPort?: number;
+  /** Limits on not-yet-authenticated connections of the session listener (docs/transport.md "Limits"). */
+  limits?: Partial<ConnectionLimits>;
+  /** The same for the enrollment listener. */
+  enrollLimits?: Partial<ConnectionLimits>;
+  logger?: Logger;
+  reconnect?: BackoffOptions;
+  heartbeat?: HeartbeatOptions | false;
+  /** Media this GW offers its PNEs (reported in gw.register). Default ['wifi']. */
+  media?: Medium[];
+  /** Tests only: observe (or tamper with) the relayed tunnel bytes. */
+  relayTap?: TunnelRelayOptions['tap'];
+  /** How long start() waits for the first registration with the server (ms). Default 15 000. */
+  startTimeoutMs?: number;
+  /**
+   * The GW's own data directory: its broadcast state (Subset-Difference tree, leaf assignments, broadcast-signing
+   * key) is kept there, encrypted at rest, so GKDKs survive a GW restart. Broadcast delivery is off without it.
+   */
+  dataDir?: string;
+  /**
+   * Broadcast media (one UDP multicast group per medium) for broadcast Group Key delivery, e.g.
+   * `[{ name: 'wifi', group: '239.255.77.1', port: 47701 }, { name: 'bt', group: '239.255.77.2', port: 47702 }]`.
+   * Needs `dataDir`. Their names are also reported to the server as media unless `media` is given.
+   */
+  broadcastMedia?: BroadcastMediumConfig[];
+  /** Interface to send multicast on. Default 127.0.0.1 (loopback). */
+  broadcastInterface?: string;
+  /** Leaves of the broadcast tree (power of two, 2..65536). Default 1024. Used when the tree is created. */
+  broadcastCapacity?: number;
+  /** Rebuild the tree once this many leaves are spent (departed PNEs). Default capacity / 4. */
+  maxSpentLeaves?: number;
+  /** Delivery policy until the server pushes one (gw.policy). Default DEFAULT_POLICY. */
+  deliveryPolicy?: DeliveryPolicy;
+}
+
+export interface BroadcastMediumConfig {
+  name: Medium;
+  group: string;
+  port: number;
+}
