@@ -1,0 +1,45 @@
+/** The public option and event shapes of the PNE SDK. */
+import type { Medium } from '../core/codec/index.js';
+import type { GkdkIssue } from '../delivery/index.js';
+import type { Credentials } from '../gateway/index.js';
+import type { Logger } from '../roles/control.js';
+import type { BackoffOptions, HeartbeatOptions } from '../transport/session.js';
+
+export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export interface PneConnectOptions {
+  gwUrl: string;
+  credentials: Credentials;
+  media?: Medium[];
+  logger?: Logger;
+  /** Reconnect to the GW (and reopen the server tunnel) after a loss. false = never. */
+  reconnect?: BackoffOptions | false;
+  heartbeat?: HeartbeatOptions | false;
+  /** How long createGroup/joinGroup wait for the Group Key before fetching it over the tunnel (ms). */
+  keyWaitMs?: number;
+  /** Interface to join the broadcast media on. Default 127.0.0.1 (loopback). */
+  broadcastInterface?: string;
+  /** Broadcast delivery off: never listen on a medium (the GW then serves this PNE by unicast). Default false. */
+  noBroadcast?: boolean;
+  /** Tests only: return true to lose a broadcast datagram before it is processed (simulated radio loss). */
+  dropBroadcast?: (datagram: Buffer, medium: string) => boolean;
+  /** Tests/diagnostics only: sees each GKDK issue received (secret material: never log it). */
+  onGkdkIssue?: (issue: GkdkIssue) => void;
+}
+
+export interface GroupMessageEvent {
+  sgId: string;
+  /** PNE identity of the sender, or 'server'. */
+  sender: string;
+  epoch: number;
+  plaintext: Buffer;
+}
+
+export interface CreateGroupOptions {
+  name: string;
+  /** Who may join: 'invite' (default: the owner invites) or 'open' (any PNE). */
+  joinPolicy?: 'open' | 'invite';
+  suite?: WireSuite;
+  sourceAuth?: boolean;
+  rekeyIntervalSec?: number;
+}
