@@ -1,0 +1,81 @@
+/**
+ * Service Group messages (frame 0x05): protect and send, open what the GW relays. A message under an epoch not
+ * held yet (UNKNOWN_EPOCH) is kept (at most MAX_PENDING per SG) and the current key fetched over the tunnel, once
+ * at a time per SG; the kept messages are retried once when a key of that SG is installed.
+ */
+import { CpnsError, ErrorCode } from '../core/errors.js';
+import { OFF } from '../core/group/header.js';
+import type { OpenedMessage } from '../core/group/receiver.js';
+import { bytesToUuid, codeOf, senderIdentity, uuidToBytes } from '../roles/control.js';
+import { encodeFrame } from '../transport/framing.js';
+import { MAX_PENDING } from './defaults.js';
+import { fetchKey } from './groups.js';
+import type { PneState } from './state.js';
+import type { GroupMessageEvent } from './types.js';
+
+/** Protects `data` with the current Group Key of the SG and sends it to the GW; returns the protected message. */
+export function send(st: PneState, sgId: string, data: Uint8Array | string): Buffer {
+  const sg = uuidToBytes(sgId);
+  const gk = st.ring.current(sg);
+  if (!gk) throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  const payload = st.sender.protect(sg, gk, bytes, { sign: st.ring.sourceAuth(sg) });
+  const session = st.link.session;
+  if (!session?.isOpen) throw new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'not connected to the GW');
+  session.send(encodeFrame({ kind: 'group', payload }));
+  return payload;
+}
+
+/** Tries to open a captured protected message with the keys this PNE holds (throws CpnsError on failure). */
+export function open(st: PneState, raw: Uint8Array): OpenedMessage {
+  return st.receiver.open(Buffer.from(raw));
+}
+
+/** A group frame from the GW: 'message' when it opens, 'drop' {code, sgId?} when not. */
+export function onGroupMessage(st: PneState, payload: Buffer, retried = false): void {
+  let opened: OpenedMessage;
+  try {
+    opened = st.receiver.open(payload);
+  } catch (e) {
+    const code = codeOf(e);
+    const sgId =
+      payload.length >= OFF.sgId + 16 ? bytesToUuid(payload.subarray(OFF.sgId, OFF.sgId + 16)) : undefined;
+    st.events.emit('drop', { code, sgId });
+    if (code === ErrorCode.UNKNOWN_EPOCH && sgId !== undefined && !retried) {
+      const list = st.pending.get(sgId) ?? [];
+      if (list.length < MAX_PENDING) list.push(payload);
+      st.pending.set(sgId, list);
+      fetchPending(st, sgId);
+    }
+    return;
+  }
+  const h = opened.header;
+  const ev: GroupMessageEvent = {
+    sgId: bytesToUuid(h.sgId),
+    sender: senderIdentity(h.senderId),
+    epoch: h.epoch,
+    plaintext: opened.plaintext,
+  };
+  st.events.emit('message', ev);
+}
+
+/** A key of `sgId` was installed: retry (once) the messages kept for it. */
+export function flushPending(st: PneState, sgId: string): void {
+  const pending = st.pending.get(sgId);
+  if (pending) {
+    st.pending.delete(sgId);
+    for (const p of pending) onGroupMessage(st, p, true);
+  }
+}
+
+/** UNKNOWN_EPOCH: fetch the current key over the tunnel (once at a time per SG). */
+function fetchPending(st: PneState, sgId: string): void {
+  if (st.fetching.has(sgId)) return;
+  st.fetching.add(sgId);
+  fetchKey(st, sgId)
+    .catch((e) => {
+      st.log.debug({ code: codeOf(e), sgId }, 'key fetch failed');
+      st.pending.delete(sgId);
+    })
+    .finally(() => st.fetching.delete(sgId));
+}

@@ -1,0 +1,98 @@
+/**
+ * The PNE's shared mutable state: one object that every concern module (connection, tunnel, groups, keys,
+ * broadcast, messages, gw-messages) works on. Nothing is persisted: a PNE that restarts gets its keys again by
+ * unicast delivery or key.fetch.
+ */
+
+import type { KeyObject } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import type { Ed25519KeyPair } from '../core/crypto/ed25519.js';
+import { ed25519Generate } from '../core/crypto/ed25519.js';
+import { GroupKeyRing } from '../core/group/keyring.js';
+import { GroupReceiver } from '../core/group/receiver.js';
+import { GroupSender } from '../core/group/sender.js';
+import type { BroadcastKeyListener } from '../delivery/index.js';
+import { type Control, type Logger, silentLogger, uuidOf, uuidToBytes } from '../roles/control.js';
+import type { Session } from '../transport/session.js';
+import type { MessageSocket } from '../transport/tunnel.js';
+import type { PneConnectOptions } from './types.js';
+
+/** The secure session to the PN GW (connection.ts). */
+export interface GwLink {
+  /** The open session (null between a loss and the next reconnect). */
+  session: Session | null;
+  /** Control channel over `session`. */
+  gw: Control | null;
+  /** close() was called, the identity was revoked, or a connect attempt is failing: no reconnect from a close. */
+  closing: boolean;
+  /** Reconnect attempts since the last success (backoff). */
+  attempt: number;
+  /** The pending reconnect. */
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The end-to-end TLS session to the CPNS Server, tunnelled through the GW session (tunnel.ts). */
+export interface ServerTunnel {
+  ms: MessageSocket | null;
+  /** Control channel over the tunnel (null while it is down). */
+  srv: Control | null;
+  /** Reopen attempts since the last success (backoff). */
+  attempt: number;
+}
+
+/** Broadcast Group Key delivery (broadcast.ts). */
+export interface BroadcastState {
+  listener: BroadcastKeyListener | undefined;
+  /** GKDK installs and listener (re)opens, one after the other. */
+  chain: Promise<void>;
+  /** Datagrams that could not be opened, by error code. */
+  readonly drops: Map<string, number>;
+}
+
+export interface PneState {
+  readonly identity: string;
+  readonly opts: PneConnectOptions;
+  readonly log: Logger;
+  /** The PneClient: every SDK event is emitted on it (and the internal 'tunnel', when the tunnel comes up). */
+  readonly events: EventEmitter;
+  readonly ring: GroupKeyRing;
+  /** Source authentication: signing keys of the members of source-authenticated SGs, by sender id (hex). */
+  readonly signers: Map<string, KeyObject>;
+  /** This PNE's own signing key (registered with the server over each new tunnel). */
+  readonly signing: Ed25519KeyPair;
+  readonly receiver: GroupReceiver;
+  readonly sender: GroupSender;
+  /** Messages that arrived under an epoch not held yet (UNKNOWN_EPOCH), by SG, until its key is fetched. */
+  readonly pending: Map<string, Buffer[]>;
+  /** SGs whose key is being fetched because of such a message (once at a time per SG). */
+  readonly fetching: Set<string>;
+  readonly link: GwLink;
+  readonly tunnel: ServerTunnel;
+  readonly broadcast: BroadcastState;
+}
+
+export function createState(opts: PneConnectOptions, events: EventEmitter): PneState {
+  const identity = opts.credentials.identity;
+  const ring = new GroupKeyRing();
+  const signers = new Map<string, KeyObject>();
+  const signing = ed25519Generate();
+  return {
+    identity,
+    opts,
+    log: opts.logger ?? silentLogger,
+    events,
+    ring,
+    signers,
+    signing,
+    receiver: new GroupReceiver({
+      keyRing: ring,
+      senderPublicKey: (id) => signers.get(id.toString('hex')),
+    }),
+    sender: new GroupSender({ senderId: uuidToBytes(uuidOf(identity)), signingKey: signing.privateKey }),
+    pending: new Map(),
+    fetching: new Set(),
+    link: { session: null, gw: null, closing: false, attempt: 0, timer: undefined },
+    tunnel: { ms: null, srv: null, attempt: 0 },
+    broadcast: { listener: undefined, chain: Promise.resolve(), drops: new Map() },
+  };
+}
