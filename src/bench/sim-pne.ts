@@ -5,7 +5,7 @@ import {
   encodeMessage,
 } from '../core/codec/index.js';
 import { BroadcastKeyListener, type GkdkIssue } from '../delivery/index.js';
-import type { Credentials } from '../gateway/index.js';
+import type { Credentials } from '../roles/enroll-client.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import { connectSession, type Session } from '../transport/session.js';
 import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel.js';

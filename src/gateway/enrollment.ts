@@ -1,55 +1,12 @@
 /**
- * Enrollment through a PN GW: the device side (`enrollAt`, on an anonymous session to an enrollment listener of
- * the server or of a GW) and the GW's enrollment relay (its anonymous listener forwards a PNE's enroll.request to
- * the server, which alone issues certificates).
+ * The GW's enrollment relay: its anonymous listener forwards a PNE's enroll.request to the server, which alone
+ * issues certificates. (The device side of enrollment is src/roles/enroll-client.ts.)
  */
-import { CpnsError, ErrorCode } from '../core/errors.js';
-import { Control, codeOf, decodeControl, fail, readEnrollRequest } from '../roles/control.js';
-import { generateKeyAndCsr, identityFromCert } from '../transport/ca.js';
-import { decodeFrame } from '../transport/framing.js';
-import { CloseCode, connectAnonymousSession, type Session } from '../transport/session.js';
+import { ErrorCode } from '../core/errors.js';
+import { Control, codeOf, readEnrollRequest } from '../roles/control.js';
+import { CloseCode, type Session } from '../transport/session.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { GatewayState } from './state.js';
-import type { Credentials } from './types.js';
-
-/**
- * Device side of enrollment on an anonymous session to an endpoint's enrollment listener (`enrollUrl` of the
- * server or the GW: its own port, docs/transport.md); `expectedRole` is the role of the endpoint's certificate.
- */
-export async function enrollAt(
-  enrollUrl: string,
-  caPem: string,
-  token: string,
-  role: 'gw' | 'pne',
-  expectedRole: 'server' | 'gw',
-): Promise<Credentials> {
-  const { keyPem, csrPem } = await generateKeyAndCsr(`cpns-${role}`);
-  const s = await connectAnonymousSession(enrollUrl, {
-    caPem,
-    expectedServerRole: expectedRole,
-    heartbeat: false,
-  });
-  const control = Control.forSession(s);
-  s.on('frame', (buf: Buffer) => {
-    try {
-      const f = decodeFrame(buf, { maxFrame: s.maxPayload });
-      if (f.kind === 'control') control.accept(decodeControl(f.payload));
-    } catch {}
-  });
-  s.once('close', () => control.failAll(new CpnsError(ErrorCode.ENROLL_REFUSED, 'enrollment refused')));
-  try {
-    const r = await control.request(
-      { t: 'enroll.request', token, role, csr: csrPem },
-      GATEWAY_DEFAULTS.enrollRelayTimeoutMs,
-    );
-    if (r.t !== 'enroll.response') fail(ErrorCode.UNEXPECTED_MESSAGE);
-    const identity = identityFromCert(r.cert);
-    if (!identity.startsWith(`urn:cpns:${role}:`)) fail(ErrorCode.ENROLL_REFUSED);
-    return { identity, certPem: r.cert, keyPem, caPem };
-  } finally {
-    s.close();
-  }
-}
 
 /**
  * An anonymous session on the enrollment listener: one enroll.request (role pne), relayed to the server as

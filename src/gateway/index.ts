@@ -4,7 +4,8 @@
  * GatewayState (state.ts): upstream + upstream-messages (the server session), pne-session + pne-messages (the
  * PNE authorization table, P1–P3), keys, reports, relay, enrollment, broadcast.
  */
+
+export { enrollAt } from '../roles/enroll-client.js';
 export { GATEWAY_DEFAULTS } from './defaults.js';
-export { enrollAt } from './enrollment.js';
 export { PnGateway } from './gateway.js';
 export type { BroadcastMediumConfig, Credentials, GatewayOptions } from './types.js';

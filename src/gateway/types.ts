@@ -5,12 +5,9 @@ import type { Logger } from '../roles/control.js';
 import type { BackoffOptions, ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
 import type { TunnelRelayOptions } from '../transport/tunnel.js';
 
-export interface Credentials {
-  identity: string;
-  certPem: string;
-  keyPem: string;
-  caPem: string;
-}
+export type { Credentials } from '../roles/enroll-client.js';
+
+import type { Credentials } from '../roles/enroll-client.js';
 
 export interface GatewayOptions {
   serverUrl: string;

@@ -5,7 +5,7 @@
  */
 import type { MessageOf } from '../core/codec/index.js';
 import { activationTime } from '../core/group/activation.js';
-import { type BroadcastKey, BroadcastKeyListener } from '../delivery/index.js';
+import { type BroadcastKey, BroadcastKeyListener } from '../delivery/pne-listener.js';
 import { codeOf, uuidToBytes } from '../roles/control.js';
 import { PNE_DEFAULTS } from './defaults.js';
 import { currentEpoch } from './keys.js';
