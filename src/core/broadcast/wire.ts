@@ -1,3 +1,4 @@
+import { rekeyReasons } from '../codec/messages.js';
 import { CpnsError, ErrorCode } from '../errors.js';
 import { decodeSubsetId, isAllSubset, SUBSET_ID_BYTES, type Subset } from './cover.js';
 import { GW_ID_BYTES } from './gkdk.js';
@@ -47,18 +48,10 @@ export const MAX_FRAGMENTS = Math.ceil(MAX_CAPACITY / 2 / MAX_ENTRIES_PER_DATAGR
 /** Domain separation of the GW signature: its key may sign other things, never a confusable message. */
 export const SIGNATURE_CONTEXT = Buffer.from('CPNS-GKEK-BROADCAST-v2', 'ascii');
 /**
- * Why the key was updated (the codec's rekey reasons); wire code = 1 + index, 0 = not given. Frozen: append only.
+ * Why the key was updated: the codec's rekey reasons, one list (append only: the codec's list says so); wire code
+ * = 1 + index, 0 = not given. The frozen KAT (test/core/broadcast/kat.json) pins the codes.
  */
-export const BROADCAST_REASONS = [
-  'create',
-  'leave',
-  'remove',
-  'periodic',
-  'operator',
-  'detach',
-  'revoke',
-  'join',
-] as const;
+export const BROADCAST_REASONS = rekeyReasons;
 export type BroadcastReason = (typeof BROADCAST_REASONS)[number];
 const UINT32_MAX = 0xffffffff;
 
