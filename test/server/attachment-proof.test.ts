@@ -7,15 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControlMessage } from '../../src/core/codec/index.js';
 import { Suite } from '../../src/core/crypto/aead.js';
 import { GroupSender } from '../../src/core/group/sender.js';
-import { enrollAt, type PnGateway } from '../../src/gateway/index.js';
-import type { Credentials, PneClient } from '../../src/pne/index.js';
+import type { PnGateway } from '../../src/gateway/index.js';
+import type { PneClient } from '../../src/pne/index.js';
 import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { generateKeyAndCsr, identityFromCert } from '../../src/transport/ca.js';
-import { connectSession } from '../../src/transport/session.js';
-import { openTunnelTls, type TunnelTlsSocket } from '../../src/transport/tunnel.js';
 import { inbox, sleep, startGateway, startPne, startServer, tempDir, until } from '../integration/helpers.js';
-import { RawPeer } from '../integration/raw.js';
+import type { RawPeer } from '../integration/raw.js';
+import { provenPne as provenPneOf, rogueGw as rogueGwOf } from './rogue.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let server: CpnsServer;
@@ -25,40 +23,12 @@ let b: PneClient;
 let sgId: string;
 const raws: RawPeer[] = [];
 
-/** An enrolled, registered GW that speaks raw frames: the rogue-but-enrolled gateway. */
 async function rogueGw(): Promise<RawPeer> {
-  const creds = await enrollAt(
-    server.enrollUrl,
-    server.caPem,
-    await server.admin.createToken('gw'),
-    'gw',
-    'server',
-  );
-  const raw = new RawPeer(
-    await connectSession(server.url, { ...creds, expectedServerRole: 'server', heartbeat: false }),
-  );
+  const raw = await rogueGwOf(server);
   raws.push(raw);
-  const reg = raw.control({ t: 'gw.register' });
-  await raw.next((m) => m.t === 'registered' && m.id === reg);
   return raw;
 }
-
-/** A PNE enrolled through `raw` (whose key the test holds), attached there and proven by its own tunnel. */
-async function provenPne(raw: RawPeer): Promise<{ creds: Credentials; tunnel: TunnelTlsSocket }> {
-  const { csrPem, keyPem } = await generateKeyAndCsr();
-  const id = raw.control({
-    t: 'enroll.relay',
-    request: { token: await server.admin.createToken('pne'), role: 'pne', csr: csrPem },
-  });
-  const resp = await raw.next((m) => m.t === 'enroll.response' && m.id === id);
-  if (resp.t !== 'enroll.response') throw new Error('no enrollment');
-  const creds = { identity: identityFromCert(resp.cert), certPem: resp.cert, keyPem, caPem: server.caPem };
-  const att = raw.control({ t: 'pne.attach', pneId: creds.identity, media: ['wifi'] });
-  await raw.next((m) => m.t === 'ok' && m.ref === att);
-  const tunnel = await openTunnelTls(raw.session, creds);
-  await until(async () => (await server.store.getPne(creds.identity))?.gwId !== null);
-  return { creds, tunnel };
-}
+const provenPne = (raw: RawPeer) => provenPneOf(server, raw);
 
 const keyDelivers = (raw: RawPeer, sg: string, from = 0) =>
   raw.got.slice(from).filter((m): m is Extract<ControlMessage, { t: 'key.deliver' }> => {

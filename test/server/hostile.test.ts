@@ -1,15 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Suite } from '../../src/core/crypto/aead.js';
 import { GroupSender } from '../../src/core/group/sender.js';
-import { enrollAt, type PnGateway } from '../../src/gateway/index.js';
+import type { PnGateway } from '../../src/gateway/index.js';
 import type { PneClient } from '../../src/pne/index.js';
 import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { generateKeyAndCsr, identityFromCert } from '../../src/transport/ca.js';
-import { connectSession } from '../../src/transport/session.js';
-import { openTunnelTls } from '../../src/transport/tunnel.js';
 import { inbox, startGateway, startPne, startServer, tempDir, until } from '../integration/helpers.js';
-import { RawPeer } from '../integration/raw.js';
+import type { RawPeer } from '../integration/raw.js';
+import { provenPne, rogueGw } from './rogue.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let server: CpnsServer;
@@ -29,32 +27,10 @@ beforeAll(async () => {
   [a, b] = await Promise.all([startPne(server, gw), startPne(server, gw)]);
   sgId = (await a.createGroup({ name: 'target', joinPolicy: 'open' })).sgId;
   await b.joinGroup(sgId);
-  const creds = await enrollAt(
-    server.enrollUrl,
-    server.caPem,
-    await server.admin.createToken('gw'),
-    'gw',
-    'server',
-  );
-  raw = new RawPeer(
-    await connectSession(server.url, { ...creds, expectedServerRole: 'server', heartbeat: false }),
-  );
-  const reg = raw.control({ t: 'gw.register' });
-  await raw.next((m) => m.t === 'registered' && m.id === reg);
+  raw = await rogueGw(server);
   // A genuine PNE identity, enrolled through the raw GW, attached to it (its own tunnel through the raw GW's
   // session proves it, docs/protocol.md rule A1) and added to the SG by the operator.
-  const { csrPem, keyPem } = await generateKeyAndCsr();
-  const id = raw.control({
-    t: 'enroll.relay',
-    request: { token: await server.admin.createToken('pne'), role: 'pne', csr: csrPem },
-  });
-  const resp = await raw.next((m) => m.t === 'enroll.response' && m.id === id);
-  rogue = resp.t === 'enroll.response' ? identityFromCert(resp.cert) : '';
-  const att = raw.control({ t: 'pne.attach', pneId: rogue, media: ['wifi'] });
-  await raw.next((m) => m.t === 'ok' && m.ref === att);
-  const certPem = resp.t === 'enroll.response' ? resp.cert : '';
-  await openTunnelTls(raw.session, { certPem, keyPem, caPem: server.caPem });
-  await until(async () => (await server.store.getPne(rogue))?.online === true);
+  rogue = (await provenPne(server, raw)).creds.identity;
   const from = raw.got.length;
   await server.admin.addMember(sgId, rogue);
   const kd = await raw.next((m) => m.t === 'key.deliver' && m.sgId === sgId, from);
