@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { type ControlMessage, decodeMessage } from '../../src/core/codec/index.js';
 import { isCpnsError } from '../../src/core/errors.js';
-import { Control, codeOf } from '../../src/roles/control.js';
+import { Control, codeOf, errorText } from '../../src/roles/control.js';
 import { isTransportError, TransportError } from '../../src/transport/errors.js';
 
 /** Two Controls wired back to back (what a session does), with the far side's messages collected. */
@@ -40,11 +40,17 @@ describe('error codes across the wire', () => {
     const { near, far, farSide } = pair();
     const pending = near.request({ t: 'ping', ts: 1 }, 2000).catch((e: unknown) => e);
     const req = far.find((m) => m.t === 'ping');
-    farSide.sendError(sent, (req as { id?: number }).id);
+    // A reply with a hostile text: the requester must not take it over.
+    farSide.send({
+      t: 'error',
+      code: sent,
+      message: 'EVILMARKER from the peer',
+      ref: (req as { id?: number }).id,
+    });
     const err = await pending;
     expect(kind === 'transport' ? isTransportError(err) : isCpnsError(err)).toBe(true);
     expect(codeOf(err)).toBe(got);
-    // Fixed texts only: the reply's own message is never taken over.
-    expect(String((err as Error).message)).not.toContain(sent === 'NOT_A_REAL_CODE' ? sent : '\u0000');
+    // Fixed texts only: the receiver's own text for the code, never the reply's message.
+    expect((err as Error).message).toBe(errorText(got));
   });
 });
