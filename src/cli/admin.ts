@@ -94,7 +94,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
       table: { type: 'boolean', default: false },
     },
   });
-  const [a, b, c, d] = positionals;
+  const [a, b, c] = positionals;
   if (a === undefined || a === 'help') throw new UsageError(USAGE);
   const asTable = values.table || (!values.json && process.stdout.isTTY === true);
   if (values.token !== undefined) throw new UsageError(`${TOKEN_ON_ARGV} (CPNS_ADMIN_TOKEN)`);

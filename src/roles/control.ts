@@ -117,15 +117,18 @@ export class Control {
   /** A typed error reply; `pneId` (server -> GW) names the PNE whose group message was refused. */
   sendError(code: string, ref?: number, field?: string, pneId?: string): void {
     const safeField = field !== undefined && /^[A-Za-z0-9_.[\]]{1,64}$/.test(field) ? field : undefined;
-    const base = { t: 'error', code, message: errorText(code), field: safeField, ref } as const;
     try {
-      this.send(pneId !== undefined ? { ...base, pneId } : base);
+      // `pneId` comes from a header's 16-byte sender id, which always formats as a valid identity.
+      this.send({
+        t: 'error',
+        code,
+        message: errorText(code),
+        field: safeField,
+        ref,
+        ...(pneId ? { pneId } : {}),
+      });
     } catch {
-      // A pneId that is no valid identity (a forged header) is left out; never let a reply failure escape.
-      if (pneId === undefined) return;
-      try {
-        this.send(base);
-      } catch {}
+      // never let a reply failure escape (closed channel)
     }
   }
 
