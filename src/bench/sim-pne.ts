@@ -4,8 +4,8 @@ import {
   decodeMessage,
   encodeMessage,
 } from '../core/codec/index.js';
-import { BroadcastKeyListener, type GkdkIssue } from '../delivery/index.js';
-import type { Credentials } from '../roles/enroll-client.js';
+import type { Credentials } from '../protocol/enroll-client.js';
+import { BroadcastKeyListener, type GkdkIssue } from '../protocol/index.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import { connectSession, type Session } from '../transport/session.js';
 import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel.js';

@@ -3,8 +3,9 @@
  * tree, leaf assignments, broadcast-signing key, encrypted at rest) and one UDP multicast medium per configured
  * medium. Off without `dataDir` or without media.
  */
-import { DEFAULT_POLICY, GatewayBroadcaster, GatewayBroadcastState } from '../delivery/index.js';
-import { uuidOf, uuidToBytes } from '../roles/control.js';
+
+import { uuidOf, uuidToBytes } from '../protocol/control.js';
+import { DEFAULT_POLICY, GatewayBroadcaster, GatewayBroadcastState } from '../protocol/index.js';
 import { BroadcastMedium } from '../transport/udp.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { GatewayOptions } from './types.js';

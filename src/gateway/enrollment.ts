@@ -1,9 +1,9 @@
 /**
  * The GW's enrollment relay: its anonymous listener forwards a PNE's enroll.request to the server, which alone
- * issues certificates. (The device side of enrollment is src/roles/enroll-client.ts.)
+ * issues certificates. (The device side of enrollment is src/protocol/enroll-client.ts.)
  */
 import { ErrorCode } from '../core/errors.js';
-import { Control, codeOf, readEnrollRequest } from '../roles/control.js';
+import { Control, codeOf, readEnrollRequest } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { GatewayState } from './state.js';

@@ -9,9 +9,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import type { DeliveryPolicy, GatewayBroadcaster } from '../delivery/index.js';
-import { silentLogger } from '../roles/control.js';
-import { enrollAt } from '../roles/enroll-client.js';
+import { silentLogger } from '../protocol/control.js';
+import { enrollAt } from '../protocol/enroll-client.js';
+import type { DeliveryPolicy, GatewayBroadcaster } from '../protocol/index.js';
 import { CloseCode, ReconnectingClient, SecureServer, type Session } from '../transport/session.js';
 import type { BroadcastMedium } from '../transport/udp.js';
 import { openBroadcast } from './broadcast.js';

@@ -5,7 +5,7 @@
  * PNE authorization table, P1–P3), keys, reports, relay, enrollment, broadcast.
  */
 
-export { enrollAt } from '../roles/enroll-client.js';
+export { enrollAt } from '../protocol/enroll-client.js';
 export { GATEWAY_DEFAULTS } from './defaults.js';
 export { PnGateway } from './gateway.js';
 export type { BroadcastMediumConfig, Credentials, GatewayOptions } from './types.js';

@@ -5,8 +5,8 @@
  */
 import type { MessageOf } from '../core/codec/index.js';
 import { activationTime } from '../core/group/activation.js';
-import type { GkdkIssue, MemberInfo } from '../delivery/index.js';
-import { codeOf } from '../roles/control.js';
+import { codeOf } from '../protocol/control.js';
+import type { GkdkIssue, MemberInfo } from '../protocol/index.js';
 import { deliveryOf, type GatewayState, type KeyEntry, type PneConn, treeTag } from './state.js';
 import type { BroadcastMediumConfig } from './types.js';
 

@@ -9,7 +9,7 @@ import { ErrorCode } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { bytesToUuid } from '../core/ids.js';
-import { codeOf, fail, uuidOf, uuidToBytes } from '../roles/control.js';
+import { codeOf, fail, uuidOf, uuidToBytes } from '../protocol/control.js';
 import { CloseCode } from '../transport/session.js';
 import { sendGkdk, sendKey } from './keys.js';
 import { report } from './reports.js';

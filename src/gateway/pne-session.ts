@@ -4,7 +4,7 @@
  * go to relay.ts, control messages to the PNE authorization table (pne-messages.ts), in order, tunnel frames to
  * the tunnel relay.
  */
-import { serveFrame } from '../roles/control.js';
+import { serveFrame } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { onEnrollSession } from './enrollment.js';
 import { handlePne } from './pne-messages.js';

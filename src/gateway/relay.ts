@@ -6,7 +6,7 @@
 import { type CpnsError, isCpnsError } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { bytesToUuid } from '../core/ids.js';
-import { codeOf, senderIdentity } from '../roles/control.js';
+import { codeOf, senderIdentity } from '../protocol/control.js';
 import { admitGroupMessage } from './pne-messages.js';
 import type { GatewayState, PneConn } from './state.js';
 

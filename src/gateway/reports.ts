@@ -3,7 +3,7 @@
  * milliseconds, so a rekey acked by many PNEs costs the server one store transaction per batch instead of one
  * per PNE.
  */
-import { codeOf } from '../roles/control.js';
+import { codeOf } from '../protocol/control.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { DeliveryEntry, GatewayState } from './state.js';
 

@@ -6,8 +6,8 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Medium, MessageOf } from '../core/codec/index.js';
-import type { DeliveryPolicy, GatewayBroadcaster } from '../delivery/index.js';
-import { Control, type Logger } from '../roles/control.js';
+import { Control, type Logger } from '../protocol/control.js';
+import type { DeliveryPolicy, GatewayBroadcaster } from '../protocol/index.js';
 import type { ReconnectingClient, SecureServer, Session } from '../transport/session.js';
 import type { TunnelRelay } from '../transport/tunnel.js';
 import type { BroadcastMedium } from '../transport/udp.js';

@@ -1,13 +1,13 @@
 /** The public option and credential types of the PN GW (re-exported by index.ts). */
 import type { Medium } from '../core/codec/index.js';
-import type { DeliveryPolicy } from '../delivery/index.js';
-import type { Logger } from '../roles/control.js';
+import type { Logger } from '../protocol/control.js';
+import type { DeliveryPolicy } from '../protocol/index.js';
 import type { BackoffOptions, ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
 import type { TunnelRelayOptions } from '../transport/tunnel.js';
 
-export type { Credentials } from '../roles/enroll-client.js';
+export type { Credentials } from '../protocol/enroll-client.js';
 
-import type { Credentials } from '../roles/enroll-client.js';
+import type { Credentials } from '../protocol/enroll-client.js';
 
 export interface GatewayOptions {
   serverUrl: string;

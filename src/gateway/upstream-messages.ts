@@ -5,8 +5,8 @@
  */
 import type { MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
-import type { DeliveryPolicy } from '../delivery/index.js';
-import { type Control, readUpstreamFrame } from '../roles/control.js';
+import { type Control, readUpstreamFrame } from '../protocol/control.js';
+import type { DeliveryPolicy } from '../protocol/index.js';
 import { CloseCode } from '../transport/session.js';
 import { dropKey, installKey } from './keys.js';
 import { deliverLocal } from './relay.js';

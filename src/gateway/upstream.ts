@@ -4,7 +4,7 @@
  */
 import type { Medium } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { Control, codeOf } from '../roles/control.js';
+import { Control, codeOf } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { TunnelRelay } from '../transport/tunnel.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';

@@ -5,8 +5,8 @@
  */
 import type { MessageOf } from '../core/codec/index.js';
 import { activationTime } from '../core/group/activation.js';
-import { type BroadcastKey, BroadcastKeyListener } from '../delivery/pne-listener.js';
-import { codeOf, uuidToBytes } from '../roles/control.js';
+import { codeOf, uuidToBytes } from '../protocol/control.js';
+import { type BroadcastKey, BroadcastKeyListener } from '../protocol/pne-listener.js';
 import { PNE_DEFAULTS } from './defaults.js';
 import { currentEpoch } from './keys.js';
 import { flushPending } from './messages.js';

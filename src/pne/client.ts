@@ -20,7 +20,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { OpenedMessage } from '../core/group/receiver.js';
-import { type Credentials, enrollAt } from '../roles/enroll-client.js';
+import { type Credentials, enrollAt } from '../protocol/enroll-client.js';
 import { close, connect, detach } from './connection.js';
 import * as groups from './groups.js';
 import { currentEpoch, stagedEpoch } from './keys.js';

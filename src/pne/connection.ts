@@ -4,7 +4,7 @@
  * detach and close.
  */
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { Control, codeOf } from '../roles/control.js';
+import { Control, codeOf } from '../protocol/control.js';
 import { backoffDelay, CloseCode, connectSession, type Session } from '../transport/session.js';
 import { closeBroadcast } from './broadcast.js';
 import { PNE_DEFAULTS } from './defaults.js';

@@ -4,7 +4,7 @@
  * delivery of the key (waitForKey) and fetch it over the tunnel only if it does not come in time.
  */
 import { ErrorCode } from '../core/errors.js';
-import { fail, toPneIdentity } from '../roles/control.js';
+import { fail, toPneIdentity } from '../protocol/control.js';
 import { PNE_DEFAULTS } from './defaults.js';
 import { currentEpoch, forget, installKey } from './keys.js';
 import type { PneState } from './state.js';

@@ -7,7 +7,7 @@
  */
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
-import { type Control, readUpstreamFrame } from '../roles/control.js';
+import { type Control, readUpstreamFrame } from '../protocol/control.js';
 import { onGkdkIssue } from './broadcast.js';
 import { groupDeleted, installKey, installSigners } from './keys.js';
 import { onGroupMessage } from './messages.js';

@@ -6,7 +6,7 @@
  * messages (send/open, pending on UNKNOWN_EPOCH), gw-messages (what the GW may send).
  */
 export type { OpenedMessage } from '../core/group/receiver.js';
-export type { Credentials } from '../roles/enroll-client.js';
+export type { Credentials } from '../protocol/enroll-client.js';
 export { PneClient } from './client.js';
 export { PNE_DEFAULTS } from './defaults.js';
 export type { CreateGroupOptions, GroupMessageEvent, PneConnectOptions } from './types.js';

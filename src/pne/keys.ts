@@ -7,7 +7,7 @@ import type { MessageOf } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
 import { ed25519PublicFromRaw } from '../core/crypto/ed25519.js';
 import { activationTime } from '../core/group/activation.js';
-import { codeOf, uuidOf, uuidToBytes } from '../roles/control.js';
+import { codeOf, uuidOf, uuidToBytes } from '../protocol/control.js';
 import { flushPending } from './messages.js';
 import type { PneState } from './state.js';
 import type { WireSuite } from './types.js';

@@ -6,7 +6,7 @@
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { OFF } from '../core/group/header.js';
 import type { OpenedMessage } from '../core/group/receiver.js';
-import { bytesToUuid, codeOf, senderIdentity, uuidToBytes } from '../roles/control.js';
+import { bytesToUuid, codeOf, senderIdentity, uuidToBytes } from '../protocol/control.js';
 import { encodeFrame } from '../transport/framing.js';
 import { MAX_PENDING } from './defaults.js';
 import { fetchKey } from './groups.js';

@@ -6,7 +6,7 @@
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { ed25519PublicToRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { Control, codeOf, decodeControl, fail } from '../roles/control.js';
+import { Control, codeOf, decodeControl, fail } from '../protocol/control.js';
 import { backoffDelay, type Session } from '../transport/session.js';
 import { MessageSocket, openTunnelTls } from '../transport/tunnel.js';
 import { PNE_DEFAULTS } from './defaults.js';

@@ -1,8 +1,8 @@
 /** The public option and event shapes of the PNE SDK. */
 import type { Medium } from '../core/codec/index.js';
-import type { GkdkIssue } from '../delivery/index.js';
-import type { Logger } from '../roles/control.js';
-import type { Credentials } from '../roles/enroll-client.js';
+import type { Logger } from '../protocol/control.js';
+import type { Credentials } from '../protocol/enroll-client.js';
+import type { GkdkIssue } from '../protocol/index.js';
 import type { BackoffOptions, HeartbeatOptions } from '../transport/session.js';
 
 export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';

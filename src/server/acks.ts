@@ -5,7 +5,7 @@
  */
 import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
-import { fail } from '../roles/control.js';
+import { fail } from '../protocol/control.js';
 import { emit } from './events.js';
 import type { GwConn, ServerState, SgState } from './state.js';
 

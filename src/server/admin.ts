@@ -1,7 +1,7 @@
 /** The operator's surface of the server (ServerAdmin, used by src/admin and the CLI): every action as OPERATOR. */
 import { randomBytes } from 'node:crypto';
 import { ErrorCode } from '../core/errors.js';
-import { fail, toPneIdentity } from '../roles/control.js';
+import { fail, toPneIdentity } from '../protocol/control.js';
 import { hashToken } from '../store/token.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { addMember, addMembers, createGroup, deleteGroup, removeMember, updatePolicy } from './groups.js';

@@ -6,7 +6,7 @@
 
 import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
-import { fail } from '../roles/control.js';
+import { fail } from '../protocol/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { rekeyGroupsOf, sendCurrentKey } from './keys.js';

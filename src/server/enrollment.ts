@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { Control, codeOf, fail, readEnrollRequest } from '../roles/control.js';
+import { Control, codeOf, fail, readEnrollRequest } from '../protocol/control.js';
 import type { Role } from '../store/store.js';
 import { hashToken } from '../store/token.js';
 import { certInfo, formatIdentity, issueFromCsr } from '../transport/ca.js';

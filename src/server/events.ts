@@ -1,6 +1,6 @@
 /** The CPNS Server's change events (the public `events` emitter) and the metrics of sessions and key updates. */
 import type { SessionRole } from '../metrics/index.js';
-import { codeOf } from '../roles/control.js';
+import { codeOf } from '../protocol/control.js';
 import type { ServerState } from './state.js';
 
 /**

@@ -4,7 +4,7 @@
  * and PNEs (pne-messages.ts) come here.
  */
 import { ErrorCode } from '../core/errors.js';
-import { codeOf, fail, toPneIdentity } from '../roles/control.js';
+import { codeOf, fail, toPneIdentity } from '../protocol/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';

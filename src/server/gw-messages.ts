@@ -6,8 +6,8 @@
  */
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
-import { DEFAULT_POLICY } from '../delivery/policy.js';
-import { fail } from '../roles/control.js';
+import { fail } from '../protocol/control.js';
+import { DEFAULT_POLICY } from '../protocol/policy.js';
 import { CloseCode } from '../transport/session.js';
 import { deliveryReport, keyAck } from './acks.js';
 import { catchUp, pneAttach, pneDetach, pneStatus } from './attachment.js';

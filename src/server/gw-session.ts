@@ -5,7 +5,7 @@
  */
 
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { Control, serveFrame } from '../roles/control.js';
+import { Control, serveFrame } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
 import { SERVER_DEFAULTS } from './defaults.js';

@@ -4,7 +4,7 @@
  * (state.ts): enrollment, gw-session + gw-messages (the GW authorization table), pne-tunnel + pne-messages (the
  * PNE authorization table), attachment, groups, keys, relay, acks, revocation, admin, startup, events.
  */
-export { Control, uuidToBytes } from '../roles/control.js';
+export { Control, uuidToBytes } from '../protocol/control.js';
 export { CpnsServer } from './server.js';
 export type {
   CreateGroupInput,

@@ -4,7 +4,7 @@
  * signing keys for source authentication; the current key for a GW's catch-up; periodic updates.
  */
 import { randomBytes } from 'node:crypto';
-import { codeOf } from '../roles/control.js';
+import { codeOf } from '../protocol/control.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { onKeyUpdated } from './events.js';
 import { anchors } from './relay.js';

@@ -6,7 +6,7 @@
  */
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
-import { fail } from '../roles/control.js';
+import { fail } from '../protocol/control.js';
 import { type MessageRule, ruleOf } from './authz.js';
 import { addMember, createGroup, deleteGroup, removeMember } from './groups.js';
 import { pushSigners } from './keys.js';

@@ -5,7 +5,7 @@
  */
 import type { ControlMessage } from '../core/codec/index.js';
 import type { CpnsError } from '../core/errors.js';
-import { Control, codeOf, decodeControl, handleInOrder } from '../roles/control.js';
+import { Control, codeOf, decodeControl, handleInOrder } from '../protocol/control.js';
 import { acceptTunnelTls, MessageSocket, type TunnelStream } from '../transport/tunnel.js';
 import { loseAttachment, proveAttach } from './attachment.js';
 import { SERVER_DEFAULTS } from './defaults.js';

@@ -7,7 +7,7 @@ import { type CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
-import { codeOf, fail, uuidToBytes } from '../roles/control.js';
+import { codeOf, fail, uuidToBytes } from '../protocol/control.js';
 import { encodeFrame } from '../transport/framing.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { type GwConn, type ServerState, type SgState, servingGw } from './state.js';

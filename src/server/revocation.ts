@@ -4,7 +4,7 @@
  * drop it, and it leaves every SG (a new key each).
  */
 import { ErrorCode } from '../core/errors.js';
-import { fail } from '../roles/control.js';
+import { fail } from '../protocol/control.js';
 import { parseIdentity } from '../transport/ca.js';
 import { CloseCode } from '../transport/session.js';
 import { emit } from './events.js';

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CpnsMetrics } from '../metrics/index.js';
-import { codeOf, type Logger, silentLogger } from '../roles/control.js';
+import { codeOf, type Logger, silentLogger } from '../protocol/control.js';
 import { loadOrCreateMasterKey } from '../store/masterkey.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
 import type { Store } from '../store/store.js';

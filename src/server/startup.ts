@@ -3,7 +3,7 @@
  * certificate, the caches rebuilt from the store at start, and the clean-shutdown marker that decides whether
  * the relay marks (replay anchors) survive a restart.
  */
-import { codeOf } from '../roles/control.js';
+import { codeOf } from '../protocol/control.js';
 import type { Store } from '../store/store.js';
 import { type Ca, createCa, formatIdentity, issueServerCert, loadCa } from '../transport/ca.js';
 import { SERVER_DEFAULTS } from './defaults.js';

@@ -1,7 +1,8 @@
 /** The public types of the CPNS Server role (re-exported by src/server/index.ts). */
-import type { DeliveryPolicy } from '../delivery/policy.js';
+
 import type { CpnsMetrics } from '../metrics/index.js';
-import type { Logger } from '../roles/control.js';
+import type { Logger } from '../protocol/control.js';
+import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { DeliveryStatus, PersonalNetwork, ServiceGroup } from '../store/store.js';
 import type { ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
 

@@ -1,7 +1,7 @@
 /** Small translations between the store / crypto layer and the wire (suite names, update reasons, policies). */
 import { type MessageOf, rekeyReasons } from '../core/codec/index.js';
 import { Suite } from '../core/crypto/aead.js';
-import type { DeliveryPolicy } from '../delivery/policy.js';
+import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { WireSuite } from './types.js';
 
 export type RekeyReason = MessageOf<'key.deliver'>['reason'];

@@ -5,9 +5,9 @@
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBroadcast, SIGNATURE_CONTEXT } from '../../src/core/broadcast/index.js';
-import { BroadcastKeyListener, type GkdkIssue } from '../../src/delivery/index.js';
 import { type Credentials, PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
+import { BroadcastKeyListener, type GkdkIssue } from '../../src/protocol/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import type { MemberDeliveryStatus } from '../../src/store/store.js';
 import { BroadcastMedium } from '../../src/transport/udp.js';

@@ -11,7 +11,7 @@ import { isCpnsError } from '../../src/core/errors.js';
 import { FLAG_SIGNED, GroupSender, readHeader } from '../../src/core/group/index.js';
 import type { PnGateway } from '../../src/gateway/index.js';
 import type { GroupMessageEvent, PneClient } from '../../src/pne/index.js';
-import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
+import { uuidOf, uuidToBytes } from '../../src/protocol/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { inbox, startGateway, startPne, startServer, tempDir, until } from './helpers.js';
 

@@ -9,7 +9,7 @@ import { Suite } from '../../src/core/crypto/aead.js';
 import { GroupSender } from '../../src/core/group/sender.js';
 import type { PnGateway } from '../../src/gateway/index.js';
 import type { PneClient } from '../../src/pne/index.js';
-import { uuidOf, uuidToBytes } from '../../src/roles/control.js';
+import { uuidOf, uuidToBytes } from '../../src/protocol/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { inbox, sleep, startGateway, startPne, startServer, tempDir, until } from '../integration/helpers.js';
 import type { RawPeer } from '../integration/raw.js';

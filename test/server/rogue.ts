@@ -3,7 +3,7 @@
  * enrolled through it whose keys the test holds (so it can prove them with their own tunnels, rule A1).
  */
 
-import { type Credentials, enrollAt } from '../../src/roles/enroll-client.js';
+import { type Credentials, enrollAt } from '../../src/protocol/enroll-client.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { generateKeyAndCsr, identityFromCert } from '../../src/transport/ca.js';
 import { connectSession } from '../../src/transport/session.js';

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { type ControlMessage, decodeMessage } from '../../src/core/codec/index.js';
 import { isCpnsError } from '../../src/core/errors.js';
-import { Control, codeOf, errorText } from '../../src/roles/control.js';
+import { Control, codeOf, errorText } from '../../src/protocol/control.js';
 import { isTransportError, TransportError } from '../../src/transport/errors.js';
 
 /** Two Controls wired back to back (what a session does), with the far side's messages collected. */

@@ -15,7 +15,7 @@ import {
   GatewayBroadcaster,
   GatewayBroadcastState,
   type MemberInfo,
-} from '../../src/delivery/index.js';
+} from '../../src/protocol/index.js';
 import { BroadcastMedium, DEFAULT_RECV_BUFFER_BYTES, MAX_DATAGRAM } from '../../src/transport/udp.js';
 
 const closers: (() => unknown)[] = [];

@@ -11,7 +11,7 @@ import {
   type GkdkIssue,
   type MemberInfo,
   planDelivery,
-} from '../../src/delivery/index.js';
+} from '../../src/protocol/index.js';
 import { BroadcastMedium } from '../../src/transport/udp.js';
 
 const closers: (() => unknown)[] = [];
