@@ -1,6 +1,8 @@
 /**
- * Limits on connections that have not (yet) proved an identity (issue #8 §3, docs/transport.md "Limits").
- * Every limit is an option with a safe default here, and each has its own refusal reason / close code.
+ * Every limit and timeout of the transport, with its default, in one place (docs/transport.md "Limits on
+ * connections that have proved nothing"). First the limits on connections that have not (yet) proved an
+ * identity: each is an option with a safe default here, and each has its own refusal reason / close code.
+ * Then the defaults of the sessions, the reconnecting client and the tunnel.
  */
 export interface ConnectionLimits {
   /** The TLS handshake must finish within this time (ms); reason `tls`. */
@@ -70,3 +72,65 @@ export class ConnectionGate {
     else this.#byAddress.set(addr, n);
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sessions (docs/transport.md "Secure sessions")
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Default heartbeat ping interval (ms): frequent enough to notice a dead peer, rare enough to cost nothing idle. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 30_000;
+/** Default wait for a heartbeat's pong (ms) before the session is terminated (close 1006). */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+/** Time to wait for the peer's close frame before dropping the socket (ws default is 30 s; too long for us). */
+export const CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * Longest close reason sent (characters). A WebSocket close frame is a control frame of at most 125 bytes, two of
+ * them the code (RFC 6455 §5.5), and ws throws on a longer reason; ours are short ASCII texts.
+ */
+export const CLOSE_REASON_MAX_CHARS = 120;
+/** Default grace (ms) `SecureServer.close` gives sessions to answer the 1001 close before they are dropped. */
+export const DEFAULT_SERVER_CLOSE_GRACE_MS = 1_000;
+/** Default bound (ms) on a whole client connect: TCP + TLS + WebSocket upgrade (`handshakeTimeoutMs`). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * Our own connect deadline fires this long (ms) after ws's `handshakeTimeout`: ws reports its own timeout first
+ * when it can, and ours still ends a connect that ws leaves hanging.
+ */
+export const CONNECT_DEADLINE_SLACK_MS = 1_000;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reconnecting client backoff (docs/transport.md "Secure sessions")
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Default first retry delay (ms): a quick retry after a blip. */
+export const DEFAULT_BACKOFF_INITIAL_MS = 250;
+/** Default ceiling of the retry delay (ms): a server that is down for long is not hammered. */
+export const DEFAULT_BACKOFF_MAX_MS = 30_000;
+/** Default growth of the delay per failed attempt. */
+export const DEFAULT_BACKOFF_FACTOR = 2;
+/** Default randomised fraction of the delay (0..1), so a fleet reconnecting at once does not stampede. */
+export const DEFAULT_BACKOFF_JITTER = 0.5;
+/** Attempts past this count no longer grow the exponent (the delay is long capped by then anyway). */
+export const BACKOFF_MAX_EXPONENT = 64;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tunnel (docs/transport.md "The tunnel")
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Frames of at most this much tunnel data: a few TLS records, small enough not to starve other traffic. */
+export const DEFAULT_TUNNEL_CHUNK_BYTES = 64 * 1024;
+/** Unread bytes a tunnel end tolerates before it resets the tunnel (OVERFLOW) instead of growing memory. */
+export const DEFAULT_TUNNEL_MAX_BUFFERED_BYTES = 256 * 1024;
+/** Default open tunnels on one session, both directions together. */
+export const DEFAULT_MAX_TUNNELS_PER_SESSION = 64;
+/** Default tunnels one PNE session may have open through a GW relay. */
+export const DEFAULT_MAX_TUNNELS_PER_PNE = 8;
+/** Default bound (ms) on the end-to-end TLS handshake inside a tunnel, acceptance byte included. */
+export const DEFAULT_TUNNEL_TLS_TIMEOUT_MS = 10_000;
+/**
+ * The server's overall tunnel-accept deadline fires this long (ms) after its TLS `handshakeTimeout`, so the TLS
+ * timeout reports first when it can.
+ */
+export const TUNNEL_ACCEPT_DEADLINE_SLACK_MS = 500;
+/** Default largest length-prefixed message on a tunnel TLS socket (`MessageSocket`), sent or accepted. */
+export const DEFAULT_MAX_TUNNEL_MESSAGE_BYTES = 1024 * 1024;

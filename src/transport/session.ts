@@ -17,7 +17,23 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { type CertInfo, type CpnsRole, certInfo } from './ca.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_MAX_FRAME } from './framing.js';
-import { ConnectionGate, type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './limits.js';
+import {
+  BACKOFF_MAX_EXPONENT,
+  CLOSE_REASON_MAX_CHARS,
+  CLOSE_TIMEOUT_MS,
+  CONNECT_DEADLINE_SLACK_MS,
+  ConnectionGate,
+  type ConnectionLimits,
+  DEFAULT_BACKOFF_FACTOR,
+  DEFAULT_BACKOFF_INITIAL_MS,
+  DEFAULT_BACKOFF_JITTER,
+  DEFAULT_BACKOFF_MAX_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_CONNECTION_LIMITS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_SERVER_CLOSE_GRACE_MS,
+} from './limits.js';
 import { TLS_PARAMS } from './tls-params.js';
 
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from './limits.js';
@@ -46,9 +62,10 @@ export interface HeartbeatOptions {
   timeoutMs: number;
 }
 
-export const DEFAULT_HEARTBEAT: HeartbeatOptions = { intervalMs: 30_000, timeoutMs: 10_000 };
-/** Time to wait for the peer's close frame before dropping the socket (ws default is 30 s; too long for us). */
-const CLOSE_TIMEOUT_MS = 5_000;
+export const DEFAULT_HEARTBEAT: HeartbeatOptions = {
+  intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+  timeoutMs: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+};
 const TLS13 = TLS_PARAMS;
 
 interface SessionInit {
@@ -151,7 +168,7 @@ export class Session extends EventEmitter {
     // ws accepts only 1000 and 3000-4999 as application close codes; map the others to a policy close.
     const ok =
       code === 1000 || (code >= 3000 && code <= 4999) || code === 1001 || code === 1003 || code === 1008;
-    this.#ws.close(ok ? code : CloseCode.POLICY, reason.slice(0, 120));
+    this.#ws.close(ok ? code : CloseCode.POLICY, reason.slice(0, CLOSE_REASON_MAX_CHARS));
   }
 
   /** Drops the connection at once, without a closing handshake (dead peer, revocation of a hostile peer). */
@@ -350,8 +367,9 @@ export class SecureServer extends EventEmitter {
   }
 
   /**
-   * Closes every open session of `identity` at once (DESIGN §4: "the server refuses revoked identities at once
-   * and closes their sessions"). The caller must also make `isRevoked` answer true so reconnects are refused.
+   * Closes every open session of `identity` at once with 4001, so a revoked peer loses its sessions now rather
+   * than at its next reconnect (docs/transport.md "Secure sessions"). The caller must also make `isRevoked`
+   * answer true so reconnects are refused.
    */
   closeSessionsOf(identity: string, code: number = CloseCode.REVOKED, reason = 'revoked'): number {
     const set = this.#byIdentity.get(identity);
@@ -361,7 +379,7 @@ export class SecureServer extends EventEmitter {
   }
 
   /** Stops listening, closes sessions with 1001 and drops whatever is left after `graceMs`. */
-  close(graceMs = 1_000): Promise<void> {
+  close(graceMs = DEFAULT_SERVER_CLOSE_GRACE_MS): Promise<void> {
     return new Promise((resolve) => {
       this.#https.close(() => resolve());
       for (const s of this.#all) s.close(CloseCode.GOING_AWAY, 'server shutting down');
@@ -552,12 +570,12 @@ export function connectSession(url: string, opts: SecureClientOptions): Promise<
       perMessageDeflate: false,
       maxPayload,
       followRedirects: false,
-      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       closeTimeout: CLOSE_TIMEOUT_MS,
     } as ConstructorParameters<typeof WebSocket>[2]);
     const timer = setTimeout(
       () => fail(new TransportError('TIMEOUT', 'connect timed out')),
-      (opts.handshakeTimeoutMs ?? 10_000) + 1_000,
+      (opts.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) + CONNECT_DEADLINE_SLACK_MS,
     );
     let remoteAddress: string | undefined;
     let remotePort: number | undefined;
@@ -635,11 +653,11 @@ export function backoffDelay(
   o: BackoffOptions = {},
   rand: () => number = Math.random,
 ): number {
-  const initial = o.initialMs ?? 250;
-  const max = o.maxMs ?? 30_000;
-  const factor = o.factor ?? 2;
-  const jitter = Math.min(1, Math.max(0, o.jitter ?? 0.5));
-  const d = Math.min(max, initial * factor ** Math.min(attempt, 64));
+  const initial = o.initialMs ?? DEFAULT_BACKOFF_INITIAL_MS;
+  const max = o.maxMs ?? DEFAULT_BACKOFF_MAX_MS;
+  const factor = o.factor ?? DEFAULT_BACKOFF_FACTOR;
+  const jitter = Math.min(1, Math.max(0, o.jitter ?? DEFAULT_BACKOFF_JITTER));
+  const d = Math.min(max, initial * factor ** Math.min(attempt, BACKOFF_MAX_EXPONENT));
   return Math.round(d * (1 - jitter * rand()));
 }
 

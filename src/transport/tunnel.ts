@@ -17,13 +17,18 @@ import { CpnsError } from '../core/errors.js';
 import { type CertInfo, type CpnsRole, certInfo } from './ca.js';
 import { TransportError } from './errors.js';
 import { decodeFrame, encodeFrame, type Frame, maxTunnelChunk, TunnelCloseReason } from './framing.js';
+import {
+  DEFAULT_MAX_TUNNEL_MESSAGE_BYTES,
+  DEFAULT_MAX_TUNNELS_PER_PNE,
+  DEFAULT_MAX_TUNNELS_PER_SESSION,
+  DEFAULT_TUNNEL_CHUNK_BYTES,
+  DEFAULT_TUNNEL_MAX_BUFFERED_BYTES,
+  DEFAULT_TUNNEL_TLS_TIMEOUT_MS,
+  TUNNEL_ACCEPT_DEADLINE_SLACK_MS,
+} from './limits.js';
 import type { Session } from './session.js';
 
 const TLS13 = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
-/** Frames of at most this much tunnel data: a few TLS records, small enough not to starve other traffic. */
-const DEFAULT_CHUNK = 64 * 1024;
-const DEFAULT_MAX_BUFFERED = 256 * 1024;
-const DEFAULT_MAX_TUNNELS = 64;
 
 type TunnelFrame = Extract<Frame, { kind: 'tunnel-data' | 'tunnel-open' | 'tunnel-close' }>;
 
@@ -89,8 +94,11 @@ export class TunnelStream extends Duplex {
     this.tunnelId = tunnelId;
     this.meta = meta;
     this.#onGone = onGone;
-    this.#maxBuffered = o.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED;
-    this.#chunk = Math.max(1, Math.min(o.chunkSize ?? DEFAULT_CHUNK, maxTunnelChunk(session.maxPayload)));
+    this.#maxBuffered = o.maxBufferedBytes ?? DEFAULT_TUNNEL_MAX_BUFFERED_BYTES;
+    this.#chunk = Math.max(
+      1,
+      Math.min(o.chunkSize ?? DEFAULT_TUNNEL_CHUNK_BYTES, maxTunnelChunk(session.maxPayload)),
+    );
   }
 
   /** Called by the mux for each data frame of this tunnel. */
@@ -210,7 +218,7 @@ export class TunnelMux extends EventEmitter {
 
   /** Opens a tunnel to the peer; `meta` is opaque (the relay may use it to pick a destination). */
   open(meta: Uint8Array = new Uint8Array(0)): TunnelStream {
-    if (this.#streams.size >= (this.#opts.maxTunnels ?? DEFAULT_MAX_TUNNELS)) {
+    if (this.#streams.size >= (this.#opts.maxTunnels ?? DEFAULT_MAX_TUNNELS_PER_SESSION)) {
       throw new TransportError('TUNNEL_LIMIT', 'too many tunnels on this session');
     }
     if (!this.session.isOpen) throw new TransportError('CLOSED', 'session is closed');
@@ -226,7 +234,7 @@ export class TunnelMux extends EventEmitter {
   handleFrame(f: Frame): boolean {
     switch (f.kind) {
       case 'tunnel-open': {
-        const limit = this.#opts.maxTunnels ?? DEFAULT_MAX_TUNNELS;
+        const limit = this.#opts.maxTunnels ?? DEFAULT_MAX_TUNNELS_PER_SESSION;
         if (this.#streams.has(f.tunnelId)) return true; // duplicate open: ignore, never clobber a live tunnel
         if (this.listenerCount('tunnel') === 0 || this.#streams.size >= limit) {
           sendClose(this.session, f.tunnelId, TunnelCloseReason.REFUSED);
@@ -375,7 +383,10 @@ export class TunnelRelay {
     switch (f.kind) {
       case 'tunnel-open': {
         if (routes.has(f.tunnelId)) return;
-        if (routes.size >= (this.#opts.maxTunnelsPerPne ?? 8) || !this.#upstream.isOpen) {
+        if (
+          routes.size >= (this.#opts.maxTunnelsPerPne ?? DEFAULT_MAX_TUNNELS_PER_PNE) ||
+          !this.#upstream.isOpen
+        ) {
           sendClose(pne, f.tunnelId, TunnelCloseReason.REFUSED);
           return;
         }
@@ -594,7 +605,7 @@ export function openTunnelTls(session: Session, opts: OpenTunnelTlsOptions): Pro
     socket.once('close', onClose);
     socket.on('readable', onReadable);
   });
-  return withTimeout(done, opts.timeoutMs ?? 10_000, () => socket.destroy());
+  return withTimeout(done, opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS, () => socket.destroy());
 }
 
 export interface AcceptTunnelTlsOptions extends TunnelTlsCredentials {
@@ -621,7 +632,7 @@ export function acceptTunnelTls(
     ...TLS13,
     requestCert: true,
     rejectUnauthorized: true,
-    handshakeTimeout: opts.timeoutMs ?? 10_000,
+    handshakeTimeout: opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS,
   });
   const done = new Promise<TunnelTlsSocket>((resolve, reject) => {
     server.once('secureConnection', (socket: TLSSocket) => {
@@ -662,7 +673,11 @@ export function acceptTunnelTls(
     stream.once('close', () => reject(new TransportError('CLOSED', 'tunnel closed during handshake')));
   });
   server.emit('connection', stream);
-  return withTimeout(done, (opts.timeoutMs ?? 10_000) + 500, () => stream.destroy());
+  return withTimeout(
+    done,
+    (opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS) + TUNNEL_ACCEPT_DEADLINE_SLACK_MS,
+    () => stream.destroy(),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -690,7 +705,7 @@ export class MessageSocket extends EventEmitter {
   constructor(stream: Duplex, opts: MessageSocketOptions = {}) {
     super();
     this.stream = stream;
-    this.#max = opts.maxMessage ?? 1024 * 1024;
+    this.#max = opts.maxMessage ?? DEFAULT_MAX_TUNNEL_MESSAGE_BYTES;
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
     stream.once('close', () => this.#end());
     stream.on('error', (err: Error) => this.#end(err));
