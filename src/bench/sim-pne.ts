@@ -6,8 +6,9 @@ import {
 } from '../core/codec/index.js';
 import type { Credentials } from '../protocol/enroll-client.js';
 import { BroadcastKeyListener, type GkdkIssue } from '../protocol/index.js';
+import { connectSession } from '../transport/connect-session.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
-import { connectSession, type Session } from '../transport/session.js';
+import type { Session } from '../transport/session.js';
 import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel.js';
 
 /**

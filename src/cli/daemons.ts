@@ -10,7 +10,7 @@ import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
-import { backoffDelay } from '../transport/session.js';
+import { backoffDelay } from '../transport/backoff.js';
 import { lockDataDir } from './datadir-lock.js';
 import {
   KEY_ENV,

@@ -2,7 +2,9 @@
 import type { Medium } from '../core/codec/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/index.js';
-import type { BackoffOptions, ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
+import type { BackoffOptions } from '../transport/backoff.js';
+import type { ConnectionLimits } from '../transport/limits.js';
+import type { HeartbeatOptions } from '../transport/session.js';
 import type { TunnelRelayOptions } from '../transport/tunnel.js';
 
 export type { Credentials } from '../protocol/enroll-client.js';

@@ -5,7 +5,9 @@
  */
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { Control, codeOf } from '../protocol/control.js';
-import { backoffDelay, CloseCode, connectSession, type Session } from '../transport/session.js';
+import { backoffDelay } from '../transport/backoff.js';
+import { connectSession } from '../transport/connect-session.js';
+import { CloseCode, type Session } from '../transport/session.js';
 import { closeBroadcast } from './broadcast.js';
 import { PNE_DEFAULTS } from './defaults.js';
 import { onGwFrame } from './gw-messages.js';

@@ -3,7 +3,8 @@ import type { Medium } from '../core/codec/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { Credentials } from '../protocol/enroll-client.js';
 import type { GkdkIssue } from '../protocol/index.js';
-import type { BackoffOptions, HeartbeatOptions } from '../transport/session.js';
+import type { BackoffOptions } from '../transport/backoff.js';
+import type { HeartbeatOptions } from '../transport/session.js';
 
 export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
 

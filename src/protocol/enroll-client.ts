@@ -5,8 +5,8 @@
  */
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { generateKeyAndCsr, identityFromCert } from '../transport/ca.js';
+import { connectAnonymousSession } from '../transport/connect-session.js';
 import { decodeFrame } from '../transport/framing.js';
-import { connectAnonymousSession } from '../transport/session.js';
 import { Control, decodeControl, fail } from './control.js';
 
 /** An enrolled identity: its certificate and key, and the CA it trusts. */

@@ -13,7 +13,8 @@ import { type Control, fail, type Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { Store } from '../store/store.js';
 import type { Ca } from '../transport/ca.js';
-import type { SecureServer, Session } from '../transport/session.js';
+import type { SecureServer } from '../transport/secure-server.js';
+import type { Session } from '../transport/session.js';
 import type { MessageSocket } from '../transport/tunnel.js';
 import type { ServerOptions } from './types.js';
 

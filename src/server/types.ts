@@ -4,7 +4,8 @@ import type { CpnsMetrics } from '../metrics/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { DeliveryStatus, PersonalNetwork, ServiceGroup } from '../store/store.js';
-import type { ConnectionLimits, HeartbeatOptions } from '../transport/session.js';
+import type { ConnectionLimits } from '../transport/limits.js';
+import type { HeartbeatOptions } from '../transport/session.js';
 
 export interface ServerOptions {
   dataDir: string;

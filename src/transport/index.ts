@@ -1,7 +1,11 @@
 /** Transport layer: CPNS CA, secure sessions (CPNS TS §5.3.2), frames, the GW tunnel, the broadcast medium. */
+export * from './backoff.js';
 export * from './ca.js';
+export * from './connect-session.js';
 export * from './errors.js';
 export * from './framing.js';
+export * from './reconnecting-client.js';
+export * from './secure-server.js';
 export * from './session.js';
 export * from './tunnel.js';
 export * from './udp.js';

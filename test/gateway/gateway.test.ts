@@ -5,7 +5,7 @@ import type { PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import { uuidOf, uuidToBytes } from '../../src/protocol/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { connectAnonymousSession, connectSession } from '../../src/transport/session.js';
+import { connectAnonymousSession, connectSession } from '../../src/transport/connect-session.js';
 import {
   enrollPne,
   inbox,

@@ -9,7 +9,7 @@ import type { PnGateway } from '../../src/gateway/index.js';
 import type { PneClient } from '../../src/pne/index.js';
 import { uuidOf, uuidToBytes } from '../../src/protocol/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { connectSession } from '../../src/transport/session.js';
+import { connectSession } from '../../src/transport/connect-session.js';
 import { openTunnelTls } from '../../src/transport/tunnel.js';
 import { enrollPne, inbox, startGateway, startPne, startServer, tempDir, until } from './helpers.js';
 import { RawPeer } from './raw.js';

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/core/errors.js';
 import { enrollAt, type PnGateway } from '../../src/gateway/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
+import { connectAnonymousSession } from '../../src/transport/connect-session.js';
 import { isTransportError } from '../../src/transport/errors.js';
-import { connectAnonymousSession } from '../../src/transport/session.js';
 import { startGateway, startServer, tempDir } from '../integration/helpers.js';
 import { RawPeer } from '../integration/raw.js';
 

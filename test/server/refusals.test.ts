@@ -6,8 +6,8 @@ import { PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { createCa, formatIdentity, generateKeyAndCsr, issueFromCsr, loadCa } from '../../src/transport/ca.js';
+import { connectSession } from '../../src/transport/connect-session.js';
 import { isTransportError } from '../../src/transport/errors.js';
-import { connectSession } from '../../src/transport/session.js';
 import {
   BACKOFF,
   sleep,

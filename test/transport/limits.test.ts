@@ -5,15 +5,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CloseCode,
-  type ConnectionLimits,
-  connectAnonymousSession,
-  connectSession,
-  SecureServer,
-  type SecureServerOptions,
-  type Session,
-} from '../../src/transport/session.js';
+import { connectAnonymousSession, connectSession } from '../../src/transport/connect-session.js';
+import type { ConnectionLimits } from '../../src/transport/limits.js';
+import { SecureServer, type SecureServerOptions } from '../../src/transport/secure-server.js';
+import { CloseCode, type Session } from '../../src/transport/session.js';
 import { makePki, type Pki, waitFor } from './fixtures.js';
 
 let pki: Pki;

@@ -1,17 +1,12 @@
 import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { backoffDelay } from '../../src/transport/backoff.js';
+import { connectAnonymousSession, connectSession } from '../../src/transport/connect-session.js';
 import { isTransportError } from '../../src/transport/errors.js';
-import {
-  backoffDelay,
-  CloseCode,
-  connectAnonymousSession,
-  connectSession,
-  ReconnectingClient,
-  SecureServer,
-  type SecureServerOptions,
-  type Session,
-} from '../../src/transport/session.js';
+import { ReconnectingClient } from '../../src/transport/reconnecting-client.js';
+import { SecureServer, type SecureServerOptions } from '../../src/transport/secure-server.js';
+import { CloseCode, type Session } from '../../src/transport/session.js';
 import { makePki, type Pki, waitFor } from './fixtures.js';
 
 let pki: Pki;

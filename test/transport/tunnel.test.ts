@@ -1,7 +1,9 @@
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { connectSession } from '../../src/transport/connect-session.js';
 import { isTransportError } from '../../src/transport/errors.js';
-import { connectSession, SecureServer, type Session } from '../../src/transport/session.js';
+import { SecureServer } from '../../src/transport/secure-server.js';
+import type { Session } from '../../src/transport/session.js';
 import {
   acceptTunnelTls,
   MessageSocket,
