@@ -9,7 +9,7 @@ import { BroadcastKeyListener, type GkdkIssue } from '../protocol/index.js';
 import { connectSession } from '../transport/connect-session.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import type { Session } from '../transport/session.js';
-import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel.js';
+import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel-tls.js';
 
 /**
  * A simulated PNE endpoint for the rekey benchmark (issue #4 §7): a real mutually authenticated TLS session to

@@ -11,7 +11,7 @@ import type { DeliveryPolicy, GatewayBroadcaster } from '../protocol/index.js';
 import type { ReconnectingClient } from '../transport/reconnecting-client.js';
 import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
-import type { TunnelRelay } from '../transport/tunnel.js';
+import type { TunnelRelay } from '../transport/tunnel-relay.js';
 import type { BroadcastMedium } from '../transport/udp.js';
 import type { GatewayOptions } from './types.js';
 

@@ -5,7 +5,7 @@ import type { DeliveryPolicy } from '../protocol/index.js';
 import type { BackoffOptions } from '../transport/backoff.js';
 import type { ConnectionLimits } from '../transport/limits.js';
 import type { HeartbeatOptions } from '../transport/session.js';
-import type { TunnelRelayOptions } from '../transport/tunnel.js';
+import type { TunnelRelayOptions } from '../transport/tunnel-relay.js';
 
 export type { Credentials } from '../protocol/enroll-client.js';
 

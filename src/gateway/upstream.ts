@@ -6,7 +6,7 @@ import type { Medium } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { Control, codeOf } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
-import { TunnelRelay } from '../transport/tunnel.js';
+import { TunnelRelay } from '../transport/tunnel-relay.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { GatewayState, PneConn } from './state.js';
 import { onUpstreamFrame } from './upstream-messages.js';

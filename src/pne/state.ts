@@ -13,8 +13,8 @@ import { GroupReceiver } from '../core/group/receiver.js';
 import { GroupSender } from '../core/group/sender.js';
 import { type Control, type Logger, silentLogger, uuidOf, uuidToBytes } from '../protocol/control.js';
 import type { BroadcastKeyListener } from '../protocol/index.js';
+import type { MessageSocket } from '../transport/message-socket.js';
 import type { Session } from '../transport/session.js';
-import type { MessageSocket } from '../transport/tunnel.js';
 import type { PneConnectOptions } from './types.js';
 
 /** The secure session to the PN GW (connection.ts). */

@@ -7,7 +7,8 @@
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { Control, serveFrame } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
-import { type TunnelStream, tunnelMuxFor } from '../transport/tunnel.js';
+import { tunnelMuxFor } from '../transport/tunnel-mux.js';
+import type { TunnelStream } from '../transport/tunnel-stream.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { onEnrollSession } from './enrollment.js';
 import { countSession, emit } from './events.js';

@@ -6,7 +6,9 @@
 import type { ControlMessage } from '../core/codec/index.js';
 import type { CpnsError } from '../core/errors.js';
 import { Control, codeOf, decodeControl, handleInOrder } from '../protocol/control.js';
-import { acceptTunnelTls, MessageSocket, type TunnelStream } from '../transport/tunnel.js';
+import { MessageSocket } from '../transport/message-socket.js';
+import type { TunnelStream } from '../transport/tunnel-stream.js';
+import { acceptTunnelTls } from '../transport/tunnel-tls.js';
 import { loseAttachment, proveAttach } from './attachment.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { countSession } from './events.js';

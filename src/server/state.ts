@@ -13,9 +13,9 @@ import { type Control, fail, type Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { Store } from '../store/store.js';
 import type { Ca } from '../transport/ca.js';
+import type { MessageSocket } from '../transport/message-socket.js';
 import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
-import type { MessageSocket } from '../transport/tunnel.js';
 import type { ServerOptions } from './types.js';
 
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */

@@ -10,7 +10,7 @@ import type { PneClient } from '../../src/pne/index.js';
 import { uuidOf, uuidToBytes } from '../../src/protocol/control.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { connectSession } from '../../src/transport/connect-session.js';
-import { openTunnelTls } from '../../src/transport/tunnel.js';
+import { openTunnelTls } from '../../src/transport/tunnel-tls.js';
 import { enrollPne, inbox, startGateway, startPne, startServer, tempDir, until } from './helpers.js';
 import { RawPeer } from './raw.js';
 

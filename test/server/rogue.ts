@@ -7,7 +7,7 @@ import { type Credentials, enrollAt } from '../../src/protocol/enroll-client.js'
 import type { CpnsServer } from '../../src/server/index.js';
 import { generateKeyAndCsr, identityFromCert } from '../../src/transport/ca.js';
 import { connectSession } from '../../src/transport/connect-session.js';
-import { openTunnelTls, type TunnelTlsSocket } from '../../src/transport/tunnel.js';
+import { openTunnelTls, type TunnelTlsSocket } from '../../src/transport/tunnel-tls.js';
 import { until } from '../integration/helpers.js';
 import { RawPeer } from '../integration/raw.js';
 

@@ -2,18 +2,13 @@ import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connectSession } from '../../src/transport/connect-session.js';
 import { isTransportError } from '../../src/transport/errors.js';
+import { MessageSocket } from '../../src/transport/message-socket.js';
 import { SecureServer } from '../../src/transport/secure-server.js';
 import type { Session } from '../../src/transport/session.js';
-import {
-  acceptTunnelTls,
-  MessageSocket,
-  openTunnelTls,
-  type RelayTapInfo,
-  TunnelRelay,
-  type TunnelStream,
-  type TunnelTlsSocket,
-  tunnelMuxFor,
-} from '../../src/transport/tunnel.js';
+import { tunnelMuxFor } from '../../src/transport/tunnel-mux.js';
+import { type RelayTapInfo, TunnelRelay } from '../../src/transport/tunnel-relay.js';
+import type { TunnelStream } from '../../src/transport/tunnel-stream.js';
+import { acceptTunnelTls, openTunnelTls, type TunnelTlsSocket } from '../../src/transport/tunnel-tls.js';
 import { type Creds, makePki, type Pki, waitFor } from './fixtures.js';
 
 const MARKER = 'PLAINTEXT-MARKER-7f3a';
