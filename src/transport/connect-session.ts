@@ -98,6 +98,26 @@ function openWebSocket(
   } as ConstructorParameters<typeof WebSocket>[2]);
 }
 
+function clientSession(
+  ws: WebSocket,
+  opts: SecureClientOptions,
+  peer: CertInfo | null,
+  remoteAddress: string | undefined,
+  remotePort: number | undefined,
+  maxPayload: number,
+): Session {
+  return new Session({
+    ws,
+    side: 'client',
+    peer,
+    anonymous: opts.certPem === undefined,
+    remoteAddress,
+    remotePort,
+    heartbeat: opts.heartbeat ?? DEFAULT_HEARTBEAT,
+    maxPayload,
+  });
+}
+
 /** Opens a secure session (mutual TLS 1.3) to `url` (wss://...). Resolves once the WebSocket is open. */
 export function connectSession(url: string, opts: SecureClientOptions): Promise<Session> {
   if ((opts.certPem === undefined) !== (opts.keyPem === undefined)) {
@@ -149,18 +169,7 @@ export function connectSession(url: string, opts: SecureClientOptions): Promise<
       clearTimeout(timer);
       ws.removeAllListeners('close');
       ws.removeAllListeners('error');
-      resolve(
-        new Session({
-          ws,
-          side: 'client',
-          peer: check.peer,
-          anonymous: opts.certPem === undefined,
-          remoteAddress,
-          remotePort,
-          heartbeat: opts.heartbeat ?? DEFAULT_HEARTBEAT,
-          maxPayload,
-        }),
-      );
+      resolve(clientSession(ws, opts, check.peer, remoteAddress, remotePort, maxPayload));
     });
   });
 }
