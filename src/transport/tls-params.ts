@@ -1,7 +1,8 @@
 /**
- * TLS parameters of every CPNS connection (sessions, enrollment, tunnels): TLS 1.3 only, and only the
- * key-exchange groups X25519 and P-256 (issue #8 §3). No FFDHE: a finite-field exchange costs the server far more
- * than the client, so an anonymous client could make it do costly work for free.
+ * TLS parameters of the secure sessions (session and enrollment listeners, their clients): TLS 1.3 only, and only
+ * the key-exchange groups X25519 and P-256 (docs/transport.md "Secure sessions"). No FFDHE: a finite-field
+ * exchange costs the server far more than the client, so an anonymous client could make it do costly work for
+ * free. The end-to-end TLS inside a tunnel pins the version only (tunnel-tls.ts).
  */
 export const TLS_PARAMS = {
   minVersion: 'TLSv1.3',
