@@ -22,6 +22,7 @@ import swagger from '@fastify/swagger';
 import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { constantTimeEqual } from '../core/crypto/bytes.js';
 import type { DeliveryStatus, KeyMeta, ServiceGroup } from '../store/store.js';
+import { ADMIN_DEFAULTS } from './defaults.js';
 import { ApiError, clientErrorReply, httpError, toHttpError } from './errors.js';
 import * as S from './schemas.js';
 import type { AdminAppOptions, ChangeEvent } from './types.js';
@@ -129,17 +130,19 @@ const keyEpoch = (k: KeyMeta) => ({
 /** Builds the admin app (not listening). The caller listens: `await app.listen({ host, port })`. */
 export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance> {
   const expectedAuth = Buffer.from(`Bearer ${o.auth.token}`);
-  if (o.auth.token.length < 16) throw new TypeError('admin token must be at least 16 characters');
+  if (o.auth.token.length < ADMIN_DEFAULTS.minTokenLength) {
+    throw new TypeError(`admin token must be at least ${ADMIN_DEFAULTS.minTokenLength} characters`);
+  }
   const consoleFiles = loadConsole(o.consoleDir);
-  const maxStreams = o.maxEventStreams ?? 32;
-  const keepAliveMs = o.keepAliveMs ?? 15_000;
+  const maxStreams = o.maxEventStreams ?? ADMIN_DEFAULTS.maxEventStreams;
+  const keepAliveMs = o.keepAliveMs ?? ADMIN_DEFAULTS.keepAliveMs;
   const local = new EventEmitter();
   local.setMaxListeners(0);
 
   const app = fastify({
     ...(o.https ? { https: { minVersion: 'TLSv1.3', ...o.https } } : {}),
     ...(o.logger ? { loggerInstance: o.logger } : { logger: false }),
-    bodyLimit: 64 * 1024,
+    bodyLimit: ADMIN_DEFAULTS.bodyLimitBytes,
     return503OnClosing: true,
     // Strict router, stated explicitly (docs/operator.md). Authentication does not rely on these: it is read
     // from the matched route, so whatever spelling the router accepts, it gets that route's policy.
@@ -147,7 +150,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       caseSensitive: true,
       ignoreTrailingSlash: false,
       ignoreDuplicateSlashes: false,
-      maxParamLength: 120,
+      maxParamLength: ADMIN_DEFAULTS.maxParamLength,
     },
     // The router's own errors (bad percent-encoding, too-long parameter): our envelope, not fastify's reply
     // (which echoes the path).
@@ -365,7 +368,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
       },
     },
     async (req, reply) => {
-      const ttlSec = req.body.ttlSec ?? 3600;
+      const ttlSec = req.body.ttlSec ?? ADMIN_DEFAULTS.enrollmentTokenTtlSec;
       const token = await o.admin.createToken(req.body.role, ttlSec);
       return reply.code(201).send({ token, role: req.body.role, expiresAt: Date.now() + ttlSec * 1000 });
     },
@@ -670,7 +673,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
         tags: ['events'],
         summary:
           "Server-Sent Events: 'change' events ({kind, sgId?, epoch?, reason?, pneId?, gwId?, identity?}) " +
-          'telling the client what to refetch; a comment line every 15 s keeps the stream open',
+          `telling the client what to refetch; a comment line every ${ADMIN_DEFAULTS.keepAliveMs / 1000} s keeps the stream open`,
         produces: ['text/event-stream'],
         response: { 200: { type: 'string', description: 'text/event-stream' }, 401: { $ref: 'Error#' } },
       },
@@ -696,7 +699,9 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
         const clean = sanitizeEvent(ev);
         if (clean) write(`id: ${++id}\nevent: change\ndata: ${JSON.stringify(clean)}\n\n`);
       };
-      write(`retry: 2000\nevent: hello\ndata: ${JSON.stringify({ at: Date.now() })}\n\n`);
+      write(
+        `retry: ${ADMIN_DEFAULTS.sseRetryMs}\nevent: hello\ndata: ${JSON.stringify({ at: Date.now() })}\n\n`,
+      );
       local.on('change', onChange);
       o.events?.on('change', onChange);
       const ka = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
