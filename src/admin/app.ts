@@ -16,14 +16,14 @@
 
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import swagger from '@fastify/swagger';
 import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { constantTimeEqual } from '../core/crypto/bytes.js';
 import type { DeliveryStatus, KeyMeta, ServiceGroup } from '../store/store.js';
+import { bearerAuth, PUBLIC } from './auth.js';
 import { ADMIN_DEFAULTS } from './defaults.js';
-import { ApiError, clientErrorReply, httpError, toHttpError } from './errors.js';
+import { ApiError, httpError } from './errors.js';
+import { errorHandler, notFoundHandler, parserErrors, routerErrors } from './framework-errors.js';
 import * as S from './schemas.js';
 import type { AdminAppOptions, ChangeEvent } from './types.js';
 
@@ -50,25 +50,8 @@ const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
 
 type Req = FastifyRequest;
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /**
-     * Served without the admin token (docs/operator.md, "Authentication"). Any route without `public: true`,
-     * and the not-found handler, needs it: deny by default.
-     */
-    public?: boolean;
-  }
-}
-
-/** Route config of the routes served without the token. */
-const PUBLIC = { public: true } as const;
 /** A Service Group id that is never allocated: `/readyz` looks it up as its cheap store round trip. */
 const READY_PROBE_SG = '00000000-0000-0000-0000-000000000000';
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-};
 
 /** Keeps only the whitelisted primitive fields of a server event (never key material, never big blobs). */
 export function sanitizeEvent(ev: unknown): ChangeEvent | undefined {
@@ -129,10 +112,7 @@ const keyEpoch = (k: KeyMeta) => ({
 
 /** Builds the admin app (not listening). The caller listens: `await app.listen({ host, port })`. */
 export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance> {
-  const expectedAuth = Buffer.from(`Bearer ${o.auth.token}`);
-  if (o.auth.token.length < ADMIN_DEFAULTS.minTokenLength) {
-    throw new TypeError(`admin token must be at least ${ADMIN_DEFAULTS.minTokenLength} characters`);
-  }
+  const requireToken = bearerAuth(o.auth.token);
   const consoleFiles = loadConsole(o.consoleDir);
   const maxStreams = o.maxEventStreams ?? ADMIN_DEFAULTS.maxEventStreams;
   const keepAliveMs = o.keepAliveMs ?? ADMIN_DEFAULTS.keepAliveMs;
@@ -154,17 +134,9 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     },
     // The router's own errors (bad percent-encoding, too-long parameter): our envelope, not fastify's reply
     // (which echoes the path).
-    frameworkErrors: (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
-      const e = toHttpError(err);
-      req.log.info({ code: e.body.error.code }, 'admin request rejected by the router');
-      return reply.headers(SECURITY_HEADERS).header('cache-control', 'no-store').code(e.status).send(e.body);
-    },
+    frameworkErrors: routerErrors,
     // Requests node's HTTP parser refuses (bad request line, header overflow, timeout).
-    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      if (socket.writable) socket.end(clientErrorReply(err.code));
-      else socket.destroy();
-    },
+    clientErrorHandler: parserErrors,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
     },
@@ -194,32 +166,9 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   // ------------------------------------------------------------------ cross-cutting hooks
 
-  // onRequest runs after routing: `req.routeOptions` is the matched route (or the not-found handler, whose
-  // config has no `public`). The decision never looks at `req.url`.
-  app.addHook('onRequest', async (req, reply) => {
-    reply.headers(SECURITY_HEADERS);
-    if (req.routeOptions.config?.public === true) return;
-    reply.header('cache-control', 'no-store');
-    const given = Buffer.from(req.headers.authorization ?? '');
-    if (!constantTimeEqual(given, expectedAuth)) {
-      req.log.warn({ route: req.routeOptions.url ?? null }, 'admin request refused: bad or missing token');
-      reply.header('www-authenticate', 'Bearer realm="cpns-admin"');
-      const e = httpError(401, 'UNAUTHORIZED', 'missing or invalid bearer token');
-      return reply.code(e.status).send(e.body);
-    }
-  });
-
-  app.setErrorHandler((err, req, reply) => {
-    const e = toHttpError(err);
-    if (e.status >= 500) req.log.error({ err }, 'admin request failed');
-    else req.log.info({ code: e.body.error.code, field: e.body.error.field }, 'admin request rejected');
-    return reply.code(e.status).send(e.body);
-  });
-
-  app.setNotFoundHandler((_req, reply) => {
-    const e = httpError(404, 'NOT_FOUND', 'no such route');
-    return reply.code(404).send(e.body);
-  });
+  app.addHook('onRequest', requireToken);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
 
   // ------------------------------------------------------------------ helpers
 
