@@ -15,28 +15,19 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import swagger from '@fastify/swagger';
 import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { DeliveryStatus, KeyMeta, ServiceGroup } from '../store/store.js';
 import { bearerAuth, PUBLIC } from './auth.js';
+import { loadConsole, registerConsoleRoutes } from './console-files.js';
 import { ADMIN_DEFAULTS } from './defaults.js';
 import { ApiError, httpError } from './errors.js';
 import { errorHandler, notFoundHandler, parserErrors, routerErrors } from './framework-errors.js';
+import { registerOpenApi, registerOpenApiRoute } from './openapi.js';
 import * as S from './schemas.js';
 import type { AdminAppOptions, ChangeEvent } from './types.js';
 
 const API = '/api/v1';
 const SUITE_NAMES: Readonly<Record<number, string>> = { 1: 'aes-256-gcm', 2: 'chacha20-poly1305' };
-const CONSOLE_FILES: Readonly<Record<string, string>> = {
-  'index.html': 'text/html; charset=utf-8',
-  'app.js': 'text/javascript; charset=utf-8',
-  'style.css': 'text/css; charset=utf-8',
-};
-const CONSOLE_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
-  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
   'kind',
   'sgId',
@@ -65,24 +56,6 @@ export function sanitizeEvent(ev: unknown): ChangeEvent | undefined {
     else if (typeof v === 'number' && Number.isSafeInteger(v)) out[k] = v;
   }
   return out as unknown as ChangeEvent;
-}
-
-function loadConsole(dir: string | undefined): Map<string, Buffer> {
-  const candidates = dir
-    ? [dir]
-    : [
-        fileURLToPath(new URL('./console/', import.meta.url)),
-        // Compiled to dist/admin/: the static files stay in src/admin/console.
-        fileURLToPath(new URL('../../src/admin/console/', import.meta.url)),
-      ];
-  for (const d of candidates) {
-    try {
-      const files = new Map<string, Buffer>();
-      for (const name of Object.keys(CONSOLE_FILES)) files.set(name, readFileSync(`${d}/${name}`));
-      return files;
-    } catch {}
-  }
-  return new Map();
 }
 
 function wireGroup(g: ServiceGroup, currentEpoch: number, members: string[]) {
@@ -146,23 +119,7 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
   app.removeContentTypeParser('text/plain');
   for (const s of S.componentSchemas()) app.addSchema(s);
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'CPNS Server admin API',
-        version: '1.0.0',
-        description:
-          'Operator API of the CPNS Server: PN inventory, enrollment, revocation, Service Groups and their ' +
-          'Group Key status (never key material), forced key updates and the audit log.',
-      },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-    refResolver: {
-      buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
-    },
-  });
+  await registerOpenApi(app);
 
   // ------------------------------------------------------------------ cross-cutting hooks
 
@@ -748,48 +705,8 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     },
   );
 
-  app.get('/openapi.json', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
-    reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(app.swagger())),
-  );
-
-  const sendConsole = (reply: FastifyReply, name: string) => {
-    const body = consoleFiles.get(name);
-    const type = CONSOLE_FILES[name];
-    if (!body || !type) {
-      const e = httpError(404, 'NOT_FOUND', 'no such file');
-      return reply.code(404).send(e.body);
-    }
-    return reply
-      .header('content-type', type)
-      .header('content-security-policy', CONSOLE_CSP)
-      .header('cache-control', 'no-cache')
-      .send(body);
-  };
-  app.get('/', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
-    reply.redirect('/console/'),
-  );
-  app.get('/console', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
-    reply.redirect('/console/'),
-  );
-  app.get('/console/', { config: PUBLIC, schema: { hide: true } }, async (_req, reply) =>
-    sendConsole(reply, 'index.html'),
-  );
-  app.get<{ Params: { file: string } }>(
-    '/console/:file',
-    {
-      config: PUBLIC,
-      schema: {
-        hide: true,
-        params: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { file: { type: 'string', enum: Object.keys(CONSOLE_FILES) } },
-          required: ['file'],
-        },
-      },
-    },
-    async (req, reply) => sendConsole(reply, req.params.file),
-  );
+  registerOpenApiRoute(app);
+  registerConsoleRoutes(app, consoleFiles);
 
   return app;
 }
