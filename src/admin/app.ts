@@ -14,49 +14,23 @@
  * - `/openapi.json` (generated from the route schemas), `/metrics`, `/console/`, `/healthz`, `/readyz`.
  */
 
-import { EventEmitter } from 'node:events';
-import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastify, { type FastifyInstance } from 'fastify';
 import type { DeliveryStatus, KeyMeta, ServiceGroup } from '../store/store.js';
 import { bearerAuth, PUBLIC } from './auth.js';
 import { loadConsole, registerConsoleRoutes } from './console-files.js';
 import { ADMIN_DEFAULTS } from './defaults.js';
 import { ApiError, httpError } from './errors.js';
+import { createChangeFeed, registerEventStream } from './events.js';
 import { errorHandler, notFoundHandler, parserErrors, routerErrors } from './framework-errors.js';
 import { registerOpenApi, registerOpenApiRoute } from './openapi.js';
 import * as S from './schemas.js';
-import type { AdminAppOptions, ChangeEvent } from './types.js';
+import type { AdminAppOptions } from './types.js';
 
 const API = '/api/v1';
 const SUITE_NAMES: Readonly<Record<number, string>> = { 1: 'aes-256-gcm', 2: 'chacha20-poly1305' };
-const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
-  'kind',
-  'sgId',
-  'epoch',
-  'reason',
-  'pneId',
-  'gwId',
-  'identity',
-  'online',
-];
-
-type Req = FastifyRequest;
 
 /** A Service Group id that is never allocated: `/readyz` looks it up as its cheap store round trip. */
 const READY_PROBE_SG = '00000000-0000-0000-0000-000000000000';
-
-/** Keeps only the whitelisted primitive fields of a server event (never key material, never big blobs). */
-export function sanitizeEvent(ev: unknown): ChangeEvent | undefined {
-  if (typeof ev !== 'object' || ev === null) return undefined;
-  const src = ev as Record<string, unknown>;
-  if (typeof src.kind !== 'string' || !/^[a-z][a-z0-9_.:-]{0,63}$/.test(src.kind)) return undefined;
-  const out: Record<string, unknown> = {};
-  for (const k of EVENT_FIELDS) {
-    const v = src[k];
-    if ((typeof v === 'string' && v.length <= 200) || typeof v === 'boolean') out[k] = v;
-    else if (typeof v === 'number' && Number.isSafeInteger(v)) out[k] = v;
-  }
-  return out as unknown as ChangeEvent;
-}
 
 function wireGroup(g: ServiceGroup, currentEpoch: number, members: string[]) {
   return {
@@ -87,10 +61,6 @@ const keyEpoch = (k: KeyMeta) => ({
 export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance> {
   const requireToken = bearerAuth(o.auth.token);
   const consoleFiles = loadConsole(o.consoleDir);
-  const maxStreams = o.maxEventStreams ?? ADMIN_DEFAULTS.maxEventStreams;
-  const keepAliveMs = o.keepAliveMs ?? ADMIN_DEFAULTS.keepAliveMs;
-  const local = new EventEmitter();
-  local.setMaxListeners(0);
 
   const app = fastify({
     ...(o.https ? { https: { minVersion: 'TLSv1.3', ...o.https } } : {}),
@@ -129,35 +99,8 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   // ------------------------------------------------------------------ helpers
 
-  // Each mutation reaches a stream once. Wired to the server's `events` (as `cpns server` is), the server reports
-  // every mutation itself, synchronously, before the admin call returns: the app's own notification is then a
-  // duplicate and is dropped. It is the fallback for an app without the server's events (or with an emitter that
-  // does not carry them): emitted only if no matching event came from `events` while the mutation ran.
-  const inFlight = new Set<ChangeEvent[]>();
-  const record = (ev: unknown) => {
-    if (inFlight.size === 0) return;
-    const clean = sanitizeEvent(ev);
-    if (clean) for (const seen of inFlight) seen.push(clean);
-  };
-  o.events?.on('change', record);
-  app.addHook('onClose', async () => {
-    o.events?.off('change', record);
-  });
-  /** Runs an admin mutation, then streams `report(result)` unless `events` already reported it. */
-  const mutate = async <T>(run: () => Promise<T>, report: (r: T) => ChangeEvent): Promise<T> => {
-    const seen: ChangeEvent[] = [];
-    inFlight.add(seen);
-    let r: T;
-    try {
-      r = await run();
-    } finally {
-      inFlight.delete(seen);
-    }
-    const ev = report(r);
-    const same = (e: ChangeEvent) => EVENT_FIELDS.every((k) => ev[k] === undefined || e[k] === ev[k]);
-    if (!seen.some(same)) local.emit('change', ev);
-    return r;
-  };
+  const feed = createChangeFeed(app, o.events);
+  const mutate = feed.mutate;
   const requireGroup = async (sgId: string): Promise<ServiceGroup> => {
     const g = await o.store.getGroup(sgId);
     if (!g) throw new ApiError(404, 'NOT_FOUND', 'no such Service Group', 'sgId');
@@ -571,62 +514,9 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   // ------------------------------------------------------------------ live events (SSE)
 
-  const streams = new Set<FastifyReply>();
-  app.get(
-    `${API}/events`,
-    {
-      schema: {
-        tags: ['events'],
-        summary:
-          "Server-Sent Events: 'change' events ({kind, sgId?, epoch?, reason?, pneId?, gwId?, identity?}) " +
-          `telling the client what to refetch; a comment line every ${ADMIN_DEFAULTS.keepAliveMs / 1000} s keeps the stream open`,
-        produces: ['text/event-stream'],
-        response: { 200: { type: 'string', description: 'text/event-stream' }, 401: { $ref: 'Error#' } },
-      },
-    },
-    (req: Req, reply: FastifyReply) => {
-      if (streams.size >= maxStreams) {
-        const e = httpError(503, 'TOO_MANY_STREAMS', 'too many event streams');
-        return reply.code(503).send(e.body);
-      }
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store',
-        'x-content-type-options': 'nosniff',
-        'x-accel-buffering': 'no',
-      });
-      let id = 0;
-      const write = (s: string) => {
-        if (!res.writableEnded) res.write(s);
-      };
-      const onChange = (ev: unknown) => {
-        const clean = sanitizeEvent(ev);
-        if (clean) write(`id: ${++id}\nevent: change\ndata: ${JSON.stringify(clean)}\n\n`);
-      };
-      write(
-        `retry: ${ADMIN_DEFAULTS.sseRetryMs}\nevent: hello\ndata: ${JSON.stringify({ at: Date.now() })}\n\n`,
-      );
-      local.on('change', onChange);
-      o.events?.on('change', onChange);
-      const ka = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
-      ka.unref();
-      streams.add(reply);
-      const done = () => {
-        clearInterval(ka);
-        local.off('change', onChange);
-        o.events?.off('change', onChange);
-        streams.delete(reply);
-      };
-      res.once('close', done);
-      req.raw.once('close', done);
-    },
-  );
-
-  app.addHook('preClose', async () => {
-    for (const r of [...streams]) r.raw.end();
-    streams.clear();
+  registerEventStream(app, feed, {
+    maxStreams: o.maxEventStreams ?? ADMIN_DEFAULTS.maxEventStreams,
+    keepAliveMs: o.keepAliveMs ?? ADMIN_DEFAULTS.keepAliveMs,
   });
 
   // ------------------------------------------------------------------ metrics, OpenAPI, console
