@@ -1,0 +1,100 @@
+/**
+ * Prometheus metrics and the probes (docs/operator.md). `/healthz` and `/readyz` are public and return no data;
+ * `/metrics` needs the token unless the app was built with `publicMetrics`.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { CpnsMetrics } from '../../metrics/index.js';
+import type { Store } from '../../store/store.js';
+import { PUBLIC } from '../auth.js';
+import { httpError } from '../errors.js';
+import * as S from '../schemas.js';
+
+/** A Service Group id that is never allocated: `/readyz` looks it up as its cheap store round trip. */
+const READY_PROBE_SG = '00000000-0000-0000-0000-000000000000';
+
+interface ObservabilityContext {
+  store: Store;
+  metrics: CpnsMetrics;
+  publicMetrics: boolean | undefined;
+}
+
+export function registerObservabilityRoutes(app: FastifyInstance, ctx: ObservabilityContext): void {
+  registerMetricsRoute(app, ctx);
+  registerProbeRoutes(app, ctx.store);
+}
+
+function registerMetricsRoute(app: FastifyInstance, { store, metrics, publicMetrics }: ObservabilityContext) {
+  app.get(
+    '/metrics',
+    {
+      config: { public: publicMetrics === true },
+      schema: {
+        tags: ['observability'],
+        summary: `Prometheus metrics (text exposition format)${publicMetrics ? '' : '; bearer token'}`,
+        produces: ['text/plain'],
+        response: { 200: { type: 'string' } },
+        ...(publicMetrics ? { security: [] } : {}),
+      },
+    },
+    async (_req, reply) => {
+      await refreshGauges(store, metrics);
+      const text = await metrics.text();
+      return reply.header('content-type', metrics.contentType).send(text);
+    },
+  );
+}
+
+/** Gauges that the store can answer at scrape time (groups, members, lagging members). */
+async function refreshGauges(store: Store, metrics: CpnsMetrics): Promise<void> {
+  const groups = await store.listGroups();
+  let members = 0;
+  let lagging = 0;
+  for (const g of groups) {
+    const st = await store.deliveryStatus(g.sgId);
+    members += st.members.length;
+    lagging += st.members.filter((m) => m.lag > 0).length;
+  }
+  metrics.setGroups(groups.length);
+  metrics.setMembers(members);
+  metrics.setLagging(lagging);
+}
+
+function registerProbeRoutes(app: FastifyInstance, store: Store) {
+  app.get(
+    '/healthz',
+    {
+      config: PUBLIC,
+      schema: {
+        tags: ['observability'],
+        summary: 'Liveness: the admin app answers (no token)',
+        security: [],
+        response: S.responses.healthz,
+      },
+    },
+    async (_req, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: PUBLIC,
+      schema: {
+        tags: ['observability'],
+        summary: 'Readiness: the store answers a lookup (no token); 503 NOT_READY otherwise',
+        security: [],
+        response: S.responses.readyz,
+      },
+    },
+    async (req, reply) => {
+      reply.header('cache-control', 'no-store');
+      try {
+        await store.getGroup(READY_PROBE_SG);
+      } catch (err) {
+        req.log.warn({ err }, 'readiness probe: store unavailable');
+        const e = httpError(503, 'NOT_READY', 'store unavailable');
+        return reply.code(503).send(e.body);
+      }
+      return reply.send({ status: 'ready' });
+    },
+  );
+}
