@@ -10,7 +10,6 @@ import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
-import { backoffDelay } from '../transport/backoff.js';
 import { lockDataDir } from './datadir-lock.js';
 import {
   KEY_ENV,
@@ -299,9 +298,6 @@ function serverEnrollUrl(serverUrl: string): string {
   return u.toString();
 }
 
-/** Errors after which connecting again cannot help. */
-const FATAL_CONNECT = new Set(['REVOKED', 'ROLE_REFUSED', 'PEER_IDENTITY_MISMATCH', 'BAD_IDENTITY']);
-
 /**
  * Locks the PNE's data directory, enrolls on first start, connects. `patient` (pne listen): a GW that cannot be
  * reached yet is retried with backoff and jitter (logged), as the SDK does once connected.
@@ -338,22 +334,18 @@ async function pneConnect(
     },
     (m) => log.warn({ dataDir: values['data-dir'] }, m),
   );
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await PneClient.connect({
-        gwUrl: values.gw,
-        credentials,
-        media: values.media.split(',').filter(Boolean) as Medium[],
-        logger: log,
-      });
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? '';
-      if (code === 'REVOKED') throw revokedError(credentials.identity);
-      if (!patient || FATAL_CONNECT.has(code)) throw e;
-      const delay = backoffDelay(attempt - 1, { initialMs: 100, maxMs: 5000 });
-      log.info({ attempt, delayMs: delay, code }, `GW unreachable, reconnecting in ${delay} ms`);
-      await new Promise((r) => setTimeout(r, delay));
-    }
+  try {
+    // Patient: the SDK's own reconnect retries an unreachable GW (logged at info with each delay).
+    return await PneClient.connect({
+      gwUrl: values.gw,
+      credentials,
+      media: values.media.split(',').filter(Boolean) as Medium[],
+      logger: log,
+      waitForGw: patient,
+    });
+  } catch (e) {
+    if ((e as { code?: string }).code === 'REVOKED') throw revokedError(credentials.identity);
+    throw e;
   }
 }
 

@@ -10,7 +10,7 @@ import { type BroadcastKey, BroadcastKeyListener } from '../protocol/pne-listene
 import { PNE_DEFAULTS } from './defaults.js';
 import { currentEpoch } from './keys.js';
 import { flushPending } from './messages.js';
-import type { PneState } from './state.js';
+import { linkClosed, liveLink, type PneState } from './state.js';
 
 /**
  * The GW's GKDK for this PNE (on joining the PN, or after a tree rebuild): listen on the media named in it that
@@ -24,7 +24,7 @@ export function onGkdkIssue(st: PneState, msg: MessageOf<'gkdk.issue'>): void {
   const wanted = msg.media.filter((m) => supported.includes(m.name));
   const b = st.broadcast;
   b.chain = b.chain.then(async () => {
-    if (st.link.closing) return;
+    if (linkClosed(st)) return;
     try {
       const have = b.listener?.mediaNames.slice().sort().join(',');
       if (
@@ -50,7 +50,7 @@ export function onGkdkIssue(st: PneState, msg: MessageOf<'gkdk.issue'>): void {
       }
       b.listener.setGkdk(msg);
       if (b.listener.mediaNames.length === 0) return; // nothing to listen on: stay unicast-only
-      st.link.gw?.send({ t: 'gkdk.ack', treeId: msg.treeId, treeVersion: msg.treeVersion });
+      liveLink(st)?.gw.send({ t: 'gkdk.ack', treeId: msg.treeId, treeVersion: msg.treeVersion });
       st.events.emit('gkdk', { treeId: msg.treeId, treeVersion: msg.treeVersion, leaf: msg.leaf });
     } catch (e) {
       st.log.warn({ code: codeOf(e) }, 'GKDK not installed: unicast delivery only');
@@ -107,7 +107,7 @@ function onBroadcastKey(st: PneState, k: BroadcastKey): void {
   }
   if (!fresh) return;
   try {
-    st.link.gw?.send({ t: 'key.ack', sgId: k.sgId, epoch: k.epoch, method: 'broadcast' });
+    liveLink(st)?.gw.send({ t: 'key.ack', sgId: k.sgId, epoch: k.epoch, method: 'broadcast' });
   } catch {}
   st.log.debug({ sgId: k.sgId, epoch: k.epoch, medium: k.medium }, 'group key installed (broadcast)');
   st.events.emit('key', {

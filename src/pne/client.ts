@@ -25,7 +25,7 @@ import { close, connect, detach } from './connection.js';
 import * as groups from './groups.js';
 import { currentEpoch, stagedEpoch } from './keys.js';
 import { open, send } from './messages.js';
-import { createState, type PneState } from './state.js';
+import { createState, liveLink, type PneState } from './state.js';
 import type { CreateGroupOptions, PneConnectOptions } from './types.js';
 
 export class PneClient extends EventEmitter {
@@ -51,7 +51,7 @@ export class PneClient extends EventEmitter {
 
   /** True when both the GW session and the server tunnel are up. */
   get connected(): boolean {
-    return this.#st.link.session?.isOpen === true && this.#st.tunnel.srv !== null;
+    return liveLink(this.#st)?.session.isOpen === true && this.#st.tunnel.srv !== null;
   }
 
   currentEpoch(sgId: string): number | undefined {

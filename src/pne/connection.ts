@@ -1,103 +1,138 @@
 /**
  * The secure session to the PN GW: connect and attach (pne.attach, then the server tunnel), reconnect with
- * backoff after a loss ('disconnected', 'reconnecting', 'reconnected'), stop for good on revocation ('revoked'),
- * detach and close.
+ * backoff after a loss ('disconnected', 'reconnecting', 'reconnected'), stop for good on revocation ('revoked')
+ * or on an identity the peer never accepts ('refused'), detach and close. The lifecycle is `GwLinkPhase`
+ * (state.ts); the reconnect loop is the transport's ReconnectingClient, the same one the PN GW uses upstream.
  */
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { Control, codeOf } from '../protocol/control.js';
-import { backoffDelay } from '../transport/backoff.js';
-import { connectSession } from '../transport/connect-session.js';
+import { ReconnectingClient } from '../transport/reconnecting-client.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { closeBroadcast } from './broadcast.js';
 import { PNE_DEFAULTS } from './defaults.js';
 import { onGwFrame } from './gw-messages.js';
-import type { PneState } from './state.js';
+import { liveLink, type PneState } from './state.js';
 import { openTunnel } from './tunnel.js';
 
-/** Opens the GW session, attaches this PNE and opens the server tunnel; on failure, closes what it opened. */
+/**
+ * The first connect: resolves once attached with the server tunnel open, rejects with the typed error otherwise
+ * (and then nothing keeps running). Later losses are retried in the background unless `reconnect` is false.
+ */
 export async function connect(st: PneState): Promise<void> {
   const c = st.opts.credentials;
-  const s = await connectSession(st.opts.gwUrl, {
-    certPem: c.certPem,
-    keyPem: c.keyPem,
-    caPem: c.caPem,
-    expectedServerRole: 'gw',
-    heartbeat: st.opts.heartbeat,
+  const client = new ReconnectingClient(
+    st.opts.gwUrl,
+    {
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      expectedServerRole: 'gw',
+      heartbeat: st.opts.heartbeat,
+    },
+    st.opts.reconnect || PNE_DEFAULTS.reconnect,
+    (s) => establish(st, s),
+  );
+  st.link.client = client;
+  client.on('session', (s: Session) => onSession(st, s));
+  client.on('established', (s: Session, reconnected: boolean) => onEstablished(st, s, reconnected));
+  client.on('disconnected', (code: number) => onDisconnected(st, client, code));
+  client.on('retry', (attempt: number, delayMs: number) => {
+    st.log.info({ attempt, delayMs }, `GW unreachable, reconnecting in ${delayMs} ms`);
+    st.events.emit('reconnecting', { attempt, delayMs });
   });
-  const gw = Control.forSession(s);
-  st.link.session = s;
-  st.link.gw = gw;
-  s.on('frame', (buf: Buffer) => onGwFrame(st, gw, buf));
-  s.once('close', (code: number) => onSessionClose(st, s, gw, code));
+  client.on('connect-error', (e: unknown) => st.log.debug({ code: codeOf(e) }, 'GW connect failed'));
+  client.on('fatal', (e: unknown) => onFatal(st, e));
   try {
-    await gw.request({
-      t: 'pne.attach',
-      pneId: st.identity,
-      media: st.opts.media ?? [...PNE_DEFAULTS.media],
-    });
-    await openTunnel(st, s);
+    if (st.opts.waitForGw) await firstEstablished(client.start());
+    else await client.open();
   } catch (e) {
-    st.link.closing = true;
-    s.close();
+    if (st.link.state.phase !== 'closed') st.link.state = { phase: 'closed', reason: 'refused' };
     throw e;
   }
 }
 
-function onSessionClose(st: PneState, s: Session, gw: Control, code: number): void {
-  gw.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'GW session closed'));
-  const link = st.link;
-  if (link.session !== s) return;
-  link.session = null;
-  link.gw = null;
+/** Resolves on the first established session; rejects on a fatal refusal (the client then has stopped). */
+function firstEstablished(client: ReconnectingClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ok = (): void => {
+      client.off('fatal', ko);
+      resolve();
+    };
+    const ko = (e: unknown): void => {
+      client.off('established', ok);
+      reject(e);
+    };
+    client.once('established', ok);
+    client.once('fatal', ko);
+  });
+}
+
+/** A new session: wire the frame handler and fail what was pending on it when it closes. */
+function onSession(st: PneState, s: Session): void {
+  const gw = Control.forSession(s);
+  st.link.state = { phase: 'attaching', session: s, gw };
+  s.on('frame', (buf: Buffer) => onGwFrame(st, gw, buf));
+  s.once('close', () => {
+    gw.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'GW session closed'));
+    if (liveLink(st)?.session === s) st.link.state = { phase: 'connecting' };
+  });
+}
+
+/** What makes a session count as up: the GW claims this PNE at the server, and the server tunnel opens. */
+async function establish(st: PneState, s: Session): Promise<void> {
+  const link = liveLink(st);
+  if (!link || link.session !== s) throw new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'GW session closed');
+  await link.gw.request({
+    t: 'pne.attach',
+    pneId: st.identity,
+    media: st.opts.media ?? [...PNE_DEFAULTS.media],
+  });
+  await openTunnel(st, s);
+}
+
+function onEstablished(st: PneState, s: Session, reconnected: boolean): void {
+  const link = liveLink(st);
+  if (!link || link.session !== s) return;
+  st.link.state = { phase: 'attached', session: s, gw: link.gw };
+  if (reconnected) st.events.emit('reconnected');
+}
+
+function onDisconnected(st: PneState, client: ReconnectingClient, code: number): void {
   st.events.emit('disconnected', code);
-  if (code === CloseCode.REVOKED) {
-    link.closing = true;
+  if (code !== CloseCode.REVOKED && st.opts.reconnect === false) {
+    client.stop();
+    if (st.link.state.phase !== 'closed') st.link.state = { phase: 'closed', reason: 'closed' };
+  }
+}
+
+function onFatal(st: PneState, e: unknown): void {
+  const revoked = codeOf(e) === ErrorCode.REVOKED;
+  st.link.state = { phase: 'closed', reason: revoked ? 'revoked' : 'refused' };
+  if (revoked) {
     st.events.emit('revoked');
     return;
   }
-  if (link.closing || st.opts.reconnect === false) return;
-  const retry = (): void => {
-    const delay = backoffDelay(link.attempt++, st.opts.reconnect || PNE_DEFAULTS.reconnect);
-    st.log.info({ attempt: link.attempt, delayMs: delay }, `GW unreachable, reconnecting in ${delay} ms`);
-    st.events.emit('reconnecting', { attempt: link.attempt, delayMs: delay });
-    link.timer = setTimeout(() => {
-      if (link.closing) return;
-      connect(st).then(
-        () => {
-          link.attempt = 0;
-          link.closing = false;
-          st.events.emit('reconnected');
-        },
-        (e) => {
-          if (codeOf(e) === ErrorCode.REVOKED) {
-            st.events.emit('revoked');
-            return;
-          }
-          link.closing = false;
-          retry();
-        },
-      );
-    }, delay);
-    link.timer.unref();
-  };
-  retry();
+  st.log.error({ code: codeOf(e) }, 'the GW refuses this identity: not reconnecting');
+  st.events.emit('refused', codeOf(e));
 }
 
 /** Leaves the PN: the server detaches this PNE and updates the keys of its SGs; then closes. */
 export async function detach(st: PneState): Promise<void> {
-  if (st.link.gw) await st.link.gw.request({ t: 'pne.detach', pneId: st.identity });
+  const link = liveLink(st);
+  if (link) await link.gw.request({ t: 'pne.detach', pneId: st.identity });
   await close(st);
 }
 
 export async function close(st: PneState): Promise<void> {
-  st.link.closing = true;
-  if (st.link.timer) clearTimeout(st.link.timer);
+  const s = liveLink(st)?.session;
+  if (st.link.state.phase !== 'closed') st.link.state = { phase: 'closed', reason: 'closed' };
   st.tunnel.ms?.close();
   await closeBroadcast(st);
-  const s = st.link.session;
   if (s?.isOpen) {
     const closed = new Promise<void>((r) => s.once('close', () => r()));
-    s.close(CloseCode.NORMAL, 'pne closing');
+    st.link.client?.stop(CloseCode.NORMAL, 'pne closing');
     await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+  } else {
+    st.link.client?.stop(CloseCode.NORMAL, 'pne closing');
   }
 }

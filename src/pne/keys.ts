@@ -9,7 +9,7 @@ import { ed25519PublicFromRaw } from '../core/crypto/ed25519.js';
 import { activationTime } from '../core/group/activation.js';
 import { codeOf, uuidOf, uuidToBytes } from '../protocol/control.js';
 import { flushPending } from './messages.js';
-import type { PneState } from './state.js';
+import { liveLink, type PneState } from './state.js';
 import type { WireSuite } from './types.js';
 
 const SUITE_OF: Record<WireSuite, Suite> = {
@@ -54,7 +54,7 @@ export function installKey(st: PneState, msg: MessageOf<'key.deliver'>): void {
     msg.key.fill(0);
   }
   try {
-    st.link.gw?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
+    liveLink(st)?.gw.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
   } catch {}
   if (fresh) {
     st.log.debug({ sgId: msg.sgId, epoch: msg.epoch, reason: msg.reason, staged }, 'group key installed');

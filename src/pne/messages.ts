@@ -10,7 +10,7 @@ import { bytesToUuid, codeOf, senderIdentity, uuidToBytes } from '../protocol/co
 import { encodeFrame } from '../transport/framing.js';
 import { MAX_PENDING } from './defaults.js';
 import { fetchKey } from './groups.js';
-import type { PneState } from './state.js';
+import { liveLink, type PneState } from './state.js';
 import type { GroupMessageEvent } from './types.js';
 
 /** Protects `data` with the current Group Key of the SG and sends it to the GW; returns the protected message. */
@@ -20,7 +20,7 @@ export function send(st: PneState, sgId: string, data: Uint8Array | string): Buf
   if (!gk) throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   const payload = st.sender.protect(sg, gk, bytes, { sign: st.ring.sourceAuth(sg) });
-  const session = st.link.session;
+  const session = liveLink(st)?.session ?? null;
   if (!session?.isOpen) throw new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'not connected to the GW');
   session.send(encodeFrame({ kind: 'group', payload }));
   return payload;

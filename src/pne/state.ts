@@ -14,21 +14,46 @@ import { GroupSender } from '../core/group/sender.js';
 import { type Control, type Logger, silentLogger, uuidOf, uuidToBytes } from '../protocol/control.js';
 import type { BroadcastKeyListener } from '../protocol/index.js';
 import type { MessageSocket } from '../transport/message-socket.js';
+import type { ReconnectingClient } from '../transport/reconnecting-client.js';
 import type { Session } from '../transport/session.js';
 import type { PneConnectOptions } from './types.js';
 
-/** The secure session to the PN GW (connection.ts). */
+/**
+ * The PNE's session to its PN GW (connection.ts) as one lifecycle, with named transitions:
+ * - `connecting`: no session yet (the first connect, or a retry after a loss is waiting or under way);
+ * - `attaching`: a session is up and pne.attach / the server tunnel are in flight (the GW may already deliver
+ *   keys, which are acked on this session);
+ * - `attached`: pne.attach succeeded and the first server tunnel opened;
+ * - `closed`: for good — `closed` (close/detach was called), `revoked` (the operator revoked this identity), or
+ *   `refused` (the GW or server will never accept this identity: wrong role, identity mismatch); no reconnect.
+ * Reconnecting itself (backoff, attempts, timers) is the transport's one ReconnectingClient, held in `client`.
+ */
+export type GwLinkPhase =
+  | { readonly phase: 'connecting' }
+  | { readonly phase: 'attaching'; readonly session: Session; readonly gw: Control }
+  | { readonly phase: 'attached'; readonly session: Session; readonly gw: Control }
+  | { readonly phase: 'closed'; readonly reason: 'closed' | 'revoked' | 'refused' };
+
 export interface GwLink {
-  /** The open session (null between a loss and the next reconnect). */
-  session: Session | null;
-  /** Control channel over `session`. */
-  gw: Control | null;
-  /** close() was called, the identity was revoked, or a connect attempt is failing: no reconnect from a close. */
-  closing: boolean;
-  /** Reconnect attempts since the last success (backoff). */
-  attempt: number;
-  /** The pending reconnect. */
-  timer: NodeJS.Timeout | undefined;
+  state: GwLinkPhase;
+  /** The reconnecting session (set by the first connect). */
+  client: ReconnectingClient | null;
+}
+
+/** The session and its control channel while one is up (attaching or attached), else null. */
+export function liveLink(st: { link: GwLink }): { session: Session; gw: Control } | null {
+  const l = st.link.state;
+  return l.phase === 'attaching' || l.phase === 'attached' ? l : null;
+}
+
+/** True once the link is closed for good (close/detach, revoked, refused). */
+export function linkClosed(st: { link: GwLink }): boolean {
+  return st.link.state.phase === 'closed';
+}
+
+/** True while `s` is the current, open session to the GW. */
+export function isCurrentSession(st: { link: GwLink }, s: Session): boolean {
+  return liveLink(st)?.session === s && s.isOpen;
 }
 
 /** The end-to-end TLS session to the CPNS Server, tunnelled through the GW session (tunnel.ts). */
@@ -91,7 +116,7 @@ export function createState(opts: PneConnectOptions, events: EventEmitter): PneS
     sender: new GroupSender({ senderId: uuidToBytes(uuidOf(identity)), signingKey: signing.privateKey }),
     pending: new Map(),
     fetching: new Set(),
-    link: { session: null, gw: null, closing: false, attempt: 0, timer: undefined },
+    link: { state: { phase: 'connecting' }, client: null },
     tunnel: { ms: null, srv: null, attempt: 0 },
     broadcast: { listener: undefined, chain: Promise.resolve(), drops: new Map() },
   };

@@ -13,7 +13,7 @@ import type { Session } from '../transport/session.js';
 import { openTunnelTls } from '../transport/tunnel-tls.js';
 import { PNE_DEFAULTS } from './defaults.js';
 import { groupDeleted, installKey, removed } from './keys.js';
-import type { PneState } from './state.js';
+import { isCurrentSession, linkClosed, type PneState } from './state.js';
 
 type ServerMessageType = 'sg.remove' | 'sg.deleted' | 'key.deliver' | 'error' | 'ok';
 
@@ -54,7 +54,7 @@ export async function openTunnel(st: PneState, s: Session): Promise<void> {
       st.tunnel.srv = null;
       st.tunnel.ms = null;
     }
-    if (!st.link.closing && s.isOpen && st.link.session === s) scheduleTunnel(st, s);
+    if (isCurrentSession(st, s)) scheduleTunnel(st, s);
   });
   st.events.emit('tunnel');
 }
@@ -64,7 +64,7 @@ function scheduleTunnel(st: PneState, s: Session): void {
   if (st.opts.reconnect === false) return;
   const delay = backoffDelay(st.tunnel.attempt++, st.opts.reconnect ?? PNE_DEFAULTS.reconnect);
   const t = setTimeout(() => {
-    if (st.link.closing || !s.isOpen || st.link.session !== s) return;
+    if (!isCurrentSession(st, s)) return;
     openTunnel(st, s).catch(() => scheduleTunnel(st, s));
   }, delay);
   t.unref();
@@ -76,7 +76,7 @@ export async function serverControl(
   timeoutMs: number = PNE_DEFAULTS.serverWaitMs,
 ): Promise<Control> {
   if (st.tunnel.srv) return st.tunnel.srv;
-  if (st.link.closing) fail(ErrorCode.UNEXPECTED_MESSAGE);
+  if (linkClosed(st)) fail(ErrorCode.UNEXPECTED_MESSAGE);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => {
       st.events.off('tunnel', on);

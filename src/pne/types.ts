@@ -15,6 +15,12 @@ export interface PneConnectOptions {
   logger?: Logger;
   /** Reconnect to the GW (and reopen the server tunnel) after a loss. false = never. */
   reconnect?: BackoffOptions | false;
+  /**
+   * The first connect waits for the GW: an unreachable GW (or a failed attach) is retried with the `reconnect`
+   * backoff until it succeeds; only an identity the GW/server refuses for good (revoked, wrong role, identity
+   * mismatch) rejects. Default false: the first failure rejects (a device start-up fails loudly).
+   */
+  waitForGw?: boolean;
   heartbeat?: HeartbeatOptions | false;
   /** How long createGroup/joinGroup wait for the Group Key before fetching it over the tunnel (ms). */
   keyWaitMs?: number;
