@@ -1,7 +1,7 @@
 /**
  * Every control message a GW may send the server, in one authorization table (docs/protocol.md "Authorization",
- * "At the CPNS Server, from a PN GW session"): the rule ids it is checked against, who may send it, and its
- * handler (which does the checks of those rules). A message type not in the table is refused, and so is every
+ * "At the CPNS Server, from a PN GW session"): who may send it, what it may claim and how each claim is checked,
+ * the rule ids, and its handler (which does those checks). A message type not in the table is refused, and so is every
  * message but `gw.register` and `enroll.relay` before the GW has registered.
  */
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
@@ -39,29 +39,111 @@ type GwMessageType =
   | 'key.ack'
   | 'key.delivery.report';
 
+/** Refusals of the (SG, epoch) checks shared by K1 and K2 (acks.ts `sentTargets`). */
+const SENT_EPOCH = {
+  claim: '`sgId`, `epoch`: "this epoch of this SG was delivered to me"',
+  check:
+    'the SG exists; the epoch is not above its current one; this session was sent it (the last 4 epochs kept)',
+  refused: [ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_EPOCH, ErrorCode.FORBIDDEN],
+} as const;
+
 export const GW_MESSAGES: { readonly [T in GwMessageType]: GwMessageRule<T> } = {
   'gw.register': {
+    who: 'any enrolled, unrevoked GW (its session identity)',
+    claims: [],
     rules: ['G1'],
-    who: 'any enrolled, unrevoked GW',
     beforeRegister: true,
     handler: gwRegister,
   },
   'enroll.relay': {
-    rules: ['E1'],
     who: 'any GW session (before or after gw.register)',
+    claims: [
+      {
+        claim: "`request`: a PNE's CSR and one-time token",
+        check:
+          'the token (known, unused, unexpired, role matches) before the CSR is parsed; the server names the identity',
+        refused: [ErrorCode.ENROLL_REFUSED],
+      },
+    ],
+    rules: ['E1'],
     beforeRegister: true,
     handler: enrollRelay,
   },
-  'pne.attach': { rules: ['A2'], who: 'registered GW', handler: pneAttach },
-  'pne.status': { rules: ['A3'], who: 'the GW the PNE is proven at', handler: pneStatus },
-  'pne.detach': { rules: ['A4'], who: 'the GW the PNE is proven at', handler: pneDetach },
-  'gw.deregister': { rules: ['A5'], who: 'registered GW', handler: gwDeregister },
+  'pne.attach': {
+    who: 'registered GW',
+    claims: [
+      {
+        claim: '`pneId`, `media`: "PNE P may be behind me, over these media" (a claim: grants nothing)',
+        check: 'P enrolled as a PNE, not revoked; at most `maxPnesPerGw` claimed PNEs per session',
+        refused: [ErrorCode.REVOKED, ErrorCode.NOT_FOUND, ErrorCode.TOO_LARGE],
+      },
+    ],
+    rules: ['A2'],
+    handler: pneAttach,
+  },
+  'pne.status': {
+    who: 'the GW the PNE is proven at',
+    claims: [
+      {
+        claim: '`pneId`, `online: false`: "P went offline" (the GW gives P up)',
+        check: 'P proven at this GW',
+        refused: [ErrorCode.FORBIDDEN],
+      },
+      {
+        claim: '`online: true`',
+        check: 'grants nothing: only the tunnel (A1) makes P online',
+        refused: [],
+      },
+    ],
+    rules: ['A3'],
+    handler: pneStatus,
+  },
+  'pne.detach': {
+    who: 'the GW the PNE is proven at',
+    claims: [
+      { claim: '`pneId`: "P left this PN"', check: 'P proven at this GW', refused: [ErrorCode.FORBIDDEN] },
+    ],
+    rules: ['A4'],
+    handler: pneDetach,
+  },
+  'gw.deregister': {
+    who: 'registered GW',
+    claims: [
+      {
+        claim: '"I leave, with all PNEs of my PN"',
+        check: "session identity: only the GW's own PN",
+        refused: [],
+      },
+    ],
+    rules: ['A5'],
+    handler: gwDeregister,
+  },
   'key.ack': {
-    rules: ['K1', 'K2'],
     who: 'a GW that was sent that epoch of that SG (with pneId: the GW that serves the PNE)',
+    claims: [
+      SENT_EPOCH,
+      {
+        claim: '`pneId` (K2): "P acked this epoch"; `method`: how',
+        check: "P named in this session's delivery of that epoch, proven at this GW, a member",
+        refused: [ErrorCode.FORBIDDEN],
+      },
+    ],
+    rules: ['K1', 'K2'],
     handler: keyAck,
   },
-  'key.delivery.report': { rules: ['K2'], who: 'the GW that serves the PNEs', handler: deliveryReport },
+  'key.delivery.report': {
+    who: 'the GW that serves the PNEs',
+    claims: [
+      SENT_EPOCH,
+      {
+        claim: '`entries`: "these PNEs acked this epoch", each with its method',
+        check: 'every PNE as for `key.ack` with `pneId`; all or nothing',
+        refused: [ErrorCode.FORBIDDEN],
+      },
+    ],
+    rules: ['K2'],
+    handler: deliveryReport,
+  },
 };
 
 /** One control message from a GW session, checked by its table entry (in order with the session's others). */

@@ -1,7 +1,7 @@
 /**
  * Every control message a PNE may send the server over its own tunnel, in one authorization table
- * (docs/protocol.md "Authorization", "At the CPNS Server, over a PNE's own tunnel"): rule id, who may send it,
- * handler (which does the check of that rule). The sender is the tunnel's certificate identity; a revoked PNE's
+ * (docs/protocol.md "Authorization", "At the CPNS Server, over a PNE's own tunnel"): who may send it, what it
+ * may claim and how each claim is checked, the rule id, and its handler (which does those checks). The sender is the tunnel's certificate identity; a revoked PNE's
  * tunnel is closed at its next message.
  */
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
@@ -28,19 +28,109 @@ type PneMessageType =
   | 'pne.signkey'
   | 'key.fetch';
 
+/** The SG named by `sgId` must exist (state.ts `groupOf`). */
+const SG = '`sgId`';
+
 export const PNE_MESSAGES: { readonly [T in PneMessageType]: PneMessageRule<T> } = {
-  'sg.create': { rules: ['S1'], who: 'any PNE (becomes owner and first member)', handler: sgCreate },
-  'sg.delete': { rules: ['S2'], who: "the SG's owner", handler: sgDelete },
-  'sg.invite': { rules: ['S2'], who: "the SG's owner", handler: sgInvite },
+  'sg.create': {
+    who: 'any PNE (becomes owner and first member)',
+    claims: [
+      {
+        claim: "`name`, `joinPolicy`, `suite`, `sourceAuth`, `rekeyIntervalSec`: the new SG's policy",
+        check: 'schema only; owner and first member are the tunnel identity',
+        refused: [],
+      },
+    ],
+    rules: ['S1'],
+    handler: sgCreate,
+  },
+  'sg.delete': {
+    who: "the SG's owner",
+    claims: [
+      {
+        claim: SG,
+        check: 'the SG exists; the sender is its owner',
+        refused: [ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN],
+      },
+    ],
+    rules: ['S2'],
+    handler: sgDelete,
+  },
+  'sg.invite': {
+    who: "the SG's owner",
+    claims: [
+      {
+        claim: SG,
+        check: 'the SG exists; the sender is its owner',
+        refused: [ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN],
+      },
+      { claim: '`pneId`: the invitee', check: 'not already a member', refused: [ErrorCode.ALREADY_MEMBER] },
+    ],
+    rules: ['S2'],
+    handler: sgInvite,
+  },
   'sg.join': {
-    rules: ['S3'],
     who: 'any PNE if the SG is open; the owner or an invited PNE if invite',
+    claims: [
+      {
+        claim: SG,
+        check: 'the SG exists; the sender is not a member; `invite` SG: the sender is the owner or invited',
+        refused: [ErrorCode.NOT_FOUND, ErrorCode.ALREADY_MEMBER, ErrorCode.FORBIDDEN],
+      },
+    ],
+    rules: ['S3'],
     handler: sgJoin,
   },
-  'sg.leave': { rules: ['S4'], who: 'a member', handler: sgLeave },
-  'sg.remove': { rules: ['S5'], who: 'the owner, or the PNE itself', handler: sgRemove },
-  'pne.signkey': { rules: ['S6'], who: 'any PNE (binds the key to its own identity)', handler: pneSignkey },
-  'key.fetch': { rules: ['S7'], who: 'a member', handler: keyFetch },
+  'sg.leave': {
+    who: 'a member',
+    claims: [
+      {
+        claim: SG,
+        check: 'the SG exists; the sender is a member',
+        refused: [ErrorCode.NOT_FOUND, ErrorCode.NOT_MEMBER],
+      },
+    ],
+    rules: ['S4'],
+    handler: sgLeave,
+  },
+  'sg.remove': {
+    who: 'the owner, or the PNE itself',
+    claims: [
+      { claim: SG, check: 'the SG exists', refused: [ErrorCode.NOT_FOUND] },
+      {
+        claim: '`pneId`: the member removed',
+        check: 'the sender is the owner or P itself; P is a member',
+        refused: [ErrorCode.FORBIDDEN, ErrorCode.NOT_MEMBER],
+      },
+    ],
+    rules: ['S5'],
+    handler: sgRemove,
+  },
+  'pne.signkey': {
+    who: 'any PNE (binds the key to its own identity)',
+    claims: [
+      {
+        claim: '`key`: "my signing key"',
+        check: 'bound to the tunnel identity, never to another PNE',
+        refused: [],
+      },
+    ],
+    rules: ['S6'],
+    handler: pneSignkey,
+  },
+  'key.fetch': {
+    who: 'a member',
+    claims: [
+      {
+        claim: SG,
+        check:
+          'the SG exists and has a current key; the sender is a member (after a join update queued before it)',
+        refused: [ErrorCode.NOT_FOUND, ErrorCode.NOT_MEMBER],
+      },
+    ],
+    rules: ['S7'],
+    handler: keyFetch,
+  },
 };
 
 /** One control message over a PNE's tunnel, checked by its table entry (in order with the tunnel's others). */
