@@ -1,14 +1,15 @@
 /**
  * Every message a PNE may send its GW over its own session, in one authorization table (docs/protocol.md
- * "Authorization", "At the PN GW, from a PNE session"): rule id, who may send it, handler (which does the check
- * of that rule). The sender is the session's certificate identity. Group messages (P3) are checked by
- * `admitGroupMessage` before relay.ts delivers them.
+ * "Authorization", "At the PN GW, from a PNE session"): who may send it, what it may claim and how each claim is
+ * checked, the rule id, and its handler (which does those checks). The sender is the session's certificate
+ * identity. Group messages (P3) are checked by `admitGroupMessage` before relay.ts delivers them.
  */
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { bytesToUuid } from '../core/ids.js';
+import { type AuthzRow, rowOf } from '../protocol/authz.js';
 import { codeOf, fail, uuidOf, uuidToBytes } from '../protocol/control.js';
 import { CloseCode } from '../transport/session.js';
 import { sendGkdk, sendKey } from './keys.js';
@@ -18,34 +19,107 @@ import { attachUp } from './upstream.js';
 
 export type PneRule = 'P1' | 'P2' | 'P3';
 
-export interface PneMessageRule<T extends MessageType> {
-  /** The rule ids the message is checked against. */
-  readonly rules: readonly PneRule[];
-  /** Who may send it. */
-  readonly who: string;
-  readonly handler: (st: GatewayState, c: PneConn, msg: MessageOf<T>) => Promise<void>;
-}
+export type PneMessageRule<T extends MessageType> = AuthzRow<
+  PneRule,
+  (st: GatewayState, c: PneConn, msg: MessageOf<T>) => Promise<void>
+>;
 
 type PneMessageType = 'pne.attach' | 'pne.detach' | 'key.ack' | 'gkdk.ack';
 
+const SELF = {
+  claim: '`pneId`: "I am P"',
+  check: 'P = the session certificate identity',
+  refused: [ErrorCode.FORBIDDEN],
+} as const;
+
 export const PNE_MESSAGES: { readonly [T in PneMessageType]: PneMessageRule<T> } = {
-  'pne.attach': { rules: ['P1'], who: 'the PNE itself (pneId = certificate identity)', handler: pneAttach },
-  'pne.detach': { rules: ['P1'], who: 'the PNE itself (pneId = certificate identity)', handler: pneDetach },
-  'key.ack': { rules: ['P2'], who: 'a PNE the GW holds the SG’s key for', handler: keyAck },
-  'gkdk.ack': { rules: ['P2'], who: 'a PNE the GW issued a GKDK of the current tree to', handler: gkdkAck },
+  'pne.attach': {
+    who: 'the PNE itself (pneId = certificate identity)',
+    claims: [
+      SELF,
+      {
+        claim: '`media`: "I am reachable over these media"',
+        check: "passed on to the server's claim (A2), whose refusal the PNE gets",
+        refused: [ErrorCode.REVOKED, ErrorCode.NOT_FOUND, ErrorCode.TOO_LARGE],
+      },
+    ],
+    rules: ['P1'],
+    handler: pneAttach,
+  },
+  'pne.detach': {
+    who: 'the PNE itself (pneId = certificate identity)',
+    claims: [
+      SELF,
+      {
+        claim: '"I leave this PN"',
+        check: 'only while the GW is registered at the server, which detaches P (A4)',
+        refused: [ErrorCode.UNEXPECTED_MESSAGE],
+      },
+    ],
+    rules: ['P1'],
+    handler: pneDetach,
+  },
+  'key.ack': {
+    who: 'a PNE the GW holds the SG’s key for',
+    claims: [
+      {
+        claim: '`sgId`: "I hold this SG\'s key"',
+        check: "the PNE is among the GW's targets of the SG",
+        refused: [ErrorCode.NOT_MEMBER],
+      },
+      { ...SELF, claim: '`pneId` (optional): "I am P"' },
+      { claim: '`epoch`', check: 'not above the epoch the GW holds', refused: [ErrorCode.UNKNOWN_EPOCH] },
+      {
+        claim: '`method`: how it got the key',
+        check:
+          '`broadcast` counts only if the GW broadcast that epoch to it; `fallback` if the GW re-sent it by unicast',
+        refused: [],
+      },
+    ],
+    rules: ['P2'],
+    handler: keyAck,
+  },
+  'gkdk.ack': {
+    who: 'a PNE the GW issued a GKDK of the current tree to',
+    claims: [
+      {
+        claim: '`treeId`, `treeVersion`: "I hold this GKDK"',
+        check: 'the GW has a tree and a leaf for the PNE; an ack of an older tree version does not count',
+        refused: [ErrorCode.UNEXPECTED_MESSAGE],
+      },
+    ],
+    rules: ['P2'],
+    handler: gkdkAck,
+  },
 };
 
 /** The group message rule (P3): who may send a message destined to an SG through this GW. */
-export const GROUP_MESSAGE_RULE = {
-  rules: ['P3'] as const,
+export const GROUP_MESSAGE_RULE: AuthzRow<'P3', typeof admitGroupMessage> = {
   who: 'an attached member of the SG at this GW (header senderId = certificate identity, epoch known)',
+  claims: [
+    {
+      claim: 'header `senderId`: "sent by P"',
+      check: 'the PNE is attached; P = the session certificate identity; within the message size limit',
+      refused: [ErrorCode.UNEXPECTED_MESSAGE, ErrorCode.FORBIDDEN, ErrorCode.TOO_LARGE],
+    },
+    {
+      claim: 'header `sgId`',
+      check: "the PNE is among the GW's targets of the SG",
+      refused: [ErrorCode.NOT_MEMBER],
+    },
+    {
+      claim: 'header `epoch`',
+      check: 'not above the epoch the GW holds',
+      refused: [ErrorCode.UNKNOWN_EPOCH],
+    },
+  ],
+  rules: ['P3'],
+  handler: admitGroupMessage,
 };
 
 /** One control message over a PNE's session, checked by its table entry (in order with the session's others). */
 export async function handlePne(st: GatewayState, c: PneConn, msg: ControlMessage): Promise<void> {
-  const rule = Object.hasOwn(PNE_MESSAGES, msg.t)
-    ? (PNE_MESSAGES[msg.t as PneMessageType] as unknown as PneMessageRule<MessageType>)
-    : undefined;
+  const rule = rowOf(PNE_MESSAGES, msg.t) as PneMessageRule<MessageType> | undefined;
   if (!rule) fail(ErrorCode.UNEXPECTED_MESSAGE);
   await rule.handler(st, c, msg);
 }

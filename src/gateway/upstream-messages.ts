@@ -1,10 +1,13 @@
 /**
- * Every message the CPNS Server sends this GW on its upstream session (authenticated as `urn:cpns:server:*`,
- * docs/protocol.md "At the PN GW"), in one table: message type -> handler. Group frames from the server go to
- * local delivery (relay.ts); anything else is refused with UNEXPECTED_MESSAGE.
+ * Every message the CPNS Server sends this GW on its upstream session, in one authorization table
+ * (docs/protocol.md "Authorization", "At the PN GW, from the CPNS Server"): who sends it, what it may claim and
+ * how each claim is checked, the rule id, and its handler. The session's TLS authenticates the server (role
+ * `server`). Group frames from the server go to local delivery (relay.ts); anything else is refused with
+ * UNEXPECTED_MESSAGE.
  */
 import type { MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
+import { type AuthzRow, rowOf } from '../protocol/authz.js';
 import { type Control, readUpstreamFrame } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/index.js';
 import { CloseCode } from '../transport/session.js';
@@ -21,16 +24,90 @@ type UpstreamMessageType =
   | 'error'
   | 'ok';
 
-export const UPSTREAM_MESSAGES: {
-  readonly [T in UpstreamMessageType]: (st: GatewayState, msg: MessageOf<T>) => void;
-} = {
-  'key.deliver': installKey,
-  'sg.deleted': sgDeleted,
-  'sg.signers': sgSigners,
-  'gw.policy': gwPolicy,
-  'pne.detach': pneDetach,
-  error: serverError,
-  ok: () => {},
+export type UpstreamRule = 'U1' | 'U2' | 'U3' | 'U4' | 'U5';
+
+export type UpstreamMessageRule<T extends MessageType> = AuthzRow<
+  UpstreamRule,
+  (st: GatewayState, msg: MessageOf<T>) => void
+>;
+
+const SERVER = 'the server';
+
+export const UPSTREAM_MESSAGES: { readonly [T in UpstreamMessageType]: UpstreamMessageRule<T> } = {
+  'key.deliver': {
+    who: SERVER,
+    claims: [
+      {
+        claim: "`targets`: this PN's member PNEs of the SG (replace the GW's set)",
+        check: 'must be present (a delivery without `targets` is ignored); `[]` erases the key',
+        refused: [],
+      },
+      { claim: '`epoch`, `key`', check: 'keys only move forward: an older epoch is ignored', refused: [] },
+    ],
+    rules: ['U1'],
+    handler: installKey,
+  },
+  'sg.deleted': {
+    who: SERVER,
+    claims: [
+      {
+        claim: '`sgId`: "the SG is gone"',
+        check: 'an SG the GW holds a key for (else ignored): passed on to its targets, key wiped',
+        refused: [],
+      },
+    ],
+    rules: ['U2'],
+    handler: sgDeleted,
+  },
+  'sg.signers': {
+    who: SERVER,
+    claims: [
+      {
+        claim: "`sgId`, `signers`: the members' signing keys",
+        check: 'an SG the GW holds a key for (else ignored): passed on unchanged to its attached targets',
+        refused: [],
+      },
+    ],
+    rules: ['U2'],
+    handler: sgSigners,
+  },
+  'gw.policy': {
+    who: SERVER,
+    claims: [{ claim: 'the delivery policy', check: 'schema bounds only; applied as is', refused: [] }],
+    rules: ['U3'],
+    handler: gwPolicy,
+  },
+  'pne.detach': {
+    who: SERVER,
+    claims: [
+      {
+        claim: '`pneId`: "P is revoked"',
+        check:
+          "none: P leaves the GW's targets and broadcast tree; its sessions close (4001); refused from now on",
+        refused: [],
+      },
+    ],
+    rules: ['U4'],
+    handler: pneDetach,
+  },
+  error: {
+    who: 'the server (a refusal not matched to a request)',
+    claims: [
+      {
+        claim: '`pneId`: "P\'s group message was refused"',
+        check: 'passed on to P only without `ref` and while P has a session here; else logged',
+        refused: [],
+      },
+    ],
+    rules: ['U5'],
+    handler: serverError,
+  },
+  ok: {
+    who: 'the server (an answer not matched to a request: ignored)',
+    claims: [],
+    rules: ['U5'],
+    handler: () => {},
+  },
 };
 
 export function onUpstreamFrame(st: GatewayState, control: Control, buf: Buffer): void {
@@ -42,13 +119,8 @@ export function onUpstreamFrame(st: GatewayState, control: Control, buf: Buffer)
     'the server',
   );
   if (!msg) return;
-  const handler = Object.hasOwn(UPSTREAM_MESSAGES, msg.t)
-    ? (UPSTREAM_MESSAGES[msg.t as UpstreamMessageType] as (
-        st: GatewayState,
-        msg: MessageOf<MessageType>,
-      ) => void)
-    : undefined;
-  if (handler) handler(st, msg);
+  const rule = rowOf(UPSTREAM_MESSAGES, msg.t) as UpstreamMessageRule<MessageType> | undefined;
+  if (rule) rule.handler(st, msg);
   else control.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
 }
 
