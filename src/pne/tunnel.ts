@@ -1,11 +1,13 @@
 /**
  * The end-to-end TLS session to the CPNS Server, tunnelled through the GW session (the GW relays it and cannot
  * read it): open it (and register this PNE's signing key over it), reopen it with backoff while the GW session
- * stays up, wait for it (serverControl), and the messages the server sends over it unsolicited (one table).
+ * stays up, wait for it (serverControl), and the messages the server sends over it unsolicited (one authorization
+ * table, docs/protocol.md "Authorization", "At the PNE, over its tunnel to the CPNS Server").
  */
 import type { ControlMessage, MessageOf } from '../core/codec/index.js';
 import { ed25519PublicToRaw } from '../core/crypto/ed25519.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
+import { type AuthzRow, rowOf } from '../protocol/authz.js';
 import { Control, codeOf, decodeControl, fail } from '../protocol/control.js';
 import { backoffDelay } from '../transport/backoff.js';
 import { MessageSocket } from '../transport/message-socket.js';
@@ -17,21 +19,51 @@ import { isCurrentSession, linkClosed, type PneState } from './state.js';
 
 type ServerMessageType = 'sg.remove' | 'sg.deleted' | 'key.deliver' | 'error' | 'ok';
 
+export type ServerRule = 'T1' | 'T2' | 'T3' | 'T4';
+
+export type ServerMessageRule<T extends ServerMessageType> = AuthzRow<
+  ServerRule,
+  (st: PneState, msg: MessageOf<T>) => void
+>;
+
 /**
  * What the server may send this PNE over the tunnel, unsolicited (answers to requests are matched by Control
  * first). Only the server can be at the other end: the tunnel's TLS authenticates it. Anything else is refused.
  */
-export const SERVER_MESSAGES: {
-  readonly [T in ServerMessageType]: {
-    readonly who: string;
-    readonly handler: (st: PneState, msg: MessageOf<T>) => void;
-  };
-} = {
-  'sg.remove': { who: 'the server (this PNE was removed; other PNEs ignored)', handler: removed },
-  'sg.deleted': { who: 'the server', handler: groupDeleted },
-  'key.deliver': { who: 'the server', handler: installKey },
-  error: { who: 'the server (ignored)', handler: () => {} },
-  ok: { who: 'the server (ignored)', handler: () => {} },
+export const SERVER_MESSAGES: { readonly [T in ServerMessageType]: ServerMessageRule<T> } = {
+  'sg.remove': {
+    who: 'the server (this PNE was removed; other PNEs ignored)',
+    claims: [
+      {
+        claim: '`sgId`, `pneId`: "P was removed from the SG"',
+        check: "P = this PNE's identity (else ignored); the SG's keys are forgotten",
+        refused: [],
+      },
+    ],
+    rules: ['T1'],
+    handler: removed,
+  },
+  'sg.deleted': {
+    who: 'the server',
+    claims: [{ claim: '`sgId`: "the SG is gone"', check: "none: the SG's keys are forgotten", refused: [] }],
+    rules: ['T2'],
+    handler: groupDeleted,
+  },
+  'key.deliver': {
+    who: 'the server',
+    claims: [
+      {
+        claim:
+          '`sgId`, `epoch`, `key`, `suite`, `graceSec`, `senderAnchors`: a Group Key epoch (a late key.fetch answer)',
+        check: 'as from the GW (W1): only a newer epoch is installed',
+        refused: [],
+      },
+    ],
+    rules: ['T3'],
+    handler: installKey,
+  },
+  error: { who: 'the server (ignored)', claims: [], rules: ['T4'], handler: () => {} },
+  ok: { who: 'the server (ignored)', claims: [], rules: ['T4'], handler: () => {} },
 };
 
 export async function openTunnel(st: PneState, s: Session): Promise<void> {
@@ -92,7 +124,8 @@ export async function serverControl(
   return st.tunnel.srv;
 }
 
-function onServerMessage(st: PneState, srv: Control, m: Buffer): void {
+/** One message over the tunnel: a reply to a request of ours, else its SERVER_MESSAGES row, else refused. */
+export function onServerMessage(st: PneState, srv: Control, m: Buffer): void {
   let msg: ControlMessage;
   try {
     msg = decodeControl(m);
@@ -101,9 +134,7 @@ function onServerMessage(st: PneState, srv: Control, m: Buffer): void {
     return;
   }
   if (srv.accept(msg)) return;
-  const rule = Object.hasOwn(SERVER_MESSAGES, msg.t)
-    ? SERVER_MESSAGES[msg.t as ServerMessageType]
-    : undefined;
+  const rule = rowOf(SERVER_MESSAGES, msg.t);
   if (!rule) {
     srv.sendError(ErrorCode.UNEXPECTED_MESSAGE, msg.id);
     return;
