@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { SdTree } from '../core/broadcast/index.js';
 import { aeadOpen, aeadSeal, Suite } from '../core/crypto/aead.js';
 import { type Ed25519KeyPair, ed25519PrivateFromSeed, ed25519PublicToRaw } from '../core/crypto/ed25519.js';
+import { loadOrCreateMasterKey } from '../core/crypto/masterkey.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
-import { loadOrCreateMasterKey } from '../store/masterkey.js';
 
 /**
  * The PN GW's broadcast state: its Subset-Difference tree (master secret, leaf assignments, spent leaves) and

@@ -10,9 +10,9 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadOrCreateMasterKey } from '../core/crypto/masterkey.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { codeOf, type Logger, silentLogger } from '../protocol/control.js';
-import { loadOrCreateMasterKey } from '../store/masterkey.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
 import type { Store } from '../store/store.js';
 import { SecureServer } from '../transport/secure-server.js';

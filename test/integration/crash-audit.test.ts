@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadOrCreateMasterKey } from '../../src/store/masterkey.js';
+import { loadOrCreateMasterKey } from '../../src/core/crypto/masterkey.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { AuditEntry } from '../../src/store/store.js';
 

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadOrCreateMasterKey } from '../../src/core/crypto/masterkey.js';
 import { PnGateway } from '../../src/gateway/index.js';
 import { type Credentials, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { loadOrCreateMasterKey } from '../../src/store/masterkey.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import { BACKOFF, enrollPne, inbox, startPne, startServer, tempDir, until } from './helpers.js';
 

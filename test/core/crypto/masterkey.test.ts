@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadOrCreateMasterKey, parseMasterKey } from '../../src/store/masterkey.js';
+import { loadOrCreateMasterKey, parseMasterKey } from '../../../src/core/crypto/masterkey.js';
 
 const posix = process.platform !== 'win32';
 
@@ -39,7 +39,11 @@ describe('master key', () => {
     expect(k.key.toString('hex')).toBe(hex);
     for (const badKey of ['ab'.repeat(31), 'zz'.repeat(32), 'ab'.repeat(33), `${'ab'.repeat(31)}a`]) {
       expect(() => loadOrCreateMasterKey({ dataDir: tmp(), env: { CPNS_MASTER_KEY: badKey } })).toThrow(
-        expect.objectContaining({ name: 'StoreError', code: 'MASTER_KEY_INVALID', field: 'CPNS_MASTER_KEY' }),
+        expect.objectContaining({
+          name: 'MasterKeyError',
+          code: 'MASTER_KEY_INVALID',
+          field: 'CPNS_MASTER_KEY',
+        }),
       );
     }
   });

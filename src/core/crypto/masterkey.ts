@@ -1,5 +1,7 @@
 /**
- * The server master key: 32 bytes that encrypt every secret at rest (src/store/at-rest.ts).
+ * A master key file: 32 bytes that encrypt secrets at rest — the CPNS Server's store (src/store/at-rest.ts; loaded
+ * by whoever opens the store) and the PN GW's broadcast state (src/protocol/gateway-state.ts,
+ * its own `gw-master.key`).
  *
  * Sources, first match wins:
  *  1. env CPNS_MASTER_KEY: exactly 64 hex digits (for containers / secret managers);
@@ -8,7 +10,11 @@
  *     processes starting at once end up with the same key (create-exclusive via link(2)).
  *
  * A malformed key is MASTER_KEY_INVALID; a key file readable or writable by group/other is refused with
- * MASTER_KEY_PERMISSIONS (POSIX only), like ssh does for private keys.
+ * MASTER_KEY_PERMISSIONS (POSIX only), like ssh does for private keys. Both are a `MasterKeyError` (same codes,
+ * fields and texts as the store's StoreError had for them; core cannot raise the store's error type).
+ *
+ * The one file of core that touches the file system: it lives here because everything that needs it is above core
+ * (protocol for the GW state, the store's public barrel, the composition roots), and nothing below them may do it.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -23,7 +29,21 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { StoreError } from './errors.js';
+
+export type MasterKeyErrorCode = 'MASTER_KEY_INVALID' | 'MASTER_KEY_PERMISSIONS';
+
+export class MasterKeyError extends Error {
+  readonly code: MasterKeyErrorCode;
+  /** Where the bad key came from: the env variable, 'path' (the file) or the caller's field name. */
+  readonly field: string | undefined;
+
+  constructor(code: MasterKeyErrorCode, message: string, field?: string) {
+    super(message);
+    this.name = 'MasterKeyError';
+    this.code = code;
+    this.field = field;
+  }
+}
 
 export const MASTER_KEY_ENV = 'CPNS_MASTER_KEY';
 export const MASTER_KEY_FILE = 'master.key';
@@ -47,7 +67,8 @@ export interface MasterKey {
 /** Parses 64 hex digits (surrounding whitespace allowed) into 32 bytes. */
 export function parseMasterKey(text: string, field = 'masterKey'): Buffer {
   const t = text.trim();
-  if (!HEX64.test(t)) throw new StoreError('MASTER_KEY_INVALID', 'master key must be 64 hex digits', field);
+  if (!HEX64.test(t))
+    throw new MasterKeyError('MASTER_KEY_INVALID', 'master key must be 64 hex digits', field);
   return Buffer.from(t, 'hex');
 }
 
@@ -55,7 +76,7 @@ function readKeyFile(path: string): Buffer {
   if (process.platform !== 'win32') {
     const mode = statSync(path).mode & 0o777;
     if ((mode & 0o077) !== 0)
-      throw new StoreError(
+      throw new MasterKeyError(
         'MASTER_KEY_PERMISSIONS',
         'master key file must not be accessible by group/other',
         'path',
