@@ -3,9 +3,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
+import { startServer } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
-import { CpnsServer } from '../server/index.js';
 import { median } from './measure.js';
 import { SimPne } from './sim-pne.js';
 
@@ -50,14 +50,14 @@ export async function benchRekey(o: {
   const logger = pino({ level: 'silent' });
   const t0 = performance.now();
   const broadcast = o.policy === 'broadcast';
-  const server = await CpnsServer.start({
+  const server = await startServer({
     dataDir: join(dir, 'server'),
     heartbeat: false,
     logger,
     ...(broadcast
       ? { deliveryPolicy: { broadcast: true, broadcastThreshold: 2, ackTimeoutMs: 5000 } }
       : { deliveryPolicy: { broadcast: false, broadcastThreshold: 1, ackTimeoutMs: 5000 } }),
-  } as Parameters<typeof CpnsServer.start>[0]);
+  } as Parameters<typeof startServer>[0]);
   const gws: PnGateway[] = [];
   const sims: SimPne[] = [];
   try {

@@ -6,6 +6,7 @@ import pino, { type Logger } from 'pino';
 import { buildAdminApp } from '../admin/app.js';
 import { loadOrCreateAdminToken } from '../admin/token.js';
 import type { Medium } from '../core/codec/index.js';
+import { openServerStore } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
@@ -175,8 +176,9 @@ export async function serverCommand(argv: string[]): Promise<number> {
   claimDataDir(dataDir, 'server');
   const log = logger('cpns-server');
   const metrics = new CpnsMetrics();
+  // The composition root chooses the backend: SQLite in the data directory, under its master key.
   const server = await CpnsServer.start({
-    dataDir,
+    store: await openServerStore(dataDir),
     host: values.host,
     port: Number(values.port),
     enrollPort: Number(values['enroll-port']),

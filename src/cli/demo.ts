@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CpnsError } from '../core/errors.js';
+import { startServer } from '../embed/index.js';
 import { PnGateway } from '../gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../pne/index.js';
-import { CpnsServer } from '../server/index.js';
 
 export interface DemoOptions {
   readonly log: (line: string) => void;
@@ -50,7 +50,7 @@ export async function runDemo({ log, keepDataDir }: DemoOptions): Promise<void> 
   log(
     `CPNS demo — CPNS Server, 2 PN GWs, 6 PNEs on 127.0.0.1 (TLS 1.3, mutual certificates), data in ${dataDir}`,
   );
-  const server = await CpnsServer.start({
+  const server = await startServer({
     dataDir: join(dataDir, 'server'),
     heartbeat: false,
     // operator policy pushed to the PN GWs: broadcast when at least 2 member PNEs of the PN can receive it

@@ -1,19 +1,16 @@
 /**
  * The CPNS Server role (docs/protocol.md): enrollment CA, PN registry, Service Groups, Group Key management
  * (CPNS TS §5.3.3 create / update / delete / deliver), relay of messages destined to a Service Group
- * (ciphertext only), revocation. State lives in the store (SQLite in `dataDir`); the in-memory maps of
- * ServerState are caches rebuilt from it at start, so a restart loses nothing.
+ * (ciphertext only), revocation. State lives in the store it is given (`ServerOptions.store`: the composition root
+ * chooses the backend, e.g. SQLite in a data directory via src/embed/server.ts); the in-memory maps of ServerState
+ * are caches rebuilt from it at start, so a restart loses nothing.
  *
- * This class is the facade: it opens the store and the listeners, composes the concern modules over one
+ * This class is the facade: it opens the listeners, composes the concern modules over one
  * ServerState, and exposes the public surface. The behaviour lives in the concern modules (one per concern).
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadOrCreateMasterKey } from '../core/crypto/masterkey.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { codeOf, type Logger, silentLogger } from '../protocol/control.js';
-import { openSqliteStore } from '../store/sqlite/index.js';
 import type { Store } from '../store/store.js';
 import { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
@@ -53,12 +50,10 @@ export class CpnsServer {
     this.admin = makeAdmin(st);
   }
 
+  /** Starts on `opts.store`, which the server then owns: it closes it on close() and when start fails. */
   static async start(opts: ServerOptions): Promise<CpnsServer> {
     const log = opts.logger ?? silentLogger;
-    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-    const mk = loadOrCreateMasterKey({ dataDir: opts.dataDir });
-    const store = await openSqliteStore({ path: join(opts.dataDir, 'cpns.db'), masterKey: mk.key });
-    mk.key.fill(0);
+    const store = opts.store;
     try {
       const ca = await loadOrCreateCa(store);
       const host = opts.host ?? SERVER_DEFAULTS.host;

@@ -3,12 +3,17 @@
 import type { CpnsMetrics } from '../metrics/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
-import type { DeliveryStatus, PersonalNetwork, ServiceGroup } from '../store/store.js';
+import type { DeliveryStatus, PersonalNetwork, ServiceGroup, Store } from '../store/store.js';
 import type { ConnectionLimits } from '../transport/limits.js';
 import type { HeartbeatOptions } from '../transport/session.js';
 
 export interface ServerOptions {
-  dataDir: string;
+  /**
+   * The server's state (any backend of src/store/store.ts), opened by the composition root: the CLI, or
+   * `startServer` / `openServerStore` of src/embed/server.ts for SQLite in a data directory. The server owns it
+   * from then on: close() closes it, and so does a failed start.
+   */
+  store: Store;
   /** Default 127.0.0.1. */
   host?: string;
   /** Port of the GW session listener (mTLS: GW certificates of the CPNS CA only). Default 0 (ephemeral). */

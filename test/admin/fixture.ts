@@ -11,9 +11,10 @@ import { Writable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildAdminApp } from '../../src/admin/app.js';
+import { startServer } from '../../src/embed/index.js';
 import { type Credentials, enrollAt, PnGateway } from '../../src/gateway/index.js';
 import { CpnsMetrics } from '../../src/metrics/index.js';
-import { CpnsServer } from '../../src/server/index.js';
+import type { CpnsServer } from '../../src/server/index.js';
 import { createCa, formatIdentity, issueServerCert, loadCa } from '../../src/transport/ca.js';
 
 export interface Stack {
@@ -46,7 +47,7 @@ export async function startStack(
   o: { withGateway?: boolean; serverWired?: boolean; publicMetrics?: boolean } = {},
 ): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cpns-admin-'));
-  const server = await CpnsServer.start({ dataDir, heartbeat: false });
+  const server = await startServer({ dataDir, heartbeat: false });
   let gw: PnGateway | undefined;
   let pneIdentity: string | undefined;
   let pneCredentials: Credentials | undefined;

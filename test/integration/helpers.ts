@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type SqliteServerOptions, startServer as startSqliteServer } from '../../src/embed/index.js';
 import { type GatewayOptions, PnGateway } from '../../src/gateway/index.js';
 import { type Credentials, type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
-import { CpnsServer, type ServerOptions } from '../../src/server/index.js';
+import type { CpnsServer } from '../../src/server/index.js';
 
 export const BACKOFF = { initialMs: 30, maxMs: 300 };
 
@@ -12,8 +13,11 @@ export function tempDir(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export async function startServer(dataDir: string, extra: Partial<ServerOptions> = {}): Promise<CpnsServer> {
-  return CpnsServer.start({ dataDir, heartbeat: false, ...extra });
+export async function startServer(
+  dataDir: string,
+  extra: Partial<SqliteServerOptions> = {},
+): Promise<CpnsServer> {
+  return startSqliteServer({ dataDir, heartbeat: false, ...extra });
 }
 
 /** Enrolls (unless credentials are given) and starts a PN GW; `extra` adds options such as broadcast media. */

@@ -12,10 +12,11 @@ import pino, { type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAdminApp } from '../../src/admin/app.js';
 import type { ChangeEvent } from '../../src/admin/types.js';
+import { startServer } from '../../src/embed/index.js';
 import { PnGateway } from '../../src/gateway/index.js';
 import { CpnsMetrics } from '../../src/metrics/index.js';
 import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
-import { CpnsServer } from '../../src/server/index.js';
+import type { CpnsServer } from '../../src/server/index.js';
 import { BACKOFF, inbox, tempDir, until } from './helpers.js';
 
 const lines: string[] = [];
@@ -91,7 +92,7 @@ const texts = (box: GroupMessageEvent[]) => box.map((m) => m.plaintext.toString(
 
 beforeAll(async () => {
   tmp = tempDir();
-  server = await CpnsServer.start({
+  server = await startServer({
     dataDir: tmp.dir,
     heartbeat: false,
     logger: log('server'),
