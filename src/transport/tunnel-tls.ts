@@ -11,14 +11,15 @@ import { type CertInfo, type CpnsRole, certInfo } from './ca.js';
 import { TransportError } from './errors.js';
 import { DEFAULT_TUNNEL_TLS_TIMEOUT_MS, TUNNEL_ACCEPT_DEADLINE_SLACK_MS } from './limits.js';
 import type { Session } from './session.js';
+import { TLS_PARAMS } from './tls-params.js';
 import { tunnelMuxFor } from './tunnel-mux.js';
 import type { TunnelStream } from './tunnel-stream.js';
 
 /**
- * TLS 1.3 only. The key-exchange groups are left at node's defaults here, unlike the sessions' TLS_PARAMS
- * (tls-params.ts).
+ * The same TLS parameters as the sessions (tls-params.ts): TLS 1.3 only, X25519 / P-256 only. Without the group
+ * list, node would also offer finite-field groups, which cost the server far more than the PNE.
  */
-const TUNNEL_TLS_VERSIONS = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
+const TUNNEL_TLS_VERSIONS = TLS_PARAMS;
 
 export interface TunnelTlsCredentials {
   certPem: string;

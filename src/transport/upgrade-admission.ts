@@ -38,7 +38,10 @@ const REFUSAL_CODES: Record<string, TransportErrorCode> = {
 
 /** Client side: the typed error code for the reason header of a refused upgrade. */
 export function refusalErrorCode(reason: string): TransportErrorCode {
-  return REFUSAL_CODES[reason] ?? 'UPGRADE_REFUSED';
+  // Own keys only: a hostile server's header `constructor` or `toString` must not reach Object.prototype.
+  return Object.hasOwn(REFUSAL_CODES, reason)
+    ? (REFUSAL_CODES[reason] ?? 'UPGRADE_REFUSED')
+    : 'UPGRADE_REFUSED';
 }
 
 /**

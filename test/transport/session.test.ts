@@ -7,6 +7,7 @@ import { isTransportError } from '../../src/transport/errors.js';
 import { ReconnectingClient } from '../../src/transport/reconnecting-client.js';
 import { SecureServer, type SecureServerOptions } from '../../src/transport/secure-server.js';
 import { CloseCode, type Session } from '../../src/transport/session.js';
+import { refusalErrorCode } from '../../src/transport/upgrade-admission.js';
 import { makePki, type Pki, waitFor } from './fixtures.js';
 
 let pki: Pki;
@@ -258,5 +259,18 @@ describe('ReconnectingClient', () => {
     rc.start();
     expect(code((await fatal)[0])).toBe('REVOKED');
     rc.stop();
+  });
+});
+
+describe('the refusal header a server sends is looked up as data', () => {
+  // A hostile server chooses the header text: names on Object.prototype must not come back as codes.
+  it.each(['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf', ''])(
+    '%j → UPGRADE_REFUSED',
+    (h) => {
+      expect(refusalErrorCode(h)).toBe('UPGRADE_REFUSED');
+    },
+  );
+  it('a known reason keeps its code', () => {
+    expect(refusalErrorCode('revoked')).toBe('REVOKED');
   });
 });

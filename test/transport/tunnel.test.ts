@@ -1,4 +1,5 @@
 import { PassThrough } from 'node:stream';
+import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connectSession } from '../../src/transport/connect-session.js';
 import { isTransportError } from '../../src/transport/errors.js';
@@ -206,6 +207,37 @@ describe('PNE ↔ server TLS tunnelled through the GW', () => {
     ).rejects.toSatisfy((e) => isTransportError(e, 'PEER_IDENTITY_MISMATCH'));
     sess.close();
   });
+
+  // A finite-field exchange costs the server far more than the client: inside the tunnel as on the sessions,
+  // only X25519 / P-256 (docs/transport.md). A client that offers nothing else gets no handshake.
+  it.each(['ffdhe2048', 'X448'])(
+    'the server refuses tunnel TLS offering only %s; X25519 works',
+    async (curve) => {
+      const sess = await pneSession(w.pki.pne);
+      const errs = w.serverTunnelErrors.length;
+      const socket = tls.connect({
+        socket: tunnelMuxFor(sess).open(),
+        cert: w.pki.pne.certPem,
+        key: w.pki.pne.keyPem,
+        ca: w.pki.ca.certPem,
+        minVersion: 'TLSv1.3',
+        ecdhCurve: curve,
+        rejectUnauthorized: false,
+        checkServerIdentity: () => undefined,
+      });
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('secureConnect', () => resolve('connected'));
+        socket.once('error', () => resolve('refused'));
+        socket.once('close', () => resolve('refused'));
+      });
+      socket.destroy();
+      expect(outcome).toBe('refused');
+      await vi.waitFor(() => expect(w.serverTunnelErrors.length).toBe(errs + 1), { timeout: 2000 });
+      const ok = await openTunnelTls(sess, { ...w.pki.pne });
+      expect(ok.socket.getProtocol()).toBe('TLSv1.3');
+      sess.close();
+    },
+  );
 
   it('closing the PNE session frees the relay routes', async () => {
     const sess = await pneSession(w.pki.pne);
