@@ -26,3 +26,11 @@ export function tunnelFrameOf(buf: Buffer, maxFrame: number): TunnelFrame | unde
 export function sendTunnelClose(session: Session, tunnelId: number, reason: number): void {
   session.send(encodeFrame({ kind: 'tunnel-close', tunnelId, reason }));
 }
+
+/**
+ * The tunnel id after `id` on the same side (odd ids: the session's client side, even: its server side), wrapping
+ * to the side's first id (1 or 2) past 2^32 - 1: one rule for the tunnel ends and the GW relay.
+ */
+export function nextTunnelId(id: number): number {
+  return id + 2 > 0xffffffff ? 2 - (id % 2) : id + 2;
+}

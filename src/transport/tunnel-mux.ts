@@ -7,7 +7,7 @@ import { TransportError } from './errors.js';
 import { encodeFrame, type Frame, TunnelCloseReason } from './framing.js';
 import { DEFAULT_MAX_TUNNELS_PER_SESSION } from './limits.js';
 import type { Session } from './session.js';
-import { sendTunnelClose, tunnelFrameOf } from './tunnel-frames.js';
+import { nextTunnelId, sendTunnelClose, tunnelFrameOf } from './tunnel-frames.js';
 import { TunnelStream, type TunnelStreamOptions } from './tunnel-stream.js';
 
 export interface TunnelMuxOptions extends TunnelStreamOptions {
@@ -52,8 +52,8 @@ export class TunnelMux extends EventEmitter {
     }
     if (!this.session.isOpen) throw new TransportError('CLOSED', 'session is closed');
     let id = this.#nextId;
-    while (this.#streams.has(id)) id = id + 2 > 0xffffffff ? (id % 2) + 2 : id + 2;
-    this.#nextId = id + 2 > 0xffffffff ? 2 - (id % 2) : id + 2;
+    while (this.#streams.has(id)) id = nextTunnelId(id);
+    this.#nextId = nextTunnelId(id);
     const s = this.#add(id, meta);
     this.session.send(encodeFrame({ kind: 'tunnel-open', tunnelId: id, meta }));
     return s;

@@ -6,7 +6,7 @@
 import { encodeFrame, TunnelCloseReason } from './framing.js';
 import { DEFAULT_MAX_TUNNELS_PER_PNE } from './limits.js';
 import type { Session } from './session.js';
-import { sendTunnelClose, type TunnelFrame, tunnelFrameOf } from './tunnel-frames.js';
+import { nextTunnelId, sendTunnelClose, type TunnelFrame, tunnelFrameOf } from './tunnel-frames.js';
 
 export type RelayDirection = 'up' | 'down';
 
@@ -180,8 +180,8 @@ export class TunnelRelay {
 
   #allocUp(): number {
     let id = this.#nextUp;
-    while (this.#byUpstream.has(id)) id = id + 2 > 0xffffffff ? 2 - (id % 2) : id + 2;
-    this.#nextUp = id + 2 > 0xffffffff ? 2 - (id % 2) : id + 2;
+    while (this.#byUpstream.has(id)) id = nextTunnelId(id);
+    this.#nextUp = nextTunnelId(id);
     return id;
   }
 

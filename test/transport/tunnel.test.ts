@@ -6,6 +6,7 @@ import { isTransportError } from '../../src/transport/errors.js';
 import { MessageSocket } from '../../src/transport/message-socket.js';
 import { SecureServer } from '../../src/transport/secure-server.js';
 import type { Session } from '../../src/transport/session.js';
+import { nextTunnelId } from '../../src/transport/tunnel-frames.js';
 import { tunnelMuxFor } from '../../src/transport/tunnel-mux.js';
 import { type RelayTapInfo, TunnelRelay } from '../../src/transport/tunnel-relay.js';
 import type { TunnelStream } from '../../src/transport/tunnel-stream.js';
@@ -303,5 +304,15 @@ describe('MessageSocket', () => {
     expect(() => new MessageSocket(new PassThrough(), { maxMessage: 4 }).send(Buffer.alloc(5))).toThrow(
       expect.objectContaining({ code: 'FRAME_TOO_LARGE' }),
     );
+  });
+});
+
+describe('tunnel ids', () => {
+  it("step by 2 on their side and wrap to the side's first id past 2^32 - 1", () => {
+    expect(nextTunnelId(1)).toBe(3);
+    expect(nextTunnelId(2)).toBe(4);
+    expect(nextTunnelId(0xffffffff)).toBe(1);
+    expect(nextTunnelId(0xfffffffe)).toBe(2);
+    expect(nextTunnelId(0xfffffffd)).toBe(0xffffffff);
   });
 });
