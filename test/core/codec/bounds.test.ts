@@ -8,7 +8,6 @@ import { generatedDocs, worstCase } from './doc-tables.js';
 
 const SG = '123e4567-e89b-12d3-a456-426614174000';
 const PNE = 'urn:cpns:pne:123e4567-e89b-12d3-a456-426614174000';
-const GW = 'urn:cpns:gw:123e4567-e89b-12d3-a456-426614174000';
 
 describe('every legal message fits the default limits', () => {
   it.each(messageTypes)('%s: worst case within maxMessageBytes, maxItems, maxDepth, maxMapEntries', (t) => {
@@ -47,28 +46,34 @@ describe('every legal message fits the default limits', () => {
   });
 
   it('real maximal member lists encode and decode under the defaults', () => {
-    const members: MessageOf<'sg.members'> = {
+    const signers: MessageOf<'sg.signers'> = {
       v: 1,
-      t: 'sg.members',
+      t: 'sg.signers',
+      id: Number.MAX_SAFE_INTEGER,
       sgId: SG,
-      members: Array.from({ length: MAX_LIST }, () => ({ pneId: PNE, gwId: GW })),
-      offset: 0xffffffff,
-      total: 0xffffffff,
-    };
-    expect(decodeMessage(encodeMessage(members))).toStrictEqual(members);
-    const status: MessageOf<'key.status.reply'> = {
-      v: 1,
-      t: 'key.status.reply',
-      sgId: SG,
-      epoch: 7,
-      members: Array.from({ length: MAX_LIST }, () => ({
+      signers: Array.from({ length: MAX_LIST }, (_, i) => ({
         pneId: PNE,
-        ackedEpoch: 6,
-        method: 'broadcast',
-        online: true,
+        key: new Uint8Array(32).fill(i & 0xff),
       })),
     };
-    expect(decodeMessage(encodeMessage(status))).toStrictEqual(status);
+    let frame = encodeMessage(signers);
+    expect(frame.length).toBeLessThanOrEqual(worstCase(messageSchemas['sg.signers']).bytes);
+    expect(decodeMessage(frame)).toStrictEqual(signers);
+    const report: MessageOf<'key.delivery.report'> = {
+      v: 1,
+      t: 'key.delivery.report',
+      id: Number.MAX_SAFE_INTEGER,
+      sgId: SG,
+      epoch: 0xffffffff,
+      entries: Array.from({ length: MAX_LIST }, () => ({
+        pneId: PNE,
+        method: 'broadcast',
+        ackedAt: Number.MAX_SAFE_INTEGER,
+      })),
+    };
+    frame = encodeMessage(report);
+    expect(frame.length).toBeLessThanOrEqual(worstCase(messageSchemas['key.delivery.report']).bytes);
+    expect(decodeMessage(frame)).toStrictEqual(report);
   });
 });
 

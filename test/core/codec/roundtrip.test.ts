@@ -77,7 +77,7 @@ describe('encode -> decode round-trip', () => {
   });
 
   it('validateMessage returns a normalized copy', () => {
-    const m = sampleMessage('sg.members');
+    const m = sampleMessage('sg.signers');
     const v = validateMessage(m);
     expect(v).toStrictEqual(m);
     expect(v).not.toBe(m);
@@ -92,7 +92,7 @@ describe('encode -> decode round-trip', () => {
         'create' | 'leave' | 'remove' | 'periodic' | 'operator' | 'detach' | 'revoke' | 'join'
       >();
     }
-    expectTypeOf<MessageOf<'sg.members'>['members']>().toEqualTypeOf<{ pneId: string; gwId: string }[]>();
+    expectTypeOf<MessageOf<'sg.signers'>['signers']>().toEqualTypeOf<{ pneId: string; key: Uint8Array }[]>();
     expectTypeOf<MessageOf<'enroll.relay'>['request']['role']>().toEqualTypeOf<'gw' | 'pne'>();
     expectTypeOf<MessageOf<'ping'>>().toEqualTypeOf<{ v: 1; t: 'ping'; id?: number; ts: number }>();
     expect(m).toStrictEqual({ v: 1, t: 'ok', ref: 3 });

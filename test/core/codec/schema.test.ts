@@ -46,10 +46,10 @@ describe('truncation at every byte position', () => {
   const samples: MessageType[] = [
     'key.deliver',
     'enroll.relay',
-    'sg.members',
-    'sg.msg',
+    'sg.signers',
+    'gkdk.issue',
     'error',
-    'key.status.reply',
+    'key.delivery.report',
   ];
   it.each(samples)('%s: every strict prefix is MALFORMED, never a crash', (t) => {
     const frame = encodeMessage(sampleMessage(t));
@@ -168,24 +168,30 @@ describe('per-field checks for every message type', () => {
     };
     expectCpnsError(() => decodeRaw(relay), SCHEMA, 'request.role');
     expectCpnsError(
-      () => decodeRaw({ v: 1, t: 'sg.members', sgId: SG, members: [{ pneId: PNE, gwId: GW, extra: 1 }] }),
+      () =>
+        decodeRaw({
+          v: 1,
+          t: 'sg.signers',
+          sgId: SG,
+          signers: [{ pneId: PNE, key: new Uint8Array(32), extra: 1 }],
+        }),
       SCHEMA,
-      'members[0]',
+      'signers[0]',
     );
     expectCpnsError(
       () =>
         decodeRaw({
           v: 1,
-          t: 'key.status.reply',
+          t: 'key.delivery.report',
           sgId: SG,
           epoch: 1,
-          members: [
-            { pneId: PNE, online: true },
-            { pneId: PNE, online: 'yes' },
+          entries: [
+            { pneId: PNE, method: 'unicast', ackedAt: 1 },
+            { pneId: PNE, method: 'unicast', ackedAt: 'yes' },
           ],
         }),
       SCHEMA,
-      'members[1].online',
+      'entries[1].ackedAt',
     );
     expectCpnsError(
       () => decodeRaw({ v: 1, t: 'gw.register', capabilities: { media: ['wifi', 'lte'] } }),
@@ -360,15 +366,27 @@ describe('bounds: exactly max is accepted, max+1 is TOO_LARGE', () => {
       'targets',
     ],
     [
-      'sg.members members (4096)',
+      'sg.signers signers (4096)',
       (n) => ({
         v: 1,
-        t: 'sg.members',
+        t: 'sg.signers',
         sgId: SG,
-        members: Array.from({ length: n }, () => ({ pneId: PNE, gwId: GW })),
+        signers: Array.from({ length: n }, () => ({ pneId: PNE, key: new Uint8Array(32) })),
       }),
       4096,
-      'members',
+      'signers',
+    ],
+    [
+      'key.delivery.report entries (4096)',
+      (n) => ({
+        v: 1,
+        t: 'key.delivery.report',
+        sgId: SG,
+        epoch: 1,
+        entries: Array.from({ length: n }, () => ({ pneId: PNE, method: 'broadcast', ackedAt: 1 })),
+      }),
+      4096,
+      'entries',
     ],
     [
       'media (8)',
@@ -394,11 +412,21 @@ describe('bounds: exactly max is accepted, max+1 is TOO_LARGE', () => {
     for (const n of [0, 31, 33]) {
       expectCpnsError(() => decodeRaw({ ...keyDeliver, key: new Uint8Array(n) }), SCHEMA, 'key');
     }
-    expectCpnsError(
-      () => decodeRaw({ v: 1, t: 'sg.msg', sgId: SG, data: new Uint8Array(0) }),
-      SCHEMA,
-      'data',
-    );
+  });
+
+  it('byte strings with a minimum length: one below it is SCHEMA', () => {
+    const issue = {
+      v: 1,
+      t: 'gkdk.issue',
+      gwId: GW,
+      treeId: SG,
+      treeVersion: 1,
+      leaf: 3,
+      signKey: new Uint8Array(32),
+      media: [],
+    };
+    expect(decodeRaw({ ...issue, gkdk: new Uint8Array(1) }).t).toBe('gkdk.issue');
+    expectCpnsError(() => decodeRaw({ ...issue, gkdk: new Uint8Array(0) }), SCHEMA, 'gkdk');
   });
 
   it('empty or control-character text is refused where not allowed', () => {
