@@ -83,7 +83,6 @@ const TYPED_REPLIES: ReadonlySet<string> = new Set([
   'sg.created',
   'enroll.response',
   'key.deliver',
-  'key.status.reply',
 ]);
 
 interface Pending {

@@ -5,8 +5,8 @@ import { CpnsError, ErrorCode } from '../errors.js';
  * exceeding one is a TOO_LARGE error.
  *
  * maxMessageBytes is 512 KiB rather than 64 KiB because the frame must carry the largest legal message:
- * an `sg.msg` with a full 64 KiB group message, or a `key.deliver` with 4096 sender anchors and 4096 targets
- * (~455 KB). A test checks that every message type's worst-case encoding fits these defaults.
+ * a `key.deliver` with 4096 sender anchors and 4096 targets (~455 KB). A test checks that every message type's
+ * worst-case encoding fits these defaults.
  */
 export const limits = Object.freeze({
   /** Whole CBOR frame, in bytes. */
@@ -15,10 +15,8 @@ export const limits = Object.freeze({
   maxDepth: 16,
   /** Total CBOR data items in one frame (map keys count as items). */
   maxItems: 65_536,
-  /** Entries of any one map; no message object has more than 14 fields. */
+  /** Entries of any one map; the widest message map (key.deliver with its envelope) has 16. */
   maxMapEntries: 32,
-  /** Bytes of the protected group message carried by `sg.msg` (`data`). */
-  maxGroupMessageBytes: 64 * 1024,
 });
 
 export type Limits = { readonly [K in keyof typeof limits]: number };

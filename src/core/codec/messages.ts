@@ -8,7 +8,7 @@ import { type InferShape, type Schema, type Shape, s } from './schema.js';
 
 const UINT32_MAX = 0xffff_ffff;
 
-/** Largest list in one message. Longer lists (e.g. a 10,000-member SG) are sent as pages (`offset`, `total`). */
+/** Largest list in one message. */
 export const MAX_LIST = 4096;
 
 // Reusable field schemas.
@@ -56,9 +56,6 @@ const deliveryPolicy = s.object(deliveryPolicyShape);
 const medium = s.enum(media);
 const method = s.enum(deliveryMethods);
 const mediaList = s.array(medium, { max: 8 });
-/** Paging of long lists: position of the first entry of this page, and the full list length. */
-const offset = s.optional(s.uint());
-const total = s.optional(s.uint());
 
 const enrollRequest = {
   /** One-time enrollment token created by the operator. */
@@ -114,12 +111,6 @@ export const bodies = {
   'sg.remove': { sgId, pneId },
   /** Notification: the SG is gone, erase its keys. */
   'sg.deleted': { sgId },
-  'sg.members': {
-    sgId,
-    members: s.array(s.object({ pneId, gwId }), { max: MAX_LIST }),
-    offset,
-    total,
-  },
 
   // Key management.
   'key.deliver': {
@@ -146,17 +137,6 @@ export const bodies = {
   'key.ack': { sgId, epoch, pneId: s.optional(pneId), method: s.optional(method) },
   /** Catch-up: ask for the current key (intermediate epochs are skipped, never replayed). */
   'key.fetch': { sgId, haveEpoch: s.optional(epoch) },
-  'key.status': { sgId, offset },
-  'key.status.reply': {
-    sgId,
-    epoch,
-    members: s.array(
-      s.object({ pneId, ackedEpoch: s.optional(epoch), method: s.optional(method), online: s.bool() }),
-      { max: MAX_LIST },
-    ),
-    offset,
-    total,
-  },
   'key.delivery.report': {
     sgId,
     epoch,
@@ -185,9 +165,6 @@ export const bodies = {
   'gkdk.ack': { treeId: uuid, treeVersion: s.uint({ max: UINT32_MAX }) },
   /** Operator delivery policy pushed by the server to GWs (seed §5.3.3: the GW selects unicast/broadcast). */
   'gw.policy': deliveryPolicyShape,
-
-  // Service Group message: the protected group message is opaque to the codec.
-  'sg.msg': { sgId, data: s.bytes({ min: 1, max: 'maxGroupMessageBytes' }) },
 
   // Session.
   ping: { ts: timestampMs },
@@ -232,7 +209,6 @@ export const messageInfo: {
   'sg.invite': { dir: 'PNE → server', doc: 'Invite a PNE into an invite-only SG.' },
   'sg.remove': { dir: 'PNE → server', doc: 'Remove a member; the server updates the key at once.' },
   'sg.deleted': { dir: 'server → GW → PNE', doc: 'The SG is gone: erase its keys.' },
-  'sg.members': { dir: 'server → GW/PNE', doc: 'One page of the member list (offset, total for paging).' },
   'key.deliver': {
     dir: 'server → GW, GW → PNE',
     doc: 'A Group Key epoch. targets: member PNEs of this GW (server → GW only).',
@@ -242,8 +218,6 @@ export const messageInfo: {
     dir: 'PNE → GW → server',
     doc: 'Catch-up: ask for the current key; answered by key.deliver.',
   },
-  'key.status': { dir: 'GW/PNE → server', doc: 'Ask per-member key status; answered by key.status.reply.' },
-  'key.status.reply': { dir: 'server → requester', doc: 'One page of per-member key status.' },
   'key.delivery.report': { dir: 'GW → server', doc: 'Which member PNEs confirmed an epoch, how and when.' },
   'gw.policy': {
     dir: 'server → GW',
@@ -254,7 +228,6 @@ export const messageInfo: {
     doc: "The PNE's Subset-Difference label set (GKDK) for broadcast delivery.",
   },
   'gkdk.ack': { dir: 'PNE → GW', doc: 'GKDK set stored.' },
-  'sg.msg': { dir: 'PNE ↔ server', doc: 'A protected Service Group message (opaque to the codec).' },
   ping: { dir: 'either', doc: 'Liveness probe; answered by pong with the same ts.' },
   pong: { dir: 'either', doc: 'Answer to ping.' },
   error: {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessage, validateMessage } from '../../../src/core/codec/codec.js';
-import { limits } from '../../../src/core/codec/limits.js';
 import { type MessageType, messageSchemas, messageTypes } from '../../../src/core/codec/messages.js';
 import type { Schema } from '../../../src/core/codec/schema.js';
 import { CpnsError, ErrorCode } from '../../../src/core/errors.js';
@@ -341,12 +340,6 @@ describe('bounds: exactly max is accepted, max+1 is TOO_LARGE', () => {
       'gkdk',
     ],
     [
-      'sg.msg data (64 KiB)',
-      (n) => ({ v: 1, t: 'sg.msg', sgId: SG, data: new Uint8Array(n) }),
-      limits.maxGroupMessageBytes,
-      'data',
-    ],
-    [
       'senderAnchors (4096)',
       (n) => ({
         ...keyDeliver,
@@ -400,12 +393,6 @@ describe('bounds: exactly max is accepted, max+1 is TOO_LARGE', () => {
     expect(encodeMessage(build(max) as never).length).toBeGreaterThan(0);
     expectCpnsError(() => decodeRaw(build(max + 1)), TOO_LARGE, field);
     expectCpnsError(() => encodeMessage(build(max + 1) as never), TOO_LARGE, field);
-  });
-
-  it('maxGroupMessageBytes is an option', () => {
-    const msg = { v: 1, t: 'sg.msg', sgId: SG, data: new Uint8Array(1000) };
-    expect(decodeRaw(msg, { maxGroupMessageBytes: 1000 }).t).toBe('sg.msg');
-    expectCpnsError(() => decodeRaw(msg, { maxGroupMessageBytes: 999 }), TOO_LARGE, 'data');
   });
 
   it('fixed-length byte strings: wrong length is SCHEMA', () => {
