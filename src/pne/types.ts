@@ -1,12 +1,13 @@
 /** The public option and event shapes of the PNE SDK. */
-import type { Medium } from '../core/codec/index.js';
+import type { Medium, MessageOf } from '../core/codec/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { Credentials } from '../protocol/enroll-client.js';
 import type { GkdkIssue } from '../protocol/index.js';
 import type { BackoffOptions } from '../transport/backoff.js';
 import type { HeartbeatOptions } from '../transport/session.js';
 
-export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
+/** An AEAD suite as named on the wire (sg.create, key.deliver). */
+export type WireSuite = MessageOf<'sg.create'>['suite'];
 
 export interface PneConnectOptions {
   gwUrl: string;
@@ -45,7 +46,7 @@ export interface GroupMessageEvent {
 export interface CreateGroupOptions {
   name: string;
   /** Who may join: 'invite' (default: the owner invites) or 'open' (any PNE). */
-  joinPolicy?: 'open' | 'invite';
+  joinPolicy?: MessageOf<'sg.create'>['joinPolicy'];
   suite?: WireSuite;
   sourceAuth?: boolean;
   rekeyIntervalSec?: number;

@@ -3,6 +3,7 @@
  * session to an endpoint's enrollment listener (`enrollUrl`: its own port, docs/transport.md), one
  * enroll.request with the one-time token and a fresh CSR. Below the roles, so the PNE SDK does not load the GW.
  */
+import type { MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { generateKeyAndCsr, identityFromCert } from '../transport/ca.js';
 import { connectAnonymousSession } from '../transport/connect-session.js';
@@ -25,7 +26,7 @@ export async function enrollAt(
   enrollUrl: string,
   caPem: string,
   token: string,
-  role: 'gw' | 'pne',
+  role: MessageOf<'enroll.request'>['role'],
   expectedRole: 'server' | 'gw',
 ): Promise<Credentials> {
   const { keyPem, csrPem } = await generateKeyAndCsr(`cpns-${role}`);

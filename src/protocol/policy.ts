@@ -1,16 +1,14 @@
+import type { MessageOf } from '../core/codec/index.js';
+
 /**
  * The PN GW's choice between unicast and broadcast Group Key delivery (seed §5.3.3: "PN GW selects
  * unicast/broadcast based on certain criteria such as used media in PAN and the number of member PNEs in PN
  * based on operator's policy"). The operator sets the policy on the server, which pushes it (`gw.policy`).
+ * The body of `gw.policy` (fields documented in src/core/codec/messages.ts): `broadcast` allowed at all;
+ * `broadcastThreshold`, broadcast only when at least this many member PNEs of the SG in this PN can receive it;
+ * `ackTimeoutMs`, members that have not acked a broadcast within this time get the key by unicast.
  */
-export interface DeliveryPolicy {
-  /** Broadcast delivery allowed at all. */
-  readonly broadcast: boolean;
-  /** Broadcast only when at least this many member PNEs of the SG in this PN can receive it. */
-  readonly broadcastThreshold: number;
-  /** Members that have not acked a broadcast within this time get the key by unicast. */
-  readonly ackTimeoutMs: number;
-}
+export type DeliveryPolicy = Readonly<Omit<MessageOf<'gw.policy'>, 'v' | 't' | 'id'>>;
 
 export const DEFAULT_POLICY: DeliveryPolicy = { broadcast: true, broadcastThreshold: 3, ackTimeoutMs: 1500 };
 

@@ -52,11 +52,7 @@ export function onEnrollSession(srv: ServerState, s: Session): void {
 
 export async function enroll(
   srv: ServerState,
-  req: {
-    token: string;
-    role: 'gw' | 'pne';
-    csr: string;
-  },
+  req: MessageOf<'enroll.relay'>['request'],
 ): Promise<{ cert: string; caCert: string }> {
   // The one-time token first (issue #8 §3): without a valid token, no CSR parsing and no signing. A token
   // spent on a malformed CSR is gone (the device made its CSR itself; it asks the operator for a new one).

@@ -1,5 +1,6 @@
 /** The public types of the CPNS Server role (re-exported by src/server/index.ts). */
 
+import type { MessageOf } from '../core/codec/index.js';
 import type { CpnsMetrics } from '../metrics/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
@@ -52,7 +53,8 @@ export interface ServerOptions {
   maxPnesPerGw?: number;
 }
 
-export type WireSuite = 'aes-256-gcm' | 'chacha20-poly1305';
+/** An AEAD suite as named on the wire (sg.create, key.deliver). */
+export type WireSuite = MessageOf<'sg.create'>['suite'];
 
 export interface CreateGroupInput {
   name: string;
