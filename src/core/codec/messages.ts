@@ -167,8 +167,6 @@ export const bodies = {
   'gw.policy': deliveryPolicyShape,
 
   // Session.
-  ping: { ts: timestampMs },
-  pong: { ts: timestampMs },
   error: {
     code: s.str({ min: 1, max: 64, format: 'errorCode' }),
     message: s.str({ max: 256, format: 'text' }),
@@ -228,8 +226,6 @@ export const messageInfo: {
     doc: "The PNE's Subset-Difference label set (GKDK) for broadcast delivery.",
   },
   'gkdk.ack': { dir: 'PNE → GW', doc: 'GKDK set stored.' },
-  ping: { dir: 'either', doc: 'Liveness probe; answered by pong with the same ts.' },
-  pong: { dir: 'either', doc: 'Answer to ping.' },
   error: {
     dir: 'either',
     doc: 'A request failed: stable code, fixed text, field, ref = request id; pneId = sender of a refused group message.',

@@ -9,9 +9,9 @@ import { concat, expectCpnsError, head, hex, rawEncode, textItem } from './helpe
 
 const { MALFORMED, TOO_LARGE, SCHEMA } = ErrorCode;
 
-/** `{v: 1, t: 'ping', ts: <item>}` with the given raw CBOR item as ts. */
-function pingWith(tsItem: Uint8Array): Uint8Array {
-  return concat(hex('a3 6176 01 6174 6470696e67 6274 73'), tsItem);
+/** `{v: 1, t: 'ok', ref: <item>}` with the given raw CBOR item as ref. */
+function okWith(refItem: Uint8Array): Uint8Array {
+  return concat(hex('a3 6176 01 6174 626f6b 63726566'), refItem);
 }
 
 /** A live message with a variable-length byte payload (gkdk, 1 B to 8 KiB). */
@@ -76,7 +76,7 @@ describe('CBOR profile scanner: hostile frames are refused before cbor-x runs', 
     ['map key with a dot', 'a1 63 612e62 01', MALFORMED, undefined],
     ['map key starting with a digit', 'a1 62 3161 01', MALFORMED, undefined],
     ['map key of 33 bytes', `a1 78 21 ${'61'.repeat(33)} 01`, MALFORMED, undefined],
-    ['duplicate top-level key', 'a3 6176 01 6174 6470696e67 6176 01', MALFORMED, 'v'],
+    ['duplicate top-level key', 'a3 6176 01 6174 626f6b 6176 01', MALFORMED, 'v'],
     ['invalid UTF-8 in a text value', 'a1 6174 62 c328', MALFORMED, 't'],
     ['UTF-8 encoded surrogate', 'a1 6174 63 eda080', MALFORMED, 't'],
     ['overlong UTF-8', 'a1 6174 62 c0af', MALFORMED, 't'],
@@ -97,11 +97,11 @@ describe('CBOR profile scanner: hostile frames are refused before cbor-x runs', 
   });
 
   it('floats and unsafe integers are reported at the field that holds them', () => {
-    expectCpnsError(() => decodeMessage(pingWith(hex('fb 7ff8000000000000'))), MALFORMED, 'ts'); // NaN
-    expectCpnsError(() => decodeMessage(pingWith(hex('fb 3ff8000000000000'))), MALFORMED, 'ts'); // 1.5
-    expectCpnsError(() => decodeMessage(pingWith(hex('f9 7c00'))), MALFORMED, 'ts'); // +Infinity
-    expectCpnsError(() => decodeMessage(pingWith(hex('1b 0020000000000000'))), MALFORMED, 'ts');
-    expectCpnsError(() => decodeMessage(pingWith(hex('c1 01'))), MALFORMED, 'ts');
+    expectCpnsError(() => decodeMessage(okWith(hex('fb 7ff8000000000000'))), MALFORMED, 'ref'); // NaN
+    expectCpnsError(() => decodeMessage(okWith(hex('fb 3ff8000000000000'))), MALFORMED, 'ref'); // 1.5
+    expectCpnsError(() => decodeMessage(okWith(hex('f9 7c00'))), MALFORMED, 'ref'); // +Infinity
+    expectCpnsError(() => decodeMessage(okWith(hex('1b 0020000000000000'))), MALFORMED, 'ref');
+    expectCpnsError(() => decodeMessage(okWith(hex('c1 01'))), MALFORMED, 'ref');
   });
 
   it('nested errors name the path; unknown keys never appear in it', () => {
@@ -137,13 +137,13 @@ describe('CBOR profile scanner: hostile frames are refused before cbor-x runs', 
   });
 
   it('non-minimal (but definite) integer and length encodings are accepted', () => {
-    // ts = 5 as a uint64; key "t" with a 1-byte length prefix.
-    const frame = hex('a3 6176 01 7801 74 6470696e67 6274 73 1b 0000000000000005');
-    expect(decodeMessage(frame)).toStrictEqual({ v: 1, t: 'ping', ts: 5 });
+    // ref = 5 as a uint64; key "t" with a 1-byte length prefix.
+    const frame = hex('a3 6176 01 7801 74 626f6b 63726566 1b 0000000000000005');
+    expect(decodeMessage(frame)).toStrictEqual({ v: 1, t: 'ok', ref: 5 });
   });
 
   it('decoding leaves no property on the caller buffer (cbor-x caches a dataView on its input)', () => {
-    const frame = encodeMessage({ t: 'ping', ts: 1 });
+    const frame = encodeMessage({ t: 'ok', ref: 1 });
     decodeMessage(frame);
     expect(Object.keys(frame).filter((k) => !/^\d+$/.test(k))).toEqual([]);
   });
@@ -182,9 +182,9 @@ describe('limits', () => {
   });
 
   it('maxItems: at the limit passes, one more is TOO_LARGE', () => {
-    // {v, t, ts}: 1 map + 6 items = 7.
-    const frame = encodeMessage({ t: 'ping', ts: 1 });
-    expect(decodeMessage(frame, { maxItems: 7 }).t).toBe('ping');
+    // {v, t, ref}: 1 map + 6 items = 7.
+    const frame = encodeMessage({ t: 'ok', ref: 1 });
+    expect(decodeMessage(frame, { maxItems: 7 }).t).toBe('ok');
     expectCpnsError(() => decodeMessage(frame, { maxItems: 6 }), TOO_LARGE);
     // A flat array of 65,537 zero bytes is refused by the default limit.
     const big = concat(head(4, limits.maxItems + 1), new Uint8Array(limits.maxItems + 1));
@@ -227,7 +227,7 @@ describe('limits', () => {
   });
 
   it('invalid limit options are INVALID_ARGUMENT; non-Uint8Array input too', () => {
-    const frame = encodeMessage({ t: 'ping', ts: 1 });
+    const frame = encodeMessage({ t: 'ok', ref: 1 });
     expectCpnsError(() => decodeMessage(frame, { maxDepth: 0 }), ErrorCode.INVALID_ARGUMENT, 'maxDepth');
     expectCpnsError(() => decodeMessage(frame, { maxItems: 1.5 }), ErrorCode.INVALID_ARGUMENT, 'maxItems');
     expectCpnsError(() => decodeMessage('a0' as unknown as Uint8Array), ErrorCode.INVALID_ARGUMENT);
@@ -235,9 +235,9 @@ describe('limits', () => {
 
   it('huge limit overrides allocate nothing up front; deep nesting grows the scratch stacks', () => {
     const max = 0x7fffffff;
-    const frame = encodeMessage({ t: 'ping', ts: 1 });
+    const frame = encodeMessage({ t: 'ok', ref: 1 });
     const opts = { maxDepth: max, maxMapEntries: max, maxItems: max };
-    expect(decodeMessage(frame, opts).t).toBe('ping');
+    expect(decodeMessage(frame, opts).t).toBe('ok');
     // 5000 nested single-key maps, a duplicate key at the bottom: found after the stacks have grown.
     const deep = concat(
       ...Array.from({ length: 5000 }, () => concat(hex('a1'), textItem('a'))),
@@ -252,13 +252,13 @@ describe('limits', () => {
   });
 
   it('frames that are views into a larger buffer decode correctly', () => {
-    const frame = encodeMessage({ t: 'pong', ts: 77 });
+    const frame = encodeMessage({ t: 'ok', ref: 77 });
     const big = Buffer.concat([Buffer.from('garbage'), frame, Buffer.from('more')]);
     const view = big.subarray(7, 7 + frame.length);
-    expect(decodeMessage(view)).toStrictEqual({ v: 1, t: 'pong', ts: 77 });
+    expect(decodeMessage(view)).toStrictEqual({ v: 1, t: 'ok', ref: 77 });
   });
 
   it('rawEncode helper produces the same bytes as the codec for valid messages', () => {
-    expect(rawEncode({ v: 1, t: 'ping', ts: 1 })).toStrictEqual(encodeMessage({ t: 'ping', ts: 1 }));
+    expect(rawEncode({ v: 1, t: 'ok', ref: 1 })).toStrictEqual(encodeMessage({ t: 'ok', ref: 1 }));
   });
 });

@@ -68,24 +68,24 @@ describe('envelope', () => {
   });
 
   it('v other than 1 is UNSUPPORTED_VERSION, checked before t', () => {
-    expectCpnsError(() => decodeRaw({ v: 2, t: 'ping', ts: 1 }), UNSUPPORTED_VERSION, 'v');
-    expectCpnsError(() => decodeRaw({ v: 0, t: 'ping', ts: 1 }), UNSUPPORTED_VERSION, 'v');
+    expectCpnsError(() => decodeRaw({ v: 2, t: 'ok', ref: 1 }), UNSUPPORTED_VERSION, 'v');
+    expectCpnsError(() => decodeRaw({ v: 0, t: 'ok', ref: 1 }), UNSUPPORTED_VERSION, 'v');
     expectCpnsError(() => decodeRaw({ v: 2, t: 'future.thing', x: 'y' }), UNSUPPORTED_VERSION, 'v');
-    expectCpnsError(() => decodeRaw({ v: '1', t: 'ping', ts: 1 }), SCHEMA, 'v');
-    expectCpnsError(() => decodeRaw({ v: -1, t: 'ping', ts: 1 }), SCHEMA, 'v');
-    expectCpnsError(() => decodeRaw({ t: 'ping', ts: 1 }), SCHEMA, 'v');
+    expectCpnsError(() => decodeRaw({ v: '1', t: 'ok', ref: 1 }), SCHEMA, 'v');
+    expectCpnsError(() => decodeRaw({ v: -1, t: 'ok', ref: 1 }), SCHEMA, 'v');
+    expectCpnsError(() => decodeRaw({ t: 'ok', ref: 1 }), SCHEMA, 'v');
   });
 
   it('the top level must be a map', () => {
-    for (const v of [[], 1, 'ping', new Uint8Array(2), true]) {
+    for (const v of [[], 1, 'ok', new Uint8Array(2), true]) {
       expectCpnsError(() => decodeMessage(rawEncode(v)), SCHEMA, null);
     }
   });
 
   it('request id: optional uint on every message', () => {
-    expect(decodeRaw({ v: 1, t: 'ping', id: 9, ts: 1 })).toStrictEqual({ v: 1, t: 'ping', id: 9, ts: 1 });
-    expectCpnsError(() => decodeRaw({ v: 1, t: 'ping', id: -1, ts: 1 }), SCHEMA, 'id');
-    expectCpnsError(() => decodeRaw({ v: 1, t: 'ping', id: 'a', ts: 1 }), SCHEMA, 'id');
+    expect(decodeRaw({ v: 1, t: 'ok', id: 9, ref: 1 })).toStrictEqual({ v: 1, t: 'ok', id: 9, ref: 1 });
+    expectCpnsError(() => decodeRaw({ v: 1, t: 'ok', id: -1, ref: 1 }), SCHEMA, 'id');
+    expectCpnsError(() => decodeRaw({ v: 1, t: 'ok', id: 'a', ref: 1 }), SCHEMA, 'id');
   });
 });
 
@@ -210,13 +210,13 @@ describe('integers', () => {
 
   it('negative integers are SCHEMA where a uint is expected', () => {
     expectCpnsError(() => decodeRaw({ ...keyDeliver, epoch: -1 }), SCHEMA, 'epoch');
-    expectCpnsError(() => decodeRaw({ v: 1, t: 'ping', ts: -5000000000 }), SCHEMA, 'ts');
+    expectCpnsError(() => decodeRaw({ v: 1, t: 'ok', ref: -5000000000 }), SCHEMA, 'ref');
   });
 
   it('NaN, Infinity and fractions are refused on encode (SCHEMA) and on decode (MALFORMED)', () => {
-    for (const ts of [Number.NaN, Number.POSITIVE_INFINITY, 1.5, 2 ** 53, -0.5]) {
-      expectCpnsError(() => encodeMessage({ t: 'ping', ts }), SCHEMA, 'ts');
-      expectCpnsError(() => decodeRaw({ v: 1, t: 'ping', ts }), [MALFORMED, SCHEMA], 'ts');
+    for (const ref of [Number.NaN, Number.POSITIVE_INFINITY, 1.5, 2 ** 53, -0.5]) {
+      expectCpnsError(() => encodeMessage({ t: 'ok', ref }), SCHEMA, 'ref');
+      expectCpnsError(() => decodeRaw({ v: 1, t: 'ok', ref }), [MALFORMED, SCHEMA], 'ref');
     }
   });
 
@@ -439,7 +439,7 @@ describe('error texts never carry input bytes', () => {
     ],
     ['unknown type', () => decodeRaw({ v: 1, t: M })],
     ['enum value', () => decodeRaw({ ...keyDeliver, reason: M })],
-    ['unknown key', () => decodeRaw({ v: 1, t: 'ping', ts: 1, [M]: M })],
+    ['unknown key', () => decodeRaw({ v: 1, t: 'ok', ref: 1, [M]: M })],
     ['unknown nested key', () => decodeRaw({ ...keyDeliver, senderAnchors: [{ [M]: 1 }] })],
     [
       'duplicate unknown key',
