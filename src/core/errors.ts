@@ -1,8 +1,33 @@
 /**
- * One error type for the whole product. Every cause has a stable string `code` (documented in docs/errors.md);
- * `field` names the offending field for decoding/validation errors. Messages are fixed texts chosen by us:
- * they never carry key material or attacker-supplied bytes.
+ * Errors of the whole product share one base class, `CodedError` (docs/errors.md): a stable string `code`, the
+ * `field` it is about (decoding/validation errors) and an optional `cause`. Each family (core, transport, store,
+ * CLI, admin) is one subclass with its own code table; the wire and the admin API map any error through this base
+ * class, so a new family needs no new branch in those mappings. Messages are fixed texts chosen by us: they never
+ * carry key material or bytes supplied by a peer.
  */
+
+/** Which code table a `CodedError` draws from; the wire and HTTP mappings are per family (docs/errors.md). */
+export type ErrorFamily = 'core' | 'transport' | 'store' | 'cli' | 'admin';
+
+export abstract class CodedError<C extends string = string> extends Error {
+  abstract readonly family: ErrorFamily;
+  readonly code: C;
+  /** Name of the offending field (schema path, option, argument), when the error is about one. */
+  readonly field: string | undefined;
+
+  constructor(code: C, message: string, field?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** True for an error of any family (optionally with this `code`). */
+export function isCodedError(e: unknown, code?: string): e is CodedError {
+  return e instanceof CodedError && (code === undefined || e.code === code);
+}
+
+/** The core family: codec, crypto, group messages, broadcast delivery, and the protocol's own refusals. */
 export const ErrorCode = {
   /** Input is structurally invalid (truncated, wrong type, bad enum, trailing bytes...). */
   MALFORMED: 'MALFORMED',
@@ -62,16 +87,12 @@ export const ErrorCode = {
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export class CpnsError extends Error {
-  readonly code: ErrorCode;
-  /** Name of the offending field (schema path), when the error is about one field. */
-  readonly field: string | undefined;
+export class CpnsError extends CodedError<ErrorCode> {
+  readonly family = 'core';
 
-  constructor(code: ErrorCode, message: string, field?: string) {
-    super(message);
+  constructor(code: ErrorCode, message: string, field?: string, options?: { cause?: unknown }) {
+    super(code, message, field, options);
     this.name = 'CpnsError';
-    this.code = code;
-    this.field = field;
   }
 }
 
