@@ -1,8 +1,10 @@
 /**
- * Errors raised by the store that are not validation errors of caller input (those are
- * `CpnsError(INVALID_ARGUMENT, message, field)` from src/core/errors.ts). Every cause has a stable `code`;
- * messages are fixed texts: they never carry key material, tokens or caller-supplied bytes.
+ * The store family of `CodedError` (docs/errors.md): errors that are not validation errors of caller input
+ * (those are `CpnsError(INVALID_ARGUMENT, message, field)` from src/core/errors.ts). Every cause has a stable
+ * `code`; messages are fixed texts: they never carry key material, tokens or caller-supplied bytes.
  */
+import { CodedError } from '../core/errors.js';
+
 export const StoreErrorCode = {
   /** The referenced row (identity, gateway, PNE, Service Group, key epoch, secret...) does not exist. */
   NOT_FOUND: 'NOT_FOUND',
@@ -32,16 +34,12 @@ export const StoreErrorCode = {
 
 export type StoreErrorCode = (typeof StoreErrorCode)[keyof typeof StoreErrorCode];
 
-export class StoreError extends Error {
-  readonly code: StoreErrorCode;
-  /** Name of the argument or entity concerned, when there is one (e.g. 'sgId', 'certSerial'). */
-  readonly field: string | undefined;
+export class StoreError extends CodedError<StoreErrorCode> {
+  readonly family = 'store';
 
-  constructor(code: StoreErrorCode, message: string, field?: string) {
-    super(message);
+  constructor(code: StoreErrorCode, message: string, field?: string, options?: { cause?: unknown }) {
+    super(code, message, field, options);
     this.name = 'StoreError';
-    this.code = code;
-    this.field = field;
   }
 }
 

@@ -1,8 +1,10 @@
 /**
- * Transport-layer failure causes that the product-wide `ErrorCode` table (src/core/errors.ts) does not cover.
+ * The transport family of `CodedError` (docs/errors.md): failure causes the core `ErrorCode` table does not cover.
  * Decoding errors (truncated, unknown kind, too large) reuse `CpnsError` with MALFORMED / TOO_LARGE; these codes
  * are about sessions, certificates and sockets. Messages are fixed texts: never key material, never peer bytes.
  */
+import { CodedError } from '../core/errors.js';
+
 export const TransportErrorCode = {
   /** TLS handshake failed or the peer closed during it (bad CA, no certificate, TLS < 1.3...). */
   TLS_REFUSED: 'TLS_REFUSED',
@@ -38,16 +40,12 @@ export const TransportErrorCode = {
 
 export type TransportErrorCode = (typeof TransportErrorCode)[keyof typeof TransportErrorCode];
 
-export class TransportError extends Error {
-  readonly code: TransportErrorCode;
-  /** Name of the offending field/option, when the error is about one. */
-  readonly field: string | undefined;
+export class TransportError extends CodedError<TransportErrorCode> {
+  readonly family = 'transport';
 
   constructor(code: TransportErrorCode, message: string, field?: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, field, options);
     this.name = 'TransportError';
-    this.code = code;
-    this.field = field;
   }
 }
 
