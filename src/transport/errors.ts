@@ -1,7 +1,8 @@
 /**
- * The transport family of `CodedError` (docs/errors.md): failure causes the core `ErrorCode` table does not cover.
- * Decoding errors (truncated, unknown kind, too large) reuse `CpnsError` with MALFORMED / TOO_LARGE; these codes
- * are about sessions, certificates and sockets. Messages are fixed texts: never key material, never peer bytes.
+ * The transport family of `CodedError` (docs/errors.md): failure causes the core `ErrorCode` table does not
+ * cover. Decoding errors (truncated, unknown kind, too large) reuse `CpnsError` with MALFORMED / TOO_LARGE;
+ * these codes are about sessions, certificates and sockets. Messages are fixed texts: never key material, never
+ * peer bytes.
  */
 import { CodedError } from '../core/errors.js';
 
