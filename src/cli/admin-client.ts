@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { CodedError } from '../core/errors.js';
 
 /**
  * Client of the server's admin REST API (src/admin/app.ts, docs/operator.md), used by `cpns admin ...`:
@@ -25,15 +26,18 @@ export function endpointFromDataDir(dataDir: string, token?: string): AdminEndpo
   };
 }
 
-/** A typed API error (`{error:{code,message,field?}}`): the CLI prints `cpns: <code>: <message>`. */
-export class AdminCallError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status = 0,
-    readonly field?: string,
-  ) {
-    super(message);
+/**
+ * A typed API error (`{error:{code,message,field?}}`): the CLI prints `cpns: <code>: <message>`. The message is
+ * the admin API's own fixed text for the code (docs/errors.md), from the server this CLI authenticated.
+ */
+export class AdminCallError extends CodedError {
+  readonly family = 'cli';
+  readonly status: number;
+
+  constructor(code: string, message: string, status = 0, field?: string) {
+    super(code, message, field);
+    this.name = 'AdminCallError';
+    this.status = status;
   }
 }
 

@@ -11,6 +11,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { CodedError } from '../core/errors.js';
 
 /**
  * One process per data directory: `<dataDir>/cpns.lock`, created with O_EXCL (`open(..., 'wx')`), holds the PID of
@@ -33,8 +34,9 @@ export interface LockHolder {
   nonce?: string;
 }
 
-export class DataDirInUseError extends Error {
-  readonly code = 'DATA_DIR_IN_USE';
+export class DataDirInUseError extends CodedError<'DATA_DIR_IN_USE'> {
+  readonly family = 'cli';
+
   constructor(
     readonly dataDir: string,
     readonly holder: LockHolder,
@@ -42,11 +44,13 @@ export class DataDirInUseError extends Error {
     const what = holder.role ? `cpns ${holder.role}` : 'another cpns process';
     const since = holder.since ? `, since ${new Date(holder.since).toISOString()}` : '';
     super(
+      'DATA_DIR_IN_USE',
       holder.pid === 0
         ? `data directory ${dataDir} is being locked by another cpns process that is starting (lock file ${join(dataDir, LOCK_FILE)})`
         : `data directory ${dataDir} is in use by ${what} (PID ${holder.pid}${since}); ` +
             `stop that process first (lock file ${join(dataDir, LOCK_FILE)})`,
     );
+    this.name = 'DataDirInUseError';
   }
 }
 

@@ -54,12 +54,10 @@ export type CredentialsErrorCode =
   /** credentials.json is not a credentials file of a known format. */
   | 'CREDENTIALS_MALFORMED';
 
-export class CredentialsError extends DaemonError {
-  constructor(
-    override readonly code: CredentialsErrorCode,
-    message: string,
-  ) {
+export class CredentialsError extends DaemonError<CredentialsErrorCode> {
+  constructor(code: CredentialsErrorCode, message: string) {
     super(code, message);
+    this.name = 'CredentialsError';
   }
 }
 
