@@ -2,8 +2,7 @@
  * Error replies of the admin API: `{ error: { code, message, field? } }` with a stable `code` and the HTTP status
  * it maps to. Never a stack trace, never an internal message: unknown errors become 500 INTERNAL "internal error".
  */
-import { isCpnsError } from '../core/errors.js';
-import { isStoreError } from '../store/errors.js';
+import { CodedError, isCodedError } from '../core/errors.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; field?: string };
@@ -14,7 +13,7 @@ export interface HttpError {
   body: ErrorBody;
 }
 
-/** CpnsError / StoreError codes -> HTTP status. Codes not listed: 400 for CpnsError, 500 (masked) otherwise. */
+/** Core and store codes -> HTTP status (docs/errors.md). Codes not listed: 400 (the request's fault). */
 const STATUS: Readonly<Record<string, number>> = {
   NOT_FOUND: 404,
   NOT_MEMBER: 404,
@@ -80,16 +79,15 @@ export function httpError(status: number, code: string, message: string, field?:
   return { status, body: { error: field === undefined ? { code, message } : { code, message, field } } };
 }
 
-/** An error a route throws on purpose, with its status and stable code. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
+/** An error a route throws on purpose, with its status and stable code (the admin family, docs/errors.md). */
+export class ApiError extends CodedError {
+  readonly family = 'admin';
+  readonly status: number;
+
+  constructor(status: number, code: string, message: string, field?: string) {
+    super(code, message, field);
     this.name = 'ApiError';
+    this.status = status;
   }
 }
 
@@ -117,6 +115,18 @@ function schemaError(err: { validation: AjvIssue[]; validationContext?: string }
   return httpError(400, 'SCHEMA', `${where}: ${what}`, field);
 }
 
+/**
+ * The admin API's one code -> HTTP status mapping for the product's errors, by family (docs/errors.md):
+ * a route's ApiError keeps its status; core and store codes go through STATUS; transport and CLI errors never
+ * describe a request's input, so they are masked like anything unknown.
+ */
+function codedHttpError(e: CodedError): HttpError {
+  if (e instanceof ApiError) return httpError(e.status, e.code, e.message, e.field);
+  const shown = e.family === 'core' || (e.family === 'store' && !INTERNAL_STORE_CODES.has(e.code));
+  if (!shown) return httpError(500, 'INTERNAL', 'internal error');
+  return httpError(STATUS[e.code] ?? 400, e.code, e.message, e.field);
+}
+
 /** Maps anything thrown by a route (or by fastify itself) to a safe reply. */
 export function toHttpError(e: unknown): HttpError {
   const err = e as {
@@ -125,15 +135,8 @@ export function toHttpError(e: unknown): HttpError {
     code?: unknown;
     statusCode?: unknown;
   };
-  if (e instanceof ApiError) return httpError(e.status, e.code, e.message, e.field);
+  if (isCodedError(e)) return codedHttpError(e);
   if (Array.isArray(err?.validation)) return schemaError(err as { validation: AjvIssue[] });
-  if (isCpnsError(e)) {
-    return httpError(STATUS[e.code] ?? 400, e.code, e.message, e.field);
-  }
-  if (isStoreError(e)) {
-    if (INTERNAL_STORE_CODES.has(e.code)) return httpError(500, 'INTERNAL', 'internal error');
-    return httpError(STATUS[e.code] ?? 400, e.code, e.message, e.field);
-  }
   if (typeof err?.code === 'string') {
     const f = FASTIFY_CODES[err.code];
     if (f) return httpError(f.status, f.code, f.message);
