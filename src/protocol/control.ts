@@ -12,9 +12,8 @@ import {
   encodeMessage,
   type MessageOf,
 } from '../core/codec/index.js';
-import { CpnsError, ErrorCode, isCpnsError } from '../core/errors.js';
-import { isStoreError } from '../store/errors.js';
-import { isTransportError, TransportError, TransportErrorCode } from '../transport/errors.js';
+import { CpnsError, ErrorCode, isCodedError } from '../core/errors.js';
+import { TransportError, TransportErrorCode } from '../transport/errors.js';
 import { decodeFrame, encodeFrame } from '../transport/framing.js';
 import type { Session } from '../transport/session.js';
 
@@ -60,16 +59,23 @@ export function errorText(code: string): string {
 }
 
 /**
- * Stable code of any thrown value: CpnsError and TransportError codes as they are (a timeout is TIMEOUT, a
- * closed session CLOSED...), store NOT_FOUND / CONFLICT mapped, the rest INTERNAL.
+ * Store codes a requester may see (docs/errors.md): a missing row is the protocol's NOT_FOUND, a conflicting
+ * write FORBIDDEN. Any other store state is the server's own failure, so it goes out as INTERNAL.
+ */
+const STORE_ON_WIRE: ReadonlyMap<string, ErrorCode> = new Map([
+  ['NOT_FOUND', ErrorCode.NOT_FOUND],
+  ['CONFLICT', ErrorCode.FORBIDDEN],
+]);
+
+/**
+ * Stable wire code of any thrown value, the one mapping for `error` replies (docs/errors.md): core and
+ * transport codes as they are (a timeout is TIMEOUT, a closed session CLOSED...), store codes through
+ * STORE_ON_WIRE, everything else (CLI and admin errors, anything not a CodedError) INTERNAL.
  */
 export function codeOf(e: unknown): string {
-  if (isCpnsError(e)) return e.code;
-  if (isTransportError(e)) return e.code;
-  if (isStoreError(e)) {
-    if (e.code === 'NOT_FOUND') return ErrorCode.NOT_FOUND;
-    if (e.code === 'CONFLICT') return ErrorCode.FORBIDDEN;
-  }
+  if (!isCodedError(e)) return 'INTERNAL';
+  if (e.family === 'core' || e.family === 'transport') return e.code;
+  if (e.family === 'store') return STORE_ON_WIRE.get(e.code) ?? 'INTERNAL';
   return 'INTERNAL';
 }
 
