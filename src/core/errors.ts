@@ -1,9 +1,10 @@
 /**
  * Errors of the whole product share one base class, `CodedError` (docs/errors.md): a stable string `code`,
  * the `field` it is about (decoding/validation errors) and an optional `cause`. Each family (core, transport,
- * store, CLI, admin) is one subclass with its own code table; the wire and the admin API map any error through
- * this base class, so a new family needs no new branch in those mappings. Messages are fixed texts chosen by
- * us: they never carry key material or bytes supplied by a peer.
+ * store, CLI, admin) is one subclass with its own code table. The wire (`codeOf`, src/protocol/control.ts) and
+ * the admin API (`toHttpError`, src/admin/errors.ts) each map any error in one function over this base class,
+ * so neither needs to know the families' modules. Messages are fixed texts chosen by us: they never carry key
+ * material or bytes supplied by a peer.
  */
 
 /** Which code table a `CodedError` draws from; the wire and HTTP mappings are per family (docs/errors.md). */
