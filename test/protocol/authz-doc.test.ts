@@ -76,9 +76,6 @@ const ENDPOINTS: readonly Endpoint[] = [
     unserved: {
       'enroll.request': 'only on the anonymous enrollment listener (docs/protocol.md "Enrollment")',
       'key.fetch': "sent over the PNE's tunnel (S7), not by the GW",
-      'key.status': NOT_SENT,
-      ping: NOT_SENT,
-      pong: NOT_SENT,
       error: 'the server sends no request on a GW session',
       ok: 'the server sends no request on a GW session',
     },
@@ -95,10 +92,6 @@ const ENDPOINTS: readonly Endpoint[] = [
     table: async () => (await import('../../src/server/pne-messages.js')).PNE_MESSAGES,
     replies: [],
     unserved: {
-      'key.status': NOT_SENT,
-      'sg.msg': 'group messages are 0x05 frames, never control messages',
-      ping: NOT_SENT,
-      pong: NOT_SENT,
       error: 'the server sends no request over a tunnel',
       ok: 'the server sends no request over a tunnel',
     },
@@ -119,8 +112,6 @@ const ENDPOINTS: readonly Endpoint[] = [
     replies: [],
     unserved: {
       'key.fetch': 'sent over the tunnel, end to end to the server (S7)',
-      ping: NOT_SENT,
-      pong: NOT_SENT,
       error: 'the GW sends no request on a PNE session',
       ok: 'the GW sends no request on a PNE session',
     },
@@ -136,10 +127,6 @@ const ENDPOINTS: readonly Endpoint[] = [
     table: async () => (await import('../../src/gateway/upstream-messages.js')).UPSTREAM_MESSAGES,
     replies: ['registered', 'enroll.response'],
     unserved: {
-      'sg.members': NOT_SENT,
-      'key.status.reply': NOT_SENT,
-      ping: NOT_SENT,
-      pong: NOT_SENT,
     },
     refusal: async (msg) => {
       const { onUpstreamFrame } = await import('../../src/gateway/upstream-messages.js');
@@ -155,8 +142,6 @@ const ENDPOINTS: readonly Endpoint[] = [
     table: async () => (await import('../../src/pne/gw-messages.js')).GW_MESSAGES,
     replies: [],
     unserved: {
-      ping: NOT_SENT,
-      pong: NOT_SENT,
     },
     refusal: async (msg) => {
       const { onGwFrame } = await import('../../src/pne/gw-messages.js');
@@ -173,11 +158,6 @@ const ENDPOINTS: readonly Endpoint[] = [
     replies: ['sg.created'],
     unserved: {
       'enroll.response': 'only on the enrollment session',
-      'sg.members': NOT_SENT,
-      'key.status.reply': NOT_SENT,
-      'sg.msg': 'group messages are 0x05 frames, never control messages',
-      ping: NOT_SENT,
-      pong: NOT_SENT,
     },
     refusal: async (msg) => {
       const { onServerMessage } = await import('../../src/pne/tunnel.js');
