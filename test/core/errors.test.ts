@@ -9,6 +9,7 @@ import { AdminCallError } from '../../src/cli/admin-client.js';
 import { DataDirInUseError } from '../../src/cli/datadir-lock.js';
 import { CredentialsError } from '../../src/cli/files.js';
 import { DaemonError, UsageError } from '../../src/cli/usage.js';
+import { MasterKeyError } from '../../src/core/crypto/masterkey.js';
 import {
   CodedError,
   CpnsError,
@@ -30,6 +31,7 @@ const everyClass: [CodedError, ErrorFamily, string][] = [
   [new CpnsError('MALFORMED', 'x', 'f'), 'core', 'CpnsError'],
   [new TransportError('CLOSED', 'x', 'f'), 'transport', 'TransportError'],
   [new StoreError('CONFLICT', 'x', 'f'), 'store', 'StoreError'],
+  [new MasterKeyError('MASTER_KEY_INVALID', 'x', 'f'), 'store', 'MasterKeyError'],
   [new UsageError('x'), 'cli', 'UsageError'],
   [new DaemonError('REVOKED', 'x'), 'cli', 'DaemonError'],
   [new CredentialsError('KEY_INVALID', 'x'), 'cli', 'CredentialsError'],
@@ -181,6 +183,11 @@ describe('the wire and HTTP mapping is what docs/errors.md says', () => {
 
   it.each(storeCodes)('store %s', (code) => {
     expectAsDocumented(new StoreError(code, 'fixed text', 'f'), rowFor('store', code));
+  });
+
+  // The master-key file helper sits in core (below protocol and the roles) but reports the store's codes.
+  it.each(['MASTER_KEY_INVALID', 'MASTER_KEY_PERMISSIONS'] as const)('master key %s', (code) => {
+    expectAsDocumented(new MasterKeyError(code, 'fixed text', 'f'), rowFor('store', code));
   });
 
   it.each(everyClass.filter(([, f]) => f === 'cli').map(([e, , name]) => [name, e] as const))(

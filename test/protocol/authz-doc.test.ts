@@ -64,8 +64,6 @@ function recorder(): { control: Control; code: () => string | undefined } {
 const controlFrame = (msg: ControlMessage): Buffer =>
   Buffer.from(encodeFrame({ kind: 'control', payload: encodeMessage(msg) }));
 
-const NOT_SENT = 'in the codec, but no role sends it yet';
-
 const ENDPOINTS: readonly Endpoint[] = [
   {
     id: 'server-gw',
@@ -126,8 +124,7 @@ const ENDPOINTS: readonly Endpoint[] = [
     to: 'GW',
     table: async () => (await import('../../src/gateway/upstream-messages.js')).UPSTREAM_MESSAGES,
     replies: ['registered', 'enroll.response'],
-    unserved: {
-    },
+    unserved: {},
     refusal: async (msg) => {
       const { onUpstreamFrame } = await import('../../src/gateway/upstream-messages.js');
       const r = recorder();
@@ -141,8 +138,7 @@ const ENDPOINTS: readonly Endpoint[] = [
     to: 'PNE',
     table: async () => (await import('../../src/pne/gw-messages.js')).GW_MESSAGES,
     replies: [],
-    unserved: {
-    },
+    unserved: {},
     refusal: async (msg) => {
       const { onGwFrame } = await import('../../src/pne/gw-messages.js');
       const r = recorder();

@@ -29,19 +29,18 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { CodedError } from '../errors.js';
 
 export type MasterKeyErrorCode = 'MASTER_KEY_INVALID' | 'MASTER_KEY_PERMISSIONS';
 
-export class MasterKeyError extends Error {
-  readonly code: MasterKeyErrorCode;
-  /** Where the bad key came from: the env variable, 'path' (the file) or the caller's field name. */
-  readonly field: string | undefined;
+/** Family 'store': the codes are the store's (MASTER_KEY_*), and so are the wire and HTTP mappings (docs/errors.md). */
+export class MasterKeyError extends CodedError<MasterKeyErrorCode> {
+  readonly family = 'store';
 
+  /** `field`: where the bad key came from: the env variable, 'path' (the file) or the caller's field name. */
   constructor(code: MasterKeyErrorCode, message: string, field?: string) {
-    super(message);
+    super(code, message, field);
     this.name = 'MasterKeyError';
-    this.code = code;
-    this.field = field;
   }
 }
 
