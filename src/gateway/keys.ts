@@ -6,7 +6,7 @@
 import type { MessageOf } from '../core/codec/index.js';
 import { activationTime } from '../core/group/activation.js';
 import { codeOf } from '../protocol/control.js';
-import type { GkdkIssue, MemberInfo } from '../protocol/index.js';
+import { type GkdkIssue, keyDeliver, type MemberInfo } from '../protocol/index.js';
 import { deliveryOf, type GatewayState, type KeyEntry, type PneConn, treeTag } from './state.js';
 import type { BroadcastMediumConfig } from './types.js';
 
@@ -185,24 +185,22 @@ export function sendKey(st: GatewayState, c: PneConn, sgId: string, e: KeyEntry)
   const now = Date.now();
   const ahead = e.activateBy !== undefined && e.activateBy > now;
   try {
-    c.control.send({
-      t: 'key.deliver',
-      sgId,
-      epoch: e.epoch,
-      key: e.key,
-      suite: e.suite,
-      reason: e.reason,
-      graceSec: e.graceSec,
-      previousEpoch: e.previousEpoch,
-      senderAnchors: e.anchors,
-      ...(e.sourceAuth ? { sourceAuth: true } : {}),
-      ...(ahead
-        ? {
-            activateIn: Math.ceil(((e.activateBy as number) - now) / 1000),
-            ...(e.activateAt !== undefined ? { activateAt: e.activateAt } : {}),
-          }
-        : {}),
-    });
+    c.control.send(
+      keyDeliver({
+        sgId,
+        epoch: e.epoch,
+        key: e.key,
+        suite: e.suite,
+        reason: e.reason,
+        graceSec: e.graceSec,
+        previousEpoch: e.previousEpoch,
+        senderAnchors: e.anchors,
+        sourceAuth: e.sourceAuth,
+        activate: ahead
+          ? { inSec: Math.ceil(((e.activateBy as number) - now) / 1000), at: e.activateAt }
+          : undefined,
+      }),
+    );
     d.sent = e.epoch;
   } catch (err) {
     st.log.warn({ code: codeOf(err) }, 'key delivery to PNE failed');

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { codeOf } from '../protocol/control.js';
+import { keyDeliver } from '../protocol/key-deliver.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { onKeyUpdated } from './events.js';
 import { anchors } from './relay.js';
@@ -123,22 +124,23 @@ export function deliver(
     if (!conn?.registered) continue;
     try {
       recordSent(srv, conn, st.sgId, epoch, targets);
-      conn.control.send({
-        t: 'key.deliver',
-        sgId: st.sgId,
-        epoch,
-        key,
-        suite: WIRE_SUITE[st.suite],
-        reason,
-        graceSec,
-        previousEpoch,
-        senderAnchors: anchors,
-        // Relative and absolute: devices without a synchronised clock use the relative one.
-        ...(activate ? { activateAt: activate.at, activateIn: activate.inSec } : {}),
-        targets: targets.slice(0, SERVER_DEFAULTS.maxTargets),
-        ...(st.deliveryPolicy ? { policy: st.deliveryPolicy } : {}),
-        ...(st.sourceAuth ? { sourceAuth: true } : {}),
-      });
+      conn.control.send(
+        keyDeliver({
+          sgId: st.sgId,
+          epoch,
+          key,
+          suite: WIRE_SUITE[st.suite],
+          reason,
+          graceSec,
+          previousEpoch,
+          senderAnchors: anchors,
+          // Relative and absolute: devices without a synchronised clock use the relative one.
+          activate,
+          targets: targets.slice(0, SERVER_DEFAULTS.maxTargets),
+          policy: st.deliveryPolicy,
+          sourceAuth: st.sourceAuth,
+        }),
+      );
       if (targets.length > 0) pushSigners(srv, st, gw);
     } catch (e) {
       srv.log.warn({ code: codeOf(e), gw }, 'key delivery failed');

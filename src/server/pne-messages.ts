@@ -7,6 +7,7 @@
 import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../protocol/control.js';
+import { keyDeliver } from '../protocol/key-deliver.js';
 import { type MessageRule, ruleOf } from './authz.js';
 import { addMember, createGroup, deleteGroup, removeMember } from './groups.js';
 import { pushSigners } from './keys.js';
@@ -230,18 +231,19 @@ async function keyFetch(srv: ServerState, pt: PneTunnel, msg: MessageOf<'key.fet
     return { st, k };
   });
   try {
-    pt.control.send({
-      t: 'key.deliver',
-      id: msg.id,
-      sgId: msg.sgId,
-      epoch: k.epoch,
-      key: k.key,
-      suite: WIRE_SUITE[st.suite],
-      reason: wireReason(k.reason),
-      graceSec: 0,
-      senderAnchors: anchors(srv, st.sgId, k.epoch),
-      ...(st.sourceAuth ? { sourceAuth: true } : {}),
-    });
+    pt.control.send(
+      keyDeliver({
+        id: msg.id,
+        sgId: msg.sgId,
+        epoch: k.epoch,
+        key: k.key,
+        suite: WIRE_SUITE[st.suite],
+        reason: wireReason(k.reason),
+        graceSec: 0,
+        senderAnchors: anchors(srv, st.sgId, k.epoch),
+        sourceAuth: st.sourceAuth,
+      }),
+    );
   } finally {
     k.key.fill(0);
   }
