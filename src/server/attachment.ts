@@ -7,6 +7,7 @@
 import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../protocol/control.js';
+import { provenAt } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { rekeyGroupsOf, sendCurrentKey } from './keys.js';
@@ -29,7 +30,7 @@ export async function pneAttach(srv: ServerState, conn: GwConn, msg: MessageOf<'
   conn.claims.set(pneId, [...msg.media]);
   conn.control.sendOk(msg.id);
   // Already proven here (its tunnel came first): the media may have changed.
-  if (conn.attached.has(pneId) && srv.pneAt.get(pneId) === conn.id && String(before) !== String(msg.media))
+  if (provenAt(srv.pneAt, pneId, conn.id, conn.attached) && String(before) !== String(msg.media))
     await srv.store.attachPne(pneId, conn.id, msg.media);
 }
 
@@ -47,7 +48,7 @@ export async function proveAttach(srv: ServerState, conn: GwConn, pt: PneTunnel)
   }
   const media = conn.claims.get(pneId) ?? (await srv.store.getPne(pneId))?.media ?? [];
   const { previousGwId } = await srv.store.attachPne(pneId, conn.id, media);
-  const wasHere = conn.attached.has(pneId) && srv.pneAt.get(pneId) === conn.id;
+  const wasHere = provenAt(srv.pneAt, pneId, conn.id, conn.attached);
   srv.pneAt.set(pneId, conn.id);
   conn.attached.add(pneId);
   // Its tunnels through other GWs are no proof any more: close them, and those GWs lose it.
@@ -103,7 +104,7 @@ export async function loseAttachment(
 
 /** Rules A3, A4: `pneId` is in `conn`'s PN and proven there now (rule A1); else FORBIDDEN. */
 function requireProvenHere(srv: ServerState, conn: GwConn, pneId: string): void {
-  if (srv.pneAt.get(pneId) !== conn.id || !conn.attached.has(pneId)) fail(ErrorCode.FORBIDDEN, 'pneId');
+  if (!provenAt(srv.pneAt, pneId, conn.id, conn.attached)) fail(ErrorCode.FORBIDDEN, 'pneId');
 }
 
 export async function pneStatus(srv: ServerState, conn: GwConn, msg: MessageOf<'pne.status'>): Promise<void> {

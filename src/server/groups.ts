@@ -5,10 +5,11 @@
  */
 import { ErrorCode } from '../core/errors.js';
 import { codeOf, fail, toPneIdentity } from '../protocol/control.js';
+import { joinUpdateDue, onJoin, servingGwOf } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';
-import { groupOf, newSgState, OPERATOR, type ServerState, type SgState, servingGw, withSg } from './state.js';
+import { groupOf, newSgState, OPERATOR, type ServerState, type SgState, withSg } from './state.js';
 import type { CreateGroupInput, GroupPolicyPatch } from './types.js';
 import { SUITE_OF } from './wire.js';
 
@@ -112,12 +113,13 @@ export async function addMembers(
       emit(srv, { kind: 'member.add', sgId, pneId: p });
     }
     if (fresh.length === 0) return;
-    if (st.updateOnJoin) {
+    const action = onJoin(st.updateOnJoin, st.joinUpdate !== undefined);
+    if (action !== 'deliver-current') {
       for (const p of fresh) st.pendingJoiners.add(p);
-      scheduleJoinUpdate(srv, st, actor);
+      if (action === 'open-window') scheduleJoinUpdate(srv, st, actor);
       return;
     }
-    for (const gw of new Set(fresh.map((p) => servingGw(srv, p)))) {
+    for (const gw of new Set(fresh.map((p) => servingGwOf(srv, p)))) {
       if (gw !== undefined) await sendCurrentKey(srv, st, gw);
     }
     pushSigners(srv, st); // the other members learn the newcomers' signing keys
@@ -140,7 +142,7 @@ export function scheduleJoinUpdate(srv: ServerState, st: SgState, actor: string)
     st.joinUpdate = undefined;
     try {
       await withSg(srv, st.sgId, async () => {
-        if (srv.groups.get(st.sgId) === st && st.pendingJoiners.size > 0)
+        if (joinUpdateDue(srv.groups.get(st.sgId) === st, st.pendingJoiners.size))
           await rekeyLocked(srv, st, 'join', actor);
       });
     } catch (e) {

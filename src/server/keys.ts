@@ -6,22 +6,31 @@
 import { randomBytes } from 'node:crypto';
 import { codeOf } from '../protocol/control.js';
 import { keyDeliver } from '../protocol/key-deliver.js';
+import {
+  activationOf,
+  keyDeliveries,
+  periodicIntervalMs,
+  previousEpochUntil,
+  rekeyOnDeparture,
+  rekeyTiming,
+} from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { onKeyUpdated } from './events.js';
 import { anchors } from './relay.js';
-import { type GwConn, type ServerState, type SgState, servingGw, withSg } from './state.js';
-import { LEAVE_REASONS, type RekeyReason, WIRE_SUITE, wireReason } from './wire.js';
+import { type GwConn, type ServerState, type SgState, withSg } from './state.js';
+import { type RekeyReason, WIRE_SUITE, wireReason } from './wire.js';
 
 export function startTimer(srv: ServerState, st: SgState): void {
   if (st.timer) clearInterval(st.timer);
   st.timer = undefined;
-  if (!st.rekeyIntervalSec) return;
+  const intervalMs = periodicIntervalMs(st.rekeyIntervalSec);
+  if (intervalMs === undefined) return;
   st.timer = setInterval(() => {
     if (srv.closed || !srv.groups.has(st.sgId)) return;
     withSg(srv, st.sgId, () => rekeyLocked(srv, st, 'periodic', 'scheduler')).catch((e) =>
       srv.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
     );
-  }, st.rekeyIntervalSec * 1000);
+  }, intervalMs);
   st.timer.unref();
 }
 
@@ -37,11 +46,12 @@ export async function rekeyLocked(
   try {
     // A periodic update may be distributed ahead of its activation so that members switch together
     // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
-    const leadSec =
-      reason === 'periodic' && auditReason !== 'restart'
-        ? (srv.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec)
-        : 0;
-    const activateAt = leadSec > 0 ? Date.now() + leadSec * 1000 : undefined;
+    const timing = rekeyTiming(reason, auditReason, {
+      leaveGraceSec: srv.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec,
+      periodicGraceSec: srv.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec,
+      periodicLeadSec: srv.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec,
+    });
+    const activate = activationOf(Date.now(), timing.leadSec);
     // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
     const meta = await srv.store.rotateGroupKey(st.sgId, key, reason, {
       audit: {
@@ -49,19 +59,13 @@ export async function rekeyLocked(
         action: reason === 'create' ? 'key.create' : 'key.update',
         reason: auditReason ?? reason,
       },
-      ...(activateAt !== undefined ? { activateAt } : {}),
+      ...(activate !== undefined ? { activateAt: activate.at } : {}),
     });
-    const graceSec =
-      reason === 'create' || auditReason === 'restart'
-        ? 0
-        : LEAVE_REASONS.has(reason)
-          ? (srv.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec)
-          : (srv.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec);
     const previous = st.epoch;
     // A new epoch is fresh for every joiner: from here on deliveries name them again.
     st.pendingJoiners.clear();
     st.prevEpoch = previous > 0 ? previous : undefined;
-    st.prevUntil = Date.now() + (leadSec + graceSec) * 1000;
+    st.prevUntil = previousEpochUntil(Date.now(), timing);
     st.epoch = meta.epoch;
     for (const k of srv.marks.keys()) {
       if (!k.startsWith(`${st.sgId}|`)) continue;
@@ -75,11 +79,11 @@ export async function rekeyLocked(
       key,
       meta.epoch,
       reason,
-      graceSec,
+      timing.graceSec,
       undefined,
       previous > 0 ? previous : undefined,
       undefined,
-      activateAt !== undefined ? { at: activateAt, inSec: leadSec } : undefined,
+      activate,
     );
     if (previous > 1) await srv.store.pruneKeys(st.sgId, previous);
     srv.log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
@@ -102,22 +106,16 @@ export function deliver(
   anchors?: { sender: Uint8Array; instance: Uint8Array; counter: number }[],
   activate?: { at: number; inSec: number },
 ): void {
-  const byGw = new Map<string, string[]>();
-  for (const m of st.members) {
-    // A joiner waiting for its join update never gets a key from before its join.
-    if (st.pendingJoiners.has(m)) continue;
-    const gw = servingGw(srv, m);
-    if (gw === undefined) continue;
-    let l = byGw.get(gw);
-    if (!l) {
-      l = [];
-      byGw.set(gw, l);
-    }
-    l.push(m);
-  }
-  const gws = onlyGw !== undefined ? [onlyGw] : [...new Set([...byGw.keys(), ...st.targetGws])];
-  for (const gw of gws) {
-    const targets = byGw.get(gw) ?? [];
+  // Who gets the key where: each GW its proven members, a joiner waiting for its join update never one from
+  // before its join (decisions.ts `keyDeliveries`).
+  const deliveries = keyDeliveries({
+    members: st.members,
+    pendingJoiners: st.pendingJoiners,
+    attachments: srv,
+    targetGws: st.targetGws,
+    onlyGw,
+  });
+  for (const { gw, targets } of deliveries) {
     if (targets.length > 0) st.targetGws.add(gw);
     else st.targetGws.delete(gw);
     const conn = srv.gwConns.get(gw);
@@ -214,7 +212,7 @@ export async function rekeyGroupsOf(
 ): Promise<void> {
   const set = new Set(pnes);
   for (const st of [...srv.groups.values()]) {
-    if (![...st.members].some((m) => set.has(m))) continue;
+    if (!rekeyOnDeparture(st.members, set)) continue;
     await withSg(srv, st.sgId, async () => {
       if (srv.groups.has(st.sgId)) await rekeyLocked(srv, st, reason, actor);
     });

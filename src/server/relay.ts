@@ -1,6 +1,6 @@
 /**
  * Relay of messages destined to a Service Group (docs/protocol.md rule R1; ciphertext only): admission of a
- * group frame from a GW, the relay marks (highest counter per sender instance, the replay anchors given with a
+ * group frame from a GW (the rule itself: `admitRelay` in decisions.ts), the relay marks (highest counter per sender instance, the replay anchors given with a
  * key), fan-out to the GWs that serve members, and the server's own messages to an SG.
  */
 import { type CpnsError, ErrorCode } from '../core/errors.js';
@@ -9,30 +9,33 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
 import { codeOf, fail, uuidToBytes } from '../protocol/control.js';
 import { encodeFrame } from '../transport/framing.js';
+import { admitRelay, isReplay, provenAt, relayEnvelope, relayGws } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
-import { type GwConn, type ServerState, type SgState, servingGw } from './state.js';
+import type { GwConn, ServerState, SgState } from './state.js';
 
 export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): void {
   let sender: string | undefined;
   try {
-    if (!conn.registered) fail(ErrorCode.UNEXPECTED_MESSAGE);
     const payload = frame.subarray(1);
-    if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
+    const envelope = relayEnvelope(conn.registered, payload.length, DEFAULT_MAX_MESSAGE_BYTES);
+    if (envelope) fail(envelope.code, envelope.field);
     const h = readHeader(payload);
     const sgId = bytesToUuid(h.sgId);
     const st = srv.groups.get(sgId);
-    if (!st) fail(ErrorCode.NOT_FOUND, 'sgId');
-    sender = pneIdentityOf(h.senderId);
+    if (st) sender = pneIdentityOf(h.senderId);
     // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
-    if (srv.pneAt.get(sender) !== conn.id || !conn.attached.has(sender))
-      fail(ErrorCode.FORBIDDEN, 'senderId');
-    if (!st.members.has(sender)) fail(ErrorCode.NOT_MEMBER, 'senderId');
-    if (h.epoch !== st.epoch) {
-      if (h.epoch > st.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
-      if (!(h.epoch === st.prevEpoch && Date.now() <= st.prevUntil)) fail(ErrorCode.EXPIRED_EPOCH, 'epoch');
-    }
-    mark(srv, sgId, h);
-    fanOut(srv, st, frame, conn.id);
+    const refusal = admitRelay({
+      group: st,
+      sender,
+      senderProvenHere: sender !== undefined && provenAt(srv.pneAt, sender, conn.id, conn.attached),
+      epoch: h.epoch,
+      counter: h.counter,
+      relayMark: relayMarkOf(srv, sgId, h),
+      now: Date.now(),
+    });
+    if (refusal) fail(refusal.code, refusal.field);
+    setMark(srv, sgId, h);
+    fanOut(srv, st!, frame, conn.id); // admitted, so the SG exists
     srv.metrics.relayed(payload.length);
   } catch (e) {
     srv.metrics.decryptFailure(codeOf(e));
@@ -41,13 +44,19 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
   }
 }
 
-/** Relay high-water mark of a sender instance (replay anchors); refuses a counter already relayed. */
-export function mark(srv: ServerState, sgId: string, h: GroupHeader): void {
-  const mk = `${sgId}|${h.epoch}`;
-  const sk = `${h.senderId.toString('hex')}|${h.instance.toString('hex')}`;
+function markKeys(sgId: string, h: GroupHeader): { mk: string; sk: string } {
+  return { mk: `${sgId}|${h.epoch}`, sk: `${h.senderId.toString('hex')}|${h.instance.toString('hex')}` };
+}
+
+/** The relay mark of the header's sender instance in its epoch, if any. */
+function relayMarkOf(srv: ServerState, sgId: string, h: GroupHeader): number | undefined {
+  const { mk, sk } = markKeys(sgId, h);
+  return srv.marks.get(mk)?.get(sk);
+}
+
+function setMark(srv: ServerState, sgId: string, h: GroupHeader): void {
+  const { mk, sk } = markKeys(sgId, h);
   let marks = srv.marks.get(mk);
-  const prev = marks?.get(sk);
-  if (prev !== undefined && h.counter <= prev) fail(ErrorCode.REPLAY, 'counter');
   if (!marks) {
     marks = new Map();
     srv.marks.set(mk, marks);
@@ -56,14 +65,15 @@ export function mark(srv: ServerState, sgId: string, h: GroupHeader): void {
   srv.dirtyMarks.add(`${mk}|${sk}`);
 }
 
+/** Relay high-water mark of a sender instance (replay anchors); refuses a counter already relayed. */
+export function mark(srv: ServerState, sgId: string, h: GroupHeader): void {
+  if (isReplay(h.counter, relayMarkOf(srv, sgId, h))) fail(ErrorCode.REPLAY, 'counter');
+  setMark(srv, sgId, h);
+}
+
 /** Send a group frame to every GW with members of the SG, except the one it came from. */
 export function fanOut(srv: ServerState, st: SgState, frame: Buffer, exceptGw: string | undefined): void {
-  const out = new Set<string>();
-  for (const m of st.members) {
-    const gw = servingGw(srv, m);
-    if (gw !== undefined && gw !== exceptGw) out.add(gw);
-  }
-  for (const gw of out) srv.gwConns.get(gw)?.session.send(frame);
+  for (const gw of relayGws(st.members, srv, exceptGw)) srv.gwConns.get(gw)?.session.send(frame);
 }
 
 export function anchors(

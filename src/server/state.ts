@@ -16,6 +16,7 @@ import type { Ca } from '../transport/ca.js';
 import type { MessageSocket } from '../transport/message-socket.js';
 import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
+import { servingGwOf } from './decisions.js';
 import type { ServerOptions } from './types.js';
 
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
@@ -158,8 +159,7 @@ export function withSg<T>(srv: ServerState, sgId: string, fn: () => Promise<T>):
 
 /** The GW that serves `pneId` now: the PNE is in its PN and proven there (rule A1); else undefined. */
 export function servingGw(srv: ServerState, pneId: string): string | undefined {
-  const gw = srv.pneAt.get(pneId);
-  return gw !== undefined && srv.gwConns.get(gw)?.attached.has(pneId) ? gw : undefined;
+  return servingGwOf(srv, pneId); // the rule: decisions.ts
 }
 
 export function liveTunnel(srv: ServerState, pt: PneTunnel): boolean {
