@@ -6,30 +6,40 @@
 import type { MessageOf } from '../core/codec/index.js';
 import { activationTime } from '../core/group/activation.js';
 import { codeOf } from '../protocol/control.js';
-import { type GkdkIssue, keyDeliver, type MemberInfo } from '../protocol/index.js';
+import { type GkdkIssue, keyDeliver } from '../protocol/index.js';
+import {
+  activateInSec,
+  attachedTargets,
+  broadcastStillDue,
+  fallbackDue,
+  keyDeliverAction,
+  planDistribution,
+  unicastDue,
+} from './decisions.js';
 import { deliveryOf, type GatewayState, type KeyEntry, type PneConn, treeTag } from './state.js';
 import type { BroadcastMediumConfig } from './types.js';
 
 /** The server's key.deliver for this PN: the new entry, distributed to the online targets, then acked (K1). */
 export function installKey(st: GatewayState, msg: MessageOf<'key.deliver'>): void {
-  if (msg.targets === undefined) return;
   const old = st.keys.get(msg.sgId);
-  if (old && msg.epoch < old.epoch) return; // keys only move forward
-  if (msg.targets.length === 0) {
+  const action = keyDeliverAction(old?.epoch, msg.epoch, msg.targets);
+  if (action.do === 'ignore') return;
+  if (action.do === 'erase') {
     old?.key.fill(0);
     st.keys.delete(msg.sgId);
     st.events.emit('key', { sgId: msg.sgId, epoch: msg.epoch, targets: [] });
     return;
   }
-  if (old && old.epoch !== msg.epoch) old.key.fill(0);
+  const kept = action.keepKey ? old : undefined;
+  if (old && !kept) old.key.fill(0);
   const e: KeyEntry = {
     epoch: msg.epoch,
-    key: old && old.epoch === msg.epoch ? old.key : Buffer.from(msg.key),
+    key: kept ? kept.key : Buffer.from(msg.key),
     suite: msg.suite,
     reason: msg.reason,
     graceSec: msg.graceSec,
     previousEpoch: msg.previousEpoch,
-    anchors: msg.senderAnchors ?? (old && old.epoch === msg.epoch ? old.anchors : undefined),
+    anchors: msg.senderAnchors ?? kept?.anchors,
     activateAt: msg.activateAt,
     // Relative activation wins (one rule, src/core/group/activation.ts): converted to this GW's clock.
     activateBy: activationTime(msg.activateIn, msg.activateAt, Date.now()),
@@ -38,12 +48,7 @@ export function installKey(st: GatewayState, msg: MessageOf<'key.deliver'>): voi
     sourceAuth: msg.sourceAuth ?? false,
   };
   st.keys.set(msg.sgId, e);
-  const online: PneConn[] = [];
-  for (const p of e.targets) {
-    const c = st.pnes.get(p);
-    if (c?.phase === 'attached') online.push(c);
-  }
-  distribute(st, msg.sgId, e, online);
+  distribute(st, msg.sgId, e, attachedTargets(e.targets, st.pnes));
   try {
     st.upControl?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
   } catch {}
@@ -79,30 +84,37 @@ export function wipeKeys(st: GatewayState): void {
  */
 export function distribute(st: GatewayState, sgId: string, e: KeyEntry, conns: readonly PneConn[]): void {
   const epoch = e.epoch;
-  const todo = conns.filter((c) => {
-    const d = deliveryOf(c, sgId);
-    return (d.sent ?? -1) < epoch && (d.acked ?? -1) < epoch && d.broadcastEpoch !== epoch;
-  });
   const b = st.broadcaster;
-  if (!b || e.activateBy !== undefined) {
-    for (const c of todo) sendKey(st, c, sgId, e);
-    return;
-  }
-  const tag = treeTag(st);
-  const members: MemberInfo[] = [];
-  for (const c of todo) {
-    if (deliveryOf(c, sgId).acked === undefined) sendKey(st, c, sgId, e);
-    else members.push({ pneId: c.id, media: c.media, hasGkdk: c.gkdkTree === tag });
-  }
-  if (members.length === 0) return;
+  const plan = planDistribution({
+    epoch,
+    staged: e.activateBy !== undefined,
+    broadcaster: b !== undefined,
+    treeTag: b ? treeTag(st) : undefined,
+    pnes: conns.map((c) => ({
+      id: c.id,
+      media: c.media,
+      gkdkTree: c.gkdkTree,
+      delivery: deliveryOf(c, sgId),
+      c,
+    })),
+  });
+  for (const { c } of plan.unicast) sendKey(st, c, sgId, e);
+  const members = plan.broadcast;
+  if (!b || members.length === 0) return;
   st.bq = st.bq.then(async () => {
     const cur = st.keys.get(sgId);
     if (st.closed || !cur || cur.epoch !== epoch) return; // superseded: the newer epoch is delivered
     const live = members.filter((m) => {
       const c = st.pnes.get(m.pneId);
-      if (c?.phase !== 'attached' || !cur.targets.has(c.id)) return false;
-      const d = deliveryOf(c, sgId);
-      return (d.sent ?? -1) < epoch && (d.acked ?? -1) < epoch;
+      return (
+        c !== undefined &&
+        broadcastStillDue({
+          attached: c.phase === 'attached',
+          target: cur.targets.has(c.id),
+          delivery: deliveryOf(c, sgId),
+          epoch,
+        })
+      );
     });
     if (live.length === 0) return;
     let r: { broadcast: string[]; unicast: string[]; datagrams: number; bytes: number };
@@ -143,9 +155,10 @@ export function onFallback(st: GatewayState, sgId: string, epoch: number, pnes: 
   if (!e || e.epoch !== epoch) return;
   for (const id of pnes) {
     const c = st.pnes.get(id);
-    if (c?.phase !== 'attached' || !e.targets.has(id)) continue;
+    if (!c) continue;
     const d = deliveryOf(c, sgId);
-    if ((d.acked ?? -1) >= epoch) continue;
+    if (!fallbackDue({ attached: c.phase === 'attached', target: e.targets.has(id), delivery: d, epoch }))
+      continue;
     d.fallbackEpoch = epoch;
     sendKey(st, c, sgId, e);
   }
@@ -181,9 +194,8 @@ export function sendGkdk(st: GatewayState, c: PneConn, issue: GkdkIssue): void {
 /** Unicast Group Key delivery over the PNE's secure session (mandatory mode, §5.3.3). */
 export function sendKey(st: GatewayState, c: PneConn, sgId: string, e: KeyEntry): void {
   const d = deliveryOf(c, sgId);
-  if ((d.sent ?? -1) >= e.epoch) return;
-  const now = Date.now();
-  const ahead = e.activateBy !== undefined && e.activateBy > now;
+  if (!unicastDue(d, e.epoch)) return;
+  const activateIn = activateInSec(e.activateBy, Date.now());
   try {
     c.control.send(
       keyDeliver({
@@ -196,9 +208,7 @@ export function sendKey(st: GatewayState, c: PneConn, sgId: string, e: KeyEntry)
         previousEpoch: e.previousEpoch,
         senderAnchors: e.anchors,
         sourceAuth: e.sourceAuth,
-        activate: ahead
-          ? { inSec: Math.ceil(((e.activateBy as number) - now) / 1000), at: e.activateAt }
-          : undefined,
+        activate: activateIn !== undefined ? { inSec: activateIn, at: e.activateAt } : undefined,
       }),
     );
     d.sent = e.epoch;

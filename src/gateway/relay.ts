@@ -7,6 +7,7 @@ import { type CpnsError, isCpnsError } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { bytesToUuid } from '../core/ids.js';
 import { codeOf, senderIdentity } from '../protocol/control.js';
+import { attachedTargets } from './decisions.js';
 import { admitGroupMessage } from './pne-messages.js';
 import type { GatewayState, PneConn } from './state.js';
 
@@ -44,9 +45,5 @@ export function deliverLocal(
   }
   const e = st.keys.get(sgId);
   if (!e) return;
-  for (const p of e.targets) {
-    if (p === sender) continue;
-    const c = st.pnes.get(p);
-    if (c?.phase === 'attached') c.session.send(frame);
-  }
+  for (const c of attachedTargets(e.targets, st.pnes, sender)) c.session.send(frame);
 }
