@@ -1,7 +1,8 @@
 /**
  * Relay of messages destined to a Service Group (docs/protocol.md rule R1; ciphertext only): admission of a
- * group frame from a GW (the rule itself: `admitRelay` in decisions.ts), the relay marks (highest counter per sender instance, the replay anchors given with a
- * key), fan-out to the GWs that serve members, and the server's own messages to an SG.
+ * group frame from a GW (the rule itself is `admitRelay`, decisions.ts), the relay marks (highest counter per
+ * sender instance, the replay anchors given with a key), fan-out to the GWs that serve members, and the server's
+ * own messages to an SG.
  */
 import { type CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
