@@ -18,7 +18,7 @@ export const GROUP_SIZES = [64, 1024, 16384] as const;
 /**
  * protect+unprotect of a Service Group message versus raw AES-256-GCM seal+open of node:crypto on the same
  * payload (one key, incrementing 12-byte nonce, 56-byte AAD like our header), measured in the same run.
- * Targets (DESIGN §6): >= 0.8x raw at 1 KiB and 16 KiB, >= 0.5x at 64 B.
+ * Targets (docs/design.md §6): >= 0.8x raw at 1 KiB and 16 KiB, >= 0.5x at 64 B.
  */
 export function benchGroup(opts: { rounds: number; ms: number; progress?: Progress }): GroupBenchRow[] {
   const rows: GroupBenchRow[] = [];
@@ -34,7 +34,7 @@ export function benchGroup(opts: { rounds: number; ms: number; progress?: Progre
       const subject = () => {
         receiver.open(sender.protect(sg, gk, pt));
       };
-      // Baseline (issue #2 §6): the leanest raw use of AES-256-GCM of node:crypto on the same payload, for both
+      // Baseline (docs/benchmarks.md): the leanest raw use of AES-256-GCM of node:crypto on the same payload, for both
       // suites (no concat, no framing, no key derivation).
       const raw = 'aes-256-gcm';
       const key = randomBytes(32);

@@ -35,7 +35,7 @@ async function pool<T>(items: T[], width: number, f: (t: T, i: number) => Promis
 }
 
 /**
- * Rekey of one Service Group with M members spread evenly over G PN GWs (issue #4 §7): real CPNS Server, real
+ * Rekey of one Service Group with M members spread evenly over G PN GWs (docs/benchmarks.md): real CPNS Server, real
  * PN GWs, simulated PNE endpoints on real mutually authenticated TLS sessions (and real UDP multicast for the
  * broadcast policy). Measures the time from the update until every member acked, and the PN-hop bytes.
  */

@@ -41,7 +41,7 @@ function timeMs(fn: () => void, reps: number): number {
 }
 
 /**
- * Subset-Difference broadcast delivery at N = 1024 with r random excluded PNEs (DESIGN §6: header ≤ 2r−1
+ * Subset-Difference broadcast delivery at N = 1024 with r random excluded PNEs (docs/design.md §6: header ≤ 2r−1
  * wrapped keys; a PNE needs O(log N) PRG steps). Header bytes = all datagrams of one delivery.
  */
 export function benchSd(opts: { reps: number; progress?: Progress }): SdBenchResult {

@@ -12,7 +12,7 @@ import type { Session } from '../transport/session.js';
 import { openTunnelTls, type TunnelTlsSocket } from '../transport/tunnel-tls.js';
 
 /**
- * A simulated PNE endpoint for the rekey benchmark (issue #4 §7): a real mutually authenticated TLS session to
+ * A simulated PNE endpoint for the rekey benchmark (docs/benchmarks.md): a real mutually authenticated TLS session to
  * its real PN GW, speaking the real control protocol (pne.attach, key.deliver -> key.ack, gkdk.issue ->
  * gkdk.ack, broadcast datagrams through BroadcastKeyListener), with the end-to-end tunnel to the server that
  * proves it is behind its GW (docs/protocol.md rule A1) — but without the group messaging of the full PneClient,

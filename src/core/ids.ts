@@ -1,5 +1,5 @@
 /**
- * Identifiers on the wire and in messages, in one place (issue #9 "one module for ids"): Service Group ids and
+ * Identifiers on the wire and in messages, in one place (docs/architecture.md "Layers": core): Service Group ids and
  * identity UUIDs are lowercase RFC 4122 text; group-message headers carry them as 16 raw bytes (docs/codec.md,
  * docs/group-messages.md). Identities are `urn:cpns:<role>:<uuid>` (docs/transport.md).
  */

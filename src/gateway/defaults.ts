@@ -1,5 +1,5 @@
 /**
- * Every default and limit of a PN GW in one place (issue #9; the options in types.ts document each one). Limits on
+ * Every default and limit of a PN GW in one place (docs/architecture.md, PN GW; the options in types.ts document each one). Limits on
  * unauthenticated connections are the transport's (DEFAULT_CONNECTION_LIMITS, docs/transport.md "Limits").
  */
 export const GATEWAY_DEFAULTS = Object.freeze({

@@ -77,7 +77,7 @@ export interface GatewayState {
   readonly events: EventEmitter;
   /** The PNE session listener (mTLS). */
   readonly pneServer: SecureServer;
-  /** The anonymous surface: its own listener and limits (issue #8 §3). */
+  /** The anonymous surface: its own listener and limits (docs/transport.md "Limits"). */
   readonly enrollServer: SecureServer;
   readonly client: ReconnectingClient;
   readonly pnes: Map<string, PneConn>;

@@ -1,7 +1,7 @@
-/** Every default and limit of the PNE SDK in one place (issue #9). */
+/** Every default and limit of the PNE SDK in one place (docs/architecture.md, PNE SDK). */
 import type { Medium } from '../core/codec/index.js';
 
-/** Every default and limit of the PNE SDK in one place (issue #9; the options document each one). */
+/** Every default and limit of the PNE SDK in one place (docs/architecture.md, PNE SDK; the options document each one). */
 export const PNE_DEFAULTS = Object.freeze({
   /** Media the PNE reaches its GW over, when `media` is not given. */
   media: ['wifi'] as readonly Medium[],

@@ -33,7 +33,7 @@ export interface BroadcastDeliveryResult {
 }
 
 /**
- * Broadcast Group Key delivery of one PN GW (seed §5.3.3 "broadcast based Group Key delivery"; DESIGN §4):
+ * Broadcast Group Key delivery of one PN GW (seed §5.3.3 "broadcast based Group Key delivery"; docs/broadcast.md):
  * GKDK issuance when a broadcast-capable PNE attaches; per delivery, a Subset-Difference cover of exactly the
  * member PNEs (GKEK), signed datagrams on every medium those members listen on; members ack over unicast and
  * those that did not ack within the policy timeout get the key by unicast (event 'fallback').

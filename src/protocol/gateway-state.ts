@@ -10,7 +10,7 @@ import { CpnsError, ErrorCode } from '../core/errors.js';
 /**
  * The PN GW's broadcast state: its Subset-Difference tree (master secret, leaf assignments, spent leaves) and
  * its Ed25519 broadcast-signing key. Persisted in the GW's data directory, encrypted at rest with AES-256-GCM
- * under the GW's own master key, so a GW restart keeps every PNE's GKDK valid (DESIGN §4; issue #4 §2).
+ * under the GW's own master key, so a GW restart keeps every PNE's GKDK valid (docs/broadcast.md §12 "Setup").
  *
  * File layout: nonce(12) || AEAD(seed(32) || tree state); AAD binds the purpose and version.
  */

@@ -54,7 +54,7 @@ export async function enroll(
   srv: ServerState,
   req: MessageOf<'enroll.relay'>['request'],
 ): Promise<{ cert: string; caCert: string }> {
-  // The one-time token first (issue #8 §3): without a valid token, no CSR parsing and no signing. A token
+  // The one-time token first (docs/protocol.md, rule E1): without a valid token, no CSR parsing and no signing. A token
   // spent on a malformed CSR is gone (the device made its CSR itself; it asks the operator for a new one).
   const r = await srv.store.consumeToken(hashToken(req.token), req.role as Role);
   if (!r.ok) {

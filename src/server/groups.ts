@@ -90,7 +90,7 @@ export async function addMember(srv: ServerState, sgId: string, pne: string, act
 }
 
 /**
- * Adds members. With update on join (issue #8 §8, docs/protocol.md "Backward secrecy on join"), a joiner never
+ * Adds members. With update on join (docs/protocol.md "Backward secrecy on join"), a joiner never
  * gets the current key: one update (reason `join`) follows, shared by every join queued before it runs — so a
  * batch, or joins that arrive together, cost one update. Without it, a joiner gets the current key (it can read
  * what was sent earlier in this epoch).

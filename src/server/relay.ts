@@ -40,7 +40,7 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
     srv.metrics.relayed(payload.length);
   } catch (e) {
     srv.metrics.decryptFailure(codeOf(e));
-    // Names the sender so that its GW can tell the PNE (issue #8 §7); the GW learns nothing new by it.
+    // Names the sender so that its GW can tell the PNE (error.pneId, docs/codec.md); the GW learns nothing new by it.
     conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field, sender);
   }
 }

@@ -156,7 +156,7 @@ async function listen(
     isRevoked: isRevokedFn,
     ...(opts.limits ? { limits: opts.limits } : {}),
   });
-  // The anonymous surface on its own listener, with its own limits (issue #8 §3).
+  // The anonymous surface on its own listener, with its own limits (docs/transport.md "Limits").
   const enroll = new SecureServer({
     mode: 'enrollment',
     certPem: sc.certPem,

@@ -1,5 +1,5 @@
 /**
- * The CPNS CA: a small X.509 CA run by the CPNS Server (DESIGN §4 "Identities"). It issues the certificates that
+ * The CPNS CA: a small X.509 CA run by the CPNS Server (docs/design.md §4 "Identities"). It issues the certificates that
  * the secure sessions of CPNS TS §5.3.2 authenticate with: every GW, PNE and server node holds an ECDSA P-256 key
  * and a certificate whose single `urn:cpns:<role>:<id>` SAN URI is its identity. Identities are only ever read
  * from a certificate that TLS verified against this CA, never from a name the peer claims in a message.

@@ -1,5 +1,5 @@
 /**
- * Binary frame kinds carried in the binary WebSocket messages of a secure session (DESIGN §4 "Wire format").
+ * Binary frame kinds carried in the binary WebSocket messages of a secure session (docs/design.md §4 "Wire format").
  * One WebSocket message = one frame; the first byte says what it carries:
  *
  *   0x01 control       kind | payload (CBOR, opaque here; >= 1 byte)

@@ -1,5 +1,5 @@
 /**
- * The PN's local broadcast medium (DESIGN §4 "Broadcast delivery"): UDP multicast standing in for Wi-Fi or
+ * The PN's local broadcast medium (docs/design.md §4 "Broadcast delivery"): UDP multicast standing in for Wi-Fi or
  * Bluetooth broadcast. The GW broadcasts each Group Key delivery (wrapped under GKEKs, signed, CPNS TS §5.3.4)
  * as one self-contained datagram of at most 1200 bytes; every PNE listening on the medium receives it.
  * The medium gives no security at all: whatever it carries must protect itself.

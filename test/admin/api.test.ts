@@ -270,7 +270,7 @@ describe('Service Groups, members and Group Key status', () => {
     expect(r.status, r.body).toBe(201);
     expect(r.json).toEqual({ sgId, pneId: fresh });
     expectError(await call('POST', url, { pneId: fresh }), 409, 'ALREADY_MEMBER');
-    // A PNE that was never enrolled cannot be a member (issue #8 §7): refused, nothing changes.
+    // A PNE that was never enrolled cannot be a member (docs/operator.md): refused, nothing changes.
     const before = await call('GET', `/api/v1/service-groups/${sgId}`);
     const groupsBefore = (await call('GET', '/api/v1/service-groups')).json.length;
     expectError(await call('POST', url, { pneId: randomPne() }), 404, 'NOT_FOUND', 'pneId');

@@ -1,5 +1,5 @@
 /**
- * Authentication is decided on the matched route (issue #8 §1): for every operation of the generated OpenAPI
+ * Authentication is decided on the matched route (docs/operator.md): for every operation of the generated OpenAPI
  * document, a table of path spellings (percent-encoding of each character, case, dot segments, duplicate, trailing
  * and encoded slashes, query / fragment / matrix tricks...) is sent over a real TLS connection with the request
  * target verbatim, without a token and with a wrong one. None may succeed (no 2xx, no 3xx) and none may change the

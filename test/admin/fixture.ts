@@ -124,7 +124,7 @@ export async function startStack(
 export const randomPne = (): string => `urn:cpns:pne:${randomUUID()}`;
 
 /**
- * Records PNE identities as enrolled, straight in the store (only enrolled PNEs can be members, issue #8 §7;
+ * Records PNE identities as enrolled, straight in the store (only enrolled PNEs can be members, docs/operator.md;
  * enrollment itself is tested elsewhere). Takes urns or bare UUIDs; returns them unchanged.
  */
 export async function enrolled<T extends string | string[]>(s: Stack, ids: T): Promise<T> {

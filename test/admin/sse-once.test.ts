@@ -1,5 +1,5 @@
 /**
- * An admin mutation reaches each SSE client once (issue #8 §7).
+ * An admin mutation reaches each SSE client once (docs/operator.md "Live events (SSE)").
  *
  * Wired to the server's `events` (what `cpns server` does), the server itself reports every mutation made through
  * the API; the app must not stream its own notification of it a second time. Not wired (a private emitter), the

@@ -44,7 +44,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
 
   beforeAll(async () => {
     s = await startStack({ withGateway: true, serverWired: true });
-    // Only enrolled PNEs can be members (issue #8 §7): the guest is recorded as enrolled.
+    // Only enrolled PNEs can be members (docs/operator.md): the guest is recorded as enrolled.
     await enrolled(s, guest);
     const g = await api('POST', '/api/v1/service-groups', {
       name: 'kitchen',

@@ -1,5 +1,5 @@
 /**
- * A flood of junk on the broadcast medium during a genuine Group Key delivery (issue #8 §6): random bytes,
+ * A flood of junk on the broadcast medium during a genuine Group Key delivery (docs/broadcast.md §12): random bytes,
  * oversized datagrams, truncated copies of a real one, forgeries, replays and GW-signed datagrams of another tree
  * are sent on the multicast group while the server updates the key. Every member still gets the key (by broadcast,
  * or by the unicast fallback), and each PNE's drop counters show the flood by code. Real UDP multicast on loopback.

@@ -1,5 +1,5 @@
 /**
- * Grace of broadcast-delivered Group Keys (issue #8 §6): a periodic (or operator) update delivered by broadcast
+ * Grace of broadcast-delivered Group Keys (docs/broadcast.md §12): a periodic (or operator) update delivered by broadcast
  * keeps the previous epoch acceptable for the same grace as the unicast delivery would, so steady traffic loses
  * no message across switches; a leave-type update (remove) by broadcast still cuts the previous epoch at once.
  * Real TLS sessions, real UDP multicast on loopback.

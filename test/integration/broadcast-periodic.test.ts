@@ -1,5 +1,5 @@
 /**
- * Periodic update distributed ahead of its activation (issue #4 §5): the server sends the next key with
+ * Periodic update distributed ahead of its activation (docs/broadcast.md §12): the server sends the next key with
  * activateIn (relative) and activateAt (absolute); members stage it, keep sending with the current epoch, and all
  * switch at activation. Such a key goes by unicast even when the broadcast policy applies (wire v2 can carry the
  * activation, but the GW does not broadcast staged keys).

@@ -1,5 +1,5 @@
 /**
- * Per-Service-Group delivery policy (issue #5 §1 "policy: ... delivery policy"; seed §5.3.3: the PN GW selects
+ * Per-Service-Group delivery policy (docs/broadcast.md §12 "Policy"; seed §5.3.3: the PN GW selects
  * unicast or broadcast under operator policy): an SG's own policy, carried with its key deliveries, overrides
  * the server-wide policy at the GW; changing it applies from the next update.
  */

@@ -1,5 +1,5 @@
 /**
- * Broadcast Group Key delivery on a personal network (issue #4): real TLS sessions, real SQLite, real UDP
+ * Broadcast Group Key delivery on a personal network (docs/broadcast.md §12): real TLS sessions, real SQLite, real UDP
  * multicast on loopback (two media at once), one PN of 9 PNEs where some are SG members and some are not.
  */
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';

@@ -1,5 +1,5 @@
 /**
- * Observability of a full run (issue #5 §3): a CPNS Server, two PN GWs and four PNEs, every component logging at
+ * Observability of a full run (docs/operator.md "Logs"): a CPNS Server, two PN GWs and four PNEs, every component logging at
  * level 'trace' into one buffer, the admin app on top. The run goes through every Group Key reason (create,
  * leave, remove, operator, detach, revoke, periodic) and exchanges protected messages. Then:
  * - no Group Key of any epoch (fetched from the store as soon as it exists, before pruning or deletion) appears

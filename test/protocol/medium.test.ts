@@ -1,5 +1,5 @@
 /**
- * The broadcast medium under load (issue #8 §6): receive buffer sized for bursts, oversize datagrams counted like
+ * The broadcast medium under load (docs/broadcast.md §12): receive buffer sized for bursts, oversize datagrams counted like
  * every other drop, and the GW's datagram counter counting every copy (one per medium).
  */
 import { randomBytes, randomUUID } from 'node:crypto';

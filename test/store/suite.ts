@@ -601,7 +601,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
           deliveryPolicy: null,
           createdAt: 7,
           epochHighWater: 0,
-          // Backward secrecy on join is the default (issue #8 §8).
+          // Backward secrecy on join is the default (docs/protocol.md).
           updateOnJoin: true,
         });
         expect(g.sgId).toMatch(/^[0-9a-f-]{36}$/);

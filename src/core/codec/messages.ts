@@ -39,7 +39,7 @@ export const rekeyReasons = [
   'operator',
   'detach',
   'revoke',
-  // A member joined (backward secrecy, issue #8 §8). Append only: the broadcast wire codes follow this order.
+  // A member joined (backward secrecy, docs/protocol.md). Append only: the broadcast wire codes follow this order.
   'join',
 ] as const;
 

@@ -1,6 +1,6 @@
 /**
  * When a key distributed ahead of its activation (a periodic update, docs/group-messages.md "Staged keys")
- * becomes current, in the receiver's own clock. One rule for every role (issue #8 §7):
+ * becomes current, in the receiver's own clock. One rule for every role (docs/group-messages.md, staged keys):
  *
  * - the relative time `activateIn` (seconds from receipt) wins when present, because devices need not have a
  *   synchronised clock; `activateIn <= 0` means "now";

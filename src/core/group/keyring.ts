@@ -5,7 +5,7 @@ import { SG_ID_BYTES } from './header.js';
 
 /**
  * The Group Keys a PNE (or the server) holds, per Service Group: the current epoch and, for a bounded
- * grace period after an update, the previous one (DESIGN §4 "Epochs and rotation"). Older epochs are erased.
+ * grace period after an update, the previous one (docs/design.md §4 "Epochs and rotation"). Older epochs are erased.
  *
  * - epoch > current            -> UNKNOWN_EPOCH (the caller fetches the current key: catch-up skips
  *                                 intermediate epochs, never replays history)
@@ -29,7 +29,7 @@ interface GroupEntry {
   readonly sgId: Buffer;
   current: EpochKey;
   previous: (EpochKey & { readonly acceptUntil: number }) | undefined;
-  /** A periodic update distributed ahead of its activation (DESIGN §4: members switch together). */
+  /** A periodic update distributed ahead of its activation (docs/group-messages.md: members switch together). */
   next: StagedKey | undefined;
   /** Per-SG policy: messages must carry a valid Ed25519 signature of their sender. */
   sourceAuth: boolean;

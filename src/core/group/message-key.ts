@@ -3,7 +3,7 @@ import { hkdfSha256 } from '../crypto/hkdf.js';
 import { GROUP_MESSAGE_VERSION } from './header.js';
 
 /**
- * Per-sender message key schedule (DESIGN §4 "Group key schedule"). Each (Service Group, epoch, sender,
+ * Per-sender message key schedule (docs/group-messages.md "Key schedule"). Each (Service Group, epoch, sender,
  * sender instance) gets its own AEAD key and static IV, derived from the Group Key with HKDF-SHA256:
  *
  *   okm  = HKDF(IKM = GK, salt = "CPNS group message v1",

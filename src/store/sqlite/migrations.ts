@@ -168,7 +168,7 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 `;
 
 /**
- * Backward secrecy on join (issue #8 §8): a Service Group updates its Group Key when a member joins unless the
+ * Backward secrecy on join (docs/protocol.md): a Service Group updates its Group Key when a member joins unless the
  * operator turns it off. On by default, also for groups created before this migration.
  */
 const M2_UPDATE_ON_JOIN = `

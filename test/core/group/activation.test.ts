@@ -4,7 +4,7 @@ import { activationTime } from '../../../src/core/group/activation.js';
 
 const NOW = 1_800_000_000_000;
 
-describe('activationTime: one rule for staged keys (issue #8 §7)', () => {
+describe('activationTime: one rule for staged keys (docs/group-messages.md)', () => {
   it.each([
     ['no activation at all', undefined, undefined, undefined],
     ['activateIn = 0 is now, whatever activateAt says', 0, NOW + 60_000, undefined],
