@@ -1,5 +1,5 @@
 /**
- * Issue #8 §4: every committed Group Key epoch has exactly one audit row, even across kill -9.
+ * docs/store.md (audit in the key transaction): every committed Group Key epoch has exactly one audit row, even across kill -9.
  *
  * A real `cpns server` process gets a burst of parallel rekeys over the admin API and is killed with SIGKILL at a
  * random moment (some kills land in the rotation the restart after a crash does itself); it is restarted each time.

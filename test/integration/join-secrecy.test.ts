@@ -1,5 +1,5 @@
 /**
- * Issue #8 §8: backward secrecy on join. With "update on join" (the default) a PNE that recorded an SG's
+ * docs/protocol.md "Backward secrecy on join": backward secrecy on join. With "update on join" (the default) a PNE that recorded an SG's
  * ciphertext before it joined cannot open it afterwards; a batch of joins costs one update; with the policy off
  * the joiner can (and the status says the policy is off).
  */

@@ -1,5 +1,5 @@
 /**
- * Issue #8 §7: when the server's relay refuses a group message, the sending PNE gets the typed error (through
+ * docs/protocol.md "Authorization" (R1): when the server's relay refuses a group message, the sending PNE gets the typed error (through
  * its GW), instead of the refusal ending in a log line at the GW.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

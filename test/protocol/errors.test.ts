@@ -1,4 +1,4 @@
-/** Issue #8 §7: transport errors keep their own codes on the wire; timeouts are TIMEOUT (not INVALID_ARGUMENT). */
+/** docs/errors.md: transport errors keep their own codes on the wire; timeouts are TIMEOUT (not INVALID_ARGUMENT). */
 import { describe, expect, it } from 'vitest';
 import { type ControlMessage, decodeMessage } from '../../src/core/codec/index.js';
 import { isCpnsError } from '../../src/core/errors.js';

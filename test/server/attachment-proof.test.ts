@@ -1,5 +1,5 @@
 /**
- * Issue #8 §2: a PN GW may act only for the PNEs that proved they are behind it. Each test names the rule of
+ * docs/protocol.md "Authorization": a PN GW may act only for the PNEs that proved they are behind it. Each test names the rule of
  * docs/protocol.md "Authorization" it attacks (A1 attachment proof, A2 claims, A3 status, A4 detach, K1/K2 acks
  * and delivery reports, R1 relay attribution).
  */

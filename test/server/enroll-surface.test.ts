@@ -1,5 +1,5 @@
 /**
- * Issue #8 §3 at the roles: enrollment is its own bounded, anonymous listener; the session ports of the server
+ * At the roles (docs/transport.md "Limits"): enrollment is its own bounded, anonymous listener; the session ports of the server
  * and the GW accept only certificates of the CPNS CA; the one-time token is checked before any CSR work.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

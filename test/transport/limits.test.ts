@@ -1,5 +1,5 @@
 /**
- * Issue #8 §3: connection limits and the anonymous surface. Each limit is tested at exactly the limit and one
+ * docs/transport.md "Limits": connection limits and the anonymous surface. Each limit is tested at exactly the limit and one
  * past it, and each refusal has its own reason (the SecureServer's 'refused' event) or close code.
  */
 import net from 'node:net';
