@@ -178,7 +178,10 @@ function main(): void {
     const c = runtimeClosure(graph, entry);
     const byFolder = new Map<string, number>();
     for (const f of c.files) byFolder.set(folderOf(f), (byFolder.get(folderOf(f)) ?? 0) + 1);
-    print(`runtime closure of ${entry}: ${c.files.length} src files, ${c.packages.length} npm packages`);
+    const closureLines = lines.filter(({ f }) => c.files.includes(f)).reduce((sum, { n }) => sum + n, 0);
+    print(
+      `runtime closure of ${entry}: ${c.files.length} src files (${closureLines} lines), ${c.packages.length} npm packages`,
+    );
     print(`  files by folder: ${[...byFolder].map(([k, v]) => `${k} ${v}`).join(', ')}`);
     print(`  npm packages: ${c.packages.join(', ')}`);
   } else {
