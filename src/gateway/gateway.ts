@@ -69,41 +69,9 @@ export class PnGateway extends EventEmitter {
   }
 
   static async start(opts: GatewayOptions): Promise<PnGateway> {
-    const c = opts.credentials;
     let self: PnGateway | undefined;
-    const pneServer = new SecureServer({
-      certPem: c.certPem,
-      keyPem: c.keyPem,
-      caPem: c.caPem,
-      host: opts.host ?? GATEWAY_DEFAULTS.host,
-      port: opts.port ?? GATEWAY_DEFAULTS.port,
-      path: '/cpns',
-      allowedRoles: ['pne'],
-      heartbeat: opts.heartbeat,
-      isRevoked: (id) => (self ? self.#st.revoked.has(id) : false),
-      ...(opts.limits ? { limits: opts.limits } : {}),
-    });
-    const enrollServer = new SecureServer({
-      mode: 'enrollment',
-      certPem: c.certPem,
-      keyPem: c.keyPem,
-      caPem: c.caPem,
-      host: opts.host ?? GATEWAY_DEFAULTS.host,
-      port: opts.enrollPort ?? GATEWAY_DEFAULTS.enrollPort,
-      heartbeat: false,
-      ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
-    });
-    const client = new ReconnectingClient(
-      opts.serverUrl,
-      {
-        certPem: c.certPem,
-        keyPem: c.keyPem,
-        caPem: c.caPem,
-        expectedServerRole: 'server',
-        heartbeat: opts.heartbeat,
-      },
-      opts.reconnect,
-    );
+    const { pneServer, enrollServer } = listeners(opts, (id) => (self ? self.#st.revoked.has(id) : false));
+    const client = upstreamClient(opts);
     const { broadcaster, media } = await openBroadcast(opts);
     const gw = new PnGateway(opts, pneServer, enrollServer, client, broadcaster, media);
     self = gw;
@@ -121,20 +89,7 @@ export class PnGateway extends EventEmitter {
     client.on('connect-error', (err: Error & { code?: string }) =>
       st.log.debug({ code: err.code }, 'server connect failed'),
     );
-    const registered = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(
-        () => reject(new CpnsError(ErrorCode.TIMEOUT, 'could not register with the server in time')),
-        opts.startTimeoutMs ?? GATEWAY_DEFAULTS.startTimeoutMs,
-      );
-      gw.once('registered', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      client.once('fatal', (err: Error) => {
-        clearTimeout(t);
-        reject(err);
-      });
-    });
+    const registered = registration(gw, client, opts.startTimeoutMs ?? GATEWAY_DEFAULTS.startTimeoutMs);
     client.on('fatal', (err: Error & { code?: string }) => {
       st.log.error({ code: err.code }, 'server refused this GW');
       if (err.code === 'REVOKED') gw.emit('revoked');
@@ -208,4 +163,69 @@ export class PnGateway extends EventEmitter {
     for (const m of st.media) m.close();
     wipeKeys(st);
   }
+}
+
+/** The PNE session listener (mTLS, PNE certificates of the CPNS CA) and the anonymous enrollment listener. */
+function listeners(
+  opts: GatewayOptions,
+  isRevoked: (identity: string) => boolean,
+): { pneServer: SecureServer; enrollServer: SecureServer } {
+  const c = opts.credentials;
+  const pneServer = new SecureServer({
+    certPem: c.certPem,
+    keyPem: c.keyPem,
+    caPem: c.caPem,
+    host: opts.host ?? GATEWAY_DEFAULTS.host,
+    port: opts.port ?? GATEWAY_DEFAULTS.port,
+    path: '/cpns',
+    allowedRoles: ['pne'],
+    heartbeat: opts.heartbeat,
+    isRevoked,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
+  const enrollServer = new SecureServer({
+    mode: 'enrollment',
+    certPem: c.certPem,
+    keyPem: c.keyPem,
+    caPem: c.caPem,
+    host: opts.host ?? GATEWAY_DEFAULTS.host,
+    port: opts.enrollPort ?? GATEWAY_DEFAULTS.enrollPort,
+    heartbeat: false,
+    ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
+  });
+  return { pneServer, enrollServer };
+}
+
+/** The one session up to the CPNS Server, kept up by the transport's ReconnectingClient. */
+function upstreamClient(opts: GatewayOptions): ReconnectingClient {
+  const c = opts.credentials;
+  return new ReconnectingClient(
+    opts.serverUrl,
+    {
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+      caPem: c.caPem,
+      expectedServerRole: 'server',
+      heartbeat: opts.heartbeat,
+    },
+    opts.reconnect,
+  );
+}
+
+/** Resolves on the first 'registered'; rejects on a fatal refusal or after `timeoutMs` (TIMEOUT). */
+function registration(gw: PnGateway, client: ReconnectingClient, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const t = setTimeout(
+      () => reject(new CpnsError(ErrorCode.TIMEOUT, 'could not register with the server in time')),
+      timeoutMs,
+    );
+    gw.once('registered', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    client.once('fatal', (err: Error) => {
+      clearTimeout(t);
+      reject(err);
+    });
+  });
 }

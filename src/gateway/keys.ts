@@ -6,7 +6,7 @@
 import type { MessageOf } from '../core/codec/index.js';
 import { activationTime } from '../core/group/activation.js';
 import { codeOf } from '../protocol/control.js';
-import { type GkdkIssue, keyDeliver } from '../protocol/index.js';
+import { type GatewayBroadcaster, type GkdkIssue, keyDeliver } from '../protocol/index.js';
 import {
   activateInSec,
   attachedTargets,
@@ -100,53 +100,65 @@ export function distribute(st: GatewayState, sgId: string, e: KeyEntry, conns: r
   });
   for (const { c } of plan.unicast) sendKey(st, c, sgId, e);
   const members = plan.broadcast;
-  if (!b || members.length === 0) return;
-  st.bq = st.bq.then(async () => {
-    const cur = st.keys.get(sgId);
-    if (st.closed || !cur || cur.epoch !== epoch) return; // superseded: the newer epoch is delivered
-    const live = members.filter((m) => {
-      const c = st.pnes.get(m.pneId);
-      return (
-        c !== undefined &&
-        broadcastStillDue({
-          attached: c.phase === 'attached',
-          target: cur.targets.has(c.id),
-          delivery: deliveryOf(c, sgId),
-          epoch,
-        })
-      );
-    });
-    if (live.length === 0) return;
-    let r: { broadcast: string[]; unicast: string[]; datagrams: number; bytes: number };
-    try {
-      r = await b.deliver({
-        sgId,
+  if (!st.broadcaster || members.length === 0) return;
+  // One broadcast at a time: a datagram burst per update, in epoch order.
+  st.bq = st.bq.then(() => broadcastQueued(st, sgId, epoch, members));
+}
+
+type BroadcastMember = Parameters<GatewayBroadcaster['deliver']>[0]['members'][number];
+
+/** The queued broadcast of `epoch` to the members still due; what the medium could not take goes by unicast. */
+async function broadcastQueued(
+  st: GatewayState,
+  sgId: string,
+  epoch: number,
+  members: readonly BroadcastMember[],
+): Promise<void> {
+  const b = st.broadcaster;
+  const cur = st.keys.get(sgId);
+  if (!b || st.closed || !cur || cur.epoch !== epoch) return; // superseded: the newer epoch is delivered
+  const live = members.filter((m) => {
+    const c = st.pnes.get(m.pneId);
+    return (
+      c !== undefined &&
+      broadcastStillDue({
+        attached: c.phase === 'attached',
+        target: cur.targets.has(c.id),
+        delivery: deliveryOf(c, sgId),
         epoch,
-        key: cur.key,
-        members: live,
-        ...(cur.policy ? { policy: cur.policy } : {}),
-        // Signed into the datagram: the PNE installs it with the same grace as the unicast key.deliver.
-        reason: cur.reason,
-        graceSec: cur.graceSec,
-      });
-    } catch (err) {
-      st.log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');
-      r = { broadcast: [], unicast: live.map((m) => m.pneId), datagrams: 0, bytes: 0 };
-    }
-    for (const id of r.broadcast) {
-      const c = st.pnes.get(id);
-      if (c) deliveryOf(c, sgId).broadcastEpoch = epoch;
-    }
-    for (const id of r.unicast) {
-      const c = st.pnes.get(id);
-      if (c) sendKey(st, c, sgId, cur);
-    }
-    st.log.debug(
-      { sgId, epoch, broadcast: r.broadcast.length, unicast: r.unicast.length, datagrams: r.datagrams },
-      'group key delivery',
+      })
     );
-    st.events.emit('delivery', { sgId, epoch, ...r });
   });
+  if (live.length === 0) return;
+  let r: { broadcast: string[]; unicast: string[]; datagrams: number; bytes: number };
+  try {
+    r = await b.deliver({
+      sgId,
+      epoch,
+      key: cur.key,
+      members: live,
+      ...(cur.policy ? { policy: cur.policy } : {}),
+      // Signed into the datagram: the PNE installs it with the same grace as the unicast key.deliver.
+      reason: cur.reason,
+      graceSec: cur.graceSec,
+    });
+  } catch (err) {
+    st.log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');
+    r = { broadcast: [], unicast: live.map((m) => m.pneId), datagrams: 0, bytes: 0 };
+  }
+  for (const id of r.broadcast) {
+    const c = st.pnes.get(id);
+    if (c) deliveryOf(c, sgId).broadcastEpoch = epoch;
+  }
+  for (const id of r.unicast) {
+    const c = st.pnes.get(id);
+    if (c) sendKey(st, c, sgId, cur);
+  }
+  st.log.debug(
+    { sgId, epoch, broadcast: r.broadcast.length, unicast: r.unicast.length, datagrams: r.datagrams },
+    'group key delivery',
+  );
+  st.events.emit('delivery', { sgId, epoch, ...r });
 }
 
 /** Broadcast members that did not ack in time: unicast, reported as 'fallback' once they ack. */
