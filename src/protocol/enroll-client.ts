@@ -3,6 +3,7 @@
  * session to an endpoint's enrollment listener (`enrollUrl`: its own port, docs/transport.md), one
  * enroll.request with the one-time token and a fresh CSR. Below the roles, so the PNE SDK does not load the GW.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { MessageOf } from '../core/codec/index.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { generateKeyAndCsr, identityFromCert } from '../transport/ca.js';
@@ -48,8 +49,23 @@ export async function enrollAt(
     if (r.t !== 'enroll.response') fail(ErrorCode.UNEXPECTED_MESSAGE);
     const identity = identityFromCert(r.cert);
     if (!identity.startsWith(`urn:cpns:${role}:`)) fail(ErrorCode.ENROLL_REFUSED);
+    if (!issuedForUs(r.cert, keyPem, caPem)) fail(ErrorCode.ENROLL_REFUSED);
     return { identity, certPem: r.cert, keyPem, caPem };
   } finally {
     s.close();
+  }
+}
+
+/**
+ * The certificate must carry our own key and be signed by our CA. Through a PN GW, the answer comes from the GW:
+ * a GW that replaced our CSR with its own (it sees the enrollment request, SECURITY.md "Known limitations") would
+ * return a certificate for its key; we refuse it here instead of failing later with an unusable identity.
+ */
+function issuedForUs(certPem: string, keyPem: string, caPem: string): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    return cert.checkPrivateKey(createPrivateKey(keyPem)) && cert.verify(new X509Certificate(caPem).publicKey);
+  } catch {
+    return false;
   }
 }
