@@ -1,7 +1,8 @@
 /**
- * Messages destined to a Service Group (ciphertext the GW cannot read): from one of its PNEs (checked by rule
- * P3, pne-messages.ts), delivered to the SG's other attached members of this PN and forwarded upstream; from the
- * server, delivered to the SG's attached members of this PN.
+ * Messages destined to a Service Group: from one of its PNEs (checked by rule P3, pne-messages.ts), delivered to
+ * the SG's other attached members of this PN and forwarded upstream; from the server, delivered to the SG's
+ * attached members of this PN. The GW reads only the header: it holds the SG's Group Key for delivery and so
+ * could open the body, but it never does (SECURITY.md "What each role is trusted with").
  */
 import { type CpnsError, isCpnsError } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
