@@ -64,7 +64,9 @@ export async function enrollAt(
 function issuedForUs(certPem: string, keyPem: string, caPem: string): boolean {
   try {
     const cert = new X509Certificate(certPem);
-    return cert.checkPrivateKey(createPrivateKey(keyPem)) && cert.verify(new X509Certificate(caPem).publicKey);
+    return (
+      cert.checkPrivateKey(createPrivateKey(keyPem)) && cert.verify(new X509Certificate(caPem).publicKey)
+    );
   } catch {
     return false;
   }
