@@ -3,6 +3,7 @@ export * from './backoff.js';
 export * from './ca.js';
 export * from './connect-session.js';
 export * from './errors.js';
+export * from './failover.js';
 export * from './framing.js';
 export * from './message-socket.js';
 export * from './reconnecting-client.js';

@@ -112,6 +112,12 @@ export const DEFAULT_BACKOFF_FACTOR = 2;
 export const DEFAULT_BACKOFF_JITTER = 0.5;
 /** Attempts past this count no longer grow the exponent (the delay is long capped by then anyway). */
 export const BACKOFF_MAX_EXPONENT = 64;
+/**
+ * Most URLs one reconnecting client fails over between (docs/transport.md "Failover over a list of URLs"): the
+ * nodes of a cluster, or the GWs a PNE may use. A longer list is refused at construction (TypeError): it would
+ * only make one failed round, and so the wait before the next, longer.
+ */
+export const MAX_RECONNECT_URLS = 32;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tunnel (docs/transport.md "The tunnel")
