@@ -12,6 +12,7 @@ import { CpnsError, ErrorCode } from '../core/errors.js';
 import { silentLogger } from '../protocol/control.js';
 import { enrollAt } from '../protocol/enroll-client.js';
 import type { DeliveryPolicy, GatewayBroadcaster } from '../protocol/index.js';
+import { MAX_RECONNECT_URLS } from '../transport/limits.js';
 import { ReconnectingClient } from '../transport/reconnecting-client.js';
 import { SecureServer } from '../transport/secure-server.js';
 import { CloseCode, type Session } from '../transport/session.js';
@@ -70,8 +71,9 @@ export class PnGateway extends EventEmitter {
 
   static async start(opts: GatewayOptions): Promise<PnGateway> {
     let self: PnGateway | undefined;
+    const serverUrls = serverUrlsOf(opts);
     const { pneServer, enrollServer } = listeners(opts, (id) => (self ? self.#st.revoked.has(id) : false));
-    const client = upstreamClient(opts);
+    const client = upstreamClient(opts, serverUrls);
     const { broadcaster, media } = await openBroadcast(opts);
     const gw = new PnGateway(opts, pneServer, enrollServer, client, broadcaster, media);
     self = gw;
@@ -85,9 +87,15 @@ export class PnGateway extends EventEmitter {
     }
     await pneServer.listen();
     await enrollServer.listen();
-    client.on('session', (s: Session) => onUpstream(st, s));
-    client.on('connect-error', (err: Error & { code?: string }) =>
-      st.log.debug({ code: err.code }, 'server connect failed'),
+    client.on('session', (s: Session, url: string) => onUpstream(st, s, url));
+    client.on('connect-error', (err: Error & { code?: string }, delayMs: number, url: string) =>
+      st.log.debug({ code: err.code, server: url, delayMs }, 'server connect failed'),
+    );
+    client.on('excluded', (err: Error & { code?: string }, url: string) =>
+      st.log.error(
+        { code: err.code, server: url },
+        'not a node of this CPNS Server: dropped from the server list',
+      ),
     );
     const registered = registration(gw, client, opts.startTimeoutMs ?? GATEWAY_DEFAULTS.startTimeoutMs);
     client.on('fatal', (err: Error & { code?: string }) => {
@@ -106,6 +114,12 @@ export class PnGateway extends EventEmitter {
 
   get url(): string {
     return this.#st.pneServer.url;
+  }
+
+  /** URL of the server node this GW is registered with (undefined while it is not). */
+  get serverUrl(): string | undefined {
+    const st = this.#st;
+    return st.registered && st.up?.isOpen === true ? (st.upUrl ?? undefined) : undefined;
   }
 
   /** The delivery policy in force (the server's, once pushed), or undefined when broadcast is not set up. */
@@ -196,11 +210,27 @@ function listeners(
   return { pneServer, enrollServer };
 }
 
-/** The one session up to the CPNS Server, kept up by the transport's ReconnectingClient. */
-function upstreamClient(opts: GatewayOptions): ReconnectingClient {
+/** `serverUrls`, or `serverUrl` as a one-element list; exactly one of them (INVALID_ARGUMENT otherwise). */
+function serverUrlsOf(opts: GatewayOptions): string[] {
+  if (opts.serverUrl !== undefined && opts.serverUrls !== undefined)
+    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'give serverUrl or serverUrls, not both', 'serverUrls');
+  const urls = opts.serverUrls ?? (opts.serverUrl !== undefined ? [opts.serverUrl] : []);
+  if (urls.length === 0 || urls.some((u) => u === ''))
+    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'a GW needs serverUrl or serverUrls', 'serverUrls');
+  if (urls.length > MAX_RECONNECT_URLS)
+    throw new CpnsError(
+      ErrorCode.INVALID_ARGUMENT,
+      `at most ${MAX_RECONNECT_URLS} server URLs`,
+      'serverUrls',
+    );
+  return urls;
+}
+
+/** The one session up to the CPNS Server (one node of its list), kept up by the transport's ReconnectingClient. */
+function upstreamClient(opts: GatewayOptions, serverUrls: string[]): ReconnectingClient {
   const c = opts.credentials;
   return new ReconnectingClient(
-    opts.serverUrl,
+    serverUrls,
     {
       certPem: c.certPem,
       keyPem: c.keyPem,

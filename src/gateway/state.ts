@@ -93,6 +93,8 @@ export interface GatewayState {
   /** Relay of the PNE ↔ server end-to-end tunnels (created with the first server session). */
   relay: TunnelRelay | null;
   up: Session | null;
+  /** URL of the server node of `up` (logged, `PnGateway.serverUrl`). */
+  upUrl: string | null;
   upControl: Control | null;
   registered: boolean;
   closed: boolean;
@@ -119,6 +121,7 @@ export function createState(o: {
     reportTimer: undefined,
     relay: null,
     up: null,
+    upUrl: null,
     upControl: null,
     registered: false,
     closed: false,

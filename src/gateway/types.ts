@@ -2,8 +2,8 @@
 import type { Medium } from '../core/codec/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/index.js';
-import type { BackoffOptions } from '../transport/backoff.js';
 import type { ConnectionLimits } from '../transport/limits.js';
+import type { ReconnectOptions } from '../transport/reconnecting-client.js';
 import type { HeartbeatOptions } from '../transport/session.js';
 import type { TunnelRelayOptions } from '../transport/tunnel-relay.js';
 
@@ -12,7 +12,15 @@ export type { Credentials } from '../protocol/enroll-client.js';
 import type { Credentials } from '../protocol/enroll-client.js';
 
 export interface GatewayOptions {
-  serverUrl: string;
+  /** The CPNS Server's session URL; a single-node server. Give this or `serverUrls`, not both. */
+  serverUrl?: string;
+  /**
+   * The session URLs of the nodes of a server cluster (at most MAX_RECONNECT_URLS, 32): the GW keeps its one
+   * session up to one of them, starting from a random one, and fails over round robin (docs/transport.md
+   * "Failover over a list of URLs"); after a failover it re-registers and re-attaches its PNEs as after a
+   * reconnect. Give this or `serverUrl`, not both.
+   */
+  serverUrls?: string[];
   credentials: Credentials;
   /** Listen address for PNEs. Default 127.0.0.1. */
   host?: string;
@@ -25,7 +33,8 @@ export interface GatewayOptions {
   /** The same for the enrollment listener. */
   enrollLimits?: Partial<ConnectionLimits>;
   logger?: Logger;
-  reconnect?: BackoffOptions;
+  /** Backoff of the session to the server, per full round over `serverUrls` (and its random source, tests). */
+  reconnect?: ReconnectOptions;
   heartbeat?: HeartbeatOptions | false;
   /** Media this GW offers its PNEs (reported in gw.register). Default ['wifi']. */
   media?: Medium[];

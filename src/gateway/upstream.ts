@@ -1,5 +1,6 @@
 /**
- * The GW's session up to the CPNS Server (reconnecting): on every new session, the tunnel relay is (re)pointed at
+ * The GW's session up to the CPNS Server (reconnecting, failing over between the nodes of `serverUrls`): on every
+ * new session, whichever node it reached, the tunnel relay is (re)pointed at
  * it, the GW registers (gw.register with its capabilities), and then re-attaches its attached PNEs (pne.attach).
  */
 import type { Medium } from '../core/codec/index.js';
@@ -11,8 +12,9 @@ import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { GatewayState, PneConn } from './state.js';
 import { onUpstreamFrame } from './upstream-messages.js';
 
-export function onUpstream(st: GatewayState, s: Session): void {
+export function onUpstream(st: GatewayState, s: Session, url: string): void {
   st.up = s;
+  st.upUrl = url;
   st.registered = false;
   const control = Control.forSession(s);
   st.upControl = control;
@@ -30,10 +32,11 @@ export function onUpstream(st: GatewayState, s: Session): void {
     control.failAll(new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'server session closed'));
     if (st.up === s) {
       st.up = null;
+      st.upUrl = null;
       st.upControl = null;
       st.registered = false;
     }
-    st.log.info({ code }, 'server session down');
+    st.log.info({ code, server: url }, 'server session down');
   });
   control
     .request({
@@ -46,7 +49,7 @@ export function onUpstream(st: GatewayState, s: Session): void {
     .then(async () => {
       if (st.up !== s) return;
       st.registered = true;
-      st.log.info('registered with the server');
+      st.log.info({ server: url, node: s.identity }, 'registered with the server');
       st.events.emit('registered');
       for (const p of st.pnes.values()) if (p.phase === 'attached') await attachUp(st, p);
     })
