@@ -11,7 +11,7 @@
  * Events: 'message' {sgId, sender, epoch, plaintext}, 'key' {sgId, epoch, reason, method, medium?, activateAt?}
  * (activateAt: a key staged ahead of its activation), 'group-deleted' {sgId}, 'removed' {sgId}, 'drop' {code, sgId?}
  * (a message that failed to open, by error code), 'broadcast-drop' {code}, 'gkdk' {treeId, treeVersion, leaf},
- * 'disconnected' (close code), 'reconnecting' {attempt, delayMs} (before each try to reach the GW again),
+ * 'disconnected' (close code), 'reconnecting' {attempt, delayMs, gwUrl} (before each try to reach a GW again),
  * 'reconnected', 'revoked' (the operator revoked this identity: no more reconnects).
  *
  * This class is the facade: it owns one PneState (state.ts) and delegates to one module per concern:
@@ -47,6 +47,11 @@ export class PneClient extends EventEmitter {
     const c = new PneClient(opts);
     await connect(c.#st);
     return c;
+  }
+
+  /** URL of the GW this PNE is attached to (undefined while it is not). */
+  get gwUrl(): string | undefined {
+    return this.connected ? (this.#st.link.client?.url ?? undefined) : undefined;
   }
 
   /** True when both the GW session and the server tunnel are up. */

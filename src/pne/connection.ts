@@ -6,6 +6,7 @@
  */
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { Control, codeOf } from '../protocol/control.js';
+import { MAX_RECONNECT_URLS } from '../transport/limits.js';
 import { ReconnectingClient } from '../transport/reconnecting-client.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { closeBroadcast } from './broadcast.js';
@@ -21,7 +22,7 @@ import { openTunnel } from './tunnel.js';
 export async function connect(st: PneState): Promise<void> {
   const c = st.opts.credentials;
   const client = new ReconnectingClient(
-    st.opts.gwUrl,
+    gwUrlsOf(st),
     {
       certPem: c.certPem,
       keyPem: c.keyPem,
@@ -34,13 +35,21 @@ export async function connect(st: PneState): Promise<void> {
   );
   st.link.client = client;
   client.on('session', (s: Session) => onSession(st, s));
-  client.on('established', (s: Session, reconnected: boolean) => onEstablished(st, s, reconnected));
-  client.on('disconnected', (code: number) => onDisconnected(st, client, code));
-  client.on('retry', (attempt: number, delayMs: number) => {
-    st.log.info({ attempt, delayMs }, `GW unreachable, reconnecting in ${delayMs} ms`);
-    st.events.emit('reconnecting', { attempt, delayMs });
+  client.on('established', (s: Session, reconnected: boolean, gw: string) => {
+    st.log.info({ gw, reconnected }, 'attached to the GW');
+    onEstablished(st, s, reconnected);
   });
-  client.on('connect-error', (e: unknown) => st.log.debug({ code: codeOf(e) }, 'GW connect failed'));
+  client.on('disconnected', (code: number) => onDisconnected(st, client, code));
+  client.on('retry', (attempt: number, delayMs: number, gw: string) => {
+    st.log.info({ attempt, delayMs, gw }, `GW unreachable, reconnecting in ${delayMs} ms`);
+    st.events.emit('reconnecting', { attempt, delayMs, gwUrl: gw });
+  });
+  client.on('connect-error', (e: unknown, _delayMs: number, gw: string) =>
+    st.log.debug({ code: codeOf(e), gw }, 'GW connect failed'),
+  );
+  client.on('excluded', (e: unknown, gw: string) =>
+    st.log.error({ code: codeOf(e), gw }, 'not a GW of this CPNS Service: dropped from the GW list'),
+  );
   client.on('fatal', (e: unknown) => onFatal(st, e));
   try {
     if (st.opts.waitForGw) await firstEstablished(client.start());
@@ -49,6 +58,19 @@ export async function connect(st: PneState): Promise<void> {
     if (st.link.state.phase !== 'closed') st.link.state = { phase: 'closed', reason: 'refused' };
     throw e;
   }
+}
+
+/** `gwUrls`, or `gwUrl` as a one-element list; exactly one of them (INVALID_ARGUMENT otherwise). */
+function gwUrlsOf(st: PneState): string[] {
+  const o = st.opts;
+  if (o.gwUrl !== undefined && o.gwUrls !== undefined)
+    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'give gwUrl or gwUrls, not both', 'gwUrls');
+  const urls = o.gwUrls ?? (o.gwUrl !== undefined ? [o.gwUrl] : []);
+  if (urls.length === 0 || urls.some((u) => u === ''))
+    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'a PNE needs gwUrl or gwUrls', 'gwUrls');
+  if (urls.length > MAX_RECONNECT_URLS)
+    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, `at most ${MAX_RECONNECT_URLS} GW URLs`, 'gwUrls');
+  return urls;
 }
 
 /** Resolves on the first established session; rejects on a fatal refusal (the client then has stopped). */

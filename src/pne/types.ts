@@ -3,19 +3,30 @@ import type { Medium, MessageOf } from '../core/codec/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { Credentials } from '../protocol/enroll-client.js';
 import type { GkdkIssue } from '../protocol/index.js';
-import type { BackoffOptions } from '../transport/backoff.js';
+import type { ReconnectOptions } from '../transport/reconnecting-client.js';
 import type { HeartbeatOptions } from '../transport/session.js';
 
 /** An AEAD suite as named on the wire (sg.create, key.deliver). */
 export type WireSuite = MessageOf<'sg.create'>['suite'];
 
 export interface PneConnectOptions {
-  gwUrl: string;
+  /** The PN GW's session URL. Give this or `gwUrls`, not both. */
+  gwUrl?: string;
+  /**
+   * Session URLs of the GWs this PNE may use (at most MAX_RECONNECT_URLS, 32): it keeps its session to one of
+   * them, starting from a random one, and fails over round robin (docs/transport.md "Failover over a list of
+   * URLs"); on another GW it re-attaches and reopens its server tunnel, and catches up to the current epochs.
+   * Give this or `gwUrl`, not both.
+   */
+  gwUrls?: string[];
   credentials: Credentials;
   media?: Medium[];
   logger?: Logger;
-  /** Reconnect to the GW (and reopen the server tunnel) after a loss. false = never. */
-  reconnect?: BackoffOptions | false;
+  /**
+   * Reconnect to a GW (and reopen the server tunnel) after a loss, with this backoff per full round over the GW
+   * URLs. false = never. Default PNE_DEFAULTS.reconnect.
+   */
+  reconnect?: ReconnectOptions | false;
   /**
    * The first connect waits for the GW: an unreachable GW (or a failed attach) is retried with the `reconnect`
    * backoff until it succeeds; only an identity the GW/server refuses for good (revoked, wrong role, identity
