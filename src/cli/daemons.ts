@@ -11,6 +11,7 @@ import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
+import { MAX_RECONNECT_URLS } from '../transport/limits.js';
 import { lockDataDir } from './datadir-lock.js';
 import {
   KEY_ENV,
@@ -132,9 +133,36 @@ async function enrollmentToken(values: { 'token-file'?: string }): Promise<strin
 const env = (k: string): string | undefined => process.env[k] || undefined;
 
 /**
+ * `--server a,b,c` / `--gw a,b` (also CPNS_SERVER_URL / CPNS_GW_URL, or a JSON array in --config): the URLs to
+ * fail over between (docs/operator.md "Several server nodes, several GWs"). Each must be a wss:// URL; at most
+ * MAX_RECONNECT_URLS; duplicates are dropped.
+ */
+export function urlListOption(value: string, flag: string): string[] {
+  const urls = [
+    ...new Set(
+      value
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    ),
+  ];
+  if (urls.length === 0) throw usage(`${flag} needs at least one wss:// URL`);
+  if (urls.length > MAX_RECONNECT_URLS) throw usage(`${flag}: at most ${MAX_RECONNECT_URLS} URLs`);
+  for (const u of urls) {
+    let ok = false;
+    try {
+      ok = new URL(u).protocol === 'wss:';
+    } catch {}
+    if (!ok) throw usage(`${flag}: not a wss:// URL: ${JSON.stringify(u)}`);
+  }
+  return urls;
+}
+
+/**
  * `--config <file.json>`: a JSON object whose keys are the long option names (e.g. {"data-dir": "...",
  * "port": 7443}). Its values go before the command line, so a flag given on the command line wins; both win
- * over the CPNS_* environment defaults.
+ * over the CPNS_* environment defaults. A list option (`server`, `gw`, `media`) may also be a JSON array of
+ * strings, the same as its comma-separated form.
  */
 export function withConfig(argv: string[]): string[] {
   const i = argv.indexOf('--config');
@@ -149,7 +177,9 @@ export function withConfig(argv: string[]): string[] {
     if (typeof v === 'boolean') {
       if (v) pre.push(`--${k}`);
     } else if (typeof v === 'string' || typeof v === 'number') pre.push(`--${k}`, String(v));
-    else throw usage('--config: values must be strings, numbers or booleans');
+    else if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && !x.includes(',')))
+      pre.push(`--${k}`, v.join(','));
+    else throw usage('--config: values must be strings, numbers, booleans or arrays of strings');
   }
   return [...pre, ...argv];
 }
@@ -241,14 +271,17 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       media: { type: 'string', default: 'wifi' },
     },
   });
-  if (!values.server || !values.ca) throw usage('gateway needs --server <wss url> and --ca <ca.pem>');
+  if (!values.server || !values.ca)
+    throw usage('gateway needs --server <wss url>[,<wss url>...] and --ca <ca.pem>');
   noTokenOnArgv(values);
+  const serverUrls = urlListOption(values.server, '--server');
   const dataDir = values['data-dir'];
   const caPem = readText(values.ca);
   const kek = readKeyEncryptionKey(values['key-file']);
   claimDataDir(dataDir, 'gateway');
   const log = logger('cpns-gateway');
-  const server = values.server;
+  // Enrollment goes to the first node's enrollment listener unless --enroll-url names one.
+  const server = serverUrls[0] as string;
   const credentials = await credentialsOf(
     dataDir,
     kek,
@@ -261,7 +294,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   );
   const identity = credentials.identity;
   const gw = await PnGateway.start({
-    serverUrl: values.server,
+    serverUrls,
     credentials,
     host: values.host,
     port: Number(values.port),
@@ -320,8 +353,9 @@ async function pneConnect(
   log: Logger,
   patient: boolean,
 ) {
-  if (!values.gw || !values.ca) throw usage('pne needs --gw <wss url> and --ca <ca.pem>');
+  if (!values.gw || !values.ca) throw usage('pne needs --gw <wss url>[,<wss url>...] and --ca <ca.pem>');
   noTokenOnArgv(values);
+  const gwUrls = urlListOption(values.gw, '--gw');
   const caPem = readText(values.ca);
   const kek = readKeyEncryptionKey(values['key-file']);
   claimDataDir(values['data-dir'], `pne ${sub}`);
@@ -339,7 +373,7 @@ async function pneConnect(
   try {
     // Patient: the SDK's own reconnect retries an unreachable GW (logged at info with each delay).
     return await PneClient.connect({
-      gwUrl: values.gw,
+      gwUrls,
       credentials,
       media: values.media.split(',').filter(Boolean) as Medium[],
       logger: log,

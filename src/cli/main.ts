@@ -13,10 +13,10 @@ commands:
   demo            run the demo: a CPNS Server, two PN GWs and PNEs on loopback, a Service Group across both PNs
   demo core       the in-process core demo (Group Key protection, removal, no network)
   server          run a CPNS Server        [--data-dir D] [--port 7443] [--enroll-port 7445] [--admin-port 7444]
-  gateway         run a PN GW              --server URL --ca ca.pem [--enroll-url URL] [--token-file F|-]
+  gateway         run a PN GW              --server URL[,URL...] --ca ca.pem [--enroll-url URL] [--token-file F|-]
                                            [--data-dir D] [--port P] [--enroll-port P] [--media wifi,bt]
                                            [--key-file F]
-  pne             run a PNE (listen/send/group ...)   --gw URL --ca ca.pem [--enroll-url URL] [--token-file F|-]
+  pne             run a PNE (listen/send/group ...)   --gw URL[,URL...] --ca ca.pem [--enroll-url URL] [--token-file F|-]
                                            [--data-dir D] [--key-file F]
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
@@ -24,6 +24,8 @@ commands:
   help            this text
 
 server, gateway and pne take --config <file.json> (keys = long option names; the command line wins).
+--server (gateway) and --gw (pne) take a comma-separated list (or a JSON array in --config): the nodes of a server
+cluster, the GWs of a PN; the daemon keeps one session, starts at a random one and fails over round robin.
 Enrollment tokens: --token-file <path>, --token-file - (standard input) or CPNS_TOKEN, never on the command line.
 Enrollment has its own listener (anonymous TLS): the server's on --enroll-port (default 7445; a GW's --enroll-url
 defaults to the --server host on that port), a GW's on its --enroll-port (its URL is printed and in gateway.json).

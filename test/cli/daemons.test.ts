@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { urlListOption, withConfig } from '../../src/cli/daemons.js';
+import { UsageError } from '../../src/cli/usage.js';
 
 const bin = fileURLToPath(new URL('../../bin/cpns.mjs', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'cpns-cli-'));
@@ -135,7 +137,14 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     const cfg = join(root, 'gateway.json');
     writeFileSync(
       cfg,
-      JSON.stringify({ 'data-dir': G, server: info.url, 'enroll-url': info.enrollUrl, ca, media: 'wifi' }),
+      // server: a list (a dead node first): the GW fails over to the live one, from either start index
+      JSON.stringify({
+        'data-dir': G,
+        server: [`wss://127.0.0.1:${await freePort()}/cpns`, info.url],
+        'enroll-url': info.enrollUrl,
+        ca,
+        media: 'wifi',
+      }),
     );
     // secrets never on the command line: --token is refused with a usage error (exit 2), before any enrollment
     const onArgv = await run(['gateway', '--config', cfg, '--token', gwToken]);
@@ -457,4 +466,28 @@ describe('one process per data directory; daemons that outlive their peers', () 
     expect(await Promise.all([next, gateway, listener].map(exited))).toEqual([0, 0, 0]);
     for (const d of [S, G, join(root, 'pb')]) expect(existsSync(join(d, 'cpns.lock'))).toBe(false);
   }, 20_000);
+});
+
+describe('URL lists of --server / --gw', () => {
+  it('comma-separated, trimmed, deduplicated; each a wss:// URL', () => {
+    expect(urlListOption('wss://a:1/cpns, wss://b:2/cpns,,wss://a:1/cpns', '--server')).toEqual([
+      'wss://a:1/cpns',
+      'wss://b:2/cpns',
+    ]);
+    expect(() => urlListOption('wss://a:1/cpns,https://b', '--server')).toThrow(UsageError);
+    expect(() => urlListOption('not a url', '--gw')).toThrow(UsageError);
+    expect(() => urlListOption(' , ', '--gw')).toThrow(UsageError);
+    const many = Array.from({ length: 33 }, (_, i) => `wss://h${i}/cpns`).join(',');
+    expect(() => urlListOption(many, '--server')).toThrow(UsageError);
+  });
+
+  it('--config takes a list as a JSON array of strings (the same as its comma-separated form)', () => {
+    const cfg = join(root, 'list.json');
+    writeFileSync(cfg, JSON.stringify({ server: ['wss://a/cpns', 'wss://b/cpns'] }));
+    expect(withConfig(['--config', cfg])).toEqual(['--server', 'wss://a/cpns,wss://b/cpns', '--config', cfg]);
+    writeFileSync(cfg, JSON.stringify({ server: [1, 2] }));
+    expect(() => withConfig(['--config', cfg])).toThrow(UsageError);
+    writeFileSync(cfg, JSON.stringify({ server: ['a,b'] }));
+    expect(() => withConfig(['--config', cfg])).toThrow(UsageError);
+  });
 });
