@@ -25,8 +25,10 @@ import type { PneConnectOptions } from './types.js';
  *   keys, which are acked on this session);
  * - `attached`: pne.attach succeeded and the first server tunnel opened;
  * - `closed`: for good — `closed` (close/detach was called), `revoked` (the operator revoked this identity), or
- *   `refused` (the GW or server will never accept this identity: wrong role, identity mismatch); no reconnect.
- * Reconnecting itself (backoff, attempts, timers) is the transport's one ReconnectingClient, held in `client`.
+ *   `refused` (the GW or server will never accept this identity: wrong role; or no GW URL is left whose peer is
+ *   the GW expected, each dropped on an identity mismatch); no reconnect.
+ * Reconnecting itself (backoff, attempts, timers, failover over `gwUrls`) is the transport's one
+ * ReconnectingClient, held in `client`.
  */
 export type GwLinkPhase =
   | { readonly phase: 'connecting' }
