@@ -30,7 +30,8 @@ type Layer =
   | 'admin'
   | 'embed'
   | 'cli'
-  | 'bench';
+  | 'bench'
+  | 'cluster';
 
 interface Rule {
   /** Layers this one may import (itself is always allowed). `'*'`: anything (a composition root). */
@@ -53,7 +54,7 @@ const RULES: Readonly<Record<Layer, Rule>> = {
   // The server's Prometheus instrumentation (prom-client): used by the server, never by the GW or the PNE SDK.
   metrics: { may: ['core'] },
   // Roles: no role imports another role; they receive a store (the interface), they do not open one.
-  server: { may: [...ROLES, 'metrics'], storeInterface: true },
+  server: { may: [...ROLES, 'metrics', 'cluster'], storeInterface: true },
   gateway: { may: ROLES },
   pne: { may: ROLES },
   // The REST API / console: over the server's public types and the store interface it is handed.
@@ -62,6 +63,8 @@ const RULES: Readonly<Record<Layer, Rule>> = {
   embed: { may: '*' },
   cli: { may: '*' },
   bench: { may: '*' },
+  // Events between server nodes (docs/cluster.md): below the server, over core only.
+  cluster: { may: ['core'] },
 };
 
 /** What a role may see of the store: the Store interface, its errors, and the one stored form of tokens. */
@@ -77,6 +80,10 @@ const PACKAGE_HOMES: Readonly<Record<string, readonly Layer[]>> = {
   fastify: ['admin'],
   '@fastify/swagger': ['admin'],
   'prom-client': ['metrics'],
+  '@nats-io/transport-node': ['cluster'],
+  '@nats-io/jetstream': ['cluster'],
+  '@nats-io/kv': ['cluster'],
+  '@nats-io/nats-core': ['cluster'],
 };
 
 /**
@@ -88,9 +95,18 @@ const TEMPORARY_ALLOWLIST: readonly { readonly from: string; readonly to: string
 
 const PNE_ENTRY = 'src/pne/index.ts';
 /** Nothing under these folders is loaded by the PNE SDK. */
-const NOT_IN_PNE = ['gateway', 'server', 'store', 'admin', 'metrics', 'embed', 'cli', 'bench'];
+const NOT_IN_PNE = ['gateway', 'server', 'store', 'admin', 'metrics', 'embed', 'cli', 'bench', 'cluster'];
 /** npm packages the PNE SDK does not need. */
-const NOT_IN_PNE_PACKAGES = ['better-sqlite3', 'fastify', '@fastify/swagger', 'prom-client'];
+const NOT_IN_PNE_PACKAGES = [
+  'better-sqlite3',
+  'fastify',
+  '@fastify/swagger',
+  'prom-client',
+  '@nats-io/transport-node',
+  '@nats-io/jetstream',
+  '@nats-io/kv',
+  '@nats-io/nats-core',
+];
 
 function layerOf(file: string): Layer | undefined {
   const parts = file.split('/');
