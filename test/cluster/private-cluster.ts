@@ -1,0 +1,115 @@
+/**
+ * A private 3-node NATS JetStream cluster (nats-server 2.9.10) started by a test, so the test may kill nodes
+ * without disturbing the shared one (the same layout as scripts/dev/nats-cluster.sh): n1..n3 on 127.0.0.1,
+ * free client/cluster/monitoring ports, a temporary store directory each, routes among them.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ClusterNode {
+  readonly name: string;
+  readonly url: string;
+  readonly monitor: number;
+  readonly proc: ChildProcess;
+}
+
+export interface PrivateCluster {
+  readonly nodes: readonly ClusterNode[];
+  readonly urls: readonly string[];
+  /** SIGKILL the node with this server name; returns its PID. */
+  kill(name: string): number;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function ok(url: string, check: (body: unknown) => boolean = () => true): Promise<boolean> {
+  try {
+    const r = await fetch(url);
+    return r.ok && check(await r.json());
+  } catch {
+    return false;
+  }
+}
+
+export async function startPrivateCluster(timeoutMs = 20_000): Promise<PrivateCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'cpns-nats-test-'));
+  const ports: { client: number; cluster: number; monitor: number }[] = [];
+  const used = new Set<number>();
+  while (ports.length < 3) {
+    const [client, cluster, monitor] = [await freePort(), await freePort(), await freePort()];
+    if (new Set([client, cluster, monitor, ...used]).size !== used.size + 3) continue;
+    for (const p of [client, cluster, monitor]) used.add(p);
+    ports.push({ client, cluster, monitor });
+  }
+  const nodes: ClusterNode[] = ports.map((p, i) => {
+    const name = `n${i + 1}`;
+    const routes = ports.filter((_, j) => j !== i).map((q) => `nats-route://127.0.0.1:${q.cluster}`);
+    const conf = join(dir, `${name}.conf`);
+    writeFileSync(
+      conf,
+      [
+        `server_name: ${name}`,
+        `listen: 127.0.0.1:${p.client}`,
+        `http: 127.0.0.1:${p.monitor}`,
+        `jetstream { store_dir: "${join(dir, name)}", max_memory_store: 64MB, max_file_store: 256MB }`,
+        `cluster { name: cpns-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.join(', ')}] }`,
+      ].join('\n'),
+    );
+    const proc = spawn('nats-server', ['-c', conf], { stdio: 'ignore' });
+    return { name, url: `nats://127.0.0.1:${p.client}`, monitor: p.monitor, proc };
+  });
+  const cluster: PrivateCluster = {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    kill(name) {
+      const n = nodes.find((x) => x.name === name);
+      if (!n?.proc.pid) throw new Error(`no node ${name}`);
+      n.proc.kill('SIGKILL');
+      return n.proc.pid;
+    },
+    async stop() {
+      await Promise.all(
+        nodes.map(
+          (n) =>
+            new Promise<void>((resolve) => {
+              if (n.proc.exitCode !== null || n.proc.signalCode !== null) return resolve();
+              n.proc.once('exit', () => resolve());
+              n.proc.kill('SIGKILL');
+            }),
+        ),
+      );
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const up = await Promise.all(
+      nodes.map((n) => ok(`http://127.0.0.1:${n.monitor}/healthz?js-enabled-only=true`)),
+    );
+    const leader =
+      up.every(Boolean) &&
+      (await ok(`http://127.0.0.1:${nodes[0]!.monitor}/jsz`, (j) =>
+        Boolean((j as { meta_cluster?: { leader?: string } }).meta_cluster?.leader),
+      ));
+    if (leader) return cluster;
+    if (Date.now() > end || nodes.some((n) => n.proc.exitCode !== null)) {
+      await cluster.stop();
+      throw new Error('private NATS cluster did not come up');
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
