@@ -166,6 +166,29 @@ describe.skipIf(SKIP_REASON !== undefined)(
       await until(() => late.got.length === 12, 15_000, 'history');
     });
 
+    it('a failing handler gets the same event again, before any later one (not acknowledged until it succeeds)', async () => {
+      const pub = await start('pub');
+      const bus = await openJetStreamBus({ servers: NATS_URLS, handlerRetryMs: 50 });
+      open.push(bus);
+      const seen: number[] = [];
+      let failures = 0;
+      await bus.subscribe(
+        'flaky',
+        (d) => {
+          const epoch = (d.event as { epoch: number }).epoch;
+          seen.push(epoch);
+          if (epoch === 2 && failures < 3) {
+            failures++;
+            throw new Error('transient');
+          }
+        },
+        { onHandlerError: () => undefined },
+      );
+      for (let i = 1; i <= 4; i++) await pub.bus.publish(epochEvent(i), `outbox:${i}`);
+      await until(() => seen.includes(4), 15_000, 'last event');
+      expect(seen).toEqual([1, 2, 2, 2, 2, 3, 4]);
+    });
+
     it('refuses malformed, oversized and key-carrying messages with a typed code and keeps consuming', async () => {
       const n = await start('a');
       const js = jetstream(n.bus.nc);
