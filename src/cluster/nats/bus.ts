@@ -168,11 +168,15 @@ export class JetStreamBus implements EventBus {
     }, this.options.publishDeadlineMs);
   }
 
-  /** Run `fn` until it succeeds, with a capped doubling backoff, or fail with TIMEOUT after `deadlineMs`. */
+  /**
+   * Run `fn` until it succeeds, at most one attempt per backoff step (capped doubling), or fail with TIMEOUT after
+   * `deadlineMs`.
+   */
   async #retrying<T>(fn: () => Promise<T>, deadlineMs: number): Promise<T> {
     const end = Date.now() + deadlineMs;
     let wait = this.options.publishRetryMinMs;
     for (;;) {
+      const began = Date.now();
       try {
         return await fn();
       } catch (e) {
@@ -184,7 +188,8 @@ export class JetStreamBus implements EventBus {
           throw new CpnsError(ErrorCode.TIMEOUT, 'NATS request did not complete in time', 'bus', {
             cause: e,
           });
-        await sleep(wait);
+        // The backoff counts from the attempt's start: an attempt that timed out has waited already.
+        await sleep(Math.max(0, wait - (Date.now() - began)));
         wait = Math.min(wait * 2, this.options.publishRetryMaxMs);
       }
     }
@@ -247,6 +252,8 @@ class NodeSubscription implements Subscription {
     onEnd: () => void,
   ) {
     this.closed = this.#run().finally(onEnd);
+    // Observed by close() and by callers who await `closed`; never an unhandled rejection.
+    this.closed.catch(() => undefined);
   }
 
   async #run(): Promise<void> {

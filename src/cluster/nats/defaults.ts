@@ -43,8 +43,11 @@ export const NATS_BUS_DEFAULTS = {
   maxPingOut: 2,
 
   // ------------------------------------------------------------------ publish
-  /** One publish attempt waits this long for the stream's ack. */
-  publishAttemptTimeoutMs: 2_000,
+  /**
+   * One publish attempt waits this long for the stream's ack. Short, because a retry is harmless (same id, stored
+   * once) and, during a stream leader election, the first attempt after the new leader is up ends the pause.
+   */
+  publishAttemptTimeoutMs: 1_000,
   /** A publish is retried (same idempotency id, so never stored twice) until this much time has passed. */
   publishDeadlineMs: 30_000,
   /** Backoff between publish attempts: doubling from the first, capped at the second. */
