@@ -24,6 +24,7 @@ const STATUS: Readonly<Record<string, number>> = {
   REVOKED: 409,
   EPOCH_EXHAUSTED: 409,
   BUSY: 503,
+  UNAVAILABLE: 503,
   CLOSED: 503,
 };
 

@@ -28,6 +28,12 @@ export const StoreErrorCode = {
   MIGRATION_MISMATCH: 'MIGRATION_MISMATCH',
   /** The database stayed locked by another writer longer than the busy timeout. */
   BUSY: 'BUSY',
+  /**
+   * The database cannot be reached: connection refused or lost, connect timeout, server shutting down or out of
+   * connections (PostgreSQL backend). Transient: the caller may retry later; nothing of the failed call committed
+   * unless the connection broke during COMMIT itself.
+   */
+  UNAVAILABLE: 'UNAVAILABLE',
   /** The store was used after close(). */
   CLOSED: 'CLOSED',
 } as const;
