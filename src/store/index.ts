@@ -1,6 +1,13 @@
 export * from '../core/crypto/masterkey.js';
 export * from './at-rest.js';
 export * from './errors.js';
+export {
+  openPostgresStore,
+  POSTGRES_DEFAULTS,
+  type PostgresLimits,
+  PostgresStore,
+  type PostgresStoreOptions,
+} from './postgres/index.js';
 export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from './sqlite/index.js';
 export * from './store.js';
 export { hashToken } from './token.js';

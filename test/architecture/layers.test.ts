@@ -23,6 +23,7 @@ type Layer =
   | 'protocol'
   | 'store'
   | 'store/sqlite'
+  | 'store/postgres'
   | 'metrics'
   | 'server'
   | 'gateway'
@@ -49,8 +50,9 @@ const RULES: Readonly<Record<Layer, Rule>> = {
   transport: { may: ['core'] },
   protocol: { may: ['core', 'transport'] },
   // The store's barrel (cpns/store) re-exports the SQLite backend; a backend implements the interface.
-  store: { may: ['core', 'store/sqlite'] },
+  store: { may: ['core', 'store/sqlite', 'store/postgres'] },
   'store/sqlite': { may: ['core', 'store'] },
+  'store/postgres': { may: ['core', 'store'] },
   // The server's Prometheus instrumentation (prom-client): used by the server, never by the GW or the PNE SDK.
   metrics: { may: ['core'] },
   // Roles: no role imports another role; they receive a store (the interface), they do not open one.
@@ -77,6 +79,7 @@ const STORE_INTERFACE: ReadonlySet<string> = new Set([
 /** npm packages that belong to one layer (and the composition roots): nobody else imports them directly. */
 const PACKAGE_HOMES: Readonly<Record<string, readonly Layer[]>> = {
   'better-sqlite3': ['store/sqlite'],
+  pg: ['store/postgres'],
   fastify: ['admin'],
   '@fastify/swagger': ['admin'],
   'prom-client': ['metrics'],
@@ -111,7 +114,8 @@ const NOT_IN_PNE_PACKAGES = [
 function layerOf(file: string): Layer | undefined {
   const parts = file.split('/');
   if (parts[0] !== 'src' || parts.length < 3) return undefined;
-  const name = parts[1] === 'store' && parts[2] === 'sqlite' && parts.length > 3 ? 'store/sqlite' : parts[1];
+  const backend = parts[1] === 'store' && parts.length > 3 ? `store/${parts[2]}` : undefined;
+  const name = backend === 'store/sqlite' || backend === 'store/postgres' ? backend : parts[1];
   return name !== undefined && name in RULES ? (name as Layer) : undefined;
 }
 
