@@ -1,7 +1,9 @@
 /**
  * The one behavioural test suite of the Store interface. Every backend runs it against a real database:
- *   runStoreSuite('sqlite file', sqliteFileHarness)   // test/store/sqlite.test.ts
- *   runStoreSuite('postgres', postgresHarness)        // later: one line
+ *   runStoreSuite('sqlite file', fileHarness, caps)   // test/store/sqlite.test.ts
+ *   runStoreSuite('postgres', harness, caps)          // test/store/postgres.test.ts (one schema per harness)
+ * Nothing here is backend-specific: raw SQL uses `?` placeholders and the mirrored table names, and what one
+ * backend cannot do is a capability flag (BackendCapabilities).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
