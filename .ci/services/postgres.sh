@@ -47,7 +47,7 @@ cpns_pg_start() {
     -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
     >"$dir/postgres.log" 2>&1 &
   pid=$!
-  CLEANUP+=("kill $pid; sleep 1; rm -rf $dir")
+  CLEANUP+=("kill $pid; rm -rf $dir")
   for i in $(seq 1 100); do
     if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then break; fi
     if ! kill -0 "$pid" 2>/dev/null || [ "$i" = 100 ]; then
@@ -56,6 +56,9 @@ cpns_pg_start() {
     fi
     sleep 0.2
   done
+  # stop the postmaster itself (not runuser), and wait for it before removing its directory
+  pid="$(head -n 1 "$dir/data/postmaster.pid")"
+  CLEANUP[${#CLEANUP[@]}-1]="kill $pid; for _ in \$(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; rm -rf $dir"
   "$bindir/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'CREATE DATABASE cpns_test' >/dev/null
   export CPNS_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/cpns_test"
   echo "postgres: $CPNS_TEST_PG_URL (pid $pid, $dir)"

@@ -52,7 +52,6 @@ up() {
     -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
     >"$STATE/postgres.log" 2>&1 &
   pid=$!
-  echo "$pid" >"$STATE/pid"
   echo "$port" >"$STATE/port"
   for i in $(seq 1 100); do
     if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then break; fi
@@ -62,6 +61,8 @@ up() {
     fi
     sleep 0.2
   done
+  # the postmaster's own pid (not runuser's): what `down` stops
+  head -n 1 "$STATE/data/postmaster.pid" >"$STATE/pid"
   "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'CREATE DATABASE cpns_test' >/dev/null
   echo "export CPNS_TEST_PG_URL=postgres://postgres@127.0.0.1:$port/cpns_test"
 }
