@@ -162,7 +162,8 @@ export function certPem(v: unknown, field = 'certPem'): string {
     typeof v !== 'string' ||
     v.length > MAX_CERT_PEM ||
     !v.includes('-----BEGIN CERTIFICATE-----') ||
-    !v.includes('-----END CERTIFICATE-----')
+    !v.includes('-----END CERTIFICATE-----') ||
+    v.includes('\u0000')
   )
     bad(field, 'expected a PEM certificate of at most 16 KiB');
   return v;
@@ -213,6 +214,8 @@ const SECRET_FIELD_RE = /^(key|gk|groupkey|secret|token|password|masterkey|priva
 
 function checkJson(v: unknown, field: string, depth: number, secretsAllowed: boolean): void {
   if (depth > 16) bad(field, 'JSON nested too deeply');
+  // NUL: PostgreSQL's text and jsonb cannot hold it, so no backend accepts it (the same inputs everywhere)
+  if (typeof v === 'string' && v.includes('\u0000')) bad(field, 'NUL characters are not allowed');
   if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) bad(field, 'JSON numbers must be finite');
@@ -224,6 +227,7 @@ function checkJson(v: unknown, field: string, depth: number, secretsAllowed: boo
   }
   if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
     for (const [k, x] of Object.entries(v)) {
+      if (k.includes('\u0000')) bad(field, 'NUL characters are not allowed');
       if (!secretsAllowed && SECRET_FIELD_RE.test(k))
         bad(field, 'secret-looking field refused in audit detail');
       checkJson(x, field, depth + 1, secretsAllowed);

@@ -1128,6 +1128,18 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         await rejectsInvalid(s.listAudit({ limit: 0 }), 'limit');
         await rejectsInvalid(s.listAudit({ limit: 1001 }), 'limit');
       });
+
+      it('refuses NUL characters in JSON and certificates on every backend', async () => {
+        const e = { actor: 'server', action: 'key.rotate' };
+        await rejectsInvalid(s.appendAudit({ ...e, detail: { note: 'a\u0000b' } }), 'detail');
+        await rejectsInvalid(s.appendAudit({ ...e, detail: { 'a\u0000': 1 } }), 'detail');
+        await rejectsInvalid(s.createGroup(group({ deliveryPolicy: { x: ['\u0000'] } })), 'deliveryPolicy');
+        await rejectsInvalid(
+          s.putIdentity({ id: pneId(), role: 'pne', certSerial: '01', certPem: `${PEM}\u0000` }),
+          'certPem',
+        );
+        expect((await s.listAudit()).entries).toEqual([]);
+      });
     });
 
     // ------------------------------------------------------------ lifecycle
