@@ -414,26 +414,62 @@ if (URL_ === undefined || URL_ === '') {
       expect(Date.now() - t0).toBeLessThan(5000);
     });
 
-    it('connections killed by the server: the call in flight is UNAVAILABLE, the pool reconnects', async () => {
+    it('a connection killed by the server mid-rotation: UNAVAILABLE, nothing written, the pool reconnects', async () => {
       const schema = fresh();
-      const s = postgres(await open({ schema, masterKey: randomBytes(32), poolMax: 2 }));
+      const s = postgres(
+        await open({
+          schema,
+          masterKey: randomBytes(32),
+          lockTimeoutMs: 20_000,
+          connection: { application_name: schema },
+        }),
+      );
       const g = await s.createGroup(group());
-      const marker = `SELECT pg_sleep(20) -- ${schema}`;
-      const inFlight = s.pool.query(marker).catch((e: unknown) => e);
-      let killed = 0;
-      for (let i = 0; i < 100 && killed === 0; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        const r = await adminPool().query(
-          'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query = $1',
-          [marker],
-        );
-        killed = r.rowCount ?? 0;
+      const holder = await adminPool().connect();
+      try {
+        // hold the group's row so the rotation is in flight (waiting on the lock) when its backend is killed
+        await holder.query('BEGIN');
+        await holder.query(`SELECT 1 FROM ${schema}.service_groups WHERE sg_id = $1 FOR UPDATE`, [g.sgId]);
+        const rotation = s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU).catch((e: unknown) => e);
+        let killed = 0;
+        for (let i = 0; i < 200 && killed === 0; i++) {
+          await new Promise((r) => setTimeout(r, 25));
+          const r = await adminPool().query(
+            `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1 AND wait_event_type = 'Lock'`,
+            [schema],
+          );
+          killed = r.rowCount ?? 0;
+        }
+        expect(killed).toBe(1);
+        expect(await rotation).toMatchObject({
+          name: 'StoreError',
+          code: 'UNAVAILABLE',
+          message: 'database is unavailable',
+        });
+        await holder.query('ROLLBACK');
+      } finally {
+        holder.release();
       }
-      expect(killed).toBe(1);
-      const { mapError } = await import('../../src/store/postgres/db.js');
-      expect(mapError(await inFlight)).toMatchObject({ code: 'UNAVAILABLE' });
-      // idle connections of the pool were not touched; killed ones are replaced on demand
+      expect((await s.getGroup(g.sgId))?.epochHighWater).toBe(0);
       expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).epoch).toBe(1);
+      expect((await s.listAudit({ sgId: g.sgId })).entries.map((e) => e.epoch)).toEqual([1]);
+    });
+
+    it('idle connections killed by the server (a restart, a failover): the next calls reconnect', async () => {
+      const schema = fresh();
+      const s = postgres(
+        await open({ schema, masterKey: randomBytes(32), connection: { application_name: schema } }),
+      );
+      const g = await s.createGroup(group());
+      await Promise.all(Array.from({ length: 5 }, () => s.listGroups())); // several pooled connections
+      const r = await adminPool().query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+        [schema],
+      );
+      expect(r.rowCount).toBeGreaterThan(0);
+      expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).epoch).toBe(1);
+      expect((await s.listGroups()).map((x) => x.sgId)).toEqual([g.sgId]);
     });
   });
 }

@@ -75,13 +75,21 @@ function sqlState(e: unknown): string | undefined {
  * Runs `fn` in one transaction on one pooled connection (READ COMMITTED; the writers that must be single take
  * row locks with SELECT ... FOR UPDATE). Rolled back on any error; retried on serialization failure and
  * deadlock up to `txRetries` times, then BUSY. A lock timeout (lockTimeoutMs) is BUSY at once: it already waited.
+ * A connection found dead at BEGIN is replaced (same budget); one lost later is UNAVAILABLE (never re-run: the
+ * COMMIT may have happened).
  */
-export async function tx<T>(ctx: Ctx, fn: (c: Client) => Promise<T>, mode = 'BEGIN'): Promise<T> {
+export async function tx<T>(
+  ctx: Pick<Ctx, 'pool' | 'limits'>,
+  fn: (c: Client) => Promise<T>,
+  mode = 'BEGIN',
+): Promise<T> {
   for (let attempt = 0; ; attempt++) {
-    const c = await connect(ctx.pool);
+    const c = await ctx.pool.connect();
     let broken = false;
+    let begun = false;
     try {
       await c.query(mode);
+      begun = true;
       const out = await fn(c);
       await c.query('COMMIT');
       return out;
@@ -90,12 +98,14 @@ export async function tx<T>(ctx: Ctx, fn: (c: Client) => Promise<T>, mode = 'BEG
       if (!broken) {
         try {
           await c.query('ROLLBACK');
-        } catch (re) {
+        } catch {
           broken = true;
-          void re;
         }
       }
       if (RETRYABLE.has(sqlState(e) ?? '') && attempt < ctx.limits.txRetries) continue;
+      // a pooled connection the server closed while idle (restart, failover) fails at BEGIN, before anything
+      // ran: take another one
+      if (broken && !begun && attempt < ctx.limits.txRetries) continue;
       throw e;
     } finally {
       // a broken connection is destroyed, not returned to the pool
@@ -105,12 +115,8 @@ export async function tx<T>(ctx: Ctx, fn: (c: Client) => Promise<T>, mode = 'BEG
 }
 
 /** A consistent snapshot for multi-statement reads. */
-export function readTx<T>(ctx: Ctx, fn: (c: Client) => Promise<T>): Promise<T> {
+export function readTx<T>(ctx: Pick<Ctx, 'pool' | 'limits'>, fn: (c: Client) => Promise<T>): Promise<T> {
   return tx(ctx, fn, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-}
-
-async function connect(pool: Pool): Promise<Client> {
-  return pool.connect();
 }
 
 const CONNECTION_ERRNOS = new Set([

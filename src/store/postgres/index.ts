@@ -51,7 +51,7 @@ import * as delivery from './delivery.js';
 import * as groups from './groups.js';
 import * as inventory from './inventory.js';
 import * as keys from './keys.js';
-import { lockSchema, MIGRATIONS, type Migration, migrate } from './migrations.js';
+import { createSchema, lockSchema, MIGRATIONS, type Migration, migrate } from './migrations.js';
 import * as registry from './registry.js';
 import * as relay from './relay.js';
 import * as secrets from './secrets.js';
@@ -123,8 +123,8 @@ function poolConfig(opts: PostgresStoreOptions, limits: PostgresLimits): pg.Pool
   };
 }
 
-async function initMeta(ctx: Omit<Ctx, 'sealer'>, masterKey: Uint8Array): Promise<RowSealer> {
-  return tx({ ...ctx, sealer: undefined as unknown as RowSealer }, async (c: Client) => {
+async function initMeta(ctx: Pick<Ctx, 'pool' | 'limits'>, masterKey: Uint8Array): Promise<RowSealer> {
+  return tx(ctx, async (c: Client) => {
     await lockSchema(c); // nodes opening a new database together agree on one store id and check value
     const get = async (k: string) =>
       (
@@ -191,11 +191,8 @@ export class PostgresStore implements Store {
     pool.on('error', () => {});
     const base = { pool, now: opts.now ?? Date.now, limits };
     try {
-      if (opts.schema !== undefined) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
-      const { version, applied } = await migrate(
-        { ...base, sealer: undefined as unknown as RowSealer },
-        opts.migrations ?? MIGRATIONS,
-      );
+      if (opts.schema !== undefined) await createSchema(base, opts.schema);
+      const { version, applied } = await migrate(base, opts.migrations ?? MIGRATIONS);
       const sealer = await initMeta(base, opts.masterKey);
       return new PostgresStore({ ...base, sealer }, version, applied);
     } catch (e) {

@@ -200,8 +200,21 @@ export interface MigrationResult {
 }
 
 /** Takes the migration lock of the connection's schema for the rest of the transaction. */
-export async function lockSchema(c: Client): Promise<void> {
-  await c.query('SELECT pg_advisory_xact_lock($1::int4, hashtext(current_schema()))', [MIGRATION_LOCK]);
+export async function lockSchema(c: Client, schema?: string): Promise<void> {
+  // coalesce: with no schema on the search_path current_schema() is NULL, and the (strict) lock function
+  // would return NULL without locking anything
+  await c.query(
+    "SELECT pg_advisory_xact_lock($1::int4, hashtext(coalesce($2::text, current_schema(), '')))",
+    [MIGRATION_LOCK, schema ?? null],
+  );
+}
+
+/** Creates the schema if missing, under its migration lock: CREATE SCHEMA IF NOT EXISTS alone races. */
+export async function createSchema(ctx: Pick<Ctx, 'pool' | 'limits'>, schema: string): Promise<void> {
+  await tx(ctx, async (c) => {
+    await lockSchema(c, schema);
+    await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  });
 }
 
 interface Applied {
@@ -238,7 +251,7 @@ async function appliedRows(c: Client): Promise<Applied[]> {
  * are safe; a failing migration leaves the database at the previous version.
  */
 export async function migrate(
-  ctx: Ctx,
+  ctx: Pick<Ctx, 'pool' | 'limits'>,
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<MigrationResult> {
   for (let i = 0; i < migrations.length; i++) {
