@@ -14,6 +14,7 @@ import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Suite } from '../../src/core/crypto/aead.js';
 import { hashToken } from '../../src/store/index.js';
+import { isConnectionError, mapError } from '../../src/store/postgres/db.js';
 import {
   MIGRATIONS,
   openPostgresStore,
@@ -141,6 +142,52 @@ function group(over: Partial<NewServiceGroup> = {}): NewServiceGroup {
   };
 }
 const KU = { audit: { actor: 'server', action: 'key.update' } } as const;
+
+describe('PostgreSQL error mapping (no server needed)', () => {
+  const dbError = (
+    code: string,
+    message = 'duplicate key value violates unique constraint "x" Key (a)=(secret)',
+  ) => Object.assign(new Error(message), { code });
+
+  it('maps SQLSTATEs and connection failures to StoreError codes with fixed messages', () => {
+    const cases: [unknown, string, string][] = [
+      [dbError('23505'), 'CONFLICT', 'row already exists'],
+      [dbError('23503'), 'NOT_FOUND', 'referenced row does not exist'],
+      [dbError('40001'), 'BUSY', 'database is locked by another writer'],
+      [dbError('40P01'), 'BUSY', 'database is locked by another writer'],
+      [dbError('55P03'), 'BUSY', 'database is locked by another writer'],
+      [dbError('57014'), 'BUSY', 'statement timed out'],
+      [dbError('08006'), 'UNAVAILABLE', 'database is unavailable'],
+      [dbError('57P01'), 'UNAVAILABLE', 'database is unavailable'],
+      [dbError('53300'), 'UNAVAILABLE', 'database is unavailable'],
+      [dbError('28P01'), 'UNAVAILABLE', 'database is unavailable'],
+      [dbError('3D000'), 'UNAVAILABLE', 'database is unavailable'],
+      [
+        dbError('ECONNREFUSED', 'connect ECONNREFUSED 10.0.0.1:5432'),
+        'UNAVAILABLE',
+        'database is unavailable',
+      ],
+      [new Error('Connection terminated unexpectedly'), 'UNAVAILABLE', 'database is unavailable'],
+      [new Error('timeout exceeded when trying to connect'), 'UNAVAILABLE', 'database is unavailable'],
+      [dbError('XX001'), 'STORE_CORRUPT', 'database is corrupt'],
+    ];
+    for (const [e, code, message] of cases)
+      expect(mapError(e), String((e as { code?: string }).code)).toMatchObject({
+        name: 'StoreError',
+        code,
+        message,
+      });
+  });
+
+  it('an unknown database error names only its SQLSTATE; other errors pass through', () => {
+    const out = mapError(dbError('22P02', 'invalid input syntax for type bigint: "top-secret"')) as Error;
+    expect(out.message).toBe('database error (SQLSTATE 22P02)');
+    expect(out).not.toHaveProperty('cause');
+    const plain = new TypeError('x');
+    expect(mapError(plain)).toBe(plain);
+    expect(isConnectionError(dbError('23505'))).toBe(false);
+  });
+});
 
 if (URL_ === undefined || URL_ === '') {
   if (IN_CI)
