@@ -102,6 +102,7 @@ const NOT_IN_PNE = ['gateway', 'server', 'store', 'admin', 'metrics', 'embed', '
 /** npm packages the PNE SDK does not need. */
 const NOT_IN_PNE_PACKAGES = [
   'better-sqlite3',
+  'pg',
   'fastify',
   '@fastify/swagger',
   'prom-client',
