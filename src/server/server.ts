@@ -25,8 +25,6 @@ import type { ServerAdmin, ServerOptions } from './types.js';
 export { SERVER_DEFAULTS } from './defaults.js';
 
 export class CpnsServer {
-  readonly url: string;
-  readonly enrollUrl: string;
   readonly caPem: string;
   readonly identity: string;
   readonly admin: ServerAdmin;
@@ -45,8 +43,6 @@ export class CpnsServer {
     this.#enrollListener = enroll;
     this.identity = identity;
     this.caPem = st.ca.certPem;
-    this.url = st.secure.url;
-    this.enrollUrl = enroll.anonymousUrl ?? '';
     this.admin = makeAdmin(st);
   }
 
@@ -59,7 +55,7 @@ export class CpnsServer {
       const host = opts.host ?? SERVER_DEFAULTS.host;
       const sc = await issueOwnCert(ca, opts.serverName ?? SERVER_DEFAULTS.serverName, host);
       let self: CpnsServer | undefined;
-      const { secure, enroll } = await listen(
+      const { secure, enroll } = listeners(
         opts,
         host,
         sc,
@@ -74,13 +70,26 @@ export class CpnsServer {
       const server = new CpnsServer(st, enroll, sc.identity);
       self = server;
       await loadState(st);
+      // Route sessions before accepting any: a GW that connects while the state loads (a slow store, a node
+      // taking over) would otherwise get a session that nobody serves.
       serve(st, [secure, enroll], log);
+      await openListeners(secure, enroll);
       log.info({ url: server.url }, 'CPNS server listening');
       return server;
     } catch (e) {
       await store.close().catch(() => {});
       throw e;
     }
+  }
+
+  /** URL of the GW session listener (its port is known once listening, i.e. after start()). */
+  get url(): string {
+    return this.#st.secure.url;
+  }
+
+  /** URL of the anonymous enrollment listener. */
+  get enrollUrl(): string {
+    return this.#enrollListener.anonymousUrl ?? '';
   }
 
   /** The server's TLS certificate and key (issued by the CPNS CA at start), for the admin HTTPS listener. */
@@ -137,13 +146,13 @@ export class CpnsServer {
 }
 
 /** The two listeners: GW sessions (mTLS, role `gw`) and, on its own port, the anonymous enrollment surface. */
-async function listen(
+function listeners(
   opts: ServerOptions,
   host: string,
   sc: { certPem: string; keyPem: string },
   caPem: string,
   isRevokedFn: (identity: string, serialHex: string) => boolean,
-): Promise<{ secure: SecureServer; enroll: SecureServer }> {
+): { secure: SecureServer; enroll: SecureServer } {
   const secure = new SecureServer({
     certPem: sc.certPem,
     keyPem: sc.keyPem,
@@ -167,6 +176,11 @@ async function listen(
     heartbeat: false,
     ...(opts.enrollLimits ? { limits: opts.enrollLimits } : {}),
   });
+  return { secure, enroll };
+}
+
+/** Opens both listeners, or neither. */
+async function openListeners(secure: SecureServer, enroll: SecureServer): Promise<void> {
   await secure.listen();
   try {
     await enroll.listen();
@@ -174,7 +188,6 @@ async function listen(
     await secure.close(0);
     throw e;
   }
-  return { secure, enroll };
 }
 
 /** Sessions of both listeners go to the one router (gw-session.ts); refusals are only logged. */
