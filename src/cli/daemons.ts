@@ -6,7 +6,7 @@ import pino, { type Logger } from 'pino';
 import { buildAdminApp } from '../admin/app.js';
 import { loadOrCreateAdminToken } from '../admin/token.js';
 import type { Medium } from '../core/codec/index.js';
-import { openServerStore } from '../embed/index.js';
+import { isPostgresUrl, openServerStore } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
@@ -194,6 +194,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
+      store: { type: 'string', default: env('CPNS_STORE') },
       host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
       port: { type: 'string', default: env('CPNS_PORT') ?? '7443' },
       'enroll-port': { type: 'string', default: env('CPNS_ENROLL_PORT') ?? String(DEFAULT_ENROLL_PORT) },
@@ -206,9 +207,14 @@ export async function serverCommand(argv: string[]): Promise<number> {
   claimDataDir(dataDir, 'server');
   const log = logger('cpns-server');
   const metrics = new CpnsMetrics();
-  // The composition root chooses the backend: SQLite in the data directory, under its master key.
+  // The composition root chooses the backend: SQLite in the data directory, or PostgreSQL with --store; both
+  // sealed under the master key of the data directory (or CPNS_MASTER_KEY).
+  const storeUrl = values.store;
+  if (storeUrl !== undefined && !isPostgresUrl(storeUrl)) {
+    throw usage('--store takes a postgres://user@host:port/database URL (omit it for SQLite in --data-dir)');
+  }
   const server = await CpnsServer.start({
-    store: await openServerStore(dataDir),
+    store: await openServerStore(dataDir, storeUrl !== undefined ? { storeUrl } : {}),
     host: values.host,
     port: Number(values.port),
     enrollPort: Number(values['enroll-port']),

@@ -3,6 +3,7 @@
  * to a role. See docs/architecture.md "Layers".
  */
 export {
+  isPostgresUrl,
   type OpenServerStoreOptions,
   openServerStore,
   type SqliteServerOptions,
