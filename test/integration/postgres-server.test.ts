@@ -69,7 +69,6 @@ const scenario = () => {
       }),
       heartbeat: false,
       reconnect: { ...BACKOFF, random: () => 0 },
-      ...(process.env.DEBUG_PG_IT ? { logger: (await import('pino')).default({ level: 'debug' }) } : {}),
     });
     closers.push(() => gw.close());
     const [p, q] = await Promise.all(
@@ -93,7 +92,6 @@ const scenario = () => {
     server = await startServer(dirB, {
       ...pgOpts,
       port: bPort,
-      ...(process.env.DEBUG_PG_IT ? { logger: (await import('pino')).default({ level: 'debug', name: 'B' }) } : {}),
     });
     expect(server.url).toBe(bUrl);
     expect(server.caPem).toBe(caPem); // the CA is the database's, not the data directory's
