@@ -3,7 +3,7 @@ import { type AdminEndpoint, adminRequest, endpointFromDataDir } from './admin-c
 import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { UsageError } from './usage.js';
 
-const USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--token-file <path>|-] [--json | --table]
+export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--token-file <path>|-] [--json | --table]
   token create --role gw|pne [--ttl <sec>]     one-time enrollment token (prints only the token)
   revoke <identity>                           revoke a GW or PNE: sessions closed at once, its SGs rekeyed
   pns                                         PN inventory (GWs, their PNEs, online, last seen)
@@ -95,7 +95,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
     },
   });
   const [a, b, c] = positionals;
-  if (a === undefined || a === 'help') throw new UsageError(USAGE);
+  if (a === undefined || a === 'help') throw new UsageError(ADMIN_USAGE);
   const asTable = values.table || (!values.json && process.stdout.isTTY === true);
   if (values.token !== undefined) throw new UsageError(`${TOKEN_ON_ARGV} (CPNS_ADMIN_TOKEN)`);
   const ep = endpointFromDataDir(
@@ -161,7 +161,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
   }
   if (a === 'audit') return audit(ep, values, out, num);
   if (a === 'sg') return sgCommand(ep, b, c, positionals.slice(3), values, out, num);
-  throw new UsageError(USAGE);
+  throw new UsageError(ADMIN_USAGE);
 }
 
 async function sgCommand(
@@ -281,7 +281,7 @@ async function sgCommand(
     await adminRequest(ep, 'DELETE', `/service-groups/${enc(c)}/members/${enc(d)}`);
     return out({ ok: true }, () => `removed ${d} from ${c}; the Group Key was updated`);
   }
-  throw new UsageError(USAGE);
+  throw new UsageError(ADMIN_USAGE);
 }
 
 async function audit(

@@ -6,6 +6,7 @@ import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
 import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
 import { runDemo } from './demo.js';
+import { COMMAND_HELP, commandKey, version, wantsHelp } from './help.js';
 
 const USAGE = `usage: cpns <command>
 
@@ -22,7 +23,8 @@ commands:
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
-  help            this text
+  help [command]  this text, or a command's (also: cpns <command> --help, -h)
+  --version       the version
 
 server, gateway and pne take --config <file.json> (keys = long option names; the command line wins).
 --server (gateway) and --gw (pne) take a comma-separated list (or a JSON array in --config): the nodes of a server
@@ -39,12 +41,36 @@ environment: CPNS_DATA_DIR, CPNS_STORE, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_ENROL
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+    process.stdout.write(`cpns ${version()}\n`);
+    return 0;
+  }
+  if (cmd === 'help' && rest[0] !== undefined) {
+    const text = COMMAND_HELP[commandKey(rest[0], rest.slice(1))];
+    if (!text) throw new UsageError(USAGE);
+    process.stdout.write(`${text}\n`);
+    return 0;
+  }
+  if (cmd !== undefined && cmd !== '--help' && cmd !== '-h' && wantsHelp(rest)) {
+    const text = COMMAND_HELP[commandKey(cmd, rest)];
+    if (!text) throw new UsageError(USAGE);
+    process.stdout.write(`${text}\n`);
+    return 0;
+  }
   switch (cmd) {
-    case 'demo':
-      if (rest[0] === 'core') await runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
+    case 'demo': {
+      const core = rest[0] === 'core';
+      const args = core ? rest.slice(1) : rest;
+      const extra = args.filter((a) => core || a !== '--keep');
+      if (extra.length > 0)
+        throw new UsageError(
+          `unknown argument ${JSON.stringify(extra[0])}\n\n${COMMAND_HELP[core ? 'demo core' : 'demo']}`,
+        );
+      if (core) await runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
       else
-        await runDemo({ log: (l) => process.stdout.write(`${l}\n`), keepDataDir: rest.includes('--keep') });
+        await runDemo({ log: (l) => process.stdout.write(`${l}\n`), keepDataDir: args.includes('--keep') });
       return 0;
+    }
     case 'server':
       return serverCommand(rest);
     case 'gateway':
@@ -55,6 +81,11 @@ export async function main(argv: string[]): Promise<number> {
       return adminCommand(rest);
     case 'bench': {
       if (rest[0] === 'core') {
+        const extra = rest.slice(1).filter((a) => a !== '--quick');
+        if (extra.length > 0)
+          throw new UsageError(
+            `unknown argument ${JSON.stringify(extra[0])}\n\n${COMMAND_HELP['bench core']}`,
+          );
         runCoreBench({ quick: rest.includes('--quick') });
         return 0;
       }
@@ -67,16 +98,18 @@ export async function main(argv: string[]): Promise<number> {
           rounds: { type: 'string', default: '5' },
         },
       });
-      await runRekeyBench({
-        members: Number(values.members),
-        gateways: Number(values.gateways),
-        rounds: Number(values.rounds),
-      });
+      const n = (name: 'members' | 'gateways' | 'rounds'): number => {
+        const v = Number(values[name]);
+        if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} takes a positive integer`);
+        return v;
+      };
+      await runRekeyBench({ members: n('members'), gateways: n('gateways'), rounds: n('rounds') });
       return 0;
     }
     case undefined:
     case 'help':
     case '--help':
+    case '-h':
       process.stdout.write(`${USAGE}\n`);
       return 0;
   }

@@ -1,0 +1,87 @@
+/**
+ * `--help` / `-h` for every command, and `--version`: the CLI answers them before it parses anything else, so a
+ * help request never starts a daemon, a demo or a benchmark (exit 0). Usage errors exit 2, runtime failures 1.
+ */
+import { createRequire } from 'node:module';
+import { ADMIN_USAGE } from './admin.js';
+
+const COMMON = `
+  --config <file.json>     options as JSON (keys = long option names; the command line wins)
+  -h, --help               this text`;
+
+const ENROLL = `
+  --ca <ca.pem>            the CPNS CA certificate (CPNS_CA)
+  --enroll-url <url>       where to enroll on first start (CPNS_ENROLL_URL)
+  --token-file <path>|-    the one-time enrollment token (or CPNS_TOKEN; never on the command line)
+  --key-file <path>        seal the private key at rest under a 64-hex-digit key (or CPNS_KEY)`;
+
+/** Help of each command, by its words (`bench rekey`). */
+export const COMMAND_HELP: Readonly<Record<string, string>> = {
+  demo: `usage: cpns demo [--keep]
+  Runs a CPNS Server, two PN GWs and six PNEs on loopback (embedded SQLite store), a Service Group across both PNs,
+  broadcast Group Key delivery in one PN, and a removed member that can no longer read.
+  --keep                   keep the temporary data directory
+  -h, --help               this text`,
+  'demo core': `usage: cpns demo core
+  The in-process core demo: Group Key protection, a member removed, no network.
+  -h, --help               this text`,
+  server: `usage: cpns server [options]
+  A CPNS Server with its operator surface (admin REST API, SSE, console, /metrics) over HTTPS.
+  --data-dir <dir>         master key, CA file, admin token, SQLite store (CPNS_DATA_DIR; default .cpns/server)
+  --store <postgres://…>   keep the state in PostgreSQL instead of SQLite in --data-dir (CPNS_STORE)
+  --host <addr>            GW session listener address (CPNS_HOST; default 127.0.0.1)
+  --port <n>               GW session port (CPNS_PORT; default 7443)
+  --enroll-port <n>        anonymous enrollment port (CPNS_ENROLL_PORT; default 7445)
+  --admin-host <addr>      admin listener address (CPNS_ADMIN_HOST; default 127.0.0.1)
+  --admin-port <n>         admin HTTPS port (CPNS_ADMIN_PORT; default 7444)
+  --public-metrics         serve /metrics without the admin token${COMMON}`,
+  gateway: `usage: cpns gateway --server <url>[,<url>...] --ca <ca.pem> [options]
+  A PN GW: one session up to the CPNS Server (failing over along the list), PNE sessions and their enrollment.
+  --server <urls>          CPNS Server node URLs, comma-separated (CPNS_SERVER_URL)
+  --data-dir <dir>         credentials and broadcast state (CPNS_DATA_DIR; default .cpns/gateway)
+  --host <addr>            PNE listener address (default 127.0.0.1)
+  --port <n>               PNE session port
+  --enroll-port <n>        PNE enrollment port
+  --media <m,...>          broadcast media for Group Key delivery${ENROLL}${COMMON}`,
+  pne: `usage: cpns pne [listen|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
+  A PNE. listen (default): print received Service Group messages as JSON lines.
+  send --sg <id> --data <text>             send a protected message to a Service Group
+  group create --name <n> [--open]         create a Service Group (prints its sgId)
+  group join|leave|delete --sg <id>
+  group invite|remove --sg <id> --pne <identity>
+  --gw <urls>              PN GW URLs, comma-separated (CPNS_GW_URL)
+  --data-dir <dir>         credentials (CPNS_DATA_DIR; default .cpns/pne)
+  --media <m,...>          broadcast media this PNE listens on${ENROLL}${COMMON}`,
+  admin: `${ADMIN_USAGE}\n  -h, --help               this text`,
+  'bench core': `usage: cpns bench core [--quick]
+  Group message protect+open against raw node:crypto AEAD (ratios in one run), Subset-Difference broadcast.
+  --quick                  fewer rounds
+  -h, --help               this text`,
+  'bench rekey': `usage: cpns bench rekey [--members 1000] [--gateways 100] [--rounds 5]
+  A rekey of one Service Group over many GWs on loopback, unicast vs broadcast delivery.
+  -h, --help               this text`,
+};
+
+/** True when the arguments ask for help (before a `--` terminator). */
+export function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+/** The command's words as COMMAND_HELP names them: `demo core`, `bench rekey`, else the first word. */
+export function commandKey(cmd: string, rest: readonly string[]): string {
+  const sub = rest[0];
+  if ((cmd === 'demo' || cmd === 'bench') && sub !== undefined && `${cmd} ${sub}` in COMMAND_HELP) {
+    return `${cmd} ${sub}`;
+  }
+  return cmd;
+}
+
+/** The package version (package.json sits two levels above both src/cli and dist/cli). */
+export function version(): string {
+  const pkg = createRequire(import.meta.url)('../../package.json') as { version?: string };
+  return pkg.version ?? '0.0.0';
+}
