@@ -164,6 +164,22 @@ export interface RotateOptions {
   readonly activateAt?: number | null;
   /** Time of the key (created_at) and of its audit row. */
   readonly at?: number;
+  /**
+   * Also write an outbox row `key.epoch` {sgId, epoch, reason} in the same transaction, for the other server
+   * nodes (docs/cluster.md): a committed epoch is announced at least once, however the node crashes. Default
+   * false (one node: nobody would take the rows).
+   */
+  readonly outbox?: boolean;
+}
+
+/** A committed change waiting to be published to the other server nodes (docs/cluster.md). Never key material. */
+export interface OutboxEntry {
+  /** Increasing; also the idempotency id of the publication (a re-publish after a crash is deduplicated). */
+  readonly seq: number;
+  readonly at: number;
+  /** e.g. 'key.epoch'. */
+  readonly kind: string;
+  readonly body: JsonObject;
 }
 
 /** Audit entry of a key rotation; the store fills in sgId, epoch (the allocated one) and at (the key's time). */
@@ -414,6 +430,10 @@ export interface Store {
   // audit log (append-only)
   appendAudit(entry: NewAuditEntry): Promise<number>;
   listAudit(query?: AuditQuery): Promise<AuditPage>;
+  /** Unpublished outbox rows, oldest first (`limit` 1..1000, default 100). */
+  listOutbox(limit?: number): Promise<OutboxEntry[]>;
+  /** Removes published outbox rows (after the bus acknowledged them); unknown seqs are ignored. */
+  deleteOutbox(seqs: readonly number[]): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -41,6 +41,9 @@ export const MAX_DETAIL_JSON = 8 * 1024;
 export const MAX_SECRET_BYTES = 64 * 1024;
 export const MAX_AUDIT_LIMIT = 1000;
 export const DEFAULT_AUDIT_LIMIT = 100;
+/** Outbox rows per listOutbox / deleteOutbox call. */
+export const MAX_OUTBOX_BATCH = 1000;
+export const DEFAULT_OUTBOX_LIMIT = 100;
 /** Initial members of createGroup. */
 export const MAX_INITIAL_MEMBERS = 10_000;
 /** Audit entries one state-changing call may carry (group.create + one member.add per initial member...). */
@@ -327,4 +330,15 @@ export function initialMembers(v: unknown, field = 'members'): string[] {
   if (v === undefined) return [];
   if (!Array.isArray(v) || v.length > MAX_INITIAL_MEMBERS) bad(field, 'expected a bounded array of PNE ids');
   return [...new Set(v.map((x) => pneId(x, field)))];
+}
+
+export function outboxLimit(v: unknown): number {
+  return v === undefined ? DEFAULT_OUTBOX_LIMIT : int(v, 'limit', 1, MAX_OUTBOX_BATCH);
+}
+
+/** At most MAX_OUTBOX_BATCH positive integer seqs (checked before any query). */
+export function outboxSeqs(v: unknown): number[] {
+  if (!Array.isArray(v)) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'seqs must be an array', 'seqs');
+  if (v.length > MAX_OUTBOX_BATCH) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'too many seqs', 'seqs');
+  return v.map((x) => int(x, 'seqs', 1, Number.MAX_SAFE_INTEGER));
 }

@@ -90,8 +90,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     describe('migrations and persistence', () => {
       it('records applied migrations once', async () => {
         const rows = await h.raw(s, 'SELECT version, name FROM schema_migrations ORDER BY version');
-        expect(rows.map((r) => r.version)).toEqual([1, 2]);
-        expect(rows.map((r) => r.name)).toEqual(['initial', 'update-on-join']);
+        expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
+        expect(rows.map((r) => r.name)).toEqual(['initial', 'update-on-join', 'outbox']);
       });
 
       it.runIf(caps.persistent)('reopen applies nothing and keeps every kind of data', async () => {
@@ -116,7 +116,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
         await reopen();
         const rows = await h.raw(s, 'SELECT version FROM schema_migrations');
-        expect(rows).toHaveLength(2);
+        expect(rows).toHaveLength(3);
         expect(await s.getGroup(g.sgId)).toEqual({ ...g, epochHighWater: 2 });
         expect(await s.isMember(g.sgId, pne)).toBe(true);
         expect(await s.hasInvite(g.sgId, pne2)).toBe(true);
@@ -1058,6 +1058,62 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.removeMember(g.sgId, p, { audit })).toBe(false); // no-op: no audit row
         const rows = (await s.listAudit({ sgId: g.sgId })).entries;
         expect(rows.map((e) => [e.action, e.subject, e.reason])).toEqual([['member.remove', p, 'remove']]);
+      });
+    });
+
+    describe('outbox (docs/cluster.md)', () => {
+      it("a rotation with outbox: true writes one key.epoch row per epoch, in the key's transaction", async () => {
+        const g = await s.createGroup(group());
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC); // outbox off: nothing
+        expect(await s.listOutbox()).toEqual([]);
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'member_left', { ...KU, outbox: true, at: 7000 });
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', { ...KU, outbox: true, at: 8000 });
+        const rows = await s.listOutbox();
+        expect(rows.map(({ at, kind, body }) => ({ at, kind, body }))).toEqual([
+          { at: 7000, kind: 'key.epoch', body: { sgId: g.sgId, epoch: 2, reason: 'member_left' } },
+          { at: 8000, kind: 'key.epoch', body: { sgId: g.sgId, epoch: 3, reason: 'periodic' } },
+        ]);
+        expect(rows[0]!.seq).toBeLessThan(rows[1]!.seq);
+        // never key material: the body is exactly ids, epoch and reason
+        for (const r of rows) expect(Object.keys(r.body).sort()).toEqual(['epoch', 'reason', 'sgId']);
+        expect(await s.listOutbox(1)).toEqual([rows[0]]);
+        await s.deleteOutbox([rows[0]!.seq, 999_999]); // unknown seqs are ignored
+        expect(await s.listOutbox()).toEqual([rows[1]]);
+        await s.deleteOutbox([]);
+        expect(await s.listOutbox()).toHaveLength(1);
+      });
+
+      it('a rotation that fails writes no outbox row', async () => {
+        const g = await s.createGroup(group());
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
+        const undo = await h.failAuditInserts(s);
+        try {
+          await expect(
+            s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', { ...KU, outbox: true }),
+          ).rejects.toThrow();
+        } finally {
+          await undo();
+        }
+        expect(await s.listOutbox()).toEqual([]);
+      });
+
+      it('limits: listOutbox 1..1000, deleteOutbox at most 1000 seqs (exactly the limit and one past it)', async () => {
+        await rejectsInvalid(s.listOutbox(0), 'limit');
+        await rejectsInvalid(s.listOutbox(1001), 'limit');
+        expect(await s.listOutbox(1000)).toEqual([]);
+        const seqs = Array.from({ length: 1000 }, (_, i) => i + 1);
+        await s.deleteOutbox(seqs);
+        await rejectsInvalid(s.deleteOutbox([...seqs, 1001]), 'seqs');
+        await rejectsInvalid(s.deleteOutbox([0]), 'seqs');
+        await rejectsInvalid(s.deleteOutbox('1' as unknown as number[]), 'seqs');
+      });
+
+      it.runIf(caps.persistent)('unpublished rows survive a reopen', async () => {
+        const g = await s.createGroup(group());
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', { ...KC, outbox: true });
+        const before = await s.listOutbox();
+        await reopen();
+        expect(await s.listOutbox()).toEqual(before);
       });
     });
 

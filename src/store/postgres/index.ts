@@ -28,6 +28,7 @@ import type {
   NewEnrollmentToken,
   NewIdentity,
   NewServiceGroup,
+  OutboxEntry,
   PersonalNetwork,
   Pne,
   RelayMark,
@@ -52,6 +53,7 @@ import * as groups from './groups.js';
 import * as inventory from './inventory.js';
 import * as keys from './keys.js';
 import { createSchema, lockSchema, MIGRATIONS, type Migration, migrate } from './migrations.js';
+import * as outbox from './outbox.js';
 import * as registry from './registry.js';
 import * as relay from './relay.js';
 import * as secrets from './secrets.js';
@@ -386,6 +388,14 @@ export class PostgresStore implements Store {
   }
   listAudit(query?: AuditQuery): Promise<AuditPage> {
     return this.#run((c) => audit.listAudit(c, query));
+  }
+
+  // outbox (docs/cluster.md)
+  listOutbox(limit?: number): Promise<OutboxEntry[]> {
+    return this.#run((c) => outbox.listOutbox(c.pool, limit));
+  }
+  deleteOutbox(seqs: readonly number[]): Promise<void> {
+    return this.#run((c) => outbox.deleteOutbox(c.pool, seqs));
   }
 
   /** Idempotent. Waits for checked-out connections, closes the pool and wipes the key copy. */

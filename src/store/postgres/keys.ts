@@ -12,6 +12,7 @@ import type { GroupKey, KeyMeta, RotateOptions } from '../store.js';
 import * as v from '../validate.js';
 import { insertAudit } from './audit.js';
 import { all, type Ctx, one, type Queryable, run, tx } from './db.js';
+import { insertOutbox } from './outbox.js';
 
 interface KeyRow {
   sg_id: string;
@@ -81,6 +82,7 @@ export async function rotateGroupKey(
       [id, epoch, sealed.nonce, sealed.ct, at, why, activateAt],
     );
     await insertAudit(c, { ...audit, epoch });
+    if (o.outbox === true) await insertOutbox(c, at, 'key.epoch', { sgId: id, epoch, reason: why });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });
 }

@@ -184,9 +184,23 @@ const M2_UPDATE_ON_JOIN = `
 ALTER TABLE service_groups ADD COLUMN update_on_join BOOLEAN NOT NULL DEFAULT TRUE;
 `;
 
+/**
+ * The outbox (docs/cluster.md): a change that other server nodes must hear of is written here in the change's own
+ * transaction and removed once the event bus acknowledged it. Never key material.
+ */
+const M3_OUTBOX = `
+CREATE TABLE outbox (
+  seq  BIGSERIAL PRIMARY KEY,
+  at   BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  body JSONB NOT NULL
+);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: M1_INITIAL },
   { version: 2, name: 'update-on-join', sql: M2_UPDATE_ON_JOIN },
+  { version: 3, name: 'outbox', sql: M3_OUTBOX },
 ];
 
 export function checksum(m: Migration): string {

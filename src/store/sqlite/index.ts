@@ -27,6 +27,7 @@ import type {
   NewEnrollmentToken,
   NewIdentity,
   NewServiceGroup,
+  OutboxEntry,
   PersonalNetwork,
   Pne,
   RelayMark,
@@ -43,6 +44,7 @@ import * as groups from './groups.js';
 import * as inventory from './inventory.js';
 import * as keys from './keys.js';
 import { MIGRATIONS, type Migration, migrate } from './migrations.js';
+import * as outbox from './outbox.js';
 import * as registry from './registry.js';
 import * as relay from './relay.js';
 import * as secrets from './secrets.js';
@@ -321,6 +323,14 @@ export class SqliteStore implements Store {
   }
   listAudit(query?: AuditQuery): Promise<AuditPage> {
     return this.#run((c) => audit.listAudit(c, query));
+  }
+
+  // outbox (docs/cluster.md)
+  listOutbox(limit?: number): Promise<OutboxEntry[]> {
+    return this.#run((c) => outbox.listOutbox(c, limit));
+  }
+  deleteOutbox(seqs: readonly number[]): Promise<void> {
+    return this.#run((c) => outbox.deleteOutbox(c, seqs));
   }
 
   /** Idempotent. Checkpoints the WAL into the main file, closes the connection and wipes the key copy. */

@@ -10,6 +10,7 @@ import type { GroupKey, KeyMeta, RotateOptions } from '../store.js';
 import * as v from '../validate.js';
 import { insertAudit } from './audit.js';
 import { type Ctx, tx } from './db.js';
+import { insertOutbox } from './outbox.js';
 
 interface KeyRow {
   sg_id: string;
@@ -73,6 +74,7 @@ export function rotateGroupKey(
       )
       .run(id, epoch, sealed.nonce, sealed.ct, at, why, activateAt);
     insertAudit(ctx, { ...audit, epoch });
+    if (o.outbox === true) insertOutbox(ctx, at, 'key.epoch', { sgId: id, epoch, reason: why });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });
 }

@@ -175,9 +175,23 @@ const M2_UPDATE_ON_JOIN = `
 ALTER TABLE service_groups ADD COLUMN update_on_join INTEGER NOT NULL DEFAULT 1 CHECK (update_on_join IN (0, 1));
 `;
 
+/**
+ * The outbox (docs/cluster.md): a change that other server nodes must hear of is written here in the change's own
+ * transaction and removed once the event bus acknowledged it. Never key material.
+ */
+const M3_OUTBOX = `
+CREATE TABLE outbox (
+  seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+  at   INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  body TEXT NOT NULL                      -- JSON object
+) STRICT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: M1_INITIAL },
   { version: 2, name: 'update-on-join', sql: M2_UPDATE_ON_JOIN },
+  { version: 3, name: 'outbox', sql: M3_OUTBOX },
 ];
 
 export function checksum(m: Migration): string {
