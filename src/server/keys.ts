@@ -60,7 +60,10 @@ export async function rekeyLocked(
         reason: auditReason ?? reason,
       },
       ...(activate !== undefined ? { activateAt: activate.at } : {}),
+      // In a cluster the epoch is announced to the other nodes from the outbox, committed with the key.
+      outbox: srv.cluster !== undefined,
     });
+    void srv.cluster?.publisher.kick();
     const previous = st.epoch;
     // A new epoch is fresh for every joiner: from here on deliveries name them again.
     st.pendingJoiners.clear();

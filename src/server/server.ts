@@ -15,6 +15,7 @@ import type { Store } from '../store/store.js';
 import { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
 import { makeAdmin } from './admin.js';
+import { joinCluster, leaveCluster } from './cluster.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { onSession } from './gw-session.js';
 import { sendToGroup } from './relay.js';
@@ -74,6 +75,7 @@ export class CpnsServer {
       // taking over) would otherwise get a session that nobody serves.
       serve(st, [secure, enroll], log);
       await openListeners(secure, enroll);
+      if (opts.cluster) st.cluster = await joinCluster(st, opts.cluster);
       log.info({ url: server.url }, 'CPNS server listening');
       return server;
     } catch (e) {
@@ -136,6 +138,11 @@ export class CpnsServer {
     // Let handlers that are mid-flight finish before the store goes away.
     await Promise.allSettled([...srv.locks.values()]);
     await Promise.allSettled([...srv.gwConns.values()].map((c) => c.queue));
+    if (srv.cluster) {
+      // Announce what committed before going: the outbox is drained once more, then the bus is left.
+      await srv.cluster.publisher.kick();
+      await leaveCluster(srv.cluster).catch(() => {});
+    }
     try {
       await saveCleanShutdown(srv);
     } catch (e) {

@@ -16,6 +16,7 @@ import type { Ca } from '../transport/ca.js';
 import type { MessageSocket } from '../transport/message-socket.js';
 import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
+import type { ClusterLink } from './cluster.js';
 import { servingGwOf } from './decisions.js';
 import type { ServerOptions } from './types.js';
 
@@ -53,6 +54,8 @@ export interface ServerState {
   readonly rotatedAt: Map<string, number>;
   flushTimer: NodeJS.Timeout | undefined;
   closed: boolean;
+  /** This node's link to the other nodes (cluster.ts), when it runs as one node of a cluster. */
+  cluster: ClusterLink | undefined;
 }
 
 export function createState(o: {
@@ -81,6 +84,7 @@ export function createState(o: {
     rotatedAt: new Map(),
     flushTimer: undefined,
     closed: false,
+    cluster: undefined,
   };
 }
 

@@ -7,8 +7,15 @@ import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { DeliveryStatus, PersonalNetwork, ServiceGroup, Store } from '../store/store.js';
 import type { ConnectionLimits } from '../transport/limits.js';
 import type { HeartbeatOptions } from '../transport/session.js';
+import type { ClusterOptions } from './cluster.js';
 
 export interface ServerOptions {
+  /**
+   * Run as one node of a cluster (docs/cluster.md): committed Group Key epochs go out through the store's outbox
+   * and this event bus; epochs committed by other nodes are delivered to the GWs this node holds. Needs a store
+   * shared by the nodes (PostgreSQL).
+   */
+  cluster?: ClusterOptions;
   /**
    * The server's state (any backend of src/store/store.ts), opened by the composition root: the CLI, or
    * `startServer` / `openServerStore` of src/embed/server.ts for SQLite in a data directory. The server owns it
