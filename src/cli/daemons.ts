@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildAdminApp } from '../admin/app.js';
 import { loadOrCreateAdminToken } from '../admin/token.js';
+import { type JetStreamBus, openJetStreamBus } from '../cluster/index.js';
 import type { Medium } from '../core/codec/index.js';
 import { isPostgresUrl, openServerStore } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
@@ -195,6 +196,8 @@ export async function serverCommand(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
       store: { type: 'string', default: env('CPNS_STORE') },
+      nats: { type: 'string', default: env('CPNS_NATS_URLS') },
+      'node-id': { type: 'string', default: env('CPNS_NODE_ID') },
       host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
       port: { type: 'string', default: env('CPNS_PORT') ?? '7443' },
       'enroll-port': { type: 'string', default: env('CPNS_ENROLL_PORT') ?? String(DEFAULT_ENROLL_PORT) },
@@ -213,7 +216,20 @@ export async function serverCommand(argv: string[]): Promise<number> {
   if (storeUrl !== undefined && !isPostgresUrl(storeUrl)) {
     throw usage('--store takes a postgres://user@host:port/database URL (omit it for SQLite in --data-dir)');
   }
+  // A cluster node: the shared store must be PostgreSQL, and the node needs a name of its own (docs/cluster.md).
+  let bus: JetStreamBus | undefined;
+  if (values.nats !== undefined) {
+    if (storeUrl === undefined)
+      throw usage('--nats needs --store postgres://… (the nodes share one database)');
+    if (values['node-id'] === undefined) throw usage('--nats needs --node-id <name> (unique per node)');
+    const servers = values.nats
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean);
+    bus = await openJetStreamBus({ servers, connectionName: `cpns-server-${values['node-id']}` });
+  }
   const server = await CpnsServer.start({
+    ...(bus ? { cluster: { bus, nodeId: values['node-id'] as string } } : {}),
     store: await openServerStore(dataDir, storeUrl !== undefined ? { storeUrl } : {}),
     host: values.host,
     port: Number(values.port),
@@ -250,6 +266,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     log.info('shutting down');
     await app.close();
     await server.close();
+    await bus?.close();
   });
   return 0;
 }
