@@ -10,16 +10,25 @@ export interface GroupBenchRow extends Comparison {
   readonly pairsPerSec: number;
   readonly mbPerSec: number;
   readonly baselineMbPerSec: number;
+  /** The raw node:crypto cipher of the baseline: the suite's own AEAD. */
+  readonly baselineCipher: 'aes-256-gcm' | 'chacha20-poly1305';
   readonly target: number;
 }
 
 export const GROUP_SIZES = [64, 1024, 16384] as const;
 
 /**
- * protect+unprotect of a Service Group message versus raw AES-256-GCM seal+open of node:crypto on the same
- * payload (one key, incrementing 12-byte nonce, 56-byte AAD like our header), measured in the same run.
- * Targets (docs/design.md §6): >= 0.8x raw at 1 KiB and 16 KiB, >= 0.5x at 64 B.
+ * protect+open of a Service Group message versus raw seal+open of the same AEAD in node:crypto (each suite
+ * against its own cipher) on the same payload (one key, incrementing 12-byte nonce, 56-byte AAD like our header),
+ * measured in the same run.
+ * Targets (docs/design.md §6): AES-256-GCM >= 0.9x raw at 1 KiB and 16 KiB, >= 0.8x at 64 B;
+ * ChaCha20-Poly1305 >= 0.8x raw at every size.
  */
+export function groupTarget(suite: Suite, bytes: number): number {
+  if (suite === Suite.CHACHA20_POLY1305) return 0.8;
+  return bytes <= 64 ? 0.8 : 0.9;
+}
+
 export function benchGroup(opts: { rounds: number; ms: number; progress?: Progress }): GroupBenchRow[] {
   const rows: GroupBenchRow[] = [];
   const sg = randomBytes(16);
@@ -34,28 +43,29 @@ export function benchGroup(opts: { rounds: number; ms: number; progress?: Progre
       const subject = () => {
         receiver.open(sender.protect(sg, gk, pt));
       };
-      // Baseline (docs/benchmarks.md): the leanest raw use of AES-256-GCM of node:crypto on the same payload, for both
-      // suites (no concat, no framing, no key derivation).
-      const raw = 'aes-256-gcm';
+      const name = suite === Suite.AES_256_GCM ? 'aes-256-gcm' : 'chacha20-poly1305';
+      // Baseline (docs/benchmarks.md): the leanest raw use of the suite's own AEAD in node:crypto on the same
+      // payload and AAD length: createCipheriv + setAAD + update + final + getAuthTag, and the decipher
+      // (no concat, no framing, no key derivation, no header, no replay window).
+      const raw = name; // the cast below only picks the AEAD overload of createCipheriv (both suites have one)
       const key = randomBytes(32);
       const aad = randomBytes(56);
       const nonce = Buffer.alloc(12);
       let ctr = 0;
       const baseline = () => {
         nonce.writeUInt32BE(++ctr >>> 0, 8);
-        const c = createCipheriv(raw, key, nonce, { authTagLength: 16 });
+        const c = createCipheriv(raw as 'aes-256-gcm', key, nonce, { authTagLength: 16 });
         c.setAAD(aad);
         const ct = c.update(pt);
         c.final();
         const tag = c.getAuthTag();
-        const d = createDecipheriv(raw, key, nonce, { authTagLength: 16 });
+        const d = createDecipheriv(raw as 'aes-256-gcm', key, nonce, { authTagLength: 16 });
         d.setAuthTag(tag);
         d.setAAD(aad);
         d.update(ct);
         d.final();
       };
       const cmp = compare(subject, baseline, opts.rounds, opts.ms);
-      const name = suite === Suite.AES_256_GCM ? 'aes-256-gcm' : 'chacha20-poly1305';
       rows.push({
         ...cmp,
         suite: name,
@@ -63,7 +73,8 @@ export function benchGroup(opts: { rounds: number; ms: number; progress?: Progre
         pairsPerSec: cmp.subject,
         mbPerSec: (cmp.subject * bytes) / 1e6,
         baselineMbPerSec: (cmp.baseline * bytes) / 1e6,
-        target: bytes <= 64 ? 0.5 : 0.8,
+        baselineCipher: raw,
+        target: groupTarget(suite, bytes),
       });
       opts.progress?.tick(`group ${name} ${bytes} B`);
     }
