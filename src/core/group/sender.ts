@@ -16,6 +16,15 @@ import type { EpochKey } from './keyring.js';
 import { deriveMessageKey, type MessageKey, nonceFor } from './message-key.js';
 
 const ALG = { [Suite.AES_256_GCM]: 'aes-256-gcm', [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305' } as const;
+// Module-local copies of the layout constants read on every message (one read each at load, not per message).
+const H = HEADER_BYTES;
+const TAG = TAG_BYTES;
+const SIG = ED25519_SIGNATURE_BYTES;
+const SIGNED = FLAG_SIGNED;
+const MAX_CTR = MAX_COUNTER;
+const SG_BYTES = SG_ID_BYTES;
+const CIPHER_OPTIONS = { authTagLength: TAG_BYTES } as const;
+const NO_OPTIONS: ProtectOptions = {};
 
 export interface SenderOptions {
   /** 16-byte sender id (PNE UUID bytes; nil UUID for the CPNS Server). */
@@ -30,6 +39,20 @@ export interface SenderOptions {
 
 export interface ProtectOptions {
   readonly sign?: boolean;
+}
+
+/**
+ * A protected message as pieces, for a framing layer that copies into its frame anyway: the message is
+ * header || ciphertext || tag [|| signature], byte for byte what `protect` returns.
+ */
+export interface ProtectedParts {
+  readonly header: Buffer;
+  readonly ciphertext: Buffer;
+  readonly tag: Buffer;
+  /** Ed25519 signature over header || ciphertext || tag, when signed. */
+  readonly signature: Buffer | undefined;
+  /** Total length of the message. */
+  readonly length: number;
 }
 
 /**
@@ -67,9 +90,65 @@ export class GroupSender {
     return this.counter;
   }
 
-  protect(sgId: Uint8Array, gk: EpochKey, plaintext: Uint8Array, opts: ProtectOptions = {}): Buffer {
-    if (sgId.length !== SG_ID_BYTES) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'sgId must be 16 bytes');
-    if (this.counter > MAX_COUNTER) {
+  protect(sgId: Uint8Array, gk: EpochKey, plaintext: Uint8Array, opts: ProtectOptions = NO_OPTIONS): Buffer {
+    const sign = this.admit(sgId, opts);
+    const counter = this.counter++;
+    const mk = this.messageKey(sgId, gk);
+    const sigLen = sign ? SIG : 0;
+    const out = Buffer.allocUnsafe(H + plaintext.length + TAG + sigLen);
+    writeHeader(out, gk.suite, sign ? SIGNED : 0, gk.epoch, sgId, this.senderId, this.instance, counter);
+    const cipher = createCipheriv(
+      ALG[gk.suite] as 'aes-256-gcm',
+      mk.key,
+      nonceFor(mk.iv, counter, this.nonce),
+      CIPHER_OPTIONS,
+    );
+    // GCM and ChaCha20-Poly1305 need no plaintextLength (only CCM does).
+    cipher.setAAD(out.subarray(0, H));
+    let n = H + cipher.update(plaintext).copy(out, H);
+    n += cipher.final().copy(out, n);
+    n += cipher.getAuthTag().copy(out, n);
+    if (sign) ed25519Sign(this.signingKey!, out.subarray(0, n)).copy(out, n);
+    return out;
+  }
+
+  /**
+   * Same message as `protect` (same counter sequence, same bytes), as pieces: no copy of the ciphertext into
+   * one buffer, for a framing layer that writes header, ciphertext and tag into its frame.
+   */
+  protectParts(
+    sgId: Uint8Array,
+    gk: EpochKey,
+    plaintext: Uint8Array,
+    opts: ProtectOptions = NO_OPTIONS,
+  ): ProtectedParts {
+    const sign = this.admit(sgId, opts);
+    const counter = this.counter++;
+    const mk = this.messageKey(sgId, gk);
+    const header = Buffer.allocUnsafe(H);
+    writeHeader(header, gk.suite, sign ? SIGNED : 0, gk.epoch, sgId, this.senderId, this.instance, counter);
+    const cipher = createCipheriv(
+      ALG[gk.suite] as 'aes-256-gcm',
+      mk.key,
+      nonceFor(mk.iv, counter, this.nonce),
+      CIPHER_OPTIONS,
+    );
+    cipher.setAAD(header);
+    let ciphertext = cipher.update(plaintext);
+    const last = cipher.final();
+    if (last.length > 0) ciphertext = Buffer.concat([ciphertext, last]); // not for GCM or ChaCha20-Poly1305
+    const tag = cipher.getAuthTag();
+    const length = H + ciphertext.length + TAG + (sign ? SIG : 0);
+    const signature = sign
+      ? ed25519Sign(this.signingKey!, Buffer.concat([header, ciphertext, tag]))
+      : undefined;
+    return { header, ciphertext, tag, signature, length };
+  }
+
+  /** Argument checks shared by protect and protectParts; returns whether to sign. */
+  private admit(sgId: Uint8Array, opts: ProtectOptions): boolean {
+    if (sgId.length !== SG_BYTES) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'sgId must be 16 bytes');
+    if (this.counter > MAX_CTR) {
       throw new CpnsError(
         ErrorCode.COUNTER_EXHAUSTED,
         'sender counter exhausted; start a new sender instance',
@@ -78,26 +157,7 @@ export class GroupSender {
     const sign = opts.sign ?? false;
     if (sign && !this.signingKey)
       throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'no signing key configured');
-    const counter = this.counter++;
-    const mk = this.messageKey(sgId, gk);
-    const sigLen = sign ? ED25519_SIGNATURE_BYTES : 0;
-    const out = Buffer.allocUnsafe(HEADER_BYTES + plaintext.length + TAG_BYTES + sigLen);
-    writeHeader(out, gk.suite, sign ? FLAG_SIGNED : 0, gk.epoch, sgId, this.senderId, this.instance, counter);
-    const header = out.subarray(0, HEADER_BYTES);
-    const cipher = createCipheriv(
-      ALG[gk.suite] as 'aes-256-gcm',
-      mk.key,
-      nonceFor(mk.iv, counter, this.nonce),
-      {
-        authTagLength: TAG_BYTES,
-      },
-    );
-    cipher.setAAD(header, { plaintextLength: plaintext.length });
-    let n = HEADER_BYTES + cipher.update(plaintext).copy(out, HEADER_BYTES);
-    n += cipher.final().copy(out, n);
-    n += cipher.getAuthTag().copy(out, n);
-    if (sign) ed25519Sign(this.signingKey!, out.subarray(0, n)).copy(out, n);
-    return out;
+    return sign;
   }
 
   /** Forget derived keys of a group (after an update or delete). */
