@@ -8,6 +8,15 @@ import { deriveMessageKey, type MessageKey, nonceFor } from './message-key.js';
 import { ReplayWindow } from './replay-window.js';
 
 const ALG = { [Suite.AES_256_GCM]: 'aes-256-gcm', [Suite.CHACHA20_POLY1305]: 'chacha20-poly1305' } as const;
+// Module-local copies of the layout constants read on every message (one read each at load, not per message).
+const H = HEADER_BYTES;
+const TAG = TAG_BYTES;
+const SIG = ED25519_SIGNATURE_BYTES;
+const ID_START = OFF.epoch;
+const ID_END = OFF.counter;
+const SG_IN_ID = OFF.sgId - OFF.epoch;
+const SIGNED = FLAG_SIGNED;
+const CIPHER_OPTIONS = { authTagLength: TAG_BYTES } as const;
 
 export interface ReceiverOptions {
   readonly keyRing: GroupKeyRing;
@@ -30,6 +39,11 @@ export interface OpenedMessage {
 interface PeerState {
   readonly mk: MessageKey;
   readonly window: ReplayWindow;
+  /** The map key (header bytes [4, 48)) and its SG part, kept so a repeat sender needs no string per message. */
+  readonly id: string;
+  readonly sgKey: string;
+  /** Header bytes [4, 48) of this sender instance. */
+  readonly idBytes: Buffer;
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 65536 + HEADER_BYTES + TAG_BYTES + ED25519_SIGNATURE_BYTES;
@@ -50,6 +64,8 @@ export class GroupReceiver {
   /** Replay floors given by the server with a key (docs/replay.md), applied when the instance first speaks. */
   private readonly anchors = new Map<string, number>();
   private readonly nonce = Buffer.alloc(12);
+  /** The sender instance of the last authenticated message (a sender usually sends several in a row). */
+  private last: PeerState | undefined;
 
   constructor(opts: ReceiverOptions) {
     this.ring = opts.keyRing;
@@ -77,8 +93,10 @@ export class GroupReceiver {
     const id = peerKey(epoch, sgId, senderId, instance);
     const state = this.peers.get(id);
     if (state) {
-      if (state.window.highest < floor)
-        this.peers.set(id, { mk: state.mk, window: ReplayWindow.anchoredAt(floor) });
+      if (state.window.highest < floor) {
+        this.peers.set(id, { ...state, window: ReplayWindow.anchoredAt(floor) });
+        this.last = undefined;
+      }
       return;
     }
     const prev = this.anchors.get(id);
@@ -89,20 +107,29 @@ export class GroupReceiver {
     if (msg.length > this.maxBytes)
       throw new CpnsError(ErrorCode.TOO_LARGE, 'group message too large', 'message');
     const header = readHeader(msg);
-    const signed = (header.flags & FLAG_SIGNED) !== 0;
-    const sigLen = signed ? ED25519_SIGNATURE_BYTES : 0;
-    if (msg.length < HEADER_BYTES + TAG_BYTES + sigLen) {
+    const signed = (header.flags & SIGNED) !== 0;
+    const sigLen = signed ? SIG : 0;
+    if (msg.length < H + TAG + sigLen) {
       throw new CpnsError(ErrorCode.MALFORMED, 'message shorter than header and tag', 'message');
     }
-    // One string for the sender instance: epoch || sgId || senderId || instance (bytes 4..48); sgId is inside it.
-    const id = msg.toString('latin1', OFF.epoch, OFF.counter);
-    const sgKey = id.substring(OFF.sgId - OFF.epoch, OFF.sgId - OFF.epoch + 16);
+    // The sender instance: epoch || sgId || senderId || instance (bytes 4..48); sgId is inside it. The same
+    // instance as last time is recognised by its bytes, without formatting the map key.
+    const last = this.last;
+    let known: PeerState | undefined;
+    let id: string;
+    if (last !== undefined && sameId(msg, last.idBytes)) {
+      known = last;
+      id = last.id;
+    } else {
+      id = msg.toString('latin1', ID_START, ID_END);
+      known = this.peers.get(id);
+    }
+    const sgKey = known?.sgKey ?? id.substring(SG_IN_ID, SG_IN_ID + 16);
     const gk = this.ring.forReceive(sgKey, header.epoch);
     if (gk.suite !== header.suite) {
       throw new CpnsError(ErrorCode.UNSUPPORTED_SUITE, 'suite differs from the Service Group suite', 'suite');
     }
 
-    const known = this.peers.get(id);
     if (known && !known.window.check(header.counter)) {
       throw new CpnsError(ErrorCode.REPLAY, 'counter already seen or too old', 'counter');
     }
@@ -128,18 +155,17 @@ export class GroupReceiver {
     const mk =
       known?.mk ??
       deriveMessageKey(gk.key, gk.suite, header.epoch, header.sgId, header.senderId, header.instance);
-    const ctEnd = end - TAG_BYTES;
+    const ctEnd = end - TAG;
     const decipher = createDecipheriv(
       ALG[gk.suite] as 'aes-256-gcm',
       mk.key,
       nonceFor(mk.iv, header.counter, this.nonce),
-      {
-        authTagLength: TAG_BYTES,
-      },
+      CIPHER_OPTIONS,
     );
     decipher.setAuthTag(msg.subarray(ctEnd, end));
-    decipher.setAAD(msg.subarray(0, HEADER_BYTES), { plaintextLength: ctEnd - HEADER_BYTES });
-    const body = decipher.update(msg.subarray(HEADER_BYTES, ctEnd));
+    // GCM and ChaCha20-Poly1305 need no plaintextLength (only CCM does).
+    decipher.setAAD(msg.subarray(0, H));
+    const body = decipher.update(msg.subarray(H, ctEnd));
     try {
       decipher.final();
     } catch {
@@ -149,14 +175,23 @@ export class GroupReceiver {
 
     if (known) {
       known.window.commit(header.counter);
+      this.last = known;
     } else {
       const window =
         anchor === undefined
           ? new ReplayWindow(this.windowSize)
           : ReplayWindow.anchoredAt(anchor, this.windowSize);
       window.commit(header.counter);
-      this.peers.set(id, { mk, window });
+      const state: PeerState = {
+        mk,
+        window,
+        id,
+        sgKey,
+        idBytes: Buffer.from(msg.subarray(ID_START, ID_END)),
+      };
+      this.peers.set(id, state);
       this.anchors.delete(id);
+      this.last = state;
     }
     return { header, plaintext: body, signed };
   }
@@ -171,10 +206,17 @@ export class GroupReceiver {
           const v = map.get(k) as PeerState | number;
           if (typeof v === 'object') v.mk.key.fill(0);
           map.delete(k);
+          if (v === this.last) this.last = undefined;
         }
       }
     }
   }
+}
+
+/** Header bytes [4, 48) of `msg` equal `id` (44 bytes; not secret: they are the clear header). */
+function sameId(msg: Buffer, id: Buffer): boolean {
+  for (let i = 0; i < 44; i++) if (msg[ID_START + i] !== id[i]) return false;
+  return true;
 }
 
 function peerKey(epoch: number, sgId: Uint8Array, senderId: Uint8Array, instance: Uint8Array): string {
