@@ -7,23 +7,29 @@ import { CpnsError, ErrorCode } from '../core/errors.js';
 import { OFF } from '../core/group/header.js';
 import type { OpenedMessage } from '../core/group/receiver.js';
 import { bytesToUuid, codeOf, senderIdentity, uuidToBytes } from '../protocol/control.js';
-import { encodeFrame } from '../transport/framing.js';
+import { encodeGroupFrame } from '../transport/framing.js';
 import { MAX_PENDING } from './defaults.js';
 import { fetchKey } from './groups.js';
 import { liveLink, type PneState } from './state.js';
 import type { GroupMessageEvent } from './types.js';
 
-/** Protects `data` with the current Group Key of the SG and sends it to the GW; returns the protected message. */
+/**
+ * Protects `data` with the current Group Key of the SG and sends it to the GW; returns the protected message
+ * (a view into the frame handed to the session: header, ciphertext and tag are copied once, into the frame).
+ */
 export function send(st: PneState, sgId: string, data: Uint8Array | string): Buffer {
   const sg = uuidToBytes(sgId);
   const gk = st.ring.current(sg);
   if (!gk) throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  const payload = st.sender.protect(sg, gk, bytes, { sign: st.ring.sourceAuth(sg) });
+  const p = st.sender.protectParts(sg, gk, bytes, { sign: st.ring.sourceAuth(sg) });
   const session = liveLink(st)?.session ?? null;
   if (!session?.isOpen) throw new CpnsError(ErrorCode.UNEXPECTED_MESSAGE, 'not connected to the GW');
-  session.send(encodeFrame({ kind: 'group', payload }));
-  return payload;
+  const frame = encodeGroupFrame(
+    p.signature ? [p.header, p.ciphertext, p.tag, p.signature] : [p.header, p.ciphertext, p.tag],
+  );
+  session.send(frame);
+  return frame.subarray(1);
 }
 
 /** Tries to open a captured protected message with the keys this PNE holds (throws CpnsError on failure). */

@@ -105,6 +105,26 @@ export function encodeFrame(frame: Frame, limits: FrameLimits = {}): Buffer {
   return out;
 }
 
+/**
+ * A group message frame (0x05) from the pieces of a protected message (header, ciphertext, tag, signature):
+ * one allocation and one copy of each piece, byte for byte `encodeFrame({ kind: 'group', payload: concat(parts) })`.
+ */
+export function encodeGroupFrame(parts: readonly Uint8Array[], limits: FrameLimits = {}): Buffer {
+  const max = limits.maxFrame ?? DEFAULT_MAX_FRAME;
+  let length = 0;
+  for (const p of parts) length += p.length;
+  if (length === 0) throw new CpnsError('INVALID_ARGUMENT', 'empty payload', 'payload');
+  if (1 + length > max) throw new CpnsError('TOO_LARGE', 'frame too large', 'payload');
+  const out = Buffer.allocUnsafe(1 + length);
+  out[0] = FrameKind.GROUP;
+  let o = 1;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 function readTunnelId(buf: Uint8Array): number {
   if (buf.length < TUNNEL_HEADER) throw new CpnsError('MALFORMED', 'truncated tunnel header', 'tunnelId');
   const id = ((buf[1]! << 24) | (buf[2]! << 16) | (buf[3]! << 8) | buf[4]!) >>> 0;

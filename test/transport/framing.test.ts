@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CpnsError } from '../../src/core/errors.js';
-import { decodeFrame, encodeFrame, type Frame, MAX_TUNNEL_META } from '../../src/transport/framing.js';
+import {
+  decodeFrame,
+  encodeFrame,
+  encodeGroupFrame,
+  type Frame,
+  MAX_TUNNEL_META,
+} from '../../src/transport/framing.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
 
@@ -99,5 +105,21 @@ describe('frame codec', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('encodeGroupFrame (pieces of a protected message)', () => {
+  it('is byte for byte the group frame of the concatenated payload, with the same limits', () => {
+    const parts = [Buffer.from('head'), Buffer.alloc(0), Buffer.from('ciphertext'), Buffer.from('tag')];
+    expect(
+      encodeGroupFrame(parts).equals(encodeFrame({ kind: 'group', payload: Buffer.concat(parts) })),
+    ).toBe(true);
+    expect(() => encodeGroupFrame([Buffer.alloc(0)])).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+    expect(() => encodeGroupFrame([Buffer.alloc(8), Buffer.alloc(8)], { maxFrame: 16 })).toThrow(
+      expect.objectContaining({ code: 'TOO_LARGE' }),
+    );
+    expect(encodeGroupFrame([Buffer.alloc(8), Buffer.alloc(7)], { maxFrame: 16 }).length).toBe(16);
   });
 });
