@@ -73,6 +73,39 @@ export function writeHeader(
   out.writeUIntBE(counter, OFF.counter + 2, 6);
 }
 
+/**
+ * A validated header. The id fields are views into the message, made on first use: a receiver that only routes
+ * by the numbers (or by its cached sender state) does not pay for three views per message.
+ */
+class HeaderView implements GroupHeader {
+  #sgId: Buffer | undefined;
+  #senderId: Buffer | undefined;
+  #instance: Buffer | undefined;
+  constructor(
+    private readonly msg: Buffer,
+    readonly version: number,
+    readonly suite: Suite,
+    readonly flags: number,
+    readonly epoch: number,
+    readonly counter: number,
+  ) {}
+
+  get sgId(): Buffer {
+    this.#sgId ??= this.msg.subarray(OFF.sgId, OFF.sgId + SG_ID_BYTES);
+    return this.#sgId;
+  }
+
+  get senderId(): Buffer {
+    this.#senderId ??= this.msg.subarray(OFF.senderId, OFF.senderId + SENDER_ID_BYTES);
+    return this.#senderId;
+  }
+
+  get instance(): Buffer {
+    this.#instance ??= this.msg.subarray(OFF.instance, OFF.instance + INSTANCE_BYTES);
+    return this.#instance;
+  }
+}
+
 /** Parse and validate the header fields only (no key lookup, no MAC check). Views share `msg`'s memory. */
 export function readHeader(msg: Buffer): GroupHeader {
   if (msg.length < HEADER_BYTES)
@@ -90,14 +123,12 @@ export function readHeader(msg: Buffer): GroupHeader {
   if (msg.readUInt16BE(OFF.counter) !== 0) {
     throw new CpnsError(ErrorCode.MALFORMED, 'counter out of range', 'counter');
   }
-  return {
+  return new HeaderView(
+    msg,
     version,
     suite,
     flags,
-    epoch: msg.readUInt32BE(OFF.epoch),
-    sgId: msg.subarray(OFF.sgId, OFF.sgId + SG_ID_BYTES),
-    senderId: msg.subarray(OFF.senderId, OFF.senderId + SENDER_ID_BYTES),
-    instance: msg.subarray(OFF.instance, OFF.instance + INSTANCE_BYTES),
-    counter: msg.readUIntBE(OFF.counter + 2, 6),
-  };
+    msg.readUInt32BE(OFF.epoch),
+    msg.readUIntBE(OFF.counter + 2, 6),
+  );
 }
