@@ -81,8 +81,9 @@ export async function rotateGroupKey(
        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [id, epoch, sealed.nonce, sealed.ct, at, why, activateAt],
     );
-    await insertAudit(c, { ...audit, epoch });
+    // The outbox row before the audit row: a failing audit insert must also take the outbox row back (tested).
     if (o.outbox === true) await insertOutbox(c, at, 'key.epoch', { sgId: id, epoch, reason: why });
+    await insertAudit(c, { ...audit, epoch });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });
 }

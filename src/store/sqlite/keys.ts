@@ -73,8 +73,9 @@ export function rotateGroupKey(
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(id, epoch, sealed.nonce, sealed.ct, at, why, activateAt);
-    insertAudit(ctx, { ...audit, epoch });
+    // The outbox row before the audit row: a failing audit insert must also take the outbox row back (tested).
     if (o.outbox === true) insertOutbox(ctx, at, 'key.epoch', { sgId: id, epoch, reason: why });
+    insertAudit(ctx, { ...audit, epoch });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });
 }
