@@ -10,12 +10,11 @@
 import type { EventBus, Subscription } from '../cluster/bus.js';
 import type { KeyEpochCommitted } from '../cluster/events.js';
 import { codeOf } from '../protocol/control.js';
-import { previousEpochUntil, rekeyTiming } from './decisions.js';
-import { SERVER_DEFAULTS } from './defaults.js';
-import { deliver, startTimer } from './keys.js';
+import { advanceEpoch, deliver, timingOf } from './keys.js';
 import { OutboxPublisher, type OutboxPublisherOptions } from './outbox.js';
-import { newSgState, type ServerState, withSg } from './state.js';
-import { asDeliveryPolicy, type RekeyReason } from './wire.js';
+import { adoptGroup, storedMembers } from './startup.js';
+import { type ServerState, withSg } from './state.js';
+import type { RekeyReason } from './wire.js';
 
 export interface ClusterOptions {
   readonly bus: EventBus;
@@ -61,13 +60,10 @@ export function onRemoteEpoch(srv: ServerState, ev: KeyEpochCommitted): Promise<
   return withSg(srv, ev.sgId, async () => {
     const g = await srv.store.getGroup(ev.sgId);
     if (!g) return; // deleted meanwhile
-    const members = new Set((await srv.store.listMembers(ev.sgId)).map((m) => m.pneId));
-    let st = srv.groups.get(ev.sgId);
-    if (!st) {
-      st = newSgState({ ...g, members, epoch: 0, deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy) });
-      srv.groups.set(ev.sgId, st);
-      startTimer(srv, st);
-    } else {
+    const members = await storedMembers(srv, ev.sgId);
+    const known = srv.groups.get(ev.sgId);
+    const st = known ?? adoptGroup(srv, g, members, 0);
+    if (known) {
       for (const m of [...st.members]) if (!members.has(m)) st.members.delete(m);
       for (const m of members) st.members.add(m);
     }
@@ -76,16 +72,8 @@ export function onRemoteEpoch(srv: ServerState, ev: KeyEpochCommitted): Promise<
     if (!k) return; // pruned: a newer epoch follows
     try {
       const reason = ev.reason as RekeyReason;
-      const timing = rekeyTiming(reason, undefined, {
-        leaveGraceSec: srv.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec,
-        periodicGraceSec: srv.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec,
-        periodicLeadSec: srv.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec,
-      });
-      const previous = st.epoch;
-      st.pendingJoiners.clear();
-      st.prevEpoch = previous > 0 ? previous : undefined;
-      st.prevUntil = previousEpochUntil(Date.now(), timing);
-      st.epoch = ev.epoch;
+      const timing = timingOf(srv, reason);
+      advanceEpoch(srv, st, ev.epoch, timing);
       // A key distributed ahead of its activation keeps that activation time (the store has it).
       const activate =
         k.activateAt !== null && k.activateAt > Date.now()

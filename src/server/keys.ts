@@ -11,6 +11,7 @@ import {
   keyDeliveries,
   periodicIntervalMs,
   previousEpochUntil,
+  type RekeyTiming,
   rekeyOnDeparture,
   rekeyTiming,
 } from './decisions.js';
@@ -46,11 +47,7 @@ export async function rekeyLocked(
   try {
     // A periodic update may be distributed ahead of its activation so that members switch together
     // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
-    const timing = rekeyTiming(reason, auditReason, {
-      leaveGraceSec: srv.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec,
-      periodicGraceSec: srv.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec,
-      periodicLeadSec: srv.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec,
-    });
+    const timing = timingOf(srv, reason, auditReason);
     const activate = activationOf(Date.now(), timing.leadSec);
     // The audit row is written in the key's transaction (docs/store.md): no committed epoch without it.
     const meta = await srv.store.rotateGroupKey(st.sgId, key, reason, {
@@ -64,17 +61,7 @@ export async function rekeyLocked(
       outbox: srv.cluster !== undefined,
     });
     void srv.cluster?.publisher.kick();
-    const previous = st.epoch;
-    // A new epoch is fresh for every joiner: from here on deliveries name them again.
-    st.pendingJoiners.clear();
-    st.prevEpoch = previous > 0 ? previous : undefined;
-    st.prevUntil = previousEpochUntil(Date.now(), timing);
-    st.epoch = meta.epoch;
-    for (const k of srv.marks.keys()) {
-      if (!k.startsWith(`${st.sgId}|`)) continue;
-      const e = Number(k.slice(st.sgId.length + 1));
-      if (e !== st.epoch && e !== st.prevEpoch) srv.marks.delete(k);
-    }
+    const previous = advanceEpoch(srv, st, meta.epoch, timing);
     onKeyUpdated(srv, st.sgId, meta.epoch, auditReason ?? reason);
     deliver(
       srv,
@@ -94,6 +81,35 @@ export async function rekeyLocked(
   } finally {
     key.fill(0);
   }
+}
+
+/** Grace and lead of an update for `reason` under this server's options (decisions.ts `rekeyTiming`). */
+export function timingOf(srv: ServerState, reason: RekeyReason, auditReason?: string): RekeyTiming {
+  return rekeyTiming(reason, auditReason, {
+    leaveGraceSec: srv.opts.leaveGraceSec ?? SERVER_DEFAULTS.leaveGraceSec,
+    periodicGraceSec: srv.opts.periodicGraceSec ?? SERVER_DEFAULTS.periodicGraceSec,
+    periodicLeadSec: srv.opts.periodicLeadSec ?? SERVER_DEFAULTS.periodicLeadSec,
+  });
+}
+
+/**
+ * `epoch` becomes the SG's current one (committed here or, in a cluster, by another node): the previous stays
+ * accepted for the grace of `timing`, pending joiners are named again, relay marks of older epochs go.
+ * Returns the previous epoch (0 for none).
+ */
+export function advanceEpoch(srv: ServerState, st: SgState, epoch: number, timing: RekeyTiming): number {
+  const previous = st.epoch;
+  // A new epoch is fresh for every joiner: from here on deliveries name them again.
+  st.pendingJoiners.clear();
+  st.prevEpoch = previous > 0 ? previous : undefined;
+  st.prevUntil = previousEpochUntil(Date.now(), timing);
+  st.epoch = epoch;
+  for (const k of srv.marks.keys()) {
+    if (!k.startsWith(`${st.sgId}|`)) continue;
+    const e = Number(k.slice(st.sgId.length + 1));
+    if (e !== st.epoch && e !== st.prevEpoch) srv.marks.delete(k);
+  }
+  return previous;
 }
 
 /** key.deliver to the GWs of the SG's members (or to `onlyGw`), each with its full target list. */

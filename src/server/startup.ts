@@ -4,12 +4,12 @@
  * the relay marks (replay anchors) survive a restart.
  */
 import { codeOf } from '../protocol/control.js';
-import type { Store } from '../store/store.js';
+import type { ServiceGroup, Store } from '../store/store.js';
 import { type Ca, createCa, formatIdentity, issueServerCert, loadCa } from '../transport/ca.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { rekeyLocked, startTimer } from './keys.js';
 import { flushMarks } from './relay.js';
-import { newSgState, type ServerState, withSg } from './state.js';
+import { newSgState, type ServerState, type SgState, withSg } from './state.js';
 import { asDeliveryPolicy } from './wire.js';
 
 const SECRET_CA_CERT = 'ca.cert';
@@ -67,13 +67,10 @@ export async function loadState(srv: ServerState): Promise<void> {
     for (const p of pn.pnes) if (p.online) await srv.store.setOnline(p.pneId, false);
   }
   for (const g of await srv.store.listGroups()) {
-    const members = new Set((await srv.store.listMembers(g.sgId)).map((m) => m.pneId));
     const cur = await srv.store.getCurrentKey(g.sgId);
     const epoch = cur?.epoch ?? 0;
     cur?.key.fill(0);
-    const st = newSgState({ ...g, members, epoch, deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy) });
-    srv.groups.set(g.sgId, st);
-    startTimer(srv, st);
+    adoptGroup(srv, g, await storedMembers(srv, g.sgId), epoch);
   }
   const clean = await srv.store.getSecret(SECRET_CLEAN);
   if (clean) {
@@ -98,4 +95,17 @@ export async function loadState(srv: ServerState): Promise<void> {
     flushMarks(srv).catch((e) => srv.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
   }, srv.opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
   srv.flushTimer.unref();
+}
+
+/** The SG's members as the store has them now. */
+export async function storedMembers(srv: ServerState, sgId: string): Promise<Set<string>> {
+  return new Set((await srv.store.listMembers(sgId)).map((m) => m.pneId));
+}
+
+/** Takes a stored SG into this server's view at `epoch` (start-up, or an SG another cluster node created). */
+export function adoptGroup(srv: ServerState, g: ServiceGroup, members: Set<string>, epoch: number): SgState {
+  const st = newSgState({ ...g, members, epoch, deliveryPolicy: asDeliveryPolicy(g.deliveryPolicy) });
+  srv.groups.set(g.sgId, st);
+  startTimer(srv, st);
+  return st;
 }

@@ -17,7 +17,6 @@ import type { MessageSocket } from '../transport/message-socket.js';
 import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
 import type { ClusterLink } from './cluster.js';
-import { servingGwOf } from './decisions.js';
 import type { ServerOptions } from './types.js';
 
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
@@ -159,11 +158,6 @@ export function withSg<T>(srv: ServerState, sgId: string, fn: () => Promise<T>):
     if (srv.locks.get(sgId) === tail) srv.locks.delete(sgId);
   });
   return run;
-}
-
-/** The GW that serves `pneId` now: the PNE is in its PN and proven there (rule A1); else undefined. */
-export function servingGw(srv: ServerState, pneId: string): string | undefined {
-  return servingGwOf(srv, pneId); // the rule: decisions.ts
 }
 
 export function liveTunnel(srv: ServerState, pt: PneTunnel): boolean {
