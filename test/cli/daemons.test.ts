@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { urlListOption, withConfig } from '../../src/cli/daemons.js';
 import { UsageError } from '../../src/cli/usage.js';
+import { freePort } from '../free-port.js';
 
 const bin = fileURLToPath(new URL('../../bin/cpns.mjs', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'cpns-cli-'));
@@ -310,16 +310,6 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
 });
 
 /** A TCP port free right now (the gateway restarts on the same one). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** undefined while the file is absent or still being written (a lock file is written in place). */
 const readJson = (path: string) => {

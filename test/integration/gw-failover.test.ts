@@ -1,17 +1,10 @@
-/**
- * Failover of a PN GW between server nodes, and of a PNE between GWs (docs/transport.md "Failover over a list of
- * URLs", docs/operator.md "Several server nodes, several GWs"). Two CpnsServer processes cannot share one SQLite
- * store, so "node B" is a new server on node A's data directory (same CA, same state) at another port: the GW,
- * given [A, B], loses A, fails over to B, re-registers, re-attaches its PNEs (which reopen their server tunnels
- * through it), a rekey at B reaches the PNEs, and messages flow again. The failover time is printed.
- */
-import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PnGateway } from '../../src/gateway/index.js';
 import { type Credentials, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
+import { freePort } from '../free-port.js';
 import { BACKOFF, enrollPne, inbox, startServer, tempDir, until } from './helpers.js';
 
 const tmp = tempDir();
@@ -21,17 +14,6 @@ afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
   tmp.cleanup();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function withPort(url: string, port: number): string {
   const u = new URL(url);

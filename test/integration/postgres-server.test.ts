@@ -10,13 +10,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
+import { freePort } from '../free-port.js';
 import { BACKOFF, enrollPne, inbox, startServer, tempDir, until } from './helpers.js';
 
 const URL_ = process.env.CPNS_TEST_PG_URL;
@@ -35,17 +35,6 @@ afterAll(async () => {
   }
   tmp.cleanup();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const scenario = () => {
   it("node A on PostgreSQL, then node B (other data directory, same master key) takes over A's state", async () => {

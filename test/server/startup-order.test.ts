@@ -1,15 +1,9 @@
-/**
- * The server routes sessions before it accepts any (src/server/server.ts start): while its state loads from a
- * slow store (PostgreSQL far away, a node taking over), a GW that connects must not get a session that nobody
- * serves (its gw.register would go unanswered until it times out). Here the store is the real SQLite store with
- * its listGroups slowed down; the GW starts at the same moment as the server.
- */
-import net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
 import { openServerStore } from '../../src/embed/index.js';
 import { PnGateway } from '../../src/gateway/index.js';
 import { CpnsServer } from '../../src/server/index.js';
 import type { Store } from '../../src/store/store.js';
+import { freePort } from '../free-port.js';
 import { BACKOFF, startServer, tempDir } from '../integration/helpers.js';
 
 const tmp = tempDir();
@@ -18,17 +12,6 @@ afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
   tmp.cleanup();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The real store, with listGroups answering after `ms` (what a slow database looks like to the server). */
 function slowListGroups(store: Store, ms: number): Store {
