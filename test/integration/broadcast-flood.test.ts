@@ -14,7 +14,15 @@ import type { PneClient } from '../../src/pne/index.js';
 import { GatewayBroadcastState } from '../../src/protocol/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { BroadcastMedium } from '../../src/transport/udp.js';
-import { sleep, startBroadcastGateway, startServer, startWifiPnes, tempDir, until } from './helpers.js';
+import {
+  sleep,
+  startBroadcastGateway,
+  startServer,
+  startWifiPnes,
+  tempDir,
+  until,
+  untilAcked,
+} from './helpers.js';
 
 const GROUP = '239.255.77.11';
 const port = 40000 + Math.floor(Math.random() * 15000);
@@ -55,13 +63,15 @@ const total = (p: PneClient) => [...p.broadcastDrops.values()].reduce((a, b) => 
 describe('junk flood on the multicast group during a genuine delivery', () => {
   it('members get the key; drops are counted by code', async () => {
     const { sgId } = await server.admin.createGroup({ name: 'flood', members: pnes.map((p) => p.identity) });
-    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 1), 5000, 'epoch 1 (unicast)');
+    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 1), 10_000, 'epoch 1 (unicast)');
+    await untilAcked(server, sgId, 1);
     // One genuine broadcast (epoch 2), captured: the raw material of the truncated, forged and replayed junk.
     const tap = await BroadcastMedium.open({ name: 'wifi', group: GROUP, port });
     const captured: Buffer[] = [];
     tap.on('datagram', (d: Buffer) => captured.push(Buffer.from(d)));
     await server.admin.rekey(sgId);
-    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 2) && captured.length > 0, 5000, 'epoch 2');
+    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 2), 10_000, 'epoch 2');
+    await until(() => captured.length > 0, 5000, 'the epoch-2 datagram on the medium');
     tap.close();
     const real = captured[0]!;
     // GW-signed datagrams of another tree (e.g. kept from before a rebuild): the GW's own state, rebuilt in memory.

@@ -8,7 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PnGateway } from '../../src/gateway/index.js';
 import type { GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { sleep, startBroadcastGateway, startServer, startWifiPnes, tempDir, until } from './helpers.js';
+import {
+  sleep,
+  startBroadcastGateway,
+  startServer,
+  startWifiPnes,
+  tempDir,
+  until,
+  untilAcked,
+} from './helpers.js';
 
 const port = 40000 + Math.floor(Math.random() * 15000);
 /** Messages per second sent by the traffic source during the switches. */
@@ -51,7 +59,8 @@ describe('grace of broadcast-delivered keys', () => {
   it(`periodic updates by broadcast under ${RATE} msgs/s: 0 messages lost across ${SWITCHES} switches`, async () => {
     const [a, ...receivers] = pnes as [PneClient, ...PneClient[]];
     ({ sgId } = await server.admin.createGroup({ name: 'grace', members: pnes.map((p) => p.identity) }));
-    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 1), 5000, 'epoch 1');
+    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 1), 10_000, 'epoch 1');
+    await untilAcked(server, sgId, 1);
     const keys: KeyEvent[] = [];
     const got = receivers.map(() => new Set<string>());
     const expired = receivers.map(() => 0);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PnGateway } from '../../src/gateway/index.js';
 import type { GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { startBroadcastGateway, startServer, startWifiPnes, tempDir, until } from './helpers.js';
+import { startBroadcastGateway, startServer, startWifiPnes, tempDir, until, untilAcked } from './helpers.js';
 
 const port = 40000 + Math.floor(Math.random() * 15000);
 let tmp: ReturnType<typeof tempDir>;
@@ -50,7 +50,8 @@ describe('periodic update ahead of activation', () => {
       rekeyIntervalSec: 2,
       members: pnes.map((p) => p.identity),
     });
-    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 1), 5000, 'epoch 1');
+    await until(() => pnes.every((p) => p.currentEpoch(sgId) === 1), 10_000, 'epoch 1');
+    await untilAcked(server, sgId, 1);
     await until(() => pnes.every((p) => p.stagedEpoch(sgId) === 2), 5000, 'epoch 2 staged');
     // Staged, not active: the current epoch is still 1 everywhere, and messages still go out under it.
     for (const p of pnes) expect(p.currentEpoch(sgId)).toBe(1);

@@ -109,3 +109,16 @@ export async function until(
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits until the server has every member's ack of `epoch` of `sgId`. A PNE installs a key before its ack is
+ * through the GW; the GW sends a PNE's first key of an SG by unicast and counts it delivered only on the ack
+ * (gateway/decisions.ts planDistribution), so a test that wants the next update chosen by policy waits for this.
+ */
+export async function untilAcked(server: CpnsServer, sgId: string, epoch: number, timeoutMs = 10_000) {
+  await until(
+    async () => (await server.admin.groupStatus(sgId)).members.every((m) => m.ackedEpoch === epoch),
+    timeoutMs,
+    `acks of epoch ${epoch}`,
+  );
+}
