@@ -204,6 +204,32 @@ export type GroupAudit = Omit<NewAuditEntry, 'sgId' | 'at'>;
 export interface GroupAuditOptions {
   /** Written in the change's transaction, in this order; none when the change is a no-op (removeMember false). */
   readonly audit?: readonly GroupAudit[];
+  /**
+   * Outbox rows for the other server nodes (docs/cluster.md), written in the same transaction as the change, so
+   * that a committed change is announced at least once however the node crashes; none when it is a no-op.
+   */
+  readonly outbox?: readonly OutboxWrite[];
+}
+
+/** An outbox row to write in a change's transaction: an event kind and its body. Never key material. */
+export interface OutboxWrite {
+  /** e.g. 'membership.changed' (`[a-z][a-z0-9_.-]*`, up to 64 chars). */
+  readonly kind: string;
+  /** The event's fields (a JSON object of at most 16 KiB encoded). */
+  readonly body: JsonObject;
+}
+
+/**
+ * Which server node holds a GW's session (docs/cluster.md "GW session lease"). The generation increases by one
+ * at every acquisition, decided under the lease row's lock: a node whose generation is not the current one
+ * holds a stale session and must close it.
+ */
+export interface GwLease {
+  readonly gwId: string;
+  /** The server node (its cluster node id). */
+  readonly nodeId: string;
+  readonly generation: number;
+  readonly acquiredAt: number;
 }
 
 export interface KeyMeta {
@@ -333,7 +359,11 @@ export interface Store {
   getIdentity(id: string): Promise<Identity | undefined>;
   listIdentities(role?: Role): Promise<Identity[]>;
   /** Marks the identity revoked (idempotent: keeps the first revocation time) and its certificate serial. */
-  revokeIdentity(id: string, at?: number): Promise<Identity>;
+  revokeIdentity(
+    id: string,
+    at?: number,
+    opts?: { readonly outbox?: readonly OutboxWrite[] },
+  ): Promise<Identity>;
   /** `ref` is an identity id (`urn:cpns:...`) or a certificate serial (hex). Unknown -> false. */
   isRevoked(ref: string): Promise<boolean>;
 
@@ -350,6 +380,18 @@ export interface Store {
   /** Deletes the GW; its PNEs become detached (gwId null, offline). Returns the detached PNE ids. */
   deregisterGateway(gwId: string): Promise<string[]>;
   getGateway(gwId: string): Promise<Gateway | undefined>;
+  /**
+   * Takes the GW's session lease for `nodeId`: generation = previous + 1 (1 for a first lease), under the lease
+   * row's lock, so concurrent acquisitions on several nodes get distinct generations and the last one wins.
+   * With `outbox`, a `gw.lease` {gwId, nodeId, generation} row is written in the same transaction.
+   */
+  acquireGwLease(
+    gwId: string,
+    nodeId: string,
+    opts?: { readonly at?: number; readonly outbox?: boolean },
+  ): Promise<GwLease>;
+  getGwLease(gwId: string): Promise<GwLease | undefined>;
+  listGwLeases(): Promise<GwLease[]>;
   /** Attaches (or moves) the PNE to the GW's PN, marks it online. Returns the previous GW, if any. */
   attachPne(
     pneId: string,
@@ -371,7 +413,8 @@ export interface Store {
   createGroup(group: NewServiceGroup, opts?: GroupAuditOptions): Promise<ServiceGroup>;
   getGroup(sgId: string): Promise<ServiceGroup | undefined>;
   listGroups(filter?: { ownerId?: string }): Promise<ServiceGroup[]>;
-  updateGroup(sgId: string, patch: ServiceGroupPatch): Promise<ServiceGroup>;
+  /** Applies the patch, with the `audit` and `outbox` rows in the same transaction. */
+  updateGroup(sgId: string, patch: ServiceGroupPatch, opts?: GroupAuditOptions): Promise<ServiceGroup>;
   /**
    * Deletes the group with its keys, members, invitations, delivery records and relay marks, and retires the
    * id: createGroup with the same id fails with GROUP_RETIRED, so (sgId, epoch) never names two keys.
@@ -379,7 +422,7 @@ export interface Store {
    */
   deleteGroup(sgId: string, opts?: GroupAuditOptions): Promise<DeletedGroup>;
   /** Adds the member (consuming any invitation). false if already a member. NOT_FOUND if no such group. */
-  addMember(sgId: string, pneId: string, at?: number): Promise<boolean>;
+  addMember(sgId: string, pneId: string, at?: number, opts?: GroupAuditOptions): Promise<boolean>;
   /**
    * Removes the member and its delivery records, with the `audit` entries (e.g. member.remove) in the same
    * transaction. false if not a member (then nothing is written, audit included).

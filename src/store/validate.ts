@@ -342,3 +342,31 @@ export function outboxSeqs(v: unknown): number[] {
   if (v.length > MAX_OUTBOX_BATCH) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'too many seqs', 'seqs');
   return v.map((x) => int(x, 'seqs', 1, Number.MAX_SAFE_INTEGER));
 }
+
+/** Outbox rows one state-changing call may carry. */
+export const MAX_OUTBOX_WRITES = 8;
+/** Largest outbox row body, encoded (the event bus refuses bigger events: EVENT_LIMITS.maxEventBytes). */
+export const MAX_OUTBOX_BODY_JSON = 16 * 1024;
+const OUTBOX_KIND_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
+
+/** The outbox rows of a change: bounded list, token kinds, JSON object bodies of bounded size (before any query). */
+export function outboxWrites(list: unknown): { kind: string; body: string }[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || list.length > MAX_OUTBOX_WRITES) bad('outbox', 'expected a bounded list');
+  return list.map((w: unknown) => {
+    const o = w as { kind?: unknown; body?: unknown } | null;
+    if (typeof o !== 'object' || o === null) bad('outbox', 'expected an outbox row');
+    if (typeof o.kind !== 'string' || !OUTBOX_KIND_RE.test(o.kind)) bad('kind', 'expected an event kind');
+    if (typeof o.body !== 'object' || o.body === null || Array.isArray(o.body))
+      bad('body', 'expected an object');
+    const body = JSON.stringify(o.body);
+    if (body.length > MAX_OUTBOX_BODY_JSON) bad('body', 'outbox row too large');
+    return { kind: o.kind, body };
+  });
+}
+
+/** A cluster node id (docs/cluster.md): as the event bus's durable consumer names allow. */
+export function clusterNodeId(v: unknown, field = 'nodeId'): string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(v)) bad(field, 'expected a node id');
+  return v;
+}

@@ -53,6 +53,7 @@ function group(over: Partial<NewServiceGroup> = {}): NewServiceGroup {
 }
 
 /** rotateGroupKey's mandatory audit entry. */
+const MIGRATION_COUNT = 4;
 const KC = { audit: { actor: 'server', action: 'key.create' } } as const;
 const KU = { audit: { actor: 'server', action: 'key.update' } } as const;
 
@@ -90,8 +91,8 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     describe('migrations and persistence', () => {
       it('records applied migrations once', async () => {
         const rows = await h.raw(s, 'SELECT version, name FROM schema_migrations ORDER BY version');
-        expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
-        expect(rows.map((r) => r.name)).toEqual(['initial', 'update-on-join', 'outbox']);
+        expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+        expect(rows.map((r) => r.name)).toEqual(['initial', 'update-on-join', 'outbox', 'gw-leases']);
       });
 
       it.runIf(caps.persistent)('reopen applies nothing and keeps every kind of data', async () => {
@@ -116,7 +117,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
 
         await reopen();
         const rows = await h.raw(s, 'SELECT version FROM schema_migrations');
-        expect(rows).toHaveLength(3);
+        expect(rows).toHaveLength(MIGRATION_COUNT);
         expect(await s.getGroup(g.sgId)).toEqual({ ...g, epochHighWater: 2 });
         expect(await s.isMember(g.sgId, pne)).toBe(true);
         expect(await s.hasInvite(g.sgId, pne2)).toBe(true);
@@ -1097,6 +1098,70 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.listOutbox()).toEqual([]);
       });
 
+      it("every change that takes `outbox` writes its rows in the change's transaction, and none for a no-op", async () => {
+        const p = pneId();
+        const q = pneId();
+        const row = (kind: string, extra: Record<string, unknown> = {}) => [
+          { kind, body: { n: 1, ...extra } },
+        ];
+        const g = await s.createGroup(group({ members: [p] }), { outbox: row('sg.created') });
+        expect(await s.addMember(g.sgId, q, undefined, { outbox: row('membership.changed') })).toBe(true);
+        expect(await s.addMember(g.sgId, q, undefined, { outbox: row('membership.changed') })).toBe(false);
+        await s.updateGroup(g.sgId, { joinPolicy: 'open' }, { outbox: row('policy.changed') });
+        expect(await s.removeMember(g.sgId, q, { outbox: row('membership.changed', { r: 1 }) })).toBe(true);
+        expect(await s.removeMember(g.sgId, q, { outbox: row('membership.changed', { r: 2 }) })).toBe(false);
+        await s.putIdentity({ id: p, role: 'pne', certSerial: '0A', certPem: PEM });
+        await s.revokeIdentity(p, undefined, { outbox: row('identity.revoked') });
+        await s.deleteGroup(g.sgId, { outbox: row('sg.deleted') });
+        const rows = await s.listOutbox();
+        expect(rows.map((r) => [r.kind, r.body])).toEqual([
+          ['sg.created', { n: 1 }],
+          ['membership.changed', { n: 1 }],
+          ['policy.changed', { n: 1 }],
+          ['membership.changed', { n: 1, r: 1 }],
+          ['identity.revoked', { n: 1 }],
+          ['sg.deleted', { n: 1 }],
+        ]);
+        // A change that fails (its audit insert refused) takes its outbox row back with it.
+        const g2 = await s.createGroup(group());
+        const undo = await h.failAuditInserts(s);
+        try {
+          await expect(
+            s.updateGroup(
+              g2.sgId,
+              { joinPolicy: 'open' },
+              {
+                audit: [{ actor: 'operator', action: 'sg.policy' }],
+                outbox: row('policy.changed'),
+              },
+            ),
+          ).rejects.toThrow();
+        } finally {
+          await undo();
+        }
+        expect((await s.getGroup(g2.sgId))!.joinPolicy).toBe('open');
+        expect(await s.listOutbox()).toHaveLength(rows.length);
+      });
+
+      it('outbox rows are bounded and checked before any write (kind, body, count: at the limit and one past)', async () => {
+        const g = await s.createGroup(group());
+        const w = (kind: string, body: unknown = {}) => ({ kind, body }) as { kind: string; body: never };
+        await rejectsInvalid(s.updateGroup(g.sgId, {}, { outbox: [w('Bad Kind')] }), 'kind');
+        await rejectsInvalid(s.updateGroup(g.sgId, {}, { outbox: [w(`a${'b'.repeat(64)}`)] }), 'kind');
+        await rejectsInvalid(s.updateGroup(g.sgId, {}, { outbox: [w('x', [1])] }), 'body');
+        await rejectsInvalid(
+          s.updateGroup(g.sgId, {}, { outbox: [w('x', { s: 'y'.repeat(16 * 1024) })] }),
+          'body',
+        );
+        await rejectsInvalid(
+          s.updateGroup(g.sgId, {}, { outbox: Array.from({ length: 9 }, () => w('x')) }),
+          'outbox',
+        );
+        expect(await s.listOutbox()).toEqual([]);
+        await s.updateGroup(g.sgId, {}, { outbox: Array.from({ length: 8 }, () => w(`a${'b'.repeat(63)}`)) });
+        expect(await s.listOutbox()).toHaveLength(8);
+      });
+
       it('limits: listOutbox 1..1000, deleteOutbox at most 1000 seqs (exactly the limit and one past it)', async () => {
         await rejectsInvalid(s.listOutbox(0), 'limit');
         await rejectsInvalid(s.listOutbox(1001), 'limit');
@@ -1114,6 +1179,42 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         const before = await s.listOutbox();
         await reopen();
         expect(await s.listOutbox()).toEqual(before);
+      });
+    });
+
+    describe('GW session leases (docs/cluster.md)', () => {
+      it('each acquisition raises the generation by one; the last holder is the current one', async () => {
+        const gw = gwId();
+        expect(await s.getGwLease(gw)).toBeUndefined();
+        const a = await s.acquireGwLease(gw, 'node-a', { at: 1000 });
+        expect(a).toEqual({ gwId: gw, nodeId: 'node-a', generation: 1, acquiredAt: 1000 });
+        const b = await s.acquireGwLease(gw, 'node-b', { at: 2000, outbox: true });
+        expect(b.generation).toBe(2);
+        const again = await s.acquireGwLease(gw, 'node-b', { at: 3000 }); // a reconnect to the same node
+        expect(again.generation).toBe(3);
+        expect(await s.getGwLease(gw)).toEqual(again);
+        expect(await s.listGwLeases()).toEqual([again]);
+        expect((await s.listOutbox()).map((r) => [r.kind, r.body])).toEqual([
+          ['gw.lease', { gwId: gw, nodeId: 'node-b', generation: 2 }],
+        ]);
+      });
+
+      it('concurrent acquisitions get distinct, consecutive generations', async () => {
+        const gw = gwId();
+        const got = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => s.acquireGwLease(gw, `n${i % 3}`)),
+        );
+        expect(got.map((l) => l.generation).sort((x, y) => x - y)).toEqual(
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        );
+        expect((await s.getGwLease(gw))!.generation).toBe(20);
+      });
+
+      it('refuses a bad GW id or node id before any write', async () => {
+        await rejectsInvalid(s.acquireGwLease('urn:cpns:pne:x', 'n1'), 'gwId');
+        await rejectsInvalid(s.acquireGwLease(gwId(), 'bad node'), 'nodeId');
+        await rejectsInvalid(s.acquireGwLease(gwId(), `n${'x'.repeat(64)}`), 'nodeId');
+        expect(await s.listGwLeases()).toEqual([]);
       });
     });
 

@@ -15,6 +15,7 @@ import type {
 import * as v from '../validate.js';
 import { insertAudit } from './audit.js';
 import { all, type Ctx, one, type Queryable, run, tx } from './db.js';
+import { insertOutboxRows } from './outbox.js';
 
 interface GroupRow {
   sg_id: string;
@@ -83,6 +84,7 @@ export async function createGroup(
   const createdAt = g.createdAt === undefined ? ctx.now() : v.time(g.createdAt, 'createdAt');
   const members = v.initialMembers(g.members);
   const audit = v.groupAudits(opts.audit, sgId, createdAt);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx, async (c) => {
     if ((await one(c, 'SELECT 1 FROM retired_groups WHERE sg_id = $1', [sgId])) !== undefined)
       throw new StoreError('GROUP_RETIRED', 'service group id was used by a deleted group', 'sgId');
@@ -101,6 +103,7 @@ export async function createGroup(
         [sgId, members, createdAt],
       );
     for (const a of audit) await insertAudit(c, a);
+    await insertOutboxRows(c, createdAt, out);
     return (await readGroup(c, sgId))!;
   });
 }
@@ -121,8 +124,16 @@ export async function listGroups(ctx: Ctx, filter?: { ownerId?: string }): Promi
   return rows.map(toGroup);
 }
 
-export async function updateGroup(ctx: Ctx, sgId: string, patch: ServiceGroupPatch): Promise<ServiceGroup> {
+export async function updateGroup(
+  ctx: Ctx,
+  sgId: string,
+  patch: ServiceGroupPatch,
+  opts: GroupAuditOptions = {},
+): Promise<ServiceGroup> {
   const id = v.sgId(sgId);
+  const at = ctx.now();
+  const audit = v.groupAudits(opts.audit, id, at);
+  const out = v.outboxWrites(opts.outbox);
   const sets: string[] = [];
   const args: unknown[] = [];
   const set = (col: string, value: unknown, cast = '') => {
@@ -145,6 +156,8 @@ export async function updateGroup(ctx: Ctx, sgId: string, patch: ServiceGroupPat
         ...args,
         id,
       ]);
+    for (const a of audit) await insertAudit(c, a);
+    await insertOutboxRows(c, at, out);
     return (await readGroup(c, id))!;
   });
 }
@@ -157,6 +170,7 @@ export async function deleteGroup(
   const id = v.sgId(sgId);
   const at = ctx.now();
   const audit = v.groupAudits(opts.audit, id, at);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx, async (c) => {
     // the group row's lock: a rotation on another node waits, then finds no group (NOT_FOUND)
     const g = await readGroup(c, id, true);
@@ -172,24 +186,37 @@ export async function deleteGroup(
     // ON DELETE CASCADE removes keys, members, invitations, deliveries, gw_deliveries and relay marks.
     await run(c, 'DELETE FROM service_groups WHERE sg_id = $1', [id]);
     for (const a of audit) await insertAudit(c, a); // the audit log has no foreign keys: it outlives the group
+    await insertOutboxRows(c, at, out);
     return { sgId: id, members, epochHighWater: g.epochHighWater };
   });
 }
 
-export async function addMember(ctx: Ctx, sgId: string, pneId: string, at?: number): Promise<boolean> {
+export async function addMember(
+  ctx: Ctx,
+  sgId: string,
+  pneId: string,
+  at?: number,
+  opts: GroupAuditOptions = {},
+): Promise<boolean> {
   const id = v.sgId(sgId);
   const p = v.pneId(pneId);
   const when = at === undefined ? ctx.now() : v.time(at, 'at');
+  const audit = v.groupAudits(opts.audit, id, when);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx, async (c) => {
     await requireGroup(c, id);
     await run(c, 'DELETE FROM invitations WHERE sg_id = $1 AND pne_id = $2', [id, p]);
-    return (
+    const added =
       (await run(
         c,
         'INSERT INTO members (sg_id, pne_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
         [id, p, when],
-      )) === 1
-    );
+      )) === 1;
+    if (added) {
+      for (const a of audit) await insertAudit(c, a);
+      await insertOutboxRows(c, when, out);
+    }
+    return added;
   });
 }
 
@@ -201,11 +228,16 @@ export async function removeMember(
 ): Promise<boolean> {
   const id = v.sgId(sgId);
   const p = v.pneId(pneId);
-  const audit = v.groupAudits(opts.audit, id, ctx.now());
+  const at = ctx.now();
+  const audit = v.groupAudits(opts.audit, id, at);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx, async (c) => {
     await run(c, 'DELETE FROM deliveries WHERE sg_id = $1 AND pne_id = $2', [id, p]);
     const removed = (await run(c, 'DELETE FROM members WHERE sg_id = $1 AND pne_id = $2', [id, p])) === 1;
-    if (removed) for (const a of audit) await insertAudit(c, a);
+    if (removed) {
+      for (const a of audit) await insertAudit(c, a);
+      await insertOutboxRows(c, at, out);
+    }
     return removed;
   });
 }

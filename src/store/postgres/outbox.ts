@@ -15,6 +15,16 @@ export async function insertOutbox(q: Queryable, at: number, kind: string, body:
   await run(q, 'INSERT INTO outbox (at, kind, body) VALUES ($1, $2, $3)', [at, kind, JSON.stringify(body)]);
 }
 
+/** Inserts validated rows (validate.ts outboxWrites: bodies already encoded) on the transaction's client. */
+export async function insertOutboxRows(
+  q: Queryable,
+  at: number,
+  rows: readonly { kind: string; body: string }[],
+): Promise<void> {
+  for (const r of rows)
+    await run(q, 'INSERT INTO outbox (at, kind, body) VALUES ($1, $2, $3)', [at, r.kind, r.body]);
+}
+
 export async function listOutbox(q: Queryable, limit?: number): Promise<OutboxEntry[]> {
   const n = v.outboxLimit(limit);
   const rows = await all<OutboxRow>(q, 'SELECT seq, at, kind, body FROM outbox ORDER BY seq LIMIT $1', [n]);

@@ -6,10 +6,12 @@ import type {
   Identity,
   NewEnrollmentToken,
   NewIdentity,
+  OutboxWrite,
   Role,
 } from '../store.js';
 import * as v from '../validate.js';
 import { all, type Ctx, one, type Queryable, run, tx } from './db.js';
+import { insertOutboxRows } from './outbox.js';
 
 interface IdentityRow {
   id: string;
@@ -83,9 +85,15 @@ export async function listIdentities(ctx: Ctx, role?: Role): Promise<Identity[]>
   return rows.map(toIdentity);
 }
 
-export async function revokeIdentity(ctx: Ctx, id: string, at?: number): Promise<Identity> {
+export async function revokeIdentity(
+  ctx: Ctx,
+  id: string,
+  at?: number,
+  opts: { readonly outbox?: readonly OutboxWrite[] } = {},
+): Promise<Identity> {
   v.nodeId(id);
   const when = at === undefined ? ctx.now() : v.time(at, 'at');
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx, async (c) => {
     const cur = await readIdentity(c, id, true);
     if (cur === undefined) throw new StoreError('NOT_FOUND', 'no such identity', 'id');
@@ -97,6 +105,7 @@ export async function revokeIdentity(ctx: Ctx, id: string, at?: number): Promise
         [cur.certSerial, id, when],
       );
     }
+    await insertOutboxRows(c, when, out); // also when already revoked: a retry after a lost event announces it again
     return (await readIdentity(c, id))!;
   });
 }

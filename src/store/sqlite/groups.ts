@@ -15,6 +15,7 @@ import type {
 import * as v from '../validate.js';
 import { insertAudit } from './audit.js';
 import { b2i, type Ctx, i2b, readTx, tx } from './db.js';
+import { insertOutboxRows } from './outbox.js';
 
 interface GroupRow {
   sg_id: string;
@@ -71,6 +72,7 @@ export function createGroup(ctx: Ctx, g: NewServiceGroup, opts: GroupAuditOption
   const createdAt = g.createdAt === undefined ? ctx.now() : v.time(g.createdAt, 'createdAt');
   const members = v.initialMembers(g.members);
   const audit = v.groupAudits(opts.audit, sgId, createdAt);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx.db, () => {
     if (ctx.db.prepare('SELECT 1 FROM retired_groups WHERE sg_id = ?').get(sgId) !== undefined)
       throw new StoreError('GROUP_RETIRED', 'service group id was used by a deleted group', 'sgId');
@@ -85,6 +87,7 @@ export function createGroup(ctx: Ctx, g: NewServiceGroup, opts: GroupAuditOption
     const add = ctx.db.prepare('INSERT INTO members (sg_id, pne_id, joined_at) VALUES (?, ?, ?)');
     for (const m of members) add.run(sgId, m, createdAt);
     for (const a of audit) insertAudit(ctx, a);
+    insertOutboxRows(ctx, createdAt, out);
     return readGroup(ctx, sgId)!;
   });
 }
@@ -104,8 +107,16 @@ export function listGroups(ctx: Ctx, filter?: { ownerId?: string }): ServiceGrou
   return rows.map(toGroup);
 }
 
-export function updateGroup(ctx: Ctx, sgId: string, patch: ServiceGroupPatch): ServiceGroup {
+export function updateGroup(
+  ctx: Ctx,
+  sgId: string,
+  patch: ServiceGroupPatch,
+  opts: GroupAuditOptions = {},
+): ServiceGroup {
   const id = v.sgId(sgId);
+  const at = ctx.now();
+  const audit = v.groupAudits(opts.audit, id, at);
+  const out = v.outboxWrites(opts.outbox);
   const sets: string[] = [];
   const args: unknown[] = [];
   if (patch.name !== undefined) {
@@ -136,6 +147,8 @@ export function updateGroup(ctx: Ctx, sgId: string, patch: ServiceGroupPatch): S
     requireGroup(ctx, id);
     if (sets.length > 0)
       ctx.db.prepare(`UPDATE service_groups SET ${sets.join(', ')} WHERE sg_id = ?`).run(...args, id);
+    for (const a of audit) insertAudit(ctx, a);
+    insertOutboxRows(ctx, at, out);
     return readGroup(ctx, id)!;
   });
 }
@@ -144,6 +157,7 @@ export function deleteGroup(ctx: Ctx, sgId: string, opts: GroupAuditOptions = {}
   const id = v.sgId(sgId);
   const at = ctx.now();
   const audit = v.groupAudits(opts.audit, id, at);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx.db, () => {
     const g = readGroup(ctx, id);
     if (g === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
@@ -158,34 +172,52 @@ export function deleteGroup(ctx: Ctx, sgId: string, opts: GroupAuditOptions = {}
     // ON DELETE CASCADE removes keys, members, invitations, deliveries, gw_deliveries and relay marks.
     ctx.db.prepare('DELETE FROM service_groups WHERE sg_id = ?').run(id);
     for (const a of audit) insertAudit(ctx, a); // the audit log has no foreign keys: it outlives the group
+    insertOutboxRows(ctx, at, out);
     return { sgId: id, members, epochHighWater: g.epochHighWater };
   });
 }
 
-export function addMember(ctx: Ctx, sgId: string, pneId: string, at?: number): boolean {
+export function addMember(
+  ctx: Ctx,
+  sgId: string,
+  pneId: string,
+  at?: number,
+  opts: GroupAuditOptions = {},
+): boolean {
   const id = v.sgId(sgId);
   const p = v.pneId(pneId);
   const when = at === undefined ? ctx.now() : v.time(at, 'at');
+  const audit = v.groupAudits(opts.audit, id, when);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx.db, () => {
     requireGroup(ctx, id);
     ctx.db.prepare('DELETE FROM invitations WHERE sg_id = ? AND pne_id = ?').run(id, p);
-    return (
+    const added =
       ctx.db
         .prepare('INSERT INTO members (sg_id, pne_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
-        .run(id, p, when).changes === 1
-    );
+        .run(id, p, when).changes === 1;
+    if (added) {
+      for (const a of audit) insertAudit(ctx, a);
+      insertOutboxRows(ctx, when, out);
+    }
+    return added;
   });
 }
 
 export function removeMember(ctx: Ctx, sgId: string, pneId: string, opts: GroupAuditOptions = {}): boolean {
   const id = v.sgId(sgId);
   const p = v.pneId(pneId);
-  const audit = v.groupAudits(opts.audit, id, ctx.now());
+  const at = ctx.now();
+  const audit = v.groupAudits(opts.audit, id, at);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx.db, () => {
     ctx.db.prepare('DELETE FROM deliveries WHERE sg_id = ? AND pne_id = ?').run(id, p);
     const removed =
       ctx.db.prepare('DELETE FROM members WHERE sg_id = ? AND pne_id = ?').run(id, p).changes === 1;
-    if (removed) for (const a of audit) insertAudit(ctx, a);
+    if (removed) {
+      for (const a of audit) insertAudit(ctx, a);
+      insertOutboxRows(ctx, at, out);
+    }
     return removed;
   });
 }

@@ -20,6 +20,7 @@ import type {
   GatewayAck,
   GroupAuditOptions,
   GroupKey,
+  GwLease,
   Identity,
   KeyMeta,
   Member,
@@ -28,6 +29,7 @@ import type {
   NewIdentity,
   NewServiceGroup,
   OutboxEntry,
+  OutboxWrite,
   PersonalNetwork,
   Pne,
   RelayMark,
@@ -43,6 +45,7 @@ import * as delivery from './delivery.js';
 import * as groups from './groups.js';
 import * as inventory from './inventory.js';
 import * as keys from './keys.js';
+import * as leases from './leases.js';
 import { MIGRATIONS, type Migration, migrate } from './migrations.js';
 import * as outbox from './outbox.js';
 import * as registry from './registry.js';
@@ -168,8 +171,12 @@ export class SqliteStore implements Store {
   listIdentities(role?: Role): Promise<Identity[]> {
     return this.#run((c) => registry.listIdentities(c, role));
   }
-  revokeIdentity(id: string, at?: number): Promise<Identity> {
-    return this.#run((c) => registry.revokeIdentity(c, id, at));
+  revokeIdentity(
+    id: string,
+    at?: number,
+    opts?: { readonly outbox?: readonly OutboxWrite[] },
+  ): Promise<Identity> {
+    return this.#run((c) => registry.revokeIdentity(c, id, at, opts));
   }
   isRevoked(ref: string): Promise<boolean> {
     return this.#run((c) => registry.isRevoked(c, ref));
@@ -195,6 +202,19 @@ export class SqliteStore implements Store {
   }
   getGateway(gwId: string): Promise<Gateway | undefined> {
     return this.#run((c) => inventory.getGateway(c, gwId));
+  }
+  acquireGwLease(
+    gwId: string,
+    nodeId: string,
+    opts?: { readonly at?: number; readonly outbox?: boolean },
+  ): Promise<GwLease> {
+    return this.#run((c) => leases.acquireGwLease(c, gwId, nodeId, opts));
+  }
+  getGwLease(gwId: string): Promise<GwLease | undefined> {
+    return this.#run((c) => leases.getGwLease(c, gwId));
+  }
+  listGwLeases(): Promise<GwLease[]> {
+    return this.#run((c) => leases.listGwLeases(c));
   }
   attachPne(
     pneId: string,
@@ -230,14 +250,14 @@ export class SqliteStore implements Store {
   listGroups(filter?: { ownerId?: string }): Promise<ServiceGroup[]> {
     return this.#run((c) => groups.listGroups(c, filter));
   }
-  updateGroup(sgId: string, patch: ServiceGroupPatch): Promise<ServiceGroup> {
-    return this.#run((c) => groups.updateGroup(c, sgId, patch));
+  updateGroup(sgId: string, patch: ServiceGroupPatch, opts?: GroupAuditOptions): Promise<ServiceGroup> {
+    return this.#run((c) => groups.updateGroup(c, sgId, patch, opts));
   }
   deleteGroup(sgId: string, opts?: GroupAuditOptions): Promise<DeletedGroup> {
     return this.#run((c) => groups.deleteGroup(c, sgId, opts));
   }
-  addMember(sgId: string, pneId: string, at?: number): Promise<boolean> {
-    return this.#run((c) => groups.addMember(c, sgId, pneId, at));
+  addMember(sgId: string, pneId: string, at?: number, opts?: GroupAuditOptions): Promise<boolean> {
+    return this.#run((c) => groups.addMember(c, sgId, pneId, at, opts));
   }
   removeMember(sgId: string, pneId: string, opts?: GroupAuditOptions): Promise<boolean> {
     return this.#run((c) => groups.removeMember(c, sgId, pneId, opts));

@@ -188,10 +188,24 @@ CREATE TABLE outbox (
 ) STRICT;
 `;
 
+/**
+ * GW session leases (docs/cluster.md "GW session lease"): which server node holds each GW's session, with a
+ * generation that increases by one at every acquisition. Decided under the lease row's lock, never by NATS.
+ */
+const M4_GW_LEASES = `
+CREATE TABLE gw_leases (
+  gw_id       TEXT PRIMARY KEY,
+  node_id     TEXT NOT NULL,
+  generation  INTEGER NOT NULL CHECK (generation >= 1),
+  acquired_at INTEGER NOT NULL
+) STRICT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: M1_INITIAL },
   { version: 2, name: 'update-on-join', sql: M2_UPDATE_ON_JOIN },
   { version: 3, name: 'outbox', sql: M3_OUTBOX },
+  { version: 4, name: 'gw-leases', sql: M4_GW_LEASES },
 ];
 
 export function checksum(m: Migration): string {

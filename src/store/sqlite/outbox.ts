@@ -15,6 +15,17 @@ export function insertOutbox(ctx: Ctx, at: number, kind: string, body: JsonObjec
   ctx.db.prepare('INSERT INTO outbox (at, kind, body) VALUES (?, ?, ?)').run(at, kind, JSON.stringify(body));
 }
 
+/** Inserts validated rows (validate.ts outboxWrites: bodies already encoded) in the caller's transaction. */
+export function insertOutboxRows(
+  ctx: Ctx,
+  at: number,
+  rows: readonly { kind: string; body: string }[],
+): void {
+  if (rows.length === 0) return;
+  const ins = ctx.db.prepare('INSERT INTO outbox (at, kind, body) VALUES (?, ?, ?)');
+  for (const r of rows) ins.run(at, r.kind, r.body);
+}
+
 export function listOutbox(ctx: Ctx, limit?: number): OutboxEntry[] {
   const n = v.outboxLimit(limit);
   const rows = ctx.db

@@ -6,10 +6,12 @@ import type {
   Identity,
   NewEnrollmentToken,
   NewIdentity,
+  OutboxWrite,
   Role,
 } from '../store.js';
 import * as v from '../validate.js';
 import { type Ctx, tx } from './db.js';
+import { insertOutboxRows } from './outbox.js';
 
 interface IdentityRow {
   id: string;
@@ -81,9 +83,15 @@ export function listIdentities(ctx: Ctx, role?: Role): Identity[] {
   return rows.map(toIdentity);
 }
 
-export function revokeIdentity(ctx: Ctx, id: string, at?: number): Identity {
+export function revokeIdentity(
+  ctx: Ctx,
+  id: string,
+  at?: number,
+  opts: { readonly outbox?: readonly OutboxWrite[] } = {},
+): Identity {
   v.nodeId(id);
   const when = at === undefined ? ctx.now() : v.time(at, 'at');
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx.db, () => {
     const cur = readIdentity(ctx, id);
     if (cur === undefined) throw new StoreError('NOT_FOUND', 'no such identity', 'id');
@@ -93,6 +101,7 @@ export function revokeIdentity(ctx: Ctx, id: string, at?: number): Identity {
         .prepare('INSERT OR IGNORE INTO revoked_certs (serial, id, revoked_at) VALUES (?, ?, ?)')
         .run(cur.certSerial, id, when);
     }
+    insertOutboxRows(ctx, when, out); // also when already revoked: a retry after a lost event announces it again
     return readIdentity(ctx, id)!;
   });
 }
