@@ -56,8 +56,19 @@ export interface Subscription {
   readonly closed: Promise<void>;
 }
 
+/** A relayed group frame from another node, and the node it came from (its subject, not its bytes, says so). */
+export type RelayHandler = (payload: Uint8Array, fromNode: string) => void;
+
 export interface EventBus {
   publish(event: ClusterEvent, id: string): Promise<PublishResult>;
   subscribe(nodeId: string, handler: EventHandler, opts?: SubscribeOptions): Promise<Subscription>;
+  /**
+   * Relay across nodes (docs/cluster.md "Relay across nodes"): hands a group message this node admitted to every
+   * other node, at most once and without storing it (a group message is not state; a node that is away misses
+   * it, as a GW that is away does). Oversized payloads are refused (TOO_LARGE) before anything is sent.
+   */
+  relay(fromNode: string, payload: Uint8Array): void;
+  /** Receives the other nodes' relayed frames (never this node's own); oversized ones are dropped and counted. */
+  onRelay(nodeId: string, handler: RelayHandler): Subscription;
   close(): Promise<void>;
 }

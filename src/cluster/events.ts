@@ -24,9 +24,9 @@ export interface EventLimits {
 export const EVENT_LIMITS: EventLimits = Object.freeze({
   /** Largest encoded event, in bytes (checked before decoding). */
   maxEventBytes: 16 * 1024,
-  /** Most PNE ids in one list of an event (membership added/removed, delivery report). */
+  /** Most PNE ids in one list of an event (membership added/removed). */
   maxListEntries: 128,
-  /** Longest free-text token (rotation reason, policy/signer change kind). */
+  /** Longest free-text token (rotation reason). */
   maxTokenChars: 64,
 });
 
@@ -47,6 +47,8 @@ export type MembershipChanged = Base & {
   readonly sgId: string;
   readonly added: readonly string[];
   readonly removed: readonly string[];
+  /** Why: 'join' for additions; 'leave', 'remove' or 'revoke' for removals. */
+  readonly reason: string;
 };
 /** A Group Key epoch committed in the store. Never the key itself. */
 export type KeyEpochCommitted = Base & {
@@ -55,19 +57,18 @@ export type KeyEpochCommitted = Base & {
   readonly epoch: number;
   readonly reason: string;
 };
-export type SignersChanged = Base & {
-  readonly type: 'signers.changed';
-  readonly sgId: string;
-  readonly signers: readonly string[];
-};
 export type PolicyChanged = Base & { readonly type: 'policy.changed'; readonly sgId: string };
 export type IdentityRevoked = Base & { readonly type: 'identity.revoked'; readonly identity: string };
-export type DeliveryReport = Base & {
-  readonly type: 'delivery.report';
-  readonly sgId: string;
-  readonly epoch: number;
+/**
+ * A member's source-authentication signing key (its Ed25519 public key, lowercase hex), as the PNE announced it on
+ * the publishing node: every node hands it to the GWs of the PNE's Service Groups (the signer lists).
+ */
+export type SignerKey = Base & { readonly type: 'signer.key'; readonly pneId: string; readonly key: string };
+/** A PNE proved it is behind `gwId` (rule A1) on the publishing node: any other GW loses it (one place). */
+export type PneAttached = Base & {
+  readonly type: 'pne.attached';
+  readonly pneId: string;
   readonly gwId: string;
-  readonly pnes: readonly string[];
 };
 /** Which server node holds a GW's session, and the lease's generation (higher wins). */
 export type GwSessionLease = Base & {
@@ -82,13 +83,19 @@ export type ClusterEvent =
   | SgDeleted
   | MembershipChanged
   | KeyEpochCommitted
-  | SignersChanged
   | PolicyChanged
   | IdentityRevoked
-  | DeliveryReport
+  | PneAttached
+  | SignerKey
   | GwSessionLease;
 
 export type ClusterEventType = ClusterEvent['type'];
+
+/** The fields of an event of type `T` (what an outbox row's body holds). */
+export type EventBody<T extends ClusterEventType> = Omit<
+  Extract<ClusterEvent, { type: T }>,
+  'type' | 'at' | 'node'
+>;
 
 // ------------------------------------------------------------------ field kinds
 
@@ -98,17 +105,30 @@ const GW_RE = /^urn:cpns:gw:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 const NODE_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const TOKEN_RE = /^[a-z][a-z0-9_.-]*$/;
 
-type Kind = 'sg' | 'pne' | 'gw' | 'identity' | 'node' | 'epoch' | 'generation' | 'token' | 'pnes' | 'time';
+type Kind =
+  | 'sg'
+  | 'pne'
+  | 'gw'
+  | 'identity'
+  | 'node'
+  | 'epoch'
+  | 'generation'
+  | 'token'
+  | 'pnes'
+  | 'time'
+  | 'pubkey';
+
+const PUBKEY_RE = /^[0-9a-f]{64}$/;
 
 const SCHEMAS: Readonly<Record<ClusterEventType, Readonly<Record<string, Kind>>>> = {
   'sg.created': { sgId: 'sg' },
   'sg.deleted': { sgId: 'sg' },
-  'membership.changed': { sgId: 'sg', added: 'pnes', removed: 'pnes' },
+  'membership.changed': { sgId: 'sg', added: 'pnes', removed: 'pnes', reason: 'token' },
   'key.epoch': { sgId: 'sg', epoch: 'epoch', reason: 'token' },
-  'signers.changed': { sgId: 'sg', signers: 'pnes' },
   'policy.changed': { sgId: 'sg' },
   'identity.revoked': { identity: 'identity' },
-  'delivery.report': { sgId: 'sg', epoch: 'epoch', gwId: 'gw', pnes: 'pnes' },
+  'pne.attached': { pneId: 'pne', gwId: 'gw' },
+  'signer.key': { pneId: 'pne', key: 'pubkey' },
   'gw.lease': { gwId: 'gw', nodeId: 'node', generation: 'generation' },
 };
 
@@ -139,6 +159,9 @@ function checkField(kind: Kind, v: unknown, field: string, max: EventLimits): vo
     case 'generation':
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
         throw schema('not a positive integer', field);
+      return;
+    case 'pubkey':
+      if (typeof v !== 'string' || !PUBKEY_RE.test(v)) throw schema('not a public key', field);
       return;
     case 'time':
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw schema('not a time', field);

@@ -7,6 +7,7 @@
 import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../protocol/control.js';
+import { announce, published } from './announce.js';
 import { provenAt } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
@@ -47,7 +48,14 @@ export async function proveAttach(srv: ServerState, conn: GwConn, pt: PneTunnel)
     return;
   }
   const media = conn.claims.get(pneId) ?? (await srv.store.getPne(pneId))?.media ?? [];
-  const { previousGwId } = await srv.store.attachPne(pneId, conn.id, media);
+  const { previousGwId } = await srv.store.attachPne(
+    pneId,
+    conn.id,
+    media,
+    undefined,
+    announce(srv, 'pne.attached', { pneId, gwId: conn.id }),
+  );
+  published(srv);
   const wasHere = provenAt(srv.pneAt, pneId, conn.id, conn.attached);
   srv.pneAt.set(pneId, conn.id);
   conn.attached.add(pneId);

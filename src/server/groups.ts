@@ -3,8 +3,10 @@
  * update on join: one join update per window), remove members (a new key at once). Both the operator (admin.ts)
  * and PNEs (pne-messages.ts) come here.
  */
+import { randomUUID } from 'node:crypto';
 import { ErrorCode } from '../core/errors.js';
 import { codeOf, fail, toPneIdentity } from '../protocol/control.js';
+import { announce, published } from './announce.js';
 import { joinUpdateDue, onJoin, servingGwOf } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
@@ -23,8 +25,10 @@ export async function createGroup(
   if (suite === undefined) fail(ErrorCode.UNSUPPORTED_SUITE, 'suite');
   const members = [...new Set((o.members ?? []).map(toPneIdentity))];
   for (const m of members) await requireEnrolledPne(srv, m);
+  const sgId = randomUUID(); // ours, so that the outbox row written with the group can name it
   const g = await srv.store.createGroup(
     {
+      sgId,
       name: o.name,
       ownerId: actor === OPERATOR ? OPERATOR : actor,
       joinPolicy: o.joinPolicy ?? 'invite',
@@ -41,8 +45,10 @@ export async function createGroup(
         { actor, action: 'group.create', detail: { name: o.name } },
         ...members.map((m) => ({ actor, action: 'member.add', subject: m })),
       ],
+      ...announce(srv, 'sg.created', { sgId }),
     },
   );
+  published(srv);
   const st = newSgState({
     ...g,
     suite,
@@ -61,28 +67,39 @@ export async function createGroup(
 export async function deleteGroup(srv: ServerState, sgId: string, actor: string): Promise<void> {
   await withSg(srv, sgId, async () => {
     const st = groupOf(srv, sgId);
-    const gws = new Set(st.targetGws);
-    for (const m of st.members) {
-      const gw = srv.pneAt.get(m);
-      if (gw !== undefined) gws.add(gw);
-    }
     await srv.store.deleteGroup(sgId, {
       audit: [
         { actor, action: 'key.delete', epoch: st.epoch },
         { actor, action: 'group.delete' },
       ],
+      ...announce(srv, 'sg.deleted', { sgId }),
     });
-    if (st.timer) clearInterval(st.timer);
-    srv.groups.delete(sgId);
-    for (const k of [...srv.marks.keys()]) if (k.startsWith(`${sgId}|`)) srv.marks.delete(k);
-    for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
-    emit(srv, { kind: 'sg.delete', sgId });
-    for (const gw of gws) {
-      try {
-        srv.gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
-      } catch {}
-    }
+    published(srv);
+    forgetGroup(srv, st);
   });
+}
+
+/**
+ * The SG is gone from the store (deleted here, or on another node): drop it from this node's view and tell the
+ * GWs this node holds that served it. Caller holds the SG's lock.
+ */
+export function forgetGroup(srv: ServerState, st: SgState): void {
+  const sgId = st.sgId;
+  const gws = new Set(st.targetGws);
+  for (const m of st.members) {
+    const gw = srv.pneAt.get(m);
+    if (gw !== undefined) gws.add(gw);
+  }
+  if (st.timer) clearInterval(st.timer);
+  srv.groups.delete(sgId);
+  for (const k of [...srv.marks.keys()]) if (k.startsWith(`${sgId}|`)) srv.marks.delete(k);
+  for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
+  emit(srv, { kind: 'sg.delete', sgId });
+  for (const gw of gws) {
+    try {
+      srv.gwConns.get(gw)?.control.send({ t: 'sg.deleted', sgId });
+    } catch {}
+  }
 }
 
 export async function addMember(srv: ServerState, sgId: string, pne: string, actor: string): Promise<void> {
@@ -107,11 +124,14 @@ export async function addMembers(
     if (fresh.some((p) => st.members.has(p))) fail(ErrorCode.ALREADY_MEMBER, 'pneId');
     for (const p of fresh) await requireEnrolledPne(srv, p);
     for (const p of fresh) {
-      await srv.store.addMember(sgId, p);
+      await srv.store.addMember(sgId, p, undefined, {
+        audit: [{ actor, action: 'member.add', subject: p }],
+        ...announce(srv, 'membership.changed', { sgId, added: [p], removed: [], reason: 'join' }),
+      });
       st.members.add(p);
-      await srv.store.appendAudit({ actor, action: 'member.add', sgId, subject: p });
       emit(srv, { kind: 'member.add', sgId, pneId: p });
     }
+    published(srv);
     if (fresh.length === 0) return;
     const action = onJoin(st.updateOnJoin, st.joinUpdate !== undefined);
     if (action !== 'deliver-current') {
@@ -176,7 +196,9 @@ export async function removeMember(
     if (!st.members.has(pne)) fail(ErrorCode.NOT_MEMBER, 'pneId');
     await srv.store.removeMember(sgId, pne, {
       audit: [{ actor, action: 'member.remove', subject: pne, reason }],
+      ...announce(srv, 'membership.changed', { sgId, added: [], removed: [pne], reason }),
     });
+    published(srv);
     st.members.delete(pne);
     emit(srv, { kind: 'member.remove', sgId, pneId: pne, reason });
     await rekeyLocked(srv, st, reason, actor);
@@ -195,12 +217,20 @@ export async function updatePolicy(srv: ServerState, sgId: string, patch: GroupP
   await withSg(srv, sgId, async () => {
     const st = groupOf(srv, sgId);
     const { deliveryPolicy, ...rest } = patch;
-    await srv.store.updateGroup(sgId, {
-      ...rest,
-      ...(deliveryPolicy !== undefined
-        ? { deliveryPolicy: deliveryPolicy ? { ...deliveryPolicy } : null }
-        : {}),
-    });
+    await srv.store.updateGroup(
+      sgId,
+      {
+        ...rest,
+        ...(deliveryPolicy !== undefined
+          ? { deliveryPolicy: deliveryPolicy ? { ...deliveryPolicy } : null }
+          : {}),
+      },
+      {
+        audit: [{ actor: OPERATOR, action: 'sg.policy', detail: { ...patch } }],
+        ...announce(srv, 'policy.changed', { sgId }),
+      },
+    );
+    published(srv);
     if (patch.joinPolicy !== undefined) st.joinPolicy = patch.joinPolicy;
     // Applies from the next key delivery (devices learn the SG's policy with its key).
     if (patch.sourceAuth !== undefined) st.sourceAuth = patch.sourceAuth;
@@ -210,12 +240,6 @@ export async function updatePolicy(srv: ServerState, sgId: string, patch: GroupP
       st.rekeyIntervalSec = patch.rekeyIntervalSec;
       startTimer(srv, st);
     }
-    await srv.store.appendAudit({
-      actor: OPERATOR,
-      action: 'sg.policy',
-      sgId,
-      detail: { ...patch },
-    });
     emit(srv, { kind: 'sg.policy', sgId });
   });
 }

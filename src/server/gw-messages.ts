@@ -10,6 +10,7 @@ import { fail } from '../protocol/control.js';
 import { DEFAULT_POLICY } from '../protocol/policy.js';
 import { CloseCode } from '../transport/session.js';
 import { deliveryReport, keyAck } from './acks.js';
+import { published } from './announce.js';
 import { catchUp, pneAttach, pneDetach, pneStatus } from './attachment.js';
 import { type MessageRule, ruleOf } from './authz.js';
 import { SERVER_DEFAULTS } from './defaults.js';
@@ -159,6 +160,12 @@ export async function handleGw(srv: ServerState, conn: GwConn, msg: ControlMessa
 async function gwRegister(srv: ServerState, conn: GwConn, msg: MessageOf<'gw.register'>): Promise<void> {
   await srv.store.registerGateway(conn.id);
   await srv.store.setOnline(conn.id, true);
+  if (srv.cluster) {
+    // This node now holds the GW's session; a node that held it before closes its (stale) session on gw.lease.
+    const lease = await srv.store.acquireGwLease(conn.id, srv.cluster.nodeId, { outbox: true });
+    conn.lease = lease.generation;
+    published(srv);
+  }
   conn.registered = true;
   conn.control.send({ t: 'registered', id: msg.id, ok: true });
   conn.control.send({ t: 'gw.policy', ...(srv.opts.deliveryPolicy ?? DEFAULT_POLICY) });

@@ -39,6 +39,8 @@ export function onGwSession(srv: ServerState, session: Session): void {
     sent: new Map(),
     registered: false,
     queue: Promise.resolve(),
+    lease: undefined,
+    superseded: false,
   };
   srv.gwConns.set(id, conn);
   countSession(srv, 'gw', true);
@@ -54,7 +56,8 @@ export function onGwSession(srv: ServerState, session: Session): void {
     if (srv.gwConns.get(id) !== conn) return;
     srv.gwConns.delete(id);
     srv.log.info({ gw: id }, 'GW session down');
-    if (srv.closed) return;
+    // A stale session (the GW is now held by another node) says nothing about the PN being offline.
+    if (srv.closed || conn.superseded) return;
     const attached = [...conn.attached];
     conn.queue = conn.queue.then(async () => {
       try {

@@ -28,11 +28,24 @@ export function startTimer(srv: ServerState, st: SgState): void {
   if (intervalMs === undefined) return;
   st.timer = setInterval(() => {
     if (srv.closed || !srv.groups.has(st.sgId)) return;
-    withSg(srv, st.sgId, () => rekeyLocked(srv, st, 'periodic', 'scheduler')).catch((e) =>
-      srv.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'),
-    );
+    withSg(srv, st.sgId, async () => {
+      // In a cluster every node runs this timer; the first to fire in a period updates the key and the others,
+      // finding a key younger than most of a period, skip (docs/cluster.md "Periodic updates"). Best effort: two
+      // nodes firing together may both update, which costs one extra epoch, never a wrong one (row lock).
+      if (srv.cluster && (await newestKeyAge(srv, st.sgId)) < intervalMs * PERIODIC_SKIP_FRACTION) return;
+      await rekeyLocked(srv, st, 'periodic', 'scheduler');
+    }).catch((e) => srv.log.warn({ code: codeOf(e), sgId: st.sgId }, 'periodic rekey failed'));
   }, intervalMs);
   st.timer.unref();
+}
+
+/** A periodic update is skipped on a cluster node when the SG's newest key is younger than this part of a period. */
+const PERIODIC_SKIP_FRACTION = 0.9;
+
+async function newestKeyAge(srv: ServerState, sgId: string): Promise<number> {
+  const metas = await srv.store.listKeyEpochs(sgId);
+  const newest = metas.reduce((t, m) => Math.max(t, m.createdAt), 0);
+  return Date.now() - newest;
 }
 
 /** New Group Key epoch: persisted (encrypted) before delivery; caller holds the SG lock. */

@@ -8,6 +8,7 @@ import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../protocol/control.js';
 import { keyDeliver } from '../protocol/key-deliver.js';
+import { announce, published } from './announce.js';
 import { type MessageRule, ruleOf } from './authz.js';
 import { addMember, createGroup, deleteGroup, removeMember } from './groups.js';
 import { pushSigners } from './keys.js';
@@ -213,6 +214,10 @@ async function sgRemove(srv: ServerState, pt: PneTunnel, msg: MessageOf<'sg.remo
 async function pneSignkey(srv: ServerState, pt: PneTunnel, msg: MessageOf<'pne.signkey'>): Promise<void> {
   const me = pt.identity;
   srv.signKeys.set(me, Buffer.from(msg.key));
+  // Not store state: announced on its own, so the other nodes' GWs get this member's key too.
+  const { outbox } = announce(srv, 'signer.key', { pneId: me, key: Buffer.from(msg.key).toString('hex') });
+  if (outbox) await srv.store.appendOutbox(outbox);
+  published(srv);
   pt.control.sendOk(msg.id);
   for (const st of srv.groups.values()) if (st.members.has(me)) pushSigners(srv, st);
 }

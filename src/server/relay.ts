@@ -10,7 +10,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
 import { codeOf, fail, uuidToBytes } from '../protocol/control.js';
 import { encodeFrame } from '../transport/framing.js';
-import { admitRelay, isReplay, provenAt, relayEnvelope, relayGws } from './decisions.js';
+import { admitRelay, epochAdmission, isReplay, provenAt, relayEnvelope, relayGws } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import type { GwConn, ServerState, SgState } from './state.js';
 
@@ -37,11 +37,64 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
     if (refusal) fail(refusal.code, refusal.field);
     setMark(srv, sgId, h);
     fanOut(srv, st!, frame, conn.id); // admitted, so the SG exists
+    toOtherNodes(srv, payload);
     srv.metrics.relayed(payload.length);
   } catch (e) {
     srv.metrics.decryptFailure(codeOf(e));
     // Names the sender so that its GW can tell the PNE (error.pneId, docs/codec.md); the GW learns nothing new by it.
     conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field, sender);
+  }
+}
+
+/** In a cluster: the admitted message goes to the other nodes too, for the members behind the GWs they hold. */
+function toOtherNodes(srv: ServerState, payload: Buffer): void {
+  const c = srv.cluster;
+  if (!c) return;
+  try {
+    c.bus.relay(c.nodeId, payload);
+  } catch (e) {
+    srv.log.warn({ code: codeOf(e) }, 'group message not relayed to the other nodes');
+  }
+}
+
+/**
+ * A group message another node admitted (docs/cluster.md "Relay across nodes"). That node proved the sender is
+ * behind the GW it came from (rule A1); this node checks the rest of rule R1 against its own view and marks —
+ * the SG, the sender's membership, the epoch, the counter against its relay mark — so a message replayed through
+ * a GW of either node is fanned out at most once per node. Then to the GWs this node holds (never back to the
+ * bus). A refusal is counted, never answered: there is no GW to tell.
+ */
+export function relayFromNode(srv: ServerState, data: Uint8Array): void {
+  try {
+    if (srv.closed) return;
+    if (data.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'payload');
+    const payload = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const h = readHeader(payload);
+    const sgId = bytesToUuid(h.sgId);
+    const st = srv.groups.get(sgId);
+    const now = Date.now();
+    const mark = relayMarkOf(srv, sgId, h);
+    // The nil sender is the CPNS Server itself (sendToGroup on another node): rule R1 without the member check.
+    const refusal = h.senderId.every((b) => b === 0)
+      ? st
+        ? (epochAdmission(h.epoch, st, now) ??
+          (isReplay(h.counter, mark) ? { code: ErrorCode.REPLAY, field: 'counter' } : undefined))
+        : { code: ErrorCode.NOT_FOUND, field: 'sgId' }
+      : admitRelay({
+          group: st,
+          sender: st ? pneIdentityOf(h.senderId) : undefined,
+          senderProvenHere: true,
+          epoch: h.epoch,
+          counter: h.counter,
+          relayMark: mark,
+          now,
+        });
+    if (refusal) fail(refusal.code, refusal.field);
+    setMark(srv, sgId, h);
+    fanOut(srv, st!, encodeFrame({ kind: 'group', payload }), undefined);
+    srv.metrics.relayed(payload.length);
+  } catch (e) {
+    srv.metrics.decryptFailure(codeOf(e));
   }
 }
 
@@ -126,6 +179,7 @@ export async function sendToGroup(
   k.key.fill(0);
   mark(srv, sgId, readHeader(msg));
   fanOut(srv, st, encodeFrame({ kind: 'group', payload: msg }), undefined);
+  toOtherNodes(srv, msg);
   srv.metrics.relayed(msg.length);
   return msg;
 }

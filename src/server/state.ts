@@ -130,6 +130,10 @@ export interface GwConn {
   readonly sent: Map<string, Map<number, ReadonlySet<string>>>;
   registered: boolean;
   queue: Promise<void>;
+  /** In a cluster: the generation of this node's lease on the GW's session (docs/cluster.md "GW session lease"). */
+  lease: number | undefined;
+  /** Another node took the GW's lease: this session is stale, closed without marking the PN offline. */
+  superseded: boolean;
 }
 
 export type Medium = MessageOf<'pne.attach'>['media'][number];

@@ -398,6 +398,8 @@ export interface Store {
     gwId: string,
     media: readonly string[],
     at?: number,
+    /** `outbox` rows are written in the same transaction, only when the PNE changes place (a new GW). */
+    opts?: { readonly outbox?: readonly OutboxWrite[] },
   ): Promise<{ previousGwId: string | null }>;
   /** Detaches the PNE from its PN (gwId null, offline). false if it was not attached / unknown. */
   detachPne(pneId: string, at?: number): Promise<boolean>;
@@ -473,6 +475,11 @@ export interface Store {
   // audit log (append-only)
   appendAudit(entry: NewAuditEntry): Promise<number>;
   listAudit(query?: AuditQuery): Promise<AuditPage>;
+  /**
+   * Writes outbox rows on their own, for a change that is not store state (a PNE's signing key, held in memory):
+   * bounded and checked as the `outbox` option of the other methods.
+   */
+  appendOutbox(rows: readonly OutboxWrite[], at?: number): Promise<void>;
   /** Unpublished outbox rows, oldest first (`limit` 1..1000, default 100). */
   listOutbox(limit?: number): Promise<OutboxEntry[]>;
   /** Removes published outbox rows (after the bus acknowledged them); unknown seqs are ignored. */

@@ -39,11 +39,18 @@ const mixed = (i: number): ClusterEvent => {
     case 0:
       return { ...base, type: 'key.epoch', sgId: SG, epoch: i + 1, reason: 'member_left' };
     case 1:
-      return { ...base, type: 'membership.changed', sgId: SG, added: [PNE(i)], removed: [] };
+      return { ...base, type: 'membership.changed', sgId: SG, added: [PNE(i)], removed: [], reason: 'join' };
     case 2:
       return { ...base, type: 'gw.lease', gwId: GW, nodeId: 'node-b', generation: i };
     case 3:
-      return { ...base, type: 'delivery.report', sgId: SG, epoch: i, gwId: GW, pnes: [PNE(1), PNE(2)] };
+      return {
+        ...base,
+        type: 'membership.changed',
+        sgId: SG,
+        added: [PNE(1)],
+        removed: [PNE(2)],
+        reason: 'remove',
+      };
     default:
       return { ...base, type: 'identity.revoked', identity: PNE(i) };
   }

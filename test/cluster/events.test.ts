@@ -21,12 +21,12 @@ const base = { at: 1_700_000_000_000, node: 'node1' };
 const SAMPLES: readonly ClusterEvent[] = [
   { ...base, type: 'sg.created', sgId: SG },
   { ...base, type: 'sg.deleted', sgId: SG },
-  { ...base, type: 'membership.changed', sgId: SG, added: [PNE(1)], removed: [PNE(2)] },
+  { ...base, type: 'membership.changed', sgId: SG, added: [PNE(1)], removed: [PNE(2)], reason: 'remove' },
   { ...base, type: 'key.epoch', sgId: SG, epoch: 9, reason: 'member_left' },
-  { ...base, type: 'signers.changed', sgId: SG, signers: [PNE(3)] },
   { ...base, type: 'policy.changed', sgId: SG },
   { ...base, type: 'identity.revoked', identity: GW },
-  { ...base, type: 'delivery.report', sgId: SG, epoch: 9, gwId: GW, pnes: [PNE(1), PNE(4)] },
+  { ...base, type: 'pne.attached', pneId: PNE(5), gwId: GW },
+  { ...base, type: 'signer.key', pneId: PNE(6), key: 'ab'.repeat(32) },
   { ...base, type: 'gw.lease', gwId: GW, nodeId: 'node2', generation: 3 },
 ];
 
@@ -61,7 +61,16 @@ describe('cluster events', () => {
     expect(codeOf(() => decodeEvent('cpns.ev.sg.created', big))).toBe('TOO_LARGE');
     const many = Array.from({ length: EVENT_LIMITS.maxListEntries + 1 }, (_, i) => PNE(i));
     expect(
-      codeOf(() => encodeEvent({ ...base, type: 'membership.changed', sgId: SG, added: many, removed: [] })),
+      codeOf(() =>
+        encodeEvent({
+          ...base,
+          type: 'membership.changed',
+          sgId: SG,
+          added: many,
+          removed: [],
+          reason: 'join',
+        }),
+      ),
     ).toBe('TOO_LARGE');
     expect(
       codeOf(() => encodeEvent({ ...base, type: 'key.epoch', sgId: SG, epoch: 1, reason: 'x'.repeat(65) })),

@@ -12,13 +12,14 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type JetStreamBus, openJetStreamBus } from '../../src/cluster/index.js';
-import { PneClient } from '../../src/pne/index.js';
+import type { PnGateway } from '../../src/gateway/index.js';
+import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { HAS_NATS_SERVER } from '../cluster/env.js';
 import { type PrivateCluster, startPrivateCluster } from '../cluster/private-cluster.js';
-import { BACKOFF, enrollPne, startGateway, startServer, tempDir, until } from './helpers.js';
+import { BACKOFF, enrollPne, inbox, sleep, startGateway, startServer, tempDir, until } from './helpers.js';
 
 const URL_ = process.env.CPNS_TEST_PG_URL;
 const IN_CI = process.env.CI === 'true';
@@ -49,57 +50,62 @@ if (IN_CI && SKIP) {
 }
 
 describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP})` : ''}`, () => {
-  it('an epoch committed on one node reaches the members behind the other; a removed member gets nothing', async () => {
+  let a: CpnsServer;
+  let b: CpnsServer;
+  let p1: PneClient; // behind GW 1, node A
+  let p2: PneClient; // behind GW 2, node B
+  let p3: PneClient; // behind GW 2, node B
+  const inboxes = new Map<PneClient, GroupMessageEvent[]>();
+  const connect = async (server: CpnsServer, gw: PnGateway) => {
+    const c = await PneClient.connect({
+      gwUrl: gw.url,
+      credentials: await enrollPne(server, gw),
+      heartbeat: false,
+      reconnect: BACKOFF,
+    });
+    closers.push(() => c.close());
+    inboxes.set(c, inbox(c));
+    return c;
+  };
+  const said = (p: PneClient, text: string) =>
+    inboxes.get(p)!.filter((m) => m.plaintext.toString() === text).length;
+
+  beforeAll(async () => {
     const nats: PrivateCluster = await startPrivateCluster();
     closers.push(() => nats.stop());
     const bus = async (name: string): Promise<JetStreamBus> => {
-      const b = await openJetStreamBus({
+      const bb = await openJetStreamBus({
         servers: nats.urls,
         connectionName: name,
         maxStreamBytes: 64 * 1024 * 1024, // the private cluster's servers have 256 MB of file store each
       });
-      closers.push(() => b.close());
-      return b;
+      closers.push(() => bb.close());
+      return bb;
     };
     const dirA = join(tmp.dir, 'a');
     const dirB = join(tmp.dir, 'b');
     const pgOpts = { storeUrl: URL_ as string, storeSchema: schema };
-    const a: CpnsServer = await startServer(dirA, {
-      ...pgOpts,
-      cluster: { bus: await bus('a'), nodeId: 'a' },
-    });
+    a = await startServer(dirA, { ...pgOpts, cluster: { bus: await bus('a'), nodeId: 'a' } });
     closers.push(() => a.close());
     mkdirSync(dirB, { recursive: true, mode: 0o700 });
     copyFileSync(join(dirA, 'master.key'), join(dirB, 'master.key')); // every node holds the same master key
-    const b: CpnsServer = await startServer(dirB, {
-      ...pgOpts,
-      cluster: { bus: await bus('b'), nodeId: 'b' },
-    });
+    b = await startServer(dirB, { ...pgOpts, cluster: { bus: await bus('b'), nodeId: 'b' } });
     closers.push(() => b.close());
     expect(b.caPem).toBe(a.caPem);
-
     const gw1 = await startGateway(a);
     const gw2 = await startGateway(b);
     closers.push(
       () => gw1.close(),
       () => gw2.close(),
     );
-    const connect = async (server: CpnsServer, gw: typeof gw1) => {
-      const c = await PneClient.connect({
-        gwUrl: gw.url,
-        credentials: await enrollPne(server, gw),
-        heartbeat: false,
-        reconnect: BACKOFF,
-      });
-      closers.push(() => c.close());
-      return c;
-    };
-    const p1 = await connect(a, gw1); // behind node A
-    const p2 = await connect(b, gw2); // behind node B
-    const p3 = await connect(b, gw2);
+    p1 = await connect(a, gw1);
+    p2 = await connect(b, gw2);
+    p3 = await connect(b, gw2);
+  }, 60_000);
 
+  it('an epoch committed on one node reaches the members behind the other; a removed member gets nothing', async () => {
     const { sgId } = await p1.createGroup({ name: 'spans both nodes', joinPolicy: 'open' });
-    // Node B learns of the group from its first epoch's event; until then a join through B is NOT_FOUND.
+    // Node B learns of the group from its sg.created event; until then a join through B is NOT_FOUND.
     for (const p of [p2, p3]) {
       await until(
         () =>
@@ -111,29 +117,32 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
         'join through node B',
       );
     }
-    // The joins committed on node B (update on join); node A delivers those epochs to p1 behind GW 1.
+    // The joins committed on node B (update on join: one update for joins within its window); node A delivers
+    // that epoch to p1 behind GW 1.
     const top = async () => (await a.admin.listGroups()).find((g) => g.sgId === sgId)?.currentEpoch ?? 0;
     await until(
       async () => {
         const e = await top();
-        return e >= 3 && [p1, p2, p3].every((p) => p.currentEpoch(sgId) === e);
+        return e >= 2 && [p1, p2, p3].every((p) => p.currentEpoch(sgId) === e);
       },
       20_000,
       'every member at the epoch of the last join',
     );
 
-    // Removed on node A: node A rotates; node B delivers the new epoch to p2 only.
-    const before = p3.currentEpoch(sgId);
+    // Removed on node A: node A rotates; node B delivers the new epoch to p2 only, and tells p3 it was removed.
+    const p3Epochs: number[] = [];
+    p3.on('key', (e: { sgId: string; epoch: number }) => e.sgId === sgId && p3Epochs.push(e.epoch));
+    const told = new Promise<void>((r) => p3.on('removed', (e: { sgId: string }) => e.sgId === sgId && r()));
+    const before = p3.currentEpoch(sgId) ?? 0;
     await a.admin.removeMember(sgId, p3.identity);
     const removed = await top();
-    expect(removed).toBe((before ?? 0) + 1);
+    expect(removed).toBe(before + 1);
     await until(
       () => p1.currentEpoch(sgId) === removed && p2.currentEpoch(sgId) === removed,
       20_000,
       'the epoch after the removal at both nodes',
     );
-    await new Promise((r) => setTimeout(r, 500));
-    expect(p3.currentEpoch(sgId)).toBe(before);
+    await told; // sg.remove, from node B, for a removal committed on node A
 
     // And the other way: a rekey on node B reaches p1 behind node A.
     const { epoch } = await b.admin.rekey(sgId);
@@ -142,6 +151,108 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
       20_000,
       'rekey at B',
     );
-    expect(p3.currentEpoch(sgId)).toBe(before);
+    expect(p3Epochs).toEqual([]); // no key after its removal, from either node
+
+    // Relay across nodes: p1 (GW 1, node A) to p2 (GW 2, node B) and back, each message once; the removed p3,
+    // behind the same GW as p2, reads nothing.
+    await until(
+      () => {
+        p1.send(sgId, 'from A');
+        return said(p2, 'from A') > 0;
+      },
+      10_000,
+      'a message from node A at node B',
+    );
+    p2.send(sgId, 'from B');
+    await until(() => said(p1, 'from B') === 1, 10_000, 'a message from node B at node A');
+    const n = said(p2, 'from A');
+    p1.send(sgId, 'once');
+    await until(() => said(p2, 'once') === 1, 10_000, 'one more message');
+    await sleep(300);
+    expect(said(p2, 'once')).toBe(1);
+    expect(said(p2, 'from A')).toBe(n);
+    expect(said(p3, 'from A') + said(p3, 'from B') + said(p3, 'once')).toBe(0);
+    // The server's own message to the SG, sent on node B, reaches p1 behind node A.
+    await b.sendToGroup(sgId, 'from the server');
+    await until(() => said(p1, 'from the server') === 1, 10_000, "the server's message across nodes");
   }, 120_000);
+
+  it('a member added on one node without update on join gets the current key through the other', async () => {
+    const { sgId } = await a.admin.createGroup({
+      name: 'no join update',
+      members: [p1.identity],
+      updateOnJoin: false,
+    });
+    await until(() => p1.currentEpoch(sgId) === 1, 10_000, 'epoch 1 at p1');
+    await until(
+      () =>
+        b.admin.groupStatus(sgId).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+      'the SG at node B',
+    );
+    await a.admin.addMember(sgId, p2.identity);
+    await until(() => p2.currentEpoch(sgId) === 1, 10_000, 'the current key at p2, through node B');
+    expect((await a.admin.listGroups()).find((g) => g.sgId === sgId)?.currentEpoch).toBe(1);
+  }, 60_000);
+
+  it('a policy change and a deletion on one node reach the other', async () => {
+    const { sgId } = await a.admin.createGroup({ name: 'to delete', members: [p1.identity, p2.identity] });
+    await until(() => p2.currentEpoch(sgId) === 1, 10_000, 'epoch 1 at p2');
+    await a.admin.updatePolicy(sgId, { joinPolicy: 'open' });
+    // Node B applies the new join policy: p3 can join through node B without an invitation.
+    await until(
+      () =>
+        p3.joinGroup(sgId).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+      'an open join through node B',
+    );
+    await until(() => p3.currentEpoch(sgId) === 2, 10_000, 'the join update at p3');
+    const gone = new Promise<void>((r) =>
+      p2.on('group-deleted', (e: { sgId: string }) => e.sgId === sgId && r()),
+    );
+    await a.admin.deleteGroup(sgId);
+    await gone; // node B told GW 2, which told p2
+    await until(
+      () =>
+        b.admin.groupStatus(sgId).then(
+          () => false,
+          (e) => e.code === 'NOT_FOUND',
+        ),
+      10_000,
+      'the SG gone at node B',
+    );
+  }, 60_000);
+
+  it('source authentication: a signer behind node A is verified by a member behind node B', async () => {
+    const { sgId } = await a.admin.createGroup({
+      name: 'signed across nodes',
+      sourceAuth: true,
+      members: [p1.identity, p2.identity],
+    });
+    await until(() => p1.currentEpoch(sgId) === 1 && p2.currentEpoch(sgId) === 1, 10_000, 'keys');
+    await until(
+      () => {
+        p1.send(sgId, 'signed at A');
+        return said(p2, 'signed at A') > 0;
+      },
+      10_000,
+      'a signed message from node A verified at node B',
+    );
+    expect(inboxes.get(p2)!.find((m) => m.plaintext.toString() === 'signed at A')!.sender).toBe(p1.identity);
+  }, 60_000);
+
+  it('revoking a PNE on one node cuts it off at the other; the GW lease names the node that holds each GW', async () => {
+    const revoked = new Promise<void>((r) => p3.once('revoked', () => r()));
+    await a.admin.revoke(p3.identity);
+    await revoked; // p3's tunnel and GW 2's hold on it were on node B
+    const leases = await a.store.listGwLeases();
+    expect(leases.map((l) => l.nodeId).sort()).toEqual(['a', 'b']);
+    for (const l of leases) expect(l.generation).toBeGreaterThanOrEqual(1);
+  }, 60_000);
 });

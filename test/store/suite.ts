@@ -1143,6 +1143,27 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.listOutbox()).toHaveLength(rows.length);
       });
 
+      it('attachPne writes its outbox row only when the PNE changes place; appendOutbox writes rows on their own', async () => {
+        const g1 = gwId();
+        const g2 = gwId();
+        await s.registerGateway(g1);
+        await s.registerGateway(g2);
+        const p = pneId();
+        const row = (gw: string) => ({ outbox: [{ kind: 'pne.attached', body: { pneId: p, gwId: gw } }] });
+        await s.attachPne(p, g1, ['wifi'], undefined, row(g1));
+        await s.attachPne(p, g1, ['wifi', 'bt'], undefined, row(g1)); // same place: no row
+        await s.attachPne(p, g2, ['wifi'], undefined, row(g2));
+        await s.appendOutbox([{ kind: 'signer.key', body: { pneId: p } }], 5000);
+        await rejectsInvalid(s.appendOutbox([{ kind: 'BAD', body: {} }]), 'kind');
+        const rows = await s.listOutbox();
+        expect(rows.map((r) => [r.kind, r.body])).toEqual([
+          ['pne.attached', { pneId: p, gwId: g1 }],
+          ['pne.attached', { pneId: p, gwId: g2 }],
+          ['signer.key', { pneId: p }],
+        ]);
+        expect(rows[2]!.at).toBe(5000);
+      });
+
       it('outbox rows are bounded and checked before any write (kind, body, count: at the limit and one past)', async () => {
         const g = await s.createGroup(group());
         const w = (kind: string, body: unknown = {}) => ({ kind, body }) as { kind: string; body: never };

@@ -28,6 +28,7 @@ import type {
   EventBus,
   EventHandler,
   PublishResult,
+  RelayHandler,
   SubscribeOptions,
   Subscription,
 } from '../bus.js';
@@ -229,6 +230,44 @@ export class JetStreamBus implements EventBus {
     this.#subs.add(sub);
     return sub;
   }
+
+  relay(fromNode: string, payload: Uint8Array): void {
+    if (!NODE_RE.test(fromNode)) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'not a node id', 'nodeId');
+    if (payload.length > this.options.maxRelayBytes)
+      throw new CpnsError(ErrorCode.TOO_LARGE, 'relayed frame too large', 'payload');
+    if (this.#closed || this.nc.isClosed()) return; // at most once: nothing to send it on
+    this.nc.publish(`${this.options.relaySubjectPrefix}${fromNode}`, payload);
+  }
+
+  onRelay(nodeId: string, handler: RelayHandler): Subscription {
+    if (!NODE_RE.test(nodeId)) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'not a node id', 'nodeId');
+    const prefix = this.options.relaySubjectPrefix;
+    const max = this.options.maxRelayBytes;
+    const sub = this.nc.subscribe(`${prefix}*`, {
+      callback: (err, m) => {
+        if (err) return;
+        const from = m.subject.slice(prefix.length);
+        // The subject names the sender; anything that is not a node id, our own, or too large is dropped.
+        if (from === nodeId || !NODE_RE.test(from)) return;
+        if (m.data.length > max) {
+          this.relayDropped++;
+          return;
+        }
+        try {
+          handler(m.data, from);
+        } catch {
+          this.relayDropped++;
+        }
+      },
+    });
+    return {
+      close: async () => sub.unsubscribe(),
+      closed: sub.closed.then(() => undefined),
+    };
+  }
+
+  /** Relayed frames received and dropped (oversized, or the handler threw). */
+  relayDropped = 0;
 
   async close(): Promise<void> {
     if (this.#closed) return;

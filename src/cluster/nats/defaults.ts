@@ -6,6 +6,14 @@
 import { EVENT_LIMITS } from '../events.js';
 
 export const NATS_BUS_DEFAULTS = {
+  // ------------------------------------------------------------------ relay (NATS core, no stream)
+  /** Subject prefix of relayed group frames: `cpns.relay.<nodeId>` (the sending node). */
+  relaySubjectPrefix: 'cpns.relay.',
+  /**
+   * Largest relayed payload, in bytes: the largest group message (core/group/receiver.ts
+   * DEFAULT_MAX_MESSAGE_BYTES, 65,536 bytes of plaintext plus header, tag and signature) with room to spare.
+   */
+  maxRelayBytes: 80 * 1024,
   // ------------------------------------------------------------------ stream
   /** The one stream of cluster events. */
   stream: 'CPNS_EVENTS',

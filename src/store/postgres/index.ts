@@ -286,8 +286,9 @@ export class PostgresStore implements Store {
     gwId: string,
     media: readonly string[],
     at?: number,
+    opts?: { readonly outbox?: readonly OutboxWrite[] },
   ): Promise<{ previousGwId: string | null }> {
-    return this.#run((c) => inventory.attachPne(c, pneId, gwId, media, at));
+    return this.#run((c) => inventory.attachPne(c, pneId, gwId, media, at, opts));
   }
   detachPne(pneId: string, at?: number): Promise<boolean> {
     return this.#run((c) => inventory.detachPne(c, pneId, at));
@@ -411,6 +412,9 @@ export class PostgresStore implements Store {
   }
 
   // outbox (docs/cluster.md)
+  appendOutbox(rows: readonly OutboxWrite[], at?: number): Promise<void> {
+    return this.#run((c) => outbox.appendOutbox(c, rows, at));
+  }
   listOutbox(limit?: number): Promise<OutboxEntry[]> {
     return this.#run((c) => outbox.listOutbox(c.pool, limit));
   }

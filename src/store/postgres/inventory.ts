@@ -1,8 +1,9 @@
 /** PN inventory: gateways and the PNEs attached to them (one PN = one GW + its PNEs). */
 import { StoreError } from '../errors.js';
-import type { Gateway, PersonalNetwork, Pne } from '../store.js';
+import type { Gateway, OutboxWrite, PersonalNetwork, Pne } from '../store.js';
 import * as v from '../validate.js';
 import { all, type Ctx, one, type Queryable, readTx, run, tx } from './db.js';
+import { insertOutboxRows } from './outbox.js';
 
 interface GwRow {
   gw_id: string;
@@ -77,11 +78,13 @@ export async function attachPne(
   gwId: string,
   media: readonly string[],
   at?: number,
+  opts: { readonly outbox?: readonly OutboxWrite[] } = {},
 ): Promise<{ previousGwId: string | null }> {
   const p = v.pneId(pneId);
   const g = v.gwId(gwId);
   const m = JSON.stringify(v.media(media));
   const when = at_(ctx, at);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx, async (c) => {
     // FOR SHARE: the GW cannot be deregistered under us
     if ((await one(c, 'SELECT 1 FROM gateways WHERE gw_id = $1 FOR SHARE', [g])) === undefined)
@@ -98,6 +101,7 @@ export async function attachPne(
          last_seen = excluded.last_seen`,
       [p, g, m, when],
     );
+    if ((prev?.gw_id ?? null) !== g) await insertOutboxRows(c, when, out);
     return { previousGwId: prev?.gw_id ?? null };
   });
 }

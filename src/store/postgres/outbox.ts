@@ -1,7 +1,7 @@
 /** The outbox of changes for the other server nodes (docs/cluster.md): written in the change's transaction. */
-import type { JsonObject, OutboxEntry } from '../store.js';
+import type { JsonObject, OutboxEntry, OutboxWrite } from '../store.js';
 import * as v from '../validate.js';
-import { all, type Queryable, run } from './db.js';
+import { all, type Ctx, type Queryable, run, tx } from './db.js';
 
 interface OutboxRow {
   seq: number;
@@ -23,6 +23,12 @@ export async function insertOutboxRows(
 ): Promise<void> {
   for (const r of rows)
     await run(q, 'INSERT INTO outbox (at, kind, body) VALUES ($1, $2, $3)', [at, r.kind, r.body]);
+}
+
+export async function appendOutbox(ctx: Ctx, rows: readonly OutboxWrite[], at?: number): Promise<void> {
+  const out = v.outboxWrites(rows);
+  const when = at === undefined ? ctx.now() : v.time(at, 'at');
+  await tx(ctx, (c) => insertOutboxRows(c, when, out));
 }
 
 export async function listOutbox(q: Queryable, limit?: number): Promise<OutboxEntry[]> {

@@ -221,8 +221,9 @@ export class SqliteStore implements Store {
     gwId: string,
     media: readonly string[],
     at?: number,
+    opts?: { readonly outbox?: readonly OutboxWrite[] },
   ): Promise<{ previousGwId: string | null }> {
-    return this.#run((c) => inventory.attachPne(c, pneId, gwId, media, at));
+    return this.#run((c) => inventory.attachPne(c, pneId, gwId, media, at, opts));
   }
   detachPne(pneId: string, at?: number): Promise<boolean> {
     return this.#run((c) => inventory.detachPne(c, pneId, at));
@@ -346,6 +347,9 @@ export class SqliteStore implements Store {
   }
 
   // outbox (docs/cluster.md)
+  appendOutbox(rows: readonly OutboxWrite[], at?: number): Promise<void> {
+    return this.#run((c) => outbox.appendOutbox(c, rows, at));
+  }
   listOutbox(limit?: number): Promise<OutboxEntry[]> {
     return this.#run((c) => outbox.listOutbox(c, limit));
   }

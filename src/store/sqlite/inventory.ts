@@ -1,8 +1,9 @@
 /** PN inventory: gateways and the PNEs attached to them (one PN = one GW + its PNEs). */
 import { StoreError } from '../errors.js';
-import type { Gateway, PersonalNetwork, Pne } from '../store.js';
+import type { Gateway, OutboxWrite, PersonalNetwork, Pne } from '../store.js';
 import * as v from '../validate.js';
 import { b2i, type Ctx, i2b, readTx, tx } from './db.js';
+import { insertOutboxRows } from './outbox.js';
 
 interface GwRow {
   gw_id: string;
@@ -75,11 +76,13 @@ export function attachPne(
   gwId: string,
   media: readonly string[],
   at?: number,
+  opts: { readonly outbox?: readonly OutboxWrite[] } = {},
 ): { previousGwId: string | null } {
   const p = v.pneId(pneId);
   const g = v.gwId(gwId);
   const m = JSON.stringify(v.media(media));
   const when = at_(ctx, at);
+  const out = v.outboxWrites(opts.outbox);
   return tx(ctx.db, () => {
     if (ctx.db.prepare('SELECT 1 FROM gateways WHERE gw_id = ?').get(g) === undefined)
       throw new StoreError('NOT_FOUND', 'no such gateway', 'gwId');
@@ -93,6 +96,7 @@ export function attachPne(
            last_seen = excluded.last_seen`,
       )
       .run(p, g, m, when);
+    if ((prev?.gw_id ?? null) !== g) insertOutboxRows(ctx, when, out);
     return { previousGwId: prev?.gw_id ?? null };
   });
 }

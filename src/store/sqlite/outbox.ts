@@ -1,5 +1,5 @@
 /** The outbox of changes for the other server nodes (docs/cluster.md): written in the change's transaction. */
-import type { JsonObject, OutboxEntry } from '../store.js';
+import type { JsonObject, OutboxEntry, OutboxWrite } from '../store.js';
 import * as v from '../validate.js';
 import type { Ctx } from './db.js';
 
@@ -24,6 +24,12 @@ export function insertOutboxRows(
   if (rows.length === 0) return;
   const ins = ctx.db.prepare('INSERT INTO outbox (at, kind, body) VALUES (?, ?, ?)');
   for (const r of rows) ins.run(at, r.kind, r.body);
+}
+
+export function appendOutbox(ctx: Ctx, rows: readonly OutboxWrite[], at?: number): void {
+  const out = v.outboxWrites(rows);
+  const when = at === undefined ? ctx.now() : v.time(at, 'at');
+  ctx.db.transaction(() => insertOutboxRows(ctx, when, out))();
 }
 
 export function listOutbox(ctx: Ctx, limit?: number): OutboxEntry[] {
