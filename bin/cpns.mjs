@@ -5,10 +5,24 @@
 import { existsSync } from 'node:fs';
 
 const source = new URL('../src/cli/main.ts', import.meta.url);
-if (existsSync(source)) {
-  const { register } = await import('tsx/esm/api');
-  register();
+const built = new URL('../dist/cli/main.js', import.meta.url);
+
+async function tsx() {
+  try {
+    return await import('tsx/esm/api');
+  } catch (e) {
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    return undefined; // a checkout installed without devDependencies
+  }
+}
+
+const loader = existsSync(source) ? await tsx() : undefined;
+if (loader) {
+  loader.register();
   await import(source.href);
+} else if (existsSync(built)) {
+  await import(built.href);
 } else {
-  await import('../dist/cli/main.js');
+  process.stderr.write('cpns: neither tsx (npm ci installs it) nor dist/ (npm run build) is there\n');
+  process.exit(1);
 }
