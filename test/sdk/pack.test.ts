@@ -268,11 +268,24 @@ describe('the packed SDK', () => {
     expect([...files].filter((f) => /^(src|test|bench)\//.test(f) || f.endsWith('.ts.map'))).toEqual([]);
   });
 
-  it('installs without tsx, and its CLI runs from dist/ with plain node', async () => {
+  it('installs without tsx; its CLI runs from dist/ and every entry point loads, with plain node', async () => {
     expect(existsSync(join(project, 'node_modules/cpns/dist/pne/index.js'))).toBe(true);
     expect(existsSync(join(project, 'node_modules/tsx'))).toBe(false);
     const out = await run(process.execPath, [join(project, 'node_modules/.bin/cpns'), '--version'], project);
     expect(out).toBe(`cpns ${pkg.version}\n`);
+    // Every entry point resolves and loads at run time (cpns/server without better-sqlite3's native build: it
+    // loads the addon on the first database it opens).
+    const entries = ['pne', 'gateway', 'server', 'core', 'transport', 'store'].map((e) => `cpns/${e}`);
+    const loaded = await run(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `for (const e of ${JSON.stringify(entries)}) console.log(e, Object.keys(await import(e)).length > 0);`,
+      ],
+      project,
+    );
+    expect(loaded.trim().split('\n')).toEqual(entries.map((e) => `${e} true`));
   });
 
   it('type-checks a program against cpns/pne, cpns/gateway and cpns/server', async () => {
