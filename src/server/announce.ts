@@ -13,7 +13,8 @@ export function announce<T extends ClusterEventType>(
   kind: T,
   body: EventBody<T>,
 ): Pick<GroupAuditOptions, 'outbox'> {
-  return srv.cluster ? { outbox: [{ kind, body: body as unknown as JsonObject }] } : {};
+  // opts, not srv.cluster: changes made while starting (the restart rotation) come before the node joins the bus
+  return srv.opts.cluster ? { outbox: [{ kind, body: body as unknown as JsonObject }] } : {};
 }
 
 /** After the commit: publish now rather than at the publisher's next tick. */

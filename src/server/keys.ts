@@ -71,7 +71,8 @@ export async function rekeyLocked(
       },
       ...(activate !== undefined ? { activateAt: activate.at } : {}),
       // In a cluster the epoch is announced to the other nodes from the outbox, committed with the key.
-      outbox: srv.cluster !== undefined,
+      // (opts: the restart rotation runs before the node joins the bus, and must be announced too)
+      outbox: srv.opts.cluster !== undefined,
     });
     void srv.cluster?.publisher.kick();
     const previous = advanceEpoch(srv, st, meta.epoch, timing);

@@ -17,6 +17,10 @@ const SECRET_CA_KEY = 'ca.key';
 /** Present only between a graceful close (relay marks flushed) and the next start. */
 const SECRET_CLEAN = 'relay.clean-shutdown';
 
+/** The clean-shutdown marker is per node in a cluster: one node's clean stop says nothing of another's crash. */
+const cleanMarker = (srv: ServerState): string =>
+  srv.opts.cluster ? `${SECRET_CLEAN}.${srv.opts.cluster.nodeId}` : SECRET_CLEAN;
+
 /** The CPNS CA: created at the first start, kept (encrypted) in the store from then on. */
 export async function loadOrCreateCa(store: Store): Promise<Ca> {
   let certPem = (await store.getSecret(SECRET_CA_CERT))?.toString('utf8');
@@ -50,7 +54,7 @@ export async function issueOwnCert(
 /** At a graceful close: relay marks flushed, then the marker that lets the next start keep the epochs. */
 export async function saveCleanShutdown(srv: ServerState): Promise<void> {
   await flushMarks(srv);
-  await srv.store.putSecret(SECRET_CLEAN, Buffer.from([1]));
+  await srv.store.putSecret(cleanMarker(srv), Buffer.from([1]));
 }
 
 /** Rebuilds the caches from the store; after a crash, every SG's key is rotated once. */
@@ -61,8 +65,11 @@ export async function loadState(srv: ServerState): Promise<void> {
       srv.revokedSerials.add(idn.certSerial);
     }
   }
+  const heldElsewhere = await gwsHeldByOtherNodes(srv);
   for (const pn of await srv.store.listPns()) {
     for (const p of pn.pnes) srv.pneAt.set(p.pneId, pn.gwId);
+    // Nothing is online here yet; a PN another node of the cluster serves stays as that node says.
+    if (heldElsewhere.has(pn.gwId)) continue;
     if (pn.online) await srv.store.setOnline(pn.gwId, false);
     for (const p of pn.pnes) if (p.online) await srv.store.setOnline(p.pneId, false);
   }
@@ -72,10 +79,10 @@ export async function loadState(srv: ServerState): Promise<void> {
     cur?.key.fill(0);
     adoptGroup(srv, g, await storedMembers(srv, g.sgId), epoch);
   }
-  const clean = await srv.store.getSecret(SECRET_CLEAN);
+  const clean = await srv.store.getSecret(cleanMarker(srv));
   if (clean) {
     // Graceful restart: relay marks were flushed, so replay anchors survive; keep the epochs.
-    await srv.store.deleteSecret(SECRET_CLEAN);
+    await srv.store.deleteSecret(cleanMarker(srv));
     for (const st of srv.groups.values()) {
       const m = new Map<string, number>();
       for (const r of await srv.store.listRelayMarks(st.sgId, st.epoch))
@@ -95,6 +102,13 @@ export async function loadState(srv: ServerState): Promise<void> {
     flushMarks(srv).catch((e) => srv.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
   }, srv.opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
   srv.flushTimer.unref();
+}
+
+/** GWs whose session lease another node of the cluster holds (none on a single node). */
+async function gwsHeldByOtherNodes(srv: ServerState): Promise<Set<string>> {
+  const me = srv.opts.cluster?.nodeId;
+  if (me === undefined) return new Set();
+  return new Set((await srv.store.listGwLeases()).filter((l) => l.nodeId !== me).map((l) => l.gwId));
 }
 
 /** The SG's members as the store has them now. */
