@@ -22,6 +22,14 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   broadcast Group Key delivery in one PN, and a removed member that can no longer read.
   --keep                   keep the temporary data directory
   -h, --help               this text`,
+  'demo cluster': `usage: cpns demo cluster [--nodes 2|3] [--store <postgres://…> --nats <url>[,<url>...]]
+  CPNS Server nodes as processes on PostgreSQL + NATS JetStream (both started on loopback for the demo unless
+  given), a PN GW on each of two nodes, a Service Group spanning them, a message across nodes, a node killed
+  (SIGKILL) and its GW failing over, then a key update the removed member cannot read (docs/cluster.md).
+  --nodes <n>              server nodes (default 3)
+  --store <url>            a dedicated PostgreSQL database to use (the demo writes its state there)
+  --nats <urls>            a NATS JetStream cluster to use
+  -h, --help               this text`,
   'demo core': `usage: cpns demo core
   The in-process core demo: Group Key protection, a member removed, no network.
   -h, --help               this text`,

@@ -6,6 +6,7 @@ import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
 import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
 import { runDemo } from './demo.js';
+import { runClusterDemo } from './demo-cluster.js';
 import { COMMAND_HELP, commandKey, version, wantsHelp } from './help.js';
 
 const USAGE = `usage: cpns <command>
@@ -13,6 +14,7 @@ const USAGE = `usage: cpns <command>
 commands:
   demo            run the demo: a CPNS Server, two PN GWs and PNEs on loopback, a Service Group across both PNs
   demo core       the in-process core demo (Group Key protection, removal, no network)
+  demo cluster    server nodes on PostgreSQL + NATS, a node killed, its GW failing over (docs/cluster.md)
   server          run a CPNS Server        [--data-dir D] [--port 7443] [--enroll-port 7445] [--admin-port 7444]
                                            [--store postgres://user@host:port/db]  (default: SQLite in --data-dir)
                                            [--nats URL[,URL...] --node-id NAME]  (a cluster node)
@@ -60,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   switch (cmd) {
     case 'demo': {
+      if (rest[0] === 'cluster') return demoCluster(rest.slice(1));
       const core = rest[0] === 'core';
       const args = core ? rest.slice(1) : rest;
       const extra = args.filter((a) => core || a !== '--keep');
@@ -143,3 +146,25 @@ main(process.argv.slice(2)).then(
     setTimeout(() => process.exit(), 3000).unref();
   },
 );
+
+/** `cpns demo cluster [--nodes n] [--store url --nats urls]`. */
+async function demoCluster(argv: string[]): Promise<number> {
+  let values: { nodes?: string; store?: string; nats?: string };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { nodes: { type: 'string' }, store: { type: 'string' }, nats: { type: 'string' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch {
+    throw new UsageError(COMMAND_HELP['demo cluster'] ?? USAGE);
+  }
+  await runClusterDemo({
+    log: (l) => process.stdout.write(`${l}\n`),
+    ...(values.nodes !== undefined ? { nodes: Number(values.nodes) } : {}),
+    ...(values.store !== undefined ? { store: values.store } : {}),
+    ...(values.nats !== undefined ? { nats: values.nats.split(',').filter(Boolean) } : {}),
+  });
+  return 0;
+}
