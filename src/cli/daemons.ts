@@ -196,6 +196,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
       store: { type: 'string', default: env('CPNS_STORE') },
+      'store-schema': { type: 'string', default: env('CPNS_STORE_SCHEMA') },
       nats: { type: 'string', default: env('CPNS_NATS_URLS') },
       'node-id': { type: 'string', default: env('CPNS_NODE_ID') },
       host: { type: 'string', default: env('CPNS_HOST') ?? '127.0.0.1' },
@@ -216,6 +217,9 @@ export async function serverCommand(argv: string[]): Promise<number> {
   if (storeUrl !== undefined && !isPostgresUrl(storeUrl)) {
     throw usage('--store takes a postgres://user@host:port/database URL (omit it for SQLite in --data-dir)');
   }
+  const storeSchema = values['store-schema'];
+  if (storeSchema !== undefined && storeUrl === undefined)
+    throw usage('--store-schema needs --store postgres://…');
   // A cluster node: the shared store must be PostgreSQL, and the node needs a name of its own (docs/cluster.md).
   let bus: JetStreamBus | undefined;
   if (values.nats !== undefined) {
@@ -230,7 +234,10 @@ export async function serverCommand(argv: string[]): Promise<number> {
   }
   const server = await CpnsServer.start({
     ...(bus ? { cluster: { bus, nodeId: values['node-id'] as string } } : {}),
-    store: await openServerStore(dataDir, storeUrl !== undefined ? { storeUrl } : {}),
+    store: await openServerStore(dataDir, {
+      ...(storeUrl !== undefined ? { storeUrl } : {}),
+      ...(storeSchema !== undefined ? { storeSchema } : {}),
+    }),
     host: values.host,
     port: Number(values.port),
     enrollPort: Number(values['enroll-port']),

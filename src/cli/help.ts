@@ -37,6 +37,8 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   A CPNS Server with its operator surface (admin REST API, SSE, console, /metrics) over HTTPS.
   --data-dir <dir>         master key, CA file, admin token, SQLite store (CPNS_DATA_DIR; default .cpns/server)
   --store <postgres://…>   keep the state in PostgreSQL instead of SQLite in --data-dir (CPNS_STORE)
+  --store-schema <name>    PostgreSQL schema of the tables, created if missing (CPNS_STORE_SCHEMA; default the
+                           connection's, normally public): several deployments or tests in one database
   --nats <url>[,<url>...]  run as one node of a cluster: events over NATS JetStream (CPNS_NATS_URLS; needs --store)
   --node-id <name>         this node's name in the cluster, unique per node (CPNS_NODE_ID)
   --host <addr>            GW session listener address (CPNS_HOST; default 127.0.0.1)

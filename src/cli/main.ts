@@ -39,7 +39,7 @@ GW / PNE private key at rest: plain PEM in <dir>/credentials.json (mode 0600) by
 under a key of 64 hex digits (\`openssl rand -hex 32\`) from --key-file <path> (mode 0600) or CPNS_KEY, never on the
 command line. Once sealed, every start needs that key (KEY_REQUIRED / KEY_MISMATCH otherwise).
 One process per data directory (<dir>/cpns.lock); a daemon whose identity is revoked exits with code 1.
-environment: CPNS_DATA_DIR, CPNS_STORE, CPNS_NATS_URLS, CPNS_NODE_ID, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_ENROLL_URL, CPNS_ENROLL_PORT, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
+environment: CPNS_DATA_DIR, CPNS_STORE, CPNS_STORE_SCHEMA, CPNS_NATS_URLS, CPNS_NODE_ID, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_ENROLL_URL, CPNS_ENROLL_PORT, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
              CPNS_MASTER_KEY, CPNS_KEY`;
 
 export async function main(argv: string[]): Promise<number> {
