@@ -33,7 +33,18 @@ async function ok(url: string, check: (body: unknown) => boolean = () => true): 
   }
 }
 
-export async function startPrivateCluster(timeoutMs = 20_000): Promise<PrivateCluster> {
+export interface PrivateClusterOptions {
+  /**
+   * JetStream file store of each server (default '256MB'). A `cpns server` node creates the stream with the
+   * default `maxStreamBytes` (1 GiB, 3 replicas), so a cluster for real node processes needs more.
+   */
+  readonly maxFileStore?: string;
+}
+
+export async function startPrivateCluster(
+  timeoutMs = 20_000,
+  opts: PrivateClusterOptions = {},
+): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'cpns-nats-test-'));
   const ports: { client: number; cluster: number; monitor: number }[] = [];
   const used = new Set<number>();
@@ -53,7 +64,7 @@ export async function startPrivateCluster(timeoutMs = 20_000): Promise<PrivateCl
         `server_name: ${name}`,
         `listen: 127.0.0.1:${p.client}`,
         `http: 127.0.0.1:${p.monitor}`,
-        `jetstream { store_dir: "${join(dir, name)}", max_memory_store: 64MB, max_file_store: 256MB }`,
+        `jetstream { store_dir: "${join(dir, name)}", max_memory_store: 64MB, max_file_store: ${opts.maxFileStore ?? '256MB'} }`,
         `cluster { name: cpns-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.join(', ')}] }`,
       ].join('\n'),
     );
