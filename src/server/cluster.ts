@@ -38,7 +38,11 @@ export async function joinCluster(srv: ServerState, o: ClusterOptions): Promise<
   link.sub = await o.bus.subscribe(
     o.nodeId,
     async (d) => {
-      if (d.event.node === o.nodeId || srv.closed) return;
+      if (srv.closed) return;
+      // `node` is the node that published the outbox row: any node drains the shared outbox, so a row of a node
+      // killed before publishing it goes out under another node's name, possibly this one's. A key.epoch is
+      // applied even then (idempotent by epoch); the other events are still skipped by `node`.
+      if (d.event.node === o.nodeId && d.event.type !== 'key.epoch') return;
       await applyRemote(srv, d.event);
     },
     {
