@@ -377,5 +377,43 @@ describe.skipIf(SKIP !== undefined)(
           `its members held an epoch from B +${tKey - tKill} ms`,
       );
     }, 60_000);
+
+    it('(b) A restarts after B committed more epochs: GW 3 registers again, its member catches up, the bus resumes', async () => {
+      expect(A.proc?.signalCode).toBe('SIGKILL');
+      // While A is down, B goes on.
+      for (let i = 0; i < 3; i++) await rekey(B, sgId);
+      const before = await checkStore();
+      await converged([p1, p2, p3, p4], before, 'members behind B at the epochs of its downtime');
+      expect(p5.currentEpoch(sgId)).toBeLessThan(before); // behind GW 3, which knows only A
+
+      const t0 = Date.now();
+      const startMs = await startNode(A, nats.urls); // same data directory (stale lock) and port
+      await until(() => gw3.serverUrl === A.url, 15_000, 'GW 3 registered at A again');
+      const tRegistered = Date.now();
+      // A restarted after a crash: it rotated every SG once (docs/group-messages.md "restart policy"). That epoch
+      // must reach the members behind B as well.
+      const top = await checkStore();
+      expect(top).toBe(before + 1);
+      const restart = (await store.listAudit({ sgId, limit: 1000 })).entries.find((e) => e.epoch === top);
+      expect(restart?.reason).toBe('restart');
+      await converged([p5], top, 'the member behind GW 3 at the current epoch');
+      const tCaughtUp = Date.now();
+      await converged([p1, p2, p3, p4], top, 'members behind B at the epoch of A’s restart');
+      expect(await viewOf(A, sgId)).toBe(top);
+
+      // A's bus consumer resumed: an epoch committed on B reaches GW 3 through A, and one committed on A
+      // reaches GW 1 and GW 2 through B.
+      const all = [p1, p2, p3, p4, p5];
+      const onB = await rekey(B, sgId);
+      await converged(all, onB, 'an epoch of B at every member');
+      const onA = await rekey(A, sgId);
+      expect(onA).toBe(onB + 1);
+      await converged(all, onA, 'an epoch of A at every member');
+      expect(await checkStore()).toBe(onA);
+      console.log(
+        `cluster failure (b): node A restarted (spawn to ready ${startMs} ms); after ready: GW 3 registered ` +
+          `+${tRegistered - t0 - startMs} ms, its member at the current epoch +${tCaughtUp - t0 - startMs} ms`,
+      );
+    }, 90_000);
   },
 );
