@@ -85,6 +85,10 @@ export async function tx<T>(
 ): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     const c = await ctx.pool.connect();
+    // node-postgres emits 'error' on a checked-out client whose connection ends (the pool listens only while
+    // it is idle): unheard, a database gone mid-transaction would be an uncaught exception. The query in flight
+    // fails as well, and that is what is reported.
+    c.on('error', ignoreError);
     let broken = false;
     let begun = false;
     try {
@@ -109,10 +113,13 @@ export async function tx<T>(
       throw e;
     } finally {
       // a broken connection is destroyed, not returned to the pool
+      c.off('error', ignoreError);
       c.release(broken ? true : undefined);
     }
   }
 }
+
+const ignoreError = (): void => {};
 
 /** A consistent snapshot for multi-statement reads. */
 export function readTx<T>(ctx: Pick<Ctx, 'pool' | 'limits'>, fn: (c: Client) => Promise<T>): Promise<T> {
