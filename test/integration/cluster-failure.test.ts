@@ -20,18 +20,24 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type AdminEndpoint, adminRequest, endpointFromDataDir } from '../../src/cli/admin-client.js';
+import {
+  AdminCallError,
+  type AdminEndpoint,
+  adminRequest,
+  endpointFromDataDir,
+} from '../../src/cli/admin-client.js';
 import { PnGateway } from '../../src/gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres/index.js';
 import { HAS_NATS_SERVER } from '../cluster/env.js';
 import { type PrivateCluster, startPrivateCluster } from '../cluster/private-cluster.js';
 import { freePort } from '../free-port.js';
+import { CutProxy } from '../pg-proxy.js';
 import { BACKOFF, inbox, tempDir, until } from './helpers.js';
 
 const PG_URL = process.env.CPNS_TEST_PG_URL;
@@ -63,56 +69,6 @@ if (IN_CI && SKIP) {
   it('PostgreSQL and nats-server are available in CI (.ci/services)', () => {
     expect.fail(SKIP);
   });
-}
-
-/**
- * A TCP proxy in front of PostgreSQL that the test can cut (every connection destroyed, new ones refused:
- * the database is gone for the node behind it) and restore (accepting again on the same port).
- */
-class CutProxy {
-  readonly #target: { host: string; port: number };
-  readonly #sockets = new Set<Socket>();
-  #server: Server | undefined;
-  port = 0;
-
-  constructor(target: { host: string; port: number }) {
-    this.#target = target;
-  }
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.#target);
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on('close', () => this.#sockets.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    const a = server.address();
-    this.port = typeof a === 'object' && a ? a.port : 0;
-    this.#server = server;
-  }
-
-  /** Every connection through the proxy is destroyed and the port refuses new ones. */
-  async cut(): Promise<void> {
-    const s = this.#server;
-    this.#server = undefined;
-    for (const sock of this.#sockets) sock.destroy();
-    if (s) await new Promise<void>((r) => s.close(() => r()));
-  }
-
-  restore(): Promise<void> {
-    return this.start();
-  }
 }
 
 /** One `cpns server` node process. */
@@ -200,6 +156,26 @@ const viewOf = async (n: Node, sgId: string): Promise<number> =>
     (g) => g.sgId === sgId,
   )?.currentEpoch ?? 0;
 
+/** The node's readiness probe (GET /readyz, no token): its HTTP status. */
+const readyz = (n: Node): Promise<number> =>
+  new Promise((resolve, reject) => {
+    if (!n.ep) throw new Error(`node ${n.id} has no admin endpoint`);
+    httpsGet(`${n.ep.url}/readyz`, { ca: n.ep.caPem }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    }).on('error', reject);
+  });
+
+/** The typed error of a refused admin call (fails the test if the call succeeds or fails otherwise). */
+async function refusal(call: Promise<unknown>): Promise<AdminCallError> {
+  const e = await call.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  if (!(e instanceof AdminCallError)) throw new Error(`expected a typed admin API error, got ${String(e)}`);
+  return e;
+}
+
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe.skipIf(SKIP !== undefined)(
@@ -243,14 +219,11 @@ describe.skipIf(SKIP !== undefined)(
     it('setup: nodes A and B, GW 1 [A,B] and GW 3 [A] at A, GW 2 [B,A] at B, one SG over all', async () => {
       nats = await startPrivateCluster(20_000, { maxFileStore: '2GB' });
       closers.push(() => nats.stop());
-      const pgUrl = new URL(PG_URL as string);
-      proxy = new CutProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+      const cut = CutProxy.forUrl(PG_URL as string);
+      proxy = cut;
       await proxy.start();
       closers.push(() => proxy.cut());
-      const viaProxy = new URL(pgUrl);
-      viaProxy.hostname = '127.0.0.1';
-      viaProxy.port = String(proxy.port);
-      A = node('a', await freePort(), viaProxy.toString()); // A reaches PostgreSQL only through the proxy
+      A = node('a', await freePort(), cut.viaProxy()); // A reaches PostgreSQL only through the proxy
       B = node('b', await freePort(), PG_URL as string);
       for (const n of [A, B])
         closers.push(async () => {
@@ -415,5 +388,67 @@ describe.skipIf(SKIP !== undefined)(
           `+${tRegistered - t0 - startMs} ms, its member at the current epoch +${tCaughtUp - t0 - startMs} ms`,
       );
     }, 90_000);
+
+    it('(c) A loses PostgreSQL: writes refused with UNAVAILABLE, nothing half applied; when it is back A catches up and writes again', async () => {
+      const all = [p1, p2, p3, p4, p5];
+      const before = await checkStore();
+      await converged(all, before, 'every member at the current epoch');
+      expect(await readyz(A)).toBe(200);
+
+      // A key update in flight when the database goes (its replies held back, then every connection cut):
+      // answered with the typed error, and A stays up.
+      proxy.stall();
+      const inFlight = refusal(rekey(A, sgId));
+      await new Promise((r) => setTimeout(r, 300));
+      await proxy.cut(); // A's connections to PostgreSQL are gone, new ones are refused
+      const cutIn = await inFlight;
+      expect([cutIn.code, cutIn.status]).toEqual(['UNAVAILABLE', 503]);
+      const t0 = Date.now();
+      const refused = await refusal(rekey(A, sgId));
+      const refusedMs = Date.now() - t0;
+      expect([refused.code, refused.status]).toEqual(['UNAVAILABLE', 503]);
+      expect(refused.message).toBe('database is unavailable');
+      expect(refusedMs).toBeLessThan(5_000);
+      // Other writes too, each with the same typed error; the readiness probe says why.
+      for (const call of [
+        () => api(A, 'POST', '/enrollment-tokens', { role: 'pne' }),
+        () => api(A, 'POST', '/service-groups', { name: 'while the database is away' }),
+        () => api(A, 'DELETE', `/service-groups/${sgId}/members/${encodeURIComponent(p5.identity)}`),
+      ]) {
+        const e = await refusal(call());
+        expect([e.code, e.status]).toEqual(['UNAVAILABLE', 503]);
+      }
+      expect(await readyz(A)).toBe(503);
+      // B, which reaches PostgreSQL, goes on; A cannot read that epoch's key, so GW 3's member waits.
+      const onB = await rekey(B, sgId);
+      expect(onB).toBe(before + 1);
+      await converged([p1, p2, p3, p4], onB, 'members behind B at the epoch of B');
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(p5.currentEpoch(sgId)).toBe(before);
+      expect(A.proc?.exitCode).toBe(null); // A stays up
+
+      await proxy.restore();
+      const tBack = Date.now();
+      // A applies the event it could not (the bus redelivers it) and delivers the epoch to GW 3.
+      await converged([p5], onB, 'the member behind GW 3 at the epoch A missed');
+      const tCaughtUp = Date.now();
+      expect(await readyz(A)).toBe(200);
+      // Nothing of the refused writes was applied: the next epoch of A follows B's, the member, the SG and the
+      // tokens are as they were, and the audit is complete and consecutive.
+      const onA = await rekey(A, sgId);
+      expect(onA).toBe(onB + 1);
+      await converged(all, onA, 'every member at the epoch A committed after PostgreSQL came back');
+      expect(await checkStore()).toBe(onA);
+      expect(await viewOf(A, sgId)).toBe(onA);
+      expect((await store.listMembers(sgId)).map((m) => m.pneId).sort()).toEqual(
+        all.map((p) => p.identity).sort(),
+      );
+      expect((await store.listGroups()).map((g) => g.name)).toEqual(['failure']);
+      for (const p of all) for (const k of keysAt.get(p) ?? []) expect(k.epoch).toBeLessThanOrEqual(onA); // no phantom epoch
+      console.log(
+        `cluster failure (c): A without PostgreSQL: rekey refused (UNAVAILABLE) in ${refusedMs} ms; ` +
+          `PostgreSQL back: GW 3's member at the missed epoch +${tCaughtUp - tBack} ms`,
+      );
+    }, 60_000);
   },
 );
