@@ -14,7 +14,9 @@ export function announce<T extends ClusterEventType>(
   body: EventBody<T>,
 ): Pick<GroupAuditOptions, 'outbox'> {
   // opts, not srv.cluster: changes made while starting (the restart rotation) come before the node joins the bus
-  return srv.opts.cluster ? { outbox: [{ kind, body: body as unknown as JsonObject }] } : {};
+  const c = srv.opts.cluster;
+  // `node`: the committing node, whichever node publishes the row (outbox.ts eventOf)
+  return c ? { outbox: [{ kind, body: { ...(body as unknown as JsonObject), node: c.nodeId } }] } : {};
 }
 
 /** After the commit: publish now rather than at the publisher's next tick. */

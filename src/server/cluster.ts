@@ -5,6 +5,7 @@
  * Every event type is applied by cluster-apply.ts; group messages go between nodes by the bus's relay
  * (relay.ts `relayFromNode`), not the stream.
  */
+import { randomBytes } from 'node:crypto';
 import type { EventBus, Subscription } from '../cluster/bus.js';
 import { codeOf } from '../protocol/control.js';
 import { applyRemote } from './cluster-apply.js';
@@ -31,7 +32,10 @@ export async function joinCluster(srv: ServerState, o: ClusterOptions): Promise<
   const link: ClusterLink = {
     nodeId: o.nodeId,
     bus: o.bus,
-    publisher: new OutboxPublisher(srv.store, o.bus, o.nodeId, srv.log, o.outbox),
+    publisher: new OutboxPublisher(srv.store, o.bus, o.nodeId, srv.log, {
+      storeId: await storeIdOf(srv),
+      ...o.outbox,
+    }),
     sub: undefined,
     relaySub: undefined,
   };
@@ -39,9 +43,9 @@ export async function joinCluster(srv: ServerState, o: ClusterOptions): Promise<
     o.nodeId,
     async (d) => {
       if (srv.closed) return;
-      // `node` is the node that published the outbox row: any node drains the shared outbox, so a row of a node
-      // killed before publishing it goes out under another node's name, possibly this one's. A key.epoch is
-      // applied even then (idempotent by epoch); the other events are still skipped by `node`.
+      // `node` is the node that committed the change (outbox.ts eventOf), whoever published it: this node's own
+      // changes are already in its view. A key.epoch is applied in any case (idempotent by epoch), which also
+      // covers rows written before the outbox recorded the committing node.
       if (d.event.node === o.nodeId && d.event.type !== 'key.epoch') return;
       await applyRemote(srv, d.event);
     },
@@ -54,6 +58,20 @@ export async function joinCluster(srv: ServerState, o: ClusterOptions): Promise<
   link.relaySub = o.bus.onRelay(o.nodeId, (payload) => relayFromNode(srv, payload));
   void link.publisher.kick(); // rows a crash left behind
   return link;
+}
+
+const STORE_ID_SECRET = 'cluster.store-id';
+
+/**
+ * This database's id for the outbox's idempotency ids (outbox.ts `storeId`): created by the first node, read by the
+ * others. Two nodes creating it at once: the last write wins and is read back by both; one that read the other's
+ * first only causes duplicate events for a moment (handlers are idempotent).
+ */
+async function storeIdOf(srv: ServerState): Promise<string> {
+  const have = await srv.store.getSecret(STORE_ID_SECRET);
+  if (have && have.length === 8) return have.toString('hex');
+  await srv.store.putSecret(STORE_ID_SECRET, randomBytes(8));
+  return (await srv.store.getSecret(STORE_ID_SECRET))!.toString('hex');
 }
 
 export async function leaveCluster(link: ClusterLink): Promise<void> {

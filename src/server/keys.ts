@@ -73,6 +73,7 @@ export async function rekeyLocked(
       // In a cluster the epoch is announced to the other nodes from the outbox, committed with the key.
       // (opts: the restart rotation runs before the node joins the bus, and must be announced too)
       outbox: srv.opts.cluster !== undefined,
+      ...(srv.opts.cluster ? { node: srv.opts.cluster.nodeId } : {}),
     });
     void srv.cluster?.publisher.kick();
     const previous = advanceEpoch(srv, st, meta.epoch, timing);

@@ -16,14 +16,26 @@ export interface OutboxPublisherOptions {
   readonly intervalMs?: number;
   /** Rows per store read. Default 100 (1..1000). */
   readonly batch?: number;
+  /**
+   * Names this database's outbox in the idempotency ids (`outbox-<storeId>-<seq>`): seqs repeat across databases
+   * (or a database recreated) on one NATS stream, and a repeated id within the duplicate window would be dropped
+   * as a duplicate. Default: none (`outbox-<seq>`).
+   */
+  readonly storeId?: string;
 }
 
 export const OUTBOX_DEFAULTS = Object.freeze({ intervalMs: 1000, batch: 100 });
 
-/** The cluster event of an outbox row, validated as any received event would be; undefined if it is not one. */
-export function eventOf(row: OutboxEntry, node: string): ClusterEvent | undefined {
+/**
+ * The cluster event of an outbox row, validated as any received event would be; undefined if it is not one. Its
+ * `node` is the node that committed the change (the row's `node`), not the one publishing it: every node drains
+ * the shared outbox, and a row left by a node killed between commit and publish goes out from another node.
+ * Rows without one (written before this was recorded) name the publisher.
+ */
+export function eventOf(row: OutboxEntry, publisher: string): ClusterEvent | undefined {
+  const committer = typeof row.body.node === 'string' ? row.body.node : publisher;
   try {
-    return validateEvent({ v: 1, ...row.body, type: row.kind, at: row.at, node });
+    return validateEvent({ v: 1, ...row.body, type: row.kind, at: row.at, node: committer });
   } catch {
     return undefined;
   }
@@ -35,6 +47,7 @@ export class OutboxPublisher {
   readonly #node: string;
   readonly #log: Logger;
   readonly #batch: number;
+  readonly #idPrefix: string;
   readonly #timer: NodeJS.Timeout;
   #running: Promise<void> | undefined;
   #again = false;
@@ -46,6 +59,7 @@ export class OutboxPublisher {
     this.#node = node;
     this.#log = log;
     this.#batch = opts.batch ?? OUTBOX_DEFAULTS.batch;
+    this.#idPrefix = opts.storeId === undefined ? 'outbox-' : `outbox-${opts.storeId}-`;
     this.#timer = setInterval(() => this.kick(), opts.intervalMs ?? OUTBOX_DEFAULTS.intervalMs);
     this.#timer.unref();
   }
@@ -88,7 +102,7 @@ export class OutboxPublisher {
           // Not an event this code knows (a newer node's row?): never block the rows behind it.
           this.#log.error({ seq: row.seq, kind: row.kind }, 'outbox row is not a cluster event; dropped');
         } else {
-          await this.#bus.publish(ev, `outbox-${row.seq}`);
+          await this.#bus.publish(ev, `${this.#idPrefix}${row.seq}`);
         }
         done.push(row.seq);
       }

@@ -170,6 +170,11 @@ export interface RotateOptions {
    * false (one node: nobody would take the rows).
    */
   readonly outbox?: boolean;
+  /**
+   * The cluster node committing the rotation, written into the outbox row (`node`): whichever node later publishes
+   * the row, the event names the node that made the change (docs/cluster.md "Events").
+   */
+  readonly node?: string;
 }
 
 /** A committed change waiting to be published to the other server nodes (docs/cluster.md). Never key material. */

@@ -1077,6 +1077,19 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(rows[0]!.seq).toBeLessThan(rows[1]!.seq);
         // never key material: the body is exactly ids, epoch and reason
         for (const r of rows) expect(Object.keys(r.body).sort()).toEqual(['epoch', 'reason', 'sgId']);
+        // `node`: the committing cluster node, recorded in the row (checked like any node id)
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', { ...KU, outbox: true, node: 'n-1' });
+        expect((await s.listOutbox()).at(-1)!.body).toEqual({
+          sgId: g.sgId,
+          epoch: 4,
+          reason: 'manual',
+          node: 'n-1',
+        });
+        await rejectsInvalid(
+          s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', { ...KU, outbox: true, node: 'a b' }),
+          'node',
+        );
+        await s.deleteOutbox([(await s.listOutbox()).at(-1)!.seq]);
         expect(await s.listOutbox(1)).toEqual([rows[0]]);
         await s.deleteOutbox([rows[0]!.seq, 999_999]); // unknown seqs are ignored
         expect(await s.listOutbox()).toEqual([rows[1]]);
@@ -1216,7 +1229,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.getGwLease(gw)).toEqual(again);
         expect(await s.listGwLeases()).toEqual([again]);
         expect((await s.listOutbox()).map((r) => [r.kind, r.body])).toEqual([
-          ['gw.lease', { gwId: gw, nodeId: 'node-b', generation: 2 }],
+          ['gw.lease', { gwId: gw, nodeId: 'node-b', generation: 2, node: 'node-b' }],
         ]);
       });
 

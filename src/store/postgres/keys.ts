@@ -51,6 +51,7 @@ export async function rotateGroupKey(
   const k = v.groupKey(key);
   const why = v.reason(reason);
   const o: Partial<RotateOptions> = opts ?? {};
+  const committer = o.node === undefined ? {} : { node: v.clusterNodeId(o.node, 'node') };
   const activateAt = v.optional(o.activateAt, (x) => v.time(x, 'activateAt'));
   const at = o.at === undefined ? ctx.now() : v.time(o.at, 'at');
   // Validated before any query, like appendAudit: a bad audit entry fails the rotation, nothing is written.
@@ -82,7 +83,8 @@ export async function rotateGroupKey(
       [id, epoch, sealed.nonce, sealed.ct, at, why, activateAt],
     );
     // The outbox row before the audit row: a failing audit insert must also take the outbox row back (tested).
-    if (o.outbox === true) await insertOutbox(c, at, 'key.epoch', { sgId: id, epoch, reason: why });
+    if (o.outbox === true)
+      await insertOutbox(c, at, 'key.epoch', { sgId: id, epoch, reason: why, ...committer });
     await insertAudit(c, { ...audit, epoch });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });

@@ -39,7 +39,7 @@ export async function acquireGwLease(
     ))!;
     const lease = toLease(r);
     if (opts.outbox === true)
-      await insertOutbox(c, at, 'gw.lease', { gwId: gw, nodeId: node, generation: lease.generation });
+      await insertOutbox(c, at, 'gw.lease', { gwId: gw, nodeId: node, generation: lease.generation, node });
     return lease;
   });
 }

@@ -49,6 +49,7 @@ export function rotateGroupKey(
   const k = v.groupKey(key);
   const why = v.reason(reason);
   const o: Partial<RotateOptions> = opts ?? {};
+  const committer = o.node === undefined ? {} : { node: v.clusterNodeId(o.node, 'node') };
   const activateAt = v.optional(o.activateAt, (x) => v.time(x, 'activateAt'));
   const at = o.at === undefined ? ctx.now() : v.time(o.at, 'at');
   // Validated before any query, like appendAudit: a bad audit entry fails the rotation, nothing is written.
@@ -74,7 +75,7 @@ export function rotateGroupKey(
       )
       .run(id, epoch, sealed.nonce, sealed.ct, at, why, activateAt);
     // The outbox row before the audit row: a failing audit insert must also take the outbox row back (tested).
-    if (o.outbox === true) insertOutbox(ctx, at, 'key.epoch', { sgId: id, epoch, reason: why });
+    if (o.outbox === true) insertOutbox(ctx, at, 'key.epoch', { sgId: id, epoch, reason: why, ...committer });
     insertAudit(ctx, { ...audit, epoch });
     return { sgId: id, epoch, createdAt: at, reason: why, activateAt };
   });

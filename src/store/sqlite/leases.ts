@@ -37,7 +37,7 @@ export function acquireGwLease(
       )
       .get(gw, node, at) as LeaseRow;
     if (opts.outbox === true)
-      insertOutbox(ctx, at, 'gw.lease', { gwId: gw, nodeId: node, generation: r.generation });
+      insertOutbox(ctx, at, 'gw.lease', { gwId: gw, nodeId: node, generation: r.generation, node });
     return toLease(r);
   });
 }
