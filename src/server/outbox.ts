@@ -7,6 +7,7 @@
  */
 import type { EventBus } from '../cluster/bus.js';
 import { type ClusterEvent, validateEvent } from '../cluster/events.js';
+import { isCodedError } from '../core/errors.js';
 import type { Logger } from '../protocol/control.js';
 import { codeOf } from '../protocol/control.js';
 import type { OutboxEntry, Store } from '../store/store.js';
@@ -84,7 +85,8 @@ export class OutboxPublisher {
         while ((await this.#drainOnce()) === this.#batch && !this.#closed) {}
       } catch (e) {
         // The store or the bus is away: the rows stay, the next kick or tick retries.
-        this.#log.warn({ code: codeOf(e) }, 'outbox not drained; retrying');
+        // The error's own code in the log (UNAVAILABLE when the store is away), not its wire mapping.
+        this.#log.warn({ code: isCodedError(e) ? e.code : codeOf(e) }, 'outbox not drained; retrying');
         return;
       }
     } while (this.#again && !this.#closed);
