@@ -4,8 +4,8 @@
  * of two nodes, a Service Group spanning both PNs, a message across nodes, a node killed with SIGKILL and its GW
  * failing over to another node, and a key update after the failover that the removed member cannot read.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { CpnsError } from '../core/errors.js';
 import { PnGateway } from '../gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../pne/index.js';
 import { type AdminEndpoint, adminRequest, endpointFromDataDir } from './admin-client.js';
+import { type Services, startServices } from './dev-services.js';
 import { DaemonError } from './usage.js';
 
 export interface ClusterDemoOptions {
@@ -45,66 +46,6 @@ interface Node {
   url: string;
   enrollUrl: string;
   admin: AdminEndpoint;
-}
-
-interface Services {
-  readonly store: string;
-  readonly nats: string[];
-  stop(): void;
-}
-
-/** `export NAME=value` lines printed by scripts/dev/*.sh up. */
-function exportsOf(out: string): Record<string, string> {
-  const r: Record<string, string> = {};
-  for (const m of out.matchAll(/^export ([A-Z_]+)=(.*)$/gm)) r[m[1] as string] = (m[2] as string).trim();
-  return r;
-}
-
-/** A throwaway PostgreSQL and 3-node NATS cluster on loopback, by the same scripts as CI (scripts/dev). */
-function startServices(dir: string, log: (l: string) => void): Services {
-  const scripts = join(ROOT, 'scripts', 'dev');
-  if (!existsSync(join(scripts, 'postgres.sh')) || !existsSync(join(scripts, 'nats.sh')))
-    throw new DaemonError(
-      'USAGE',
-      'no scripts/dev here to start PostgreSQL and NATS: give --store and --nats',
-    );
-  // Its own directory under the temp root: PostgreSQL runs as the postgres user, who cannot enter `dir` (0700).
-  const pgDir = mkdtempSync(join(tmpdir(), 'cpns-demo-pg-'));
-  chmodSync(pgDir, 0o711); // enterable, not listable, by the postgres user (the script chowns pg/ inside)
-  const pgEnv = { ...process.env, CPNS_PG_DEV_DIR: join(pgDir, 'pg') };
-  const natsEnv = { ...process.env, CPNS_DEV_NATS_DIR: join(dir, 'nats') };
-  const run = (script: string, arg: string, env: NodeJS.ProcessEnv) =>
-    execFileSync('bash', [join(scripts, script), arg], {
-      env,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  log('[infra]    starting a throwaway PostgreSQL and a 3-node NATS JetStream cluster on 127.0.0.1 …');
-  const pg = exportsOf(run('postgres.sh', 'up', pgEnv)).CPNS_TEST_PG_URL;
-  let nats: string | undefined;
-  try {
-    nats = exportsOf(run('nats.sh', 'up', natsEnv)).CPNS_TEST_NATS_URLS;
-  } catch (e) {
-    run('postgres.sh', 'down', pgEnv);
-    rmSync(pgDir, { recursive: true, force: true });
-    throw e;
-  }
-  if (!pg || !nats) throw new DaemonError('UNAVAILABLE', 'PostgreSQL or NATS did not start');
-  return {
-    store: pg,
-    nats: nats.split(','),
-    stop: () => {
-      for (const [s, env] of [
-        ['nats.sh', natsEnv],
-        ['postgres.sh', pgEnv],
-      ] as const) {
-        try {
-          run(s, 'down', env);
-        } catch {}
-      }
-      rmSync(pgDir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** A `cpns server` process; resolves when its server.json is written (it is up). */

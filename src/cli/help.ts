@@ -70,7 +70,11 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   --quick                  fewer rounds
   -h, --help               this text`,
   'bench rekey': `usage: cpns bench rekey [--members 1000] [--gateways 100] [--rounds 5]
-  A rekey of one Service Group over many GWs on loopback, unicast vs broadcast delivery.
+       cpns bench rekey --cluster [--nodes 3] [--members 300] [--gateways 30] [--rounds 20] [--sgs 50]
+                        [--store <postgres://…> --nats <url>[,<url>...]]
+  A rekey of one Service Group over many GWs on loopback, unicast vs broadcast delivery. With --cluster: one node
+  on SQLite vs a cluster of --nodes nodes on PostgreSQL + NATS (started on loopback unless given), GWs spread over
+  the nodes: all-acked median and p99, and key updates per second across --sgs distinct SGs.
   -h, --help               this text`,
 };
 

@@ -1,5 +1,9 @@
 #!/usr/bin/env node
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runClusterRekeyBench } from '../bench/cluster-bench.js';
 import { runCoreBench } from '../bench/core-bench.js';
 import { runRekeyBench } from '../bench/rekey-bench.js';
 import { adminCommand } from './admin.js';
@@ -7,6 +11,7 @@ import { runCoreDemo } from './core-demo.js';
 import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
 import { runDemo } from './demo.js';
 import { runClusterDemo } from './demo-cluster.js';
+import { startServices } from './dev-services.js';
 import { COMMAND_HELP, commandKey, version, wantsHelp } from './help.js';
 
 const USAGE = `usage: cpns <command>
@@ -94,20 +99,51 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (rest[0] !== 'rekey') break;
+      const cluster = rest.includes('--cluster');
       const { values } = parseArgs({
         args: rest.slice(1),
         options: {
-          members: { type: 'string', default: '1000' },
-          gateways: { type: 'string', default: '100' },
-          rounds: { type: 'string', default: '5' },
+          members: { type: 'string', default: cluster ? '300' : '1000' },
+          gateways: { type: 'string', default: cluster ? '30' : '100' },
+          rounds: { type: 'string', default: cluster ? '20' : '5' },
+          cluster: { type: 'boolean', default: false },
+          nodes: { type: 'string', default: '3' },
+          sgs: { type: 'string', default: '50' },
+          store: { type: 'string' },
+          nats: { type: 'string' },
         },
       });
-      const n = (name: 'members' | 'gateways' | 'rounds'): number => {
+      const n = (name: 'members' | 'gateways' | 'rounds' | 'nodes' | 'sgs'): number => {
         const v = Number(values[name]);
         if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} takes a positive integer`);
         return v;
       };
-      await runRekeyBench({ members: n('members'), gateways: n('gateways'), rounds: n('rounds') });
+      if (!cluster) {
+        await runRekeyBench({ members: n('members'), gateways: n('gateways'), rounds: n('rounds') });
+        return 0;
+      }
+      if ((values.store === undefined) !== (values.nats === undefined))
+        throw new UsageError('give both --store and --nats, or neither');
+      const dir = mkdtempSync(join(tmpdir(), 'cpns-bench-services-'));
+      const svc =
+        values.store !== undefined && values.nats !== undefined
+          ? { store: values.store, nats: values.nats.split(',').filter(Boolean), stop: () => {} }
+          : startServices(dir, (l) => process.stdout.write(`${l}\n`));
+      try {
+        await runClusterRekeyBench({
+          members: n('members'),
+          gateways: n('gateways'),
+          rounds: n('rounds'),
+          nodes: n('nodes'),
+          sgs: n('sgs'),
+          store: svc.store,
+          nats: svc.nats,
+          log: (l) => process.stdout.write(`${l}\n`),
+        });
+      } finally {
+        svc.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
       return 0;
     }
     case undefined:
