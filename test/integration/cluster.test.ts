@@ -55,6 +55,8 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
   let p1: PneClient; // behind GW 1, node A
   let p2: PneClient; // behind GW 2, node B
   let p3: PneClient; // behind GW 2, node B
+  let nats: PrivateCluster;
+  let busA: JetStreamBus;
   const inboxes = new Map<PneClient, GroupMessageEvent[]>();
   const connect = async (server: CpnsServer, gw: PnGateway) => {
     const c = await PneClient.connect({
@@ -71,7 +73,7 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
     inboxes.get(p)!.filter((m) => m.plaintext.toString() === text).length;
 
   beforeAll(async () => {
-    const nats: PrivateCluster = await startPrivateCluster();
+    nats = await startPrivateCluster();
     closers.push(() => nats.stop());
     const bus = async (name: string): Promise<JetStreamBus> => {
       const bb = await openJetStreamBus({
@@ -85,7 +87,8 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
     const dirA = join(tmp.dir, 'a');
     const dirB = join(tmp.dir, 'b');
     const pgOpts = { storeUrl: URL_ as string, storeSchema: schema };
-    a = await startServer(dirA, { ...pgOpts, cluster: { bus: await bus('a'), nodeId: 'a' } });
+    busA = await bus('a');
+    a = await startServer(dirA, { ...pgOpts, cluster: { bus: busA, nodeId: 'a' } });
     closers.push(() => a.close());
     mkdirSync(dirB, { recursive: true, mode: 0o700 });
     copyFileSync(join(dirA, 'master.key'), join(dirB, 'master.key')); // every node holds the same master key
@@ -255,4 +258,28 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
     expect(leases.map((l) => l.nodeId).sort()).toEqual(['a', 'b']);
     for (const l of leases) expect(l.generation).toBeGreaterThanOrEqual(1);
   }, 60_000);
+
+  it('the NATS stream leader killed: an epoch committed meanwhile reaches the other node after the election', async () => {
+    const { sgId } = await a.admin.createGroup({ name: 'leader loss', members: [p1.identity, p2.identity] });
+    await until(() => p2.currentEpoch(sgId) === 1, 10_000, 'epoch 1 at p2');
+    const leader = (await busA.jsm.streams.info('CPNS_EVENTS')).cluster?.leader;
+    expect(leader).toMatch(/^n[123]$/);
+    const t0 = Date.now();
+    nats.kill(leader!);
+    const { epoch } = await a.admin.rekey(sgId); // committed in PostgreSQL at once; its event waits for a leader
+    await until(() => p2.currentEpoch(sgId) === epoch, 30_000, 'the epoch at node B after the election');
+    const pause = Date.now() - t0;
+    await until(
+      () => {
+        p1.send(sgId, 'after the leader loss');
+        return said(p2, 'after the leader loss') > 0;
+      },
+      20_000,
+      'relay across nodes after the leader loss',
+    );
+    console.log(
+      `[cluster] NATS stream leader ${leader} killed: epoch ${epoch} from node A at p2 behind node B after ${pause} ms; ` +
+        `relay across nodes resumed ${Date.now() - t0} ms after the kill`,
+    );
+  }, 90_000);
 });
