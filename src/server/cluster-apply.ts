@@ -10,6 +10,7 @@
 import type { ClusterEvent, EventBody, KeyEpochCommitted } from '../cluster/events.js';
 import { CloseCode } from '../transport/session.js';
 import { servingGwOf } from './decisions.js';
+import { emit, onKeyUpdated } from './events.js';
 import { forgetGroup } from './groups.js';
 import { advanceEpoch, deliver, pushSigners, sendCurrentKey, startTimer, timingOf } from './keys.js';
 import { cutOff } from './revocation.js';
@@ -54,9 +55,27 @@ async function refreshGroup(srv: ServerState, sgId: string): Promise<SgState | u
     return undefined;
   }
   const members = await storedMembers(srv, sgId);
-  if (!known) return adoptGroup(srv, g, members, 0);
-  for (const m of [...known.members]) if (!members.has(m)) known.members.delete(m);
-  for (const m of members) known.members.add(m);
+  if (!known) {
+    emit(srv, { kind: 'sg.create', sgId, epoch: 0 });
+    return adoptGroup(srv, g, members, 0);
+  }
+  for (const m of [...known.members]) {
+    if (members.has(m)) continue;
+    known.members.delete(m);
+    emit(srv, { kind: 'member.remove', sgId, pneId: m });
+  }
+  for (const m of members) {
+    if (known.members.has(m)) continue;
+    known.members.add(m);
+    emit(srv, { kind: 'member.add', sgId, pneId: m });
+  }
+  const policyChanged =
+    known.joinPolicy !== g.joinPolicy ||
+    known.sourceAuth !== g.sourceAuth ||
+    known.updateOnJoin !== g.updateOnJoin ||
+    known.rekeyIntervalSec !== g.rekeyIntervalSec ||
+    JSON.stringify(known.deliveryPolicy ?? null) !==
+      JSON.stringify(asDeliveryPolicy(g.deliveryPolicy) ?? null);
   known.joinPolicy = g.joinPolicy;
   known.sourceAuth = g.sourceAuth;
   known.updateOnJoin = g.updateOnJoin;
@@ -65,6 +84,7 @@ async function refreshGroup(srv: ServerState, sgId: string): Promise<SgState | u
     known.rekeyIntervalSec = g.rekeyIntervalSec;
     startTimer(srv, known);
   }
+  if (policyChanged) emit(srv, { kind: 'sg.policy', sgId });
   return known;
 }
 
@@ -84,6 +104,7 @@ export function onRemoteEpoch(srv: ServerState, ev: KeyEpochCommitted): Promise<
         k.activateAt !== null && k.activateAt > Date.now()
           ? { at: k.activateAt, inSec: Math.ceil((k.activateAt - Date.now()) / 1000) }
           : undefined;
+      onKeyUpdated(srv, ev.sgId, ev.epoch, ev.reason, true);
       deliver(
         srv,
         st,
@@ -144,6 +165,7 @@ function onRemoteMembership(srv: ServerState, ev: EventBody<'membership.changed'
 async function onRemoteRevocation(srv: ServerState, identity: string): Promise<void> {
   const idn = await srv.store.getIdentity(identity);
   if (!idn || idn.revokedAt === null) return; // not revoked in the store: nothing to act on
+  if (!srv.revokedIds.has(identity)) emit(srv, { kind: 'identity.revoke', identity });
   cutOff(srv, identity, idn.certSerial, idn.role);
 }
 

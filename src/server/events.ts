@@ -33,9 +33,18 @@ export function countSession(srv: ServerState, role: SessionRole, open: boolean)
   else srv.metrics.sessionClosed(role);
 }
 
-/** After a new epoch: metrics, event, and the start time for the ack latency of that epoch. */
-export function onKeyUpdated(srv: ServerState, sgId: string, epoch: number, reason: string): void {
-  srv.metrics.keyUpdated(reason);
+/**
+ * After a new epoch: metrics, event, and the start time for the ack latency of that epoch. `remote`: an epoch
+ * another cluster node committed (its update is counted there; this node delivers it, and times its acks here).
+ */
+export function onKeyUpdated(
+  srv: ServerState,
+  sgId: string,
+  epoch: number,
+  reason: string,
+  remote = false,
+): void {
+  if (!remote) srv.metrics.keyUpdated(reason);
   for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
   srv.rotatedAt.set(`${sgId}|${epoch}`, Date.now());
   emit(srv, { kind: 'key.update', sgId, epoch, reason });

@@ -202,6 +202,8 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
   }, 60_000);
 
   it('a policy change and a deletion on one node reach the other', async () => {
+    const seenAtB: { kind: string; sgId?: string }[] = [];
+    b.events.on('change', (e: { kind: string; sgId?: string }) => seenAtB.push(e));
     const { sgId } = await a.admin.createGroup({ name: 'to delete', members: [p1.identity, p2.identity] });
     await until(() => p2.currentEpoch(sgId) === 1, 10_000, 'epoch 1 at p2');
     await a.admin.updatePolicy(sgId, { joinPolicy: 'open' });
@@ -230,6 +232,10 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
       10_000,
       'the SG gone at node B',
     );
+    // Node B's change stream (its console, SSE) shows the changes made on node A.
+    const kinds = seenAtB.filter((e) => e.sgId === sgId).map((e) => e.kind);
+    for (const k of ['sg.create', 'key.update', 'sg.policy', 'member.add', 'sg.delete'])
+      expect(kinds).toContain(k);
   }, 60_000);
 
   it('source authentication: a signer behind node A is verified by a member behind node B', async () => {
