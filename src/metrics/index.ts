@@ -18,6 +18,7 @@ export const METRIC_NAMES = [
   'cpns_decrypt_failures_total',
   'cpns_relayed_messages_total',
   'cpns_relayed_bytes_total',
+  'cpns_cluster_gateways',
 ] as const;
 
 const LABEL_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -42,6 +43,7 @@ export class CpnsMetrics {
   readonly #decryptFailures: Counter<'code'>;
   readonly #relayedMessages: Counter;
   readonly #relayedBytes: Counter;
+  readonly #gwsByNode: Gauge<'node'>;
 
   constructor(opts: CpnsMetricsOptions = {}) {
     const registers = [this.#registry];
@@ -91,6 +93,12 @@ export class CpnsMetrics {
       help: 'Bytes of Service Group messages relayed by the server',
       registers,
     });
+    this.#gwsByNode = new Gauge({
+      name: 'cpns_cluster_gateways',
+      help: 'Online PN GWs by the server node holding their session (GW session leases, the whole cluster)',
+      labelNames: ['node'],
+      registers,
+    });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.#registry });
   }
 
@@ -131,6 +139,12 @@ export class CpnsMetrics {
 
   setLagging(n: number): void {
     this.#lagging.set(n);
+  }
+
+  /** Online GWs per cluster node (node ids are our configuration, not client input; still bounded). */
+  setGatewaysByNode(counts: ReadonlyMap<string, number>): void {
+    this.#gwsByNode.reset();
+    for (const [node, n] of counts) this.#gwsByNode.set({ node: label(node) }, n);
   }
 
   /** Content-Type of `text()` (Prometheus text exposition format). */

@@ -44,7 +44,7 @@ function registerMetricsRoute(app: FastifyInstance, { store, metrics, publicMetr
   );
 }
 
-/** Gauges that the store can answer at scrape time (groups, members, lagging members). */
+/** Gauges that the store can answer at scrape time (groups, members, lagging members, GWs per cluster node). */
 async function refreshGauges(store: Store, metrics: CpnsMetrics): Promise<void> {
   const groups = await store.listGroups();
   let members = 0;
@@ -57,6 +57,13 @@ async function refreshGauges(store: Store, metrics: CpnsMetrics): Promise<void> 
   metrics.setGroups(groups.length);
   metrics.setMembers(members);
   metrics.setLagging(lagging);
+  // In a cluster: which node holds the sessions of the online GWs (none on one node: no leases).
+  const leases = await store.listGwLeases();
+  if (leases.length === 0) return;
+  const online = new Set((await store.listPns()).filter((p) => p.online).map((p) => p.gwId));
+  const byNode = new Map<string, number>();
+  for (const l of leases) if (online.has(l.gwId)) byNode.set(l.nodeId, (byNode.get(l.nodeId) ?? 0) + 1);
+  metrics.setGatewaysByNode(byNode);
 }
 
 function registerProbeRoutes(app: FastifyInstance, store: Store) {
