@@ -21,7 +21,7 @@ import { startServer } from '../embed/index.js';
 import { PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
 import type { CpnsServer } from '../server/index.js';
-import { median } from './measure.js';
+import { median, pool } from './measure.js';
 import { SimPne } from './sim-pne.js';
 
 export interface ClusterBenchOptions {
@@ -49,18 +49,6 @@ const p99 = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)] ?? 0;
 };
-
-async function pool<T>(items: T[], width: number, f: (t: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(width, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await f(items[i]!, i);
-      }
-    }),
-  );
-}
 
 interface Setup {
   readonly servers: CpnsServer[];

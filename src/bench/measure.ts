@@ -81,3 +81,20 @@ export class Progress {
     if (this.done === this.total && this.out.isTTY) this.out.write('\n');
   }
 }
+
+/** Runs `f` over `items` with at most `width` calls in flight (setting up many GWs and PNEs without a stampede). */
+export async function pool<T>(
+  items: T[],
+  width: number,
+  f: (t: T, i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await f(items[i]!, i);
+      }
+    }),
+  );
+}

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { startServer } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
-import { median } from './measure.js';
+import { median, pool } from './measure.js';
 import { SimPne } from './sim-pne.js';
 
 export interface RekeyRun {
@@ -20,18 +20,6 @@ export interface RekeyRun {
   /** Bytes of Group Key delivery on the PN hop (GW -> PNEs) per update: unicast frames + broadcast datagrams. */
   readonly pnBytesPerUpdate: number;
   readonly setupSec: number;
-}
-
-async function pool<T>(items: T[], width: number, f: (t: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(width, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await f(items[i]!, i);
-      }
-    }),
-  );
 }
 
 /**

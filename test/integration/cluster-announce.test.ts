@@ -14,44 +14,28 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { EventBus } from '../../src/cluster/index.js';
 import { openJetStreamBus } from '../../src/cluster/index.js';
 import { CpnsError, ErrorCode } from '../../src/core/errors.js';
 import { PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { HAS_NATS_SERVER } from '../cluster/env.js';
 import { type PrivateCluster, startPrivateCluster } from '../cluster/private-cluster.js';
 import { BACKOFF, enrollPne, startGateway, startServer, tempDir, until } from './helpers.js';
+import { dropSchemas, failInCiIfSkipped, PG_URL, skipReason } from './pg-env.js';
 
-const URL_ = process.env.CPNS_TEST_PG_URL;
-const IN_CI = process.env.CI === 'true';
-const SKIP = !URL_
-  ? 'CPNS_TEST_PG_URL is not set (scripts/dev/postgres.sh up)'
-  : !HAS_NATS_SERVER
-    ? 'nats-server is not installed'
-    : undefined;
+const SKIP = skipReason({ nats: true });
 const schemas: string[] = [];
 const tmp = tempDir();
 const closers: (() => Promise<unknown>)[] = [];
 
 afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
-  if (URL_) {
-    const admin = new pg.Client({ connectionString: URL_ });
-    await admin.connect();
-    for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
-    await admin.end();
-  }
+  await dropSchemas(schemas);
   tmp.cleanup();
 });
 
-if (IN_CI && SKIP) {
-  it('PostgreSQL and nats-server are available in CI (.ci/services)', () => {
-    expect.fail(SKIP);
-  });
-}
+failInCiIfSkipped(SKIP);
 
 /**
  * The event buses of one test, on a private NATS cluster of its own: the outbox row id is the idempotency id,
@@ -81,7 +65,7 @@ function deployment(name: string): {
   schemas.push(schema);
   const dirA = join(tmp.dir, `${name}-a`);
   const dirB = join(tmp.dir, `${name}-b`);
-  return { dirA, dirB, pg: { storeUrl: URL_ as string, storeSchema: schema } };
+  return { dirA, dirB, pg: { storeUrl: PG_URL as string, storeSchema: schema } };
 }
 
 async function node(

@@ -23,7 +23,6 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   AdminCallError,
@@ -34,19 +33,13 @@ import {
 import { PnGateway } from '../../src/gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres/index.js';
-import { HAS_NATS_SERVER } from '../cluster/env.js';
 import { type PrivateCluster, startPrivateCluster } from '../cluster/private-cluster.js';
 import { freePort } from '../free-port.js';
 import { CutProxy } from '../pg-proxy.js';
 import { BACKOFF, inbox, tempDir, until } from './helpers.js';
+import { dropSchemas, failInCiIfSkipped, PG_URL, skipReason } from './pg-env.js';
 
-const PG_URL = process.env.CPNS_TEST_PG_URL;
-const IN_CI = process.env.CI === 'true';
-const SKIP = !PG_URL
-  ? 'CPNS_TEST_PG_URL is not set (scripts/dev/postgres.sh up)'
-  : !HAS_NATS_SERVER
-    ? 'nats-server is not installed'
-    : undefined;
+const SKIP = skipReason({ nats: true });
 const bin = fileURLToPath(new URL('../../bin/cpns.mjs', import.meta.url));
 const schema = `cpns_fail_${randomBytes(6).toString('hex')}`;
 const masterKey = randomBytes(32);
@@ -55,21 +48,12 @@ const closers: (() => Promise<unknown>)[] = [];
 
 afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
-  if (PG_URL) {
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  }
+  await dropSchemas([schema]);
   masterKey.fill(0);
   tmp.cleanup();
 }, 30_000);
 
-if (IN_CI && SKIP) {
-  it('PostgreSQL and nats-server are available in CI (.ci/services)', () => {
-    expect.fail(SKIP);
-  });
-}
+failInCiIfSkipped(SKIP);
 
 /** One `cpns server` node process. */
 interface Node {

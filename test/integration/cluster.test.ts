@@ -11,43 +11,27 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type JetStreamBus, openJetStreamBus } from '../../src/cluster/index.js';
 import type { PnGateway } from '../../src/gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { HAS_NATS_SERVER } from '../cluster/env.js';
 import { type PrivateCluster, startPrivateCluster } from '../cluster/private-cluster.js';
 import { BACKOFF, enrollPne, inbox, sleep, startGateway, startServer, tempDir, until } from './helpers.js';
+import { dropSchemas, failInCiIfSkipped, PG_URL, skipReason } from './pg-env.js';
 
-const URL_ = process.env.CPNS_TEST_PG_URL;
-const IN_CI = process.env.CI === 'true';
-const SKIP = !URL_
-  ? 'CPNS_TEST_PG_URL is not set (scripts/dev/postgres.sh up)'
-  : !HAS_NATS_SERVER
-    ? 'nats-server is not installed'
-    : undefined;
+const SKIP = skipReason({ nats: true });
 const schema = `cpns_cl_${randomBytes(6).toString('hex')}`;
 const tmp = tempDir();
 const closers: (() => Promise<unknown>)[] = [];
 
 afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
-  if (URL_) {
-    const admin = new pg.Client({ connectionString: URL_ });
-    await admin.connect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  }
+  await dropSchemas([schema]);
   tmp.cleanup();
 });
 
-if (IN_CI && SKIP) {
-  it('PostgreSQL and nats-server are available in CI (.ci/services)', () => {
-    expect.fail(SKIP);
-  });
-}
+failInCiIfSkipped(SKIP);
 
 describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP})` : ''}`, () => {
   let a: CpnsServer;
@@ -86,7 +70,7 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
     };
     const dirA = join(tmp.dir, 'a');
     const dirB = join(tmp.dir, 'b');
-    const pgOpts = { storeUrl: URL_ as string, storeSchema: schema };
+    const pgOpts = { storeUrl: PG_URL as string, storeSchema: schema };
     busA = await bus('a');
     a = await startServer(dirA, { ...pgOpts, cluster: { bus: busA, nodeId: 'a' } });
     closers.push(() => a.close());

@@ -11,28 +11,21 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { freePort } from '../free-port.js';
 import { BACKOFF, enrollPne, inbox, startServer, tempDir, until } from './helpers.js';
+import { dropSchemas, IN_CI, PG_URL } from './pg-env.js';
 
-const URL_ = process.env.CPNS_TEST_PG_URL;
-const IN_CI = process.env.CI === 'true';
 const schema = `cpns_it_${randomBytes(6).toString('hex')}`;
 const tmp = tempDir();
 const closers: (() => Promise<unknown>)[] = [];
 
 afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
-  if (URL_) {
-    const admin = new pg.Client({ connectionString: URL_ });
-    await admin.connect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  }
+  await dropSchemas([schema]);
   tmp.cleanup();
 });
 
@@ -40,7 +33,7 @@ const scenario = () => {
   it("node A on PostgreSQL, then node B (other data directory, same master key) takes over A's state", async () => {
     const dirA = join(tmp.dir, 'a');
     const dirB = join(tmp.dir, 'b');
-    const pgOpts = { storeUrl: URL_ as string, storeSchema: schema };
+    const pgOpts = { storeUrl: PG_URL as string, storeSchema: schema };
     let server: CpnsServer = await startServer(dirA, pgOpts);
     closers.push(() => server.close());
     const aUrl = server.url;
@@ -101,7 +94,7 @@ const scenario = () => {
   }, 90_000);
 };
 
-if (URL_) describe('CPNS Server on PostgreSQL', scenario);
+if (PG_URL) describe('CPNS Server on PostgreSQL', scenario);
 else if (IN_CI)
   describe('CPNS Server on PostgreSQL', () => {
     it('CPNS_TEST_PG_URL is set (CI=true: a missing database must not pass silently)', () => {
