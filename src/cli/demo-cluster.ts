@@ -46,6 +46,8 @@ interface Node {
   url: string;
   enrollUrl: string;
   admin: AdminEndpoint;
+  /** The last lines the node logged (warnings and errors: its log level is warn), for a failure message. */
+  stderrTail(): string;
 }
 
 /** A `cpns server` process; resolves when its server.json is written (it is up). */
@@ -81,7 +83,15 @@ async function startNode(name: string, dir: string, store: string, nats: readonl
   if (proc.exitCode !== null)
     throw new DaemonError('UNAVAILABLE', `server node ${name} exited (${proc.exitCode})`);
   const j = JSON.parse(readFileSync(info, 'utf8')) as { url: string; enrollUrl: string };
-  return { name, dir, proc, url: j.url, enrollUrl: j.enrollUrl, admin: endpointFromDataDir(dir) };
+  return {
+    name,
+    dir,
+    proc,
+    url: j.url,
+    enrollUrl: j.enrollUrl,
+    admin: endpointFromDataDir(dir),
+    stderrTail: () => err.trim().split('\n').slice(-5).join(' | ') || '(nothing)',
+  };
 }
 
 /** SIGTERM (a clean stop), SIGKILL after 10 s; resolves when the process is gone. */
@@ -208,8 +218,11 @@ export async function runClusterDemo(o: ClusterDemoOptions): Promise<void> {
     log(`[node a]   killed (SIGKILL, pid ${a.proc.pid})`);
     const back = await Promise.race([
       registered,
-      sleep(30_000).then(() => {
-        throw new DaemonError('TIMEOUT', 'timed out waiting for the GW failover');
+      sleep(90_000).then(() => {
+        throw new DaemonError(
+          'TIMEOUT',
+          `timed out waiting for the GW failover; node b said: ${b.stderrTail()}`,
+        );
       }),
     ]);
     log(`[PN 1]     PN GW failed over to node b in ${back - killedAt} ms`);

@@ -52,5 +52,5 @@ describe.skipIf(SKIP !== undefined)(`cpns demo cluster${SKIP ? ` (skipped: ${SKI
     // Nothing left running: the demo stopped its node processes, PostgreSQL and NATS.
     expect(spawnSync('pgrep', ['-f', 'cpns-demo-pg-'], { encoding: 'utf8' }).stdout.trim()).toBe('');
     expect(spawnSync('pgrep', ['-f', 'cpns-demo-cluster-'], { encoding: 'utf8' }).stdout.trim()).toBe('');
-  }, 240_000);
+  }, 400_000);
 });

@@ -13,6 +13,9 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type JetStreamBus, openJetStreamBus } from '../../src/cluster/index.js';
+import { Suite } from '../../src/core/crypto/aead.js';
+import { GroupSender } from '../../src/core/group/sender.js';
+import { uuidOf, uuidToBytes } from '../../src/core/ids.js';
 import type { PnGateway } from '../../src/gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
@@ -238,6 +241,40 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
       'a signed message from node A verified at node B',
     );
     expect(inboxes.get(p2)!.find((m) => m.plaintext.toString() === 'signed at A')!.sender).toBe(p1.identity);
+  }, 60_000);
+
+  it('frames injected on cpns.relay.* by any NATS client: a non-member insider, a replay, an oversized blob, a false origin reach nobody behind node B', async () => {
+    const { sgId } = await a.admin.createGroup({ name: 'injected', members: [p1.identity, p2.identity] });
+    await until(() => p1.currentEpoch(sgId) === 1 && p2.currentEpoch(sgId) === 1, 10_000, 'keys');
+    let raw: Buffer | undefined;
+    await until(
+      () => {
+        raw = p1.send(sgId, 'genuine');
+        return said(p2, 'genuine') > 0;
+      },
+      10_000,
+      'a genuine message across nodes',
+    );
+    await sleep(500); // the loop's other sends still in flight arrive first
+    const genuine = said(p2, 'genuine');
+    // An insider who holds the Group Key but is not a member (p3's id as the sender): valid MAC, refused by rule R1.
+    const k = (await a.store.getCurrentKey(sgId))!;
+    const forged = new GroupSender({ senderId: uuidToBytes(uuidOf(p3.identity)) }).protect(
+      uuidToBytes(sgId),
+      { epoch: k.epoch, key: k.key, suite: Suite.AES_256_GCM },
+      Buffer.from('from a non-member'),
+    );
+    k.key.fill(0);
+    busA.relay('a', forged);
+    busA.relay('x', raw!); // a replay of the genuine message, from a node that does not exist
+    busA.nc.publish('cpns.relay.a', Buffer.alloc(100 * 1024)); // above maxRelayBytes
+    busA.nc.publish('cpns.relay.b', forged); // "from node B itself": B ignores its own subject
+    expect(() => busA.relay('a', Buffer.alloc(100 * 1024))).toThrow(/too large/);
+    await sleep(700);
+    expect(said(p2, 'from a non-member')).toBe(0);
+    expect(said(p2, 'genuine')).toBe(genuine);
+    p1.send(sgId, 'still relayed');
+    await until(() => said(p2, 'still relayed') === 1, 10_000, 'the relay after the injection');
   }, 60_000);
 
   it('revoking a PNE on one node cuts it off at the other; the GW lease names the node that holds each GW', async () => {
