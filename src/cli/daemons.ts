@@ -27,6 +27,16 @@ import { DaemonError, UsageError } from './usage.js';
 
 export { DaemonError, UsageError } from './usage.js';
 
+/** The server's enrollment listener port when --enroll-port is not given (docs/operator.md). */
+const DEFAULT_ENROLL_PORT = 7445;
+/**
+ * `cpns gateway` listens on fixed ports unless told otherwise (its URLs stay the same across restarts): PNE
+ * sessions on 7450, PNE enrollment on 7451. The server's defaults are 7443 (GW sessions), 7444 (admin), 7445
+ * (enrollment), so a server and a GW on one machine do not clash. `--port 0` asks for an ephemeral port.
+ */
+export const DEFAULT_GW_PORT = 7450;
+export const DEFAULT_GW_ENROLL_PORT = 7451;
+
 function logger(name: string): Logger {
   // Structured logs go to stderr, so stdout carries only command output (JSON lines for scripts).
   return pino({ name, level: process.env.CPNS_LOG_LEVEL ?? 'info' }, pino.destination(2));
@@ -296,8 +306,8 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       key: { type: 'string' },
       'key-file': { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '0' },
-      'enroll-port': { type: 'string', default: '0' },
+      port: { type: 'string', default: String(DEFAULT_GW_PORT) },
+      'enroll-port': { type: 'string', default: String(DEFAULT_GW_ENROLL_PORT) },
       media: { type: 'string', default: 'wifi' },
     },
   });
@@ -348,9 +358,6 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   );
   return 0;
 }
-
-/** The server's enrollment listener port when --enroll-port is not given (docs/operator.md). */
-const DEFAULT_ENROLL_PORT = 7445;
 
 const FIRST_START_ENROLL_URL =
   "first start: --enroll-url <the GW's enrollment URL> is required (printed by `cpns gateway`, in its gateway.json)";

@@ -51,9 +51,9 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   A PN GW: one session up to the CPNS Server (failing over along the list), PNE sessions and their enrollment.
   --server <urls>          CPNS Server node URLs, comma-separated (CPNS_SERVER_URL)
   --data-dir <dir>         credentials and broadcast state (CPNS_DATA_DIR; default .cpns/gateway)
-  --host <addr>            PNE listener address (default 127.0.0.1)
-  --port <n>               PNE session port
-  --enroll-port <n>        PNE enrollment port
+  --host <addr>            PNE listeners' address (default 127.0.0.1; 0.0.0.0 for every interface)
+  --port <n>               PNE session port (default 7450; 0 = ephemeral)
+  --enroll-port <n>        PNE enrollment port (default 7451; 0 = ephemeral)
   --media <m,...>          broadcast media for Group Key delivery${ENROLL}${COMMON}`,
   pne: `usage: cpns pne [listen|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
   A PNE. listen (default): print received Service Group messages as JSON lines.

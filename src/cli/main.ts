@@ -24,7 +24,8 @@ commands:
                                            [--store postgres://user@host:port/db]  (default: SQLite in --data-dir)
                                            [--nats URL[,URL...] --node-id NAME]  (a cluster node)
   gateway         run a PN GW              --server URL[,URL...] --ca ca.pem [--enroll-url URL] [--token-file F|-]
-                                           [--data-dir D] [--port P] [--enroll-port P] [--media wifi,bt]
+                                           [--data-dir D] [--host H] [--port 7450] [--enroll-port 7451]
+                                           [--media wifi,bt]
                                            [--key-file F]
   pne             run a PNE (listen/send/group ...)   --gw URL[,URL...] --ca ca.pem [--enroll-url URL] [--token-file F|-]
                                            [--data-dir D] [--key-file F]

@@ -144,6 +144,9 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
         'enroll-url': info.enrollUrl,
         ca,
         media: 'wifi',
+        // ephemeral ports (the defaults, 7450/7451, may be in use on a test machine)
+        port: 0,
+        'enroll-port': 0,
       }),
     );
     // secrets never on the command line: --token is refused with a usage error (exit 2), before any enrollment
@@ -368,6 +371,8 @@ describe('one process per data directory; daemons that outlive their peers', () 
     ca,
     '--port',
     String(gwPort),
+    '--enroll-port',
+    '0',
   ];
 
   beforeAll(async () => {

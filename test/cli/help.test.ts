@@ -69,6 +69,13 @@ describe('cpns --help', () => {
     });
   }, 300_000);
 
+  it('gateway --help documents its fixed default ports and --host', async () => {
+    const r = await cpns('gateway', '--help');
+    expect(r.stdout).toMatch(/--host <addr>.*default 127\.0\.0\.1/);
+    expect(r.stdout).toMatch(/--port <n>.*default 7450/);
+    expect(r.stdout).toMatch(/--enroll-port <n>.*default 7451/);
+  }, 30_000);
+
   it('--version prints the package version', async () => {
     const r = await cpns('--version');
     expect(r).toMatchObject({ code: 0, stdout: `cpns ${pkg.version}\n` });

@@ -101,7 +101,19 @@ describe('GW and PNE private keys at rest, real processes', () => {
 
     const G = join(root, 'gw');
     const key = randomBytes(32).toString('hex');
-    const gwArgs = ['gateway', '--data-dir', G, '--server', info.url, '--ca', ca];
+    const gwArgs = [
+      'gateway',
+      '--data-dir',
+      G,
+      '--server',
+      info.url,
+      '--ca',
+      ca,
+      '--port',
+      '0',
+      '--enroll-port',
+      '0',
+    ];
     // a key on the command line is refused (usage error), before anything is written
     const onArgv = await run([...gwArgs, '--key', key], { CPNS_TOKEN: token.stdout });
     expect(onArgv.code).toBe(2);
