@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import type { PeerCertificate } from 'node:tls';
 import { CodedError } from '../core/errors.js';
+import { certInfo } from '../transport/ca.js';
 
 /**
  * Client of the server's admin REST API (src/admin/app.ts, docs/operator.md), used by `cpns admin ...`:
- * HTTPS (TLS 1.3, the server certificate chains to the CPNS CA in `<dataDir>/ca.pem`), bearer token.
+ * HTTPS (TLS 1.3; the server certificate chains to the CPNS CA and names the CPNS Server), bearer token.
  */
 export interface AdminEndpoint {
   readonly url: string;
@@ -13,17 +15,86 @@ export interface AdminEndpoint {
   readonly caPem: string;
 }
 
+/** Where the admin endpoint comes from (`cpns admin` flags and environment; each may be absent). */
+export interface AdminEndpointSources {
+  /** The server's data directory (its server.json, admin.token, ca.pem): the fallback for what is not given. */
+  dataDir: string;
+  /** --url / CPNS_ADMIN_URL: the admin listener, https://host:port. */
+  url?: string;
+  /** The admin token read from --token-file / CPNS_ADMIN_TOKEN_FILE / CPNS_ADMIN_TOKEN. */
+  token?: string;
+  /** --ca / CPNS_ADMIN_CA: the CPNS CA certificate (PEM file). */
+  ca?: string;
+}
+
 /**
- * `<dataDir>/server.json` is written by `cpns server` with its URLs; admin.token and ca.pem sit beside it.
- * `token` (from --token-file or CPNS_ADMIN_TOKEN) replaces admin.token.
+ * The admin endpoint: each of URL, token and CA from its flag or environment variable, else from the server's
+ * data directory (`<dataDir>/server.json` written by `cpns server` with its URLs; admin.token and ca.pem beside
+ * it). On another machine than the server, --url, --token-file and --ca (or their variables) are all it needs.
+ * A file that is missing is named, with the flag that replaces it (AdminCallError CONFIG, exit 1).
  */
-export function endpointFromDataDir(dataDir: string, token?: string): AdminEndpoint {
-  const info = JSON.parse(readFileSync(join(dataDir, 'server.json'), 'utf8')) as { adminUrl: string };
-  return {
-    url: info.adminUrl,
-    token: token ?? readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
-    caPem: readFileSync(join(dataDir, 'ca.pem'), 'utf8'),
+export function resolveAdminEndpoint(src: AdminEndpointSources): AdminEndpoint {
+  const remote = src.url !== undefined;
+  const inDataDir = (name: string, flag: string, what: string): string => {
+    const path = join(src.dataDir, name);
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot be read';
+      const where = remote
+        ? `give ${flag}`
+        : `is --data-dir (CPNS_DATA_DIR) the server's data directory? On another machine, give --url, --token-file and --ca (CPNS_ADMIN_URL, CPNS_ADMIN_TOKEN_FILE, CPNS_ADMIN_CA)`;
+      throw new AdminCallError('CONFIG', `${what}: ${path}: ${why}; ${where}`);
+    }
   };
+  let url = src.url;
+  if (url === undefined) {
+    let info: { adminUrl?: unknown };
+    try {
+      info = JSON.parse(inDataDir('server.json', '--url', 'admin URL'));
+    } catch (e) {
+      if (e instanceof AdminCallError) throw e;
+      throw new AdminCallError('CONFIG', `${join(src.dataDir, 'server.json')} is not valid JSON`);
+    }
+    if (typeof info.adminUrl !== 'string')
+      throw new AdminCallError('CONFIG', `${join(src.dataDir, 'server.json')} names no adminUrl; give --url`);
+    url = info.adminUrl;
+  }
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {}
+  if (parsed?.protocol !== 'https:')
+    throw new AdminCallError(
+      'CONFIG',
+      `--url must be an https:// URL (the server's admin listener), not ${JSON.stringify(url)}`,
+    );
+  const token = src.token ?? inDataDir('admin.token', '--token-file', 'admin token').trim();
+  let caPem: string;
+  if (src.ca !== undefined) {
+    try {
+      caPem = readFileSync(src.ca, 'utf8');
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot be read';
+      throw new AdminCallError('CONFIG', `CA certificate (--ca, CPNS_ADMIN_CA): ${src.ca}: ${why}`);
+    }
+  } else caPem = inDataDir('ca.pem', '--ca', 'CA certificate');
+  return { url, token, caPem };
+}
+
+/**
+ * The admin listener's certificate must be the CPNS Server's (identity `urn:cpns:server:…`, chaining to the
+ * pinned CA): that, not the host name, authenticates it, so `--url` may use any name or address of the server
+ * (its certificate names only the session host and localhost). A GW's or PNE's certificate is refused.
+ */
+function checkServerIdentity(_host: string, cert: PeerCertificate): Error | undefined {
+  try {
+    if (certInfo(cert).role === 'server') return undefined;
+  } catch {}
+  return new AdminCallError(
+    'NOT_SERVER',
+    "the admin URL answered with a certificate that is not the CPNS Server's",
+  );
 }
 
 /**
@@ -66,7 +137,7 @@ export function adminRequest(
         method,
         ca: ep.caPem,
         minVersion: 'TLSv1.3',
-        // The server certificate names 127.0.0.1/localhost and chains to the CPNS CA.
+        checkServerIdentity,
         headers: {
           authorization: `Bearer ${ep.token}`,
           accept: 'application/json',

@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
-import { type AdminEndpoint, adminRequest, endpointFromDataDir } from './admin-client.js';
+import { type AdminEndpoint, adminRequest, resolveAdminEndpoint } from './admin-client.js';
 import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { UsageError } from './usage.js';
 
-export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data dir>] [--token-file <path>|-] [--json | --table]
+export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data dir>]
+                          [--url https://host:7444 --token-file <path>|- --ca <ca.pem>] [--json | --table]
   token create --role gw|pne [--ttl <sec>]     one-time enrollment token (prints only the token)
   revoke <identity>                           revoke a GW or PNE: sessions closed at once, its SGs rekeyed
   pns                                         PN inventory (GWs, their PNEs, online, last seen)
@@ -24,8 +25,14 @@ export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data
                                               audit log, oldest first (--all follows every page)
 
 Output: JSON when stdout is not a terminal (or with --json), a table on a terminal (or with --table).
-Uses the server's admin REST API (<dataDir>/server.json, admin.token, ca.pem; docs/operator.md). The admin token
-is <dataDir>/admin.token unless --token-file <path>, --token-file - (standard input) or CPNS_ADMIN_TOKEN give it.`;
+Uses the server's admin REST API (docs/operator.md). On the server's machine, --data-dir (CPNS_DATA_DIR; default
+.cpns/server) is enough: its server.json, admin.token and ca.pem. From anywhere else:
+  --url <https://host:port>   the admin listener (CPNS_ADMIN_URL)
+  --token-file <path>|-       the admin token, from a file or standard input (CPNS_ADMIN_TOKEN_FILE names a file;
+                              CPNS_ADMIN_TOKEN holds the token); never on the command line
+  --ca <ca.pem>               the CPNS CA certificate (CPNS_ADMIN_CA)
+Each one given replaces its file in --data-dir. The admin certificate is checked against the CA and must be the
+CPNS Server's, so --url may name the server by any host name or address.`;
 
 type Row = Record<string, unknown>;
 
@@ -65,9 +72,11 @@ export async function adminCommand(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     options: {
-      'data-dir': { type: 'string', default: process.env.CPNS_DATA_DIR ?? '.cpns/server' },
+      'data-dir': { type: 'string', default: process.env.CPNS_DATA_DIR || '.cpns/server' },
+      url: { type: 'string', default: process.env.CPNS_ADMIN_URL || undefined },
+      ca: { type: 'string', default: process.env.CPNS_ADMIN_CA || undefined },
       token: { type: 'string' },
-      'token-file': { type: 'string' },
+      'token-file': { type: 'string', default: process.env.CPNS_ADMIN_TOKEN_FILE || undefined },
       role: { type: 'string' },
       ttl: { type: 'string' },
       name: { type: 'string' },
@@ -98,10 +107,13 @@ export async function adminCommand(argv: string[]): Promise<number> {
   if (a === undefined || a === 'help') throw new UsageError(ADMIN_USAGE);
   const asTable = values.table || (!values.json && process.stdout.isTTY === true);
   if (values.token !== undefined) throw new UsageError(`${TOKEN_ON_ARGV} (CPNS_ADMIN_TOKEN)`);
-  const ep = endpointFromDataDir(
-    values['data-dir'],
-    await readSecret(values['token-file'], 'CPNS_ADMIN_TOKEN'),
-  );
+  const token = await readSecret(values['token-file'], 'CPNS_ADMIN_TOKEN');
+  const ep = resolveAdminEndpoint({
+    dataDir: values['data-dir'],
+    ...(values.url !== undefined ? { url: values.url } : {}),
+    ...(values.ca !== undefined ? { ca: values.ca } : {}),
+    ...(token !== undefined ? { token } : {}),
+  });
   const num = (v: string | undefined, what: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
