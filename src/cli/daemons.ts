@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
@@ -15,6 +15,7 @@ import { CpnsServer } from '../server/index.js';
 import { MAX_RECONNECT_URLS } from '../transport/limits.js';
 import { lockDataDir } from './datadir-lock.js';
 import {
+  credentialsState,
   KEY_ENV,
   loadCredentials,
   readKeyEncryptionKey,
@@ -298,25 +299,36 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/gateway' },
-      server: { type: 'string', default: env('CPNS_SERVER_URL') },
+      server: { type: 'string' },
       'enroll-url': { type: 'string', default: env('CPNS_ENROLL_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
       token: { type: 'string' },
       'token-file': { type: 'string' },
       key: { type: 'string' },
       'key-file': { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: String(DEFAULT_GW_PORT) },
-      'enroll-port': { type: 'string', default: String(DEFAULT_GW_ENROLL_PORT) },
-      media: { type: 'string', default: 'wifi' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'enroll-port': { type: 'string' },
+      media: { type: 'string' },
     },
   });
-  if (!values.server || !values.ca)
-    throw usage('gateway needs --server <wss url>[,<wss url>...] and --ca <ca.pem>');
   noTokenOnArgv(values);
-  const serverUrls = urlListOption(values.server, '--server');
   const dataDir = values['data-dir'];
-  const caPem = readText(values.ca);
+  // What the command line, --config and the environment leave out comes from the last start's settings.
+  const saved = loadSettings(dataDir);
+  const setting = settingOf(values, saved);
+  const serverList = setting('server', 'CPNS_SERVER_URL');
+  if (!serverList)
+    throw usage(
+      `gateway needs --server <wss url>[,<wss url>...] (CPNS_SERVER_URL) on its first start; later it is in ${join(dataDir, SETTINGS_FILE)}`,
+    );
+  const serverUrls = urlListOption(serverList, '--server');
+  const host = setting('host') ?? '127.0.0.1';
+  const port = portOption(setting('port') ?? String(DEFAULT_GW_PORT), '--port');
+  const enrollPort = portOption(setting('enroll-port') ?? String(DEFAULT_GW_ENROLL_PORT), '--enroll-port');
+  const media = setting('media') ?? 'wifi';
+  const enrolled = credentialsState(dataDir) !== 'absent';
+  const caPem = enrolled ? undefined : readCa(values.ca);
   const kek = readKeyEncryptionKey(values['key-file']);
   claimDataDir(dataDir, 'gateway');
   const log = logger('cpns-gateway');
@@ -328,7 +340,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     async () => {
       const token = await enrollmentToken(values);
       const enrollUrl = values['enroll-url'] ?? serverEnrollUrl(server);
-      return PnGateway.enroll({ enrollUrl, caPem, token });
+      return PnGateway.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token });
     },
     (m) => log.warn({ dataDir }, m),
   );
@@ -336,17 +348,18 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   const gw = await PnGateway.start({
     serverUrls,
     credentials,
-    host: values.host,
-    port: Number(values.port),
-    enrollPort: Number(values['enroll-port']),
+    host,
+    port,
+    enrollPort,
     logger: log,
-    media: values.media.split(',') as Medium[],
+    media: media.split(',') as Medium[],
     // A daemon waits patiently for the server (it keeps reconnecting with backoff meanwhile).
     startTimeoutMs: 10 * 60_000,
   }).catch((e: unknown) => {
     throw (e as { code?: string }).code === 'REVOKED' ? revokedError(identity) : e;
   });
   writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
+  saveSettings(dataDir, { server: serverUrls, host, port, 'enroll-port': enrollPort, media });
   log.info({ identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl }, 'PN GW ready');
   await untilDone(
     () => gw.close(),
@@ -359,8 +372,68 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-const FIRST_START_ENROLL_URL =
-  "first start: --enroll-url <the GW's enrollment URL> is required (printed by `cpns gateway`, in its gateway.json)";
+/** A PNE's enrollment URL by default: the GW's host, its default enrollment port, /enroll. */
+function gwEnrollUrl(gwUrl: string): string {
+  const u = new URL(gwUrl);
+  u.port = String(DEFAULT_GW_ENROLL_PORT);
+  u.pathname = '/enroll';
+  return u.toString();
+}
+
+/** `--ca <ca.pem>` (CPNS_CA): needed on the first start only (the enrolled credentials keep the CA). */
+function readCa(path: string | undefined): string {
+  if (path === undefined)
+    throw usage('first start: --ca <ca.pem> (CPNS_CA) is required: the CPNS CA certificate, to enroll');
+  return readText(path);
+}
+
+/** `--port` / `--enroll-port`: 0 (ephemeral) to 65535. */
+function portOption(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw usage(`${flag} takes a port number (0-65535)`);
+  return n;
+}
+
+/**
+ * `<dataDir>/settings.json`: the connection settings of the last successful start of a GW (server URLs, host,
+ * ports, media) or a PNE (GW URLs, media), keyed by long option name like --config. A later start takes from it
+ * whatever the command line, --config and the environment leave out, so after enrollment `--data-dir` is enough.
+ */
+const SETTINGS_FILE = 'settings.json';
+
+type Settings = Readonly<Record<string, string>>;
+
+function loadSettings(dataDir: string): Settings {
+  const path = join(dataDir, SETTINGS_FILE);
+  if (!existsSync(path)) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readText(path));
+  } catch {
+    throw new DaemonError('SETTINGS_MALFORMED', `${path} is not valid JSON: fix or remove it`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new DaemonError('SETTINGS_MALFORMED', `${path} must hold a JSON object: fix or remove it`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v === 'string' || typeof v === 'number') out[k] = String(v);
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v.join(',');
+  }
+  return out;
+}
+
+function saveSettings(dataDir: string, s: Record<string, string | number | string[]>): void {
+  writeJson(dataDir, SETTINGS_FILE, s);
+}
+
+/** A setting: the command line or --config, else its environment variable, else the saved settings. */
+function settingOf(values: Record<string, unknown>, saved: Settings) {
+  return (name: string, envVar?: string): string | undefined => {
+    const v = values[name];
+    if (typeof v === 'string') return v;
+    return (envVar !== undefined ? env(envVar) : undefined) ?? saved[name];
+  };
+}
 
 /** The server's enrollment URL by default: same host as its session URL, port DEFAULT_ENROLL_PORT, /enroll. */
 function serverEnrollUrl(serverUrl: string): string {
@@ -384,35 +457,45 @@ async function pneConnect(
     'token-file'?: string;
     key?: string;
     'key-file'?: string;
-    media: string;
+    media?: string;
   },
   sub: string,
   log: Logger,
   patient: boolean,
 ) {
-  if (!values.gw || !values.ca) throw usage('pne needs --gw <wss url>[,<wss url>...] and --ca <ca.pem>');
   noTokenOnArgv(values);
-  const gwUrls = urlListOption(values.gw, '--gw');
-  const caPem = readText(values.ca);
+  const dataDir = values['data-dir'];
+  const saved = loadSettings(dataDir);
+  const setting = settingOf(values, saved);
+  const gwList = setting('gw', 'CPNS_GW_URL');
+  if (!gwList)
+    throw usage(
+      `pne needs --gw <wss url>[,<wss url>...] (CPNS_GW_URL) on its first start; later it is in ${join(dataDir, SETTINGS_FILE)}`,
+    );
+  const gwUrls = urlListOption(gwList, '--gw');
+  const media = setting('media') ?? '';
+  const enrolled = credentialsState(dataDir) !== 'absent';
+  const caPem = enrolled ? undefined : readCa(values.ca);
   const kek = readKeyEncryptionKey(values['key-file']);
-  claimDataDir(values['data-dir'], `pne ${sub}`);
+  claimDataDir(dataDir, `pne ${sub}`);
   const credentials = await credentialsOf(
-    values['data-dir'],
+    dataDir,
     kek,
     async () => {
       const token = await enrollmentToken(values);
-      const enrollUrl = values['enroll-url'];
-      if (!enrollUrl) throw usage(FIRST_START_ENROLL_URL);
-      return PneClient.enroll({ enrollUrl, caPem, token });
+      // By default the first GW's enrollment listener on its default port (7451).
+      const enrollUrl = values['enroll-url'] ?? gwEnrollUrl(gwUrls[0] as string);
+      return PneClient.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token });
     },
-    (m) => log.warn({ dataDir: values['data-dir'] }, m),
+    (m) => log.warn({ dataDir }, m),
   );
+  let pne: PneClient;
   try {
     // Patient: the SDK's own reconnect retries an unreachable GW (logged at info with each delay).
-    return await PneClient.connect({
+    pne = await PneClient.connect({
       gwUrls,
       credentials,
-      media: values.media.split(',').filter(Boolean) as Medium[],
+      media: media.split(',').filter(Boolean) as Medium[],
       logger: log,
       waitForGw: patient,
     });
@@ -420,6 +503,8 @@ async function pneConnect(
     if ((e as { code?: string }).code === 'REVOKED') throw revokedError(credentials.identity);
     throw e;
   }
+  saveSettings(dataDir, { gw: gwUrls, media });
+  return pne;
 }
 
 /**
@@ -435,14 +520,14 @@ export async function pneCommand(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/pne' },
-      gw: { type: 'string', default: env('CPNS_GW_URL') },
+      gw: { type: 'string' },
       'enroll-url': { type: 'string', default: env('CPNS_ENROLL_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
       token: { type: 'string' },
       'token-file': { type: 'string' },
       key: { type: 'string' },
       'key-file': { type: 'string' },
-      media: { type: 'string', default: '' },
+      media: { type: 'string' },
       sg: { type: 'string' },
       data: { type: 'string' },
       name: { type: 'string' },

@@ -10,10 +10,14 @@ const COMMON = `
   -h, --help               this text`;
 
 const ENROLL = `
-  --ca <ca.pem>            the CPNS CA certificate (CPNS_CA)
+  --ca <ca.pem>            the CPNS CA certificate, to enroll (CPNS_CA; first start only)
   --enroll-url <url>       where to enroll on first start (CPNS_ENROLL_URL)
   --token-file <path>|-    the one-time enrollment token (or CPNS_TOKEN; never on the command line)
   --key-file <path>        seal the private key at rest under a 64-hex-digit key (or CPNS_KEY)`;
+
+const SAVED = `
+  Each successful start saves the connection settings (URLs, host, ports, media) in <data dir>/settings.json:
+  once enrolled, --data-dir is enough; the command line, --config and the environment win over it.`;
 
 /** Help of each command, by its words (`bench rekey`). */
 export const COMMAND_HELP: Readonly<Record<string, string>> = {
@@ -49,21 +53,23 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   --public-metrics         serve /metrics without the admin token${COMMON}`,
   gateway: `usage: cpns gateway --server <url>[,<url>...] --ca <ca.pem> [options]
   A PN GW: one session up to the CPNS Server (failing over along the list), PNE sessions and their enrollment.
-  --server <urls>          CPNS Server node URLs, comma-separated (CPNS_SERVER_URL)
+  --server <urls>          CPNS Server node URLs, comma-separated (CPNS_SERVER_URL); enrollment goes to the
+                           first one's host on port 7445 unless --enroll-url names it
   --data-dir <dir>         credentials and broadcast state (CPNS_DATA_DIR; default .cpns/gateway)
   --host <addr>            PNE listeners' address (default 127.0.0.1; 0.0.0.0 for every interface)
   --port <n>               PNE session port (default 7450; 0 = ephemeral)
   --enroll-port <n>        PNE enrollment port (default 7451; 0 = ephemeral)
-  --media <m,...>          broadcast media for Group Key delivery${ENROLL}${COMMON}`,
+  --media <m,...>          broadcast media for Group Key delivery (default wifi)${ENROLL}${SAVED}${COMMON}`,
   pne: `usage: cpns pne [listen|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
   A PNE. listen (default): print received Service Group messages as JSON lines.
   send --sg <id> --data <text>             send a protected message to a Service Group
   group create --name <n> [--open]         create a Service Group (prints its sgId)
   group join|leave|delete --sg <id>
   group invite|remove --sg <id> --pne <identity>
-  --gw <urls>              PN GW URLs, comma-separated (CPNS_GW_URL)
+  --gw <urls>              PN GW URLs, comma-separated (CPNS_GW_URL); enrollment goes to the first one's host
+                           on port 7451 (the GW's default) unless --enroll-url names it
   --data-dir <dir>         credentials (CPNS_DATA_DIR; default .cpns/pne)
-  --media <m,...>          broadcast media this PNE listens on${ENROLL}${COMMON}`,
+  --media <m,...>          broadcast media this PNE listens on${ENROLL}${SAVED}${COMMON}`,
   admin: `${ADMIN_USAGE}\n  -h, --help               this text`,
   'bench core': `usage: cpns bench core [--quick]
   Group message protect+open against raw node:crypto AEAD (ratios in one run), Subset-Difference broadcast.

@@ -40,7 +40,9 @@ server, gateway and pne take --config <file.json> (keys = long option names; the
 cluster, the GWs of a PN; the daemon keeps one session, starts at a random one and fails over round robin.
 Enrollment tokens: --token-file <path>, --token-file - (standard input) or CPNS_TOKEN, never on the command line.
 Enrollment has its own listener (anonymous TLS): the server's on --enroll-port (default 7445; a GW's --enroll-url
-defaults to the --server host on that port), a GW's on its --enroll-port (its URL is printed and in gateway.json).
+defaults to the --server host on that port), a GW's on its --enroll-port (default 7451; a PNE's --enroll-url
+defaults to the --gw host on that port). --ca and a token are needed on the first start only; each start saves
+the GW's / PNE's connection settings in <dir>/settings.json, so once enrolled --data-dir is enough.
 GW / PNE private key at rest: plain PEM in <dir>/credentials.json (mode 0600) by default; sealed (AES-256-GCM)
 under a key of 64 hex digits (\`openssl rand -hex 32\`) from --key-file <path> (mode 0600) or CPNS_KEY, never on the
 command line. Once sealed, every start needs that key (KEY_REQUIRED / KEY_MISMATCH otherwise).
