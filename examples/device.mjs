@@ -25,7 +25,8 @@ const print = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 // What a device can do about the errors it may get before it is up (docs/sdk.md "Error codes").
 const HINTS = {
   ENROLL_REFUSED: 'the token is unknown, used, expired or not for a PNE: ask the operator for a new one',
-  TLS_REFUSED: 'no GW answered with a certificate of this CA: check the URL, the network and CPNS_CA',
+  UNREACHABLE: 'nothing answers at that URL: is the GW running, is the URL right?',
+  TLS_REFUSED: 'no GW answered with a certificate of this CA: check the URL and CPNS_CA',
   PEER_IDENTITY_MISMATCH: 'that URL is not a PN GW (the server itself?): use a GW URL',
   REVOKED: 'this device was revoked: remove its credentials.json and enroll again with a new token',
   ROLE_REFUSED: 'these credentials are not a PNE identity',

@@ -13,6 +13,8 @@ export interface AdminEndpoint {
   readonly url: string;
   readonly token: string;
   readonly caPem: string;
+  /** Where caPem was read from (named in a TLS_REFUSED error). */
+  readonly caFile?: string;
 }
 
 /** Where the admin endpoint comes from (`cpns admin` flags and environment; each may be absent). */
@@ -79,7 +81,7 @@ export function resolveAdminEndpoint(src: AdminEndpointSources): AdminEndpoint {
       throw new AdminCallError('CONFIG', `CA certificate (--ca, CPNS_ADMIN_CA): ${src.ca}: ${why}`);
     }
   } else caPem = inDataDir('ca.pem', '--ca', 'CA certificate');
-  return { url, token, caPem };
+  return { url, token, caPem, caFile: src.ca ?? join(src.dataDir, 'ca.pem') };
 }
 
 /**
@@ -110,6 +112,47 @@ export class AdminCallError extends CodedError {
     this.name = 'AdminCallError';
     this.status = status;
   }
+}
+
+/** Nothing answered at the admin URL (the server is down, or that is not its address or admin port). */
+const UNREACHABLE: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+/** OpenSSL: the admin certificate does not chain to the CA given. */
+const UNTRUSTED: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+/** A failed request as an AdminCallError a person can act on (no raw Node error text). */
+function requestError(e: Error & { code?: string }, url: string, caSource = 'the CA file'): Error {
+  if (e instanceof CodedError) return e;
+  const code = e.code ?? '';
+  if (UNREACHABLE.has(code))
+    return new AdminCallError(
+      'UNREACHABLE',
+      `nothing answers at ${url}: is the server running, and is that its admin URL (--url, CPNS_ADMIN_URL, or server.json)?`,
+    );
+  if (UNTRUSTED.has(code))
+    return new AdminCallError(
+      'TLS_REFUSED',
+      `${url} presented a certificate not issued by the CA in ${caSource}: use the server's ca.pem (--ca, CPNS_ADMIN_CA)`,
+    );
+  if (code === 'ECONNRESET' || code === 'EPROTO' || code.startsWith('ERR_SSL'))
+    return new AdminCallError(
+      'TLS_REFUSED',
+      `no TLS 1.3 session with ${url}: is that the server's admin URL?`,
+    );
+  return new AdminCallError('REQUEST_FAILED', `the request to ${url} failed`);
 }
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -187,7 +230,7 @@ export function adminRequest(
         res.on('error', reject);
       },
     );
-    req.on('error', reject);
+    req.on('error', (e: Error & { code?: string }) => reject(requestError(e, ep.url, ep.caFile)));
     req.end(payload);
   });
 }

@@ -14,6 +14,7 @@ import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
 import { MAX_RECONNECT_URLS } from '../transport/limits.js';
 import { lockDataDir } from './datadir-lock.js';
+import { explainConnectFailure, explainEnrollFailure } from './explain.js';
 import {
   credentialsState,
   KEY_ENV,
@@ -180,7 +181,13 @@ export function withConfig(argv: string[]): string[] {
   const i = argv.indexOf('--config');
   const path = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--config='))?.slice('--config='.length);
   if (!path) return argv;
-  const cfg: unknown = JSON.parse(readText(path));
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(readText(path, 'configuration file (--config)'));
+  } catch (e) {
+    if (e instanceof DaemonError) throw e;
+    throw new DaemonError('CONFIG_MALFORMED', `--config ${path} is not valid JSON`);
+  }
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg))
     throw usage('--config must hold a JSON object');
   const pre: string[] = [];
@@ -340,7 +347,11 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     async () => {
       const token = await enrollmentToken(values);
       const enrollUrl = values['enroll-url'] ?? serverEnrollUrl(server);
-      return PnGateway.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token });
+      const urlFrom = values['enroll-url'] ? '--enroll-url' : 'from --server; --enroll-url sets it';
+      log.info({ enrollUrl }, 'first start: enrolling at the CPNS Server');
+      return PnGateway.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token }).catch((e: unknown) => {
+        throw explainEnrollFailure(e, { role: 'gw', enrollUrl, urlFrom, caFile: values.ca ?? '' });
+      });
     },
     (m) => log.warn({ dataDir }, m),
   );
@@ -384,7 +395,7 @@ function gwEnrollUrl(gwUrl: string): string {
 function readCa(path: string | undefined): string {
   if (path === undefined)
     throw usage('first start: --ca <ca.pem> (CPNS_CA) is required: the CPNS CA certificate, to enroll');
-  return readText(path);
+  return readText(path, 'CA certificate (--ca, CPNS_CA)');
 }
 
 /** `--port` / `--enroll-port`: 0 (ephemeral) to 65535. */
@@ -485,7 +496,11 @@ async function pneConnect(
       const token = await enrollmentToken(values);
       // By default the first GW's enrollment listener on its default port (7451).
       const enrollUrl = values['enroll-url'] ?? gwEnrollUrl(gwUrls[0] as string);
-      return PneClient.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token });
+      const urlFrom = values['enroll-url'] ? '--enroll-url' : 'from --gw; --enroll-url sets it';
+      log.info({ enrollUrl }, 'first start: enrolling through the PN GW');
+      return PneClient.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token }).catch((e: unknown) => {
+        throw explainEnrollFailure(e, { role: 'pne', enrollUrl, urlFrom, caFile: values.ca ?? '' });
+      });
     },
     (m) => log.warn({ dataDir }, m),
   );
@@ -501,7 +516,7 @@ async function pneConnect(
     });
   } catch (e) {
     if ((e as { code?: string }).code === 'REVOKED') throw revokedError(credentials.identity);
-    throw e;
+    throw explainConnectFailure(e, gwUrls);
   }
   saveSettings(dataDir, { gw: gwUrls, media });
   return pne;

@@ -278,6 +278,23 @@ export function writeJson(dataDir: string, name: string, value: unknown): void {
   renameSync(tmp, join(dataDir, name));
 }
 
-export function readText(path: string): string {
-  return readFileSync(path, 'utf8');
+/**
+ * A text file the user named; `what` says what it is and which flag sets it ("CA certificate (--ca, CPNS_CA)").
+ * A missing or unreadable file is a DaemonError naming it (FILE_NOT_FOUND / FILE_UNREADABLE, exit 1).
+ */
+export function readText(path: string, what = 'file'): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw fileError(e, path, what);
+  }
+}
+
+/** FILE_NOT_FOUND / FILE_UNREADABLE for a failed read of `path` (no raw Node error text). */
+export function fileError(e: unknown, path: string, what: string): DaemonError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new DaemonError('FILE_NOT_FOUND', `${what}: ${path}: no such file`);
+  const why =
+    code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : 'cannot be read';
+  return new DaemonError('FILE_UNREADABLE', `${what}: ${path}: ${why}`);
 }

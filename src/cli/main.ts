@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { runClusterRekeyBench } from '../bench/cluster-bench.js';
 import { runCoreBench } from '../bench/core-bench.js';
 import { runRekeyBench } from '../bench/rekey-bench.js';
+import { isCodedError } from '../core/errors.js';
 import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
 import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
@@ -160,6 +161,21 @@ export async function main(argv: string[]): Promise<number> {
   return 2;
 }
 
+/**
+ * `<CODE>: <message>` of a runtime failure. Typed errors (CpnsError, TransportError, the CLI's own) carry fixed,
+ * actionable texts; anything else is a bug or an environment problem: its raw text stays out of the line (set
+ * CPNS_LOG_LEVEL=debug to see it).
+ */
+function failureLine(err: unknown): string {
+  if (isCodedError(err)) return `${err.code}: ${err.message}`;
+  const e = err as NodeJS.ErrnoException | null;
+  if (process.env.CPNS_LOG_LEVEL === 'debug' || process.env.CPNS_LOG_LEVEL === 'trace')
+    process.stderr.write(`${e?.stack ?? String(err)}\n`);
+  if (typeof e?.code === 'string' && typeof e.path === 'string')
+    return `FILE_ERROR: cannot use ${e.path} (${e.code})`;
+  return 'INTERNAL: unexpected failure (CPNS_LOG_LEVEL=debug shows the details)';
+}
+
 // `cpns ... | head` closes stdout early: that is not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0);
@@ -178,8 +194,7 @@ main(process.argv.slice(2)).then(
       process.exitCode = 2;
       return;
     }
-    const e = err as { code?: string; message?: string };
-    process.stderr.write(`cpns: ${e.code ?? 'ERROR'}: ${e.message ?? String(err)}\n`);
+    process.stderr.write(`cpns: ${failureLine(err)}\n`);
     process.exitCode = 1;
     // A failed daemon must not linger (a socket or timer some component did not release).
     setTimeout(() => process.exit(), 3000).unref();

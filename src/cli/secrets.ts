@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { fileError } from './files.js';
 import { UsageError } from './usage.js';
 
 /**
@@ -32,7 +33,11 @@ export async function readSecret(file: string | undefined, envVar: string): Prom
   let from: string;
   if (file !== undefined) {
     from = file === '-' ? 'standard input' : file;
-    text = file === '-' ? await readStdin() : readFileSync(file, 'utf8');
+    try {
+      text = file === '-' ? await readStdin() : readFileSync(file, 'utf8');
+    } catch (e) {
+      throw fileError(e, file, 'token file (--token-file)');
+    }
   } else {
     const v = process.env[envVar];
     if (v === undefined || v === '') return undefined;

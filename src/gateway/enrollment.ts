@@ -23,8 +23,13 @@ export function onEnrollSession(st: GatewayState, s: Session): void {
   s.on('frame', (buf: Buffer) => {
     const msg = readEnrollRequest(buf, s, control);
     if (!msg) return;
-    if (msg.role !== 'pne' || !st.upControl || !st.registered) {
-      control.sendError(ErrorCode.ENROLL_REFUSED, msg.id);
+    if (msg.role !== 'pne') {
+      control.sendError(ErrorCode.ENROLL_REFUSED, msg.id, 'role');
+      return;
+    }
+    // `server`: this GW has no session with the CPNS Server right now (the device may retry later).
+    if (!st.upControl || !st.registered) {
+      control.sendError(ErrorCode.ENROLL_REFUSED, msg.id, 'server');
       return;
     }
     const { id: _id, v: _v, t: _t, ...request } = msg;
@@ -34,7 +39,8 @@ export function onEnrollSession(st: GatewayState, s: Session): void {
         // Passed through unchanged: the GW cannot forge it (it never holds the PNE's key).
         control.send({ t: 'enroll.response', id: msg.id, cert: r.cert, caCert: r.caCert });
       },
-      (e) => control.sendError(codeOf(e), msg.id),
+      // the server's reason (`field`, e.g. token.used) is passed on too
+      (e) => control.sendError(codeOf(e), msg.id, (e as { field?: string }).field),
     );
   });
 }

@@ -41,6 +41,7 @@ const TEXT: Partial<Record<string, string>> = {
   TIMEOUT: 'timed out',
   // Transport causes travel with their own codes (src/transport/errors.ts, docs/transport.md).
   TLS_REFUSED: 'secure session refused',
+  UNREACHABLE: 'peer unreachable',
   NOT_AUTHENTICATED: 'not authenticated',
   ROLE_REFUSED: 'role not accepted here',
   PEER_IDENTITY_MISMATCH: 'peer is not the expected identity',

@@ -59,7 +59,9 @@ export async function enroll(
   const r = await srv.store.consumeToken(hashToken(req.token), req.role as Role);
   if (!r.ok) {
     await srv.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: r.reason });
-    fail(ErrorCode.ENROLL_REFUSED, 'token');
+    // `field` says why (token.unknown|used|expired|wrong_role): the device's operator can act on it; a 128-bit
+    // random token gives a guesser nothing to learn from "unknown".
+    fail(ErrorCode.ENROLL_REFUSED, `token.${r.reason}`);
   }
   const identity = formatIdentity(req.role, randomUUID());
   let cert: string;

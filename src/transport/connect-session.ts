@@ -154,11 +154,7 @@ export function connectSession(url: string, opts: SecureClientOptions): Promise<
     });
     ws.once('error', (err: Error & { code?: string }) => {
       if (check.identityError) return fail(check.identityError);
-      fail(
-        new TransportError('TLS_REFUSED', 'secure session could not be established', undefined, {
-          cause: err,
-        }),
-      );
+      fail(connectError(err));
     });
     // Before 'open' the peer may still refuse our certificate (TLS 1.3 sends the client certificate last):
     // 'close' then arrives without 'open'.
@@ -171,6 +167,49 @@ export function connectSession(url: string, opts: SecureClientOptions): Promise<
       ws.removeAllListeners('error');
       resolve(clientSession(ws, opts, check.peer, remoteAddress, remotePort, maxPayload));
     });
+  });
+}
+
+/** Socket errors where nothing answered (no TLS was ever spoken). */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+]);
+
+/** OpenSSL's verdicts on a peer certificate that does not chain to the pinned CA (node:tls error codes). */
+const UNTRUSTED_CERT_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+]);
+
+/**
+ * A failed connect, typed where the cause is known: UNREACHABLE when nothing answered; TLS_REFUSED with
+ * `field: 'caPem'` when the peer's certificate is not from the pinned CA; TLS_REFUSED otherwise (the peer
+ * refused our certificate, no TLS 1.3...). The socket error stays the `cause` (never in the message).
+ */
+function connectError(err: Error & { code?: string }): TransportError {
+  const code = err.code ?? '';
+  if (UNREACHABLE_CODES.has(code))
+    return new TransportError('UNREACHABLE', 'nothing answered at that address', undefined, { cause: err });
+  if (UNTRUSTED_CERT_CODES.has(code))
+    return new TransportError('TLS_REFUSED', 'peer certificate not issued by the pinned CA', 'caPem', {
+      cause: err,
+    });
+  return new TransportError('TLS_REFUSED', 'secure session could not be established', undefined, {
+    cause: err,
   });
 }
 

@@ -7,8 +7,13 @@
 import { CodedError } from '../core/errors.js';
 
 export const TransportErrorCode = {
-  /** TLS handshake failed or the peer closed during it (bad CA, no certificate, TLS < 1.3...). */
+  /**
+   * TLS handshake failed or the peer closed during it (bad CA, no certificate, TLS < 1.3...). `field` is `caPem`
+   * when the peer's certificate does not chain to the pinned CA (the CA file is another CA's).
+   */
   TLS_REFUSED: 'TLS_REFUSED',
+  /** Nothing answered: connection refused, timed out, host or network unreachable, name not resolved. */
+  UNREACHABLE: 'UNREACHABLE',
   /** The peer presented no valid CPNS client certificate on an authenticated path. */
   NOT_AUTHENTICATED: 'NOT_AUTHENTICATED',
   /** The identity is revoked: refused at connect, or its open session was closed. */

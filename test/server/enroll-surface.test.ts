@@ -63,7 +63,8 @@ describe('the anonymous surface', () => {
       csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(2000)}\n-----END CERTIFICATE REQUEST-----\n`,
     });
     const err = await s.next((m) => m.t === 'error' && m.ref === id);
-    expect(err.t === 'error' && [err.code, err.field]).toEqual([ErrorCode.ENROLL_REFUSED, 'token']);
+    // the field says why (the device's operator can act on it): token.unknown|used|expired|wrong_role
+    expect(err.t === 'error' && [err.code, err.field]).toEqual([ErrorCode.ENROLL_REFUSED, 'token.unknown']);
     s.session.close();
   });
 

@@ -151,8 +151,17 @@ describe('secure sessions: mutual TLS 1.3', () => {
     ).rejects.toSatisfy((e) => code(e) === 'PEER_IDENTITY_MISMATCH');
     // A client that pins another CA refuses this server during the TLS handshake.
     const otherCaPem = (await import('../../src/transport/ca.js').then((m) => m.createCa('x'))).certPem;
+    // ... typed as such: TLS_REFUSED with field caPem (the CA file is another CA's)
     await expect(connectSession(srv.url, { ...clientOpts(pki.gw), caPem: otherCaPem })).rejects.toSatisfy(
-      (e) => code(e) === 'TLS_REFUSED',
+      (e) => code(e) === 'TLS_REFUSED' && (e as { field?: string }).field === 'caPem',
+    );
+  });
+
+  it('nothing listening is UNREACHABLE, not a TLS failure', async () => {
+    const { freePort } = await import('../free-port.js');
+    const url = `wss://127.0.0.1:${await freePort()}/cpns`;
+    await expect(connectSession(url, clientOpts(pki.gw))).rejects.toSatisfy(
+      (e) => code(e) === 'UNREACHABLE' && (e as { field?: string }).field === undefined,
     );
   });
 
