@@ -85,6 +85,36 @@ export function resolveAdminEndpoint(src: AdminEndpointSources): AdminEndpoint {
 }
 
 /**
+ * `--wait`: the endpoint once the server answers /readyz, trying again (every 500 ms, up to `timeoutMs`) while
+ * it is not there yet: its data directory files not written yet (CONFIG), nothing answers (UNREACHABLE), not
+ * ready (NOT_READY). Says once on stderr what it waits for. Other errors (a wrong CA, say) fail at once.
+ */
+export async function waitForAdminEndpoint(
+  src: AdminEndpointSources,
+  timeoutMs: number,
+  say: (line: string) => void,
+): Promise<AdminEndpoint> {
+  const end = Date.now() + timeoutMs;
+  let said = false;
+  for (;;) {
+    try {
+      const ep = resolveAdminEndpoint(src);
+      await adminRequest(ep, 'GET', '/readyz');
+      return ep;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      const notYet = code === 'CONFIG' || code === 'UNREACHABLE' || code === 'NOT_READY';
+      if (!notYet || Date.now() > end) throw e;
+      if (!said) {
+        said = true;
+        say(`waiting for the CPNS Server (${src.url ?? `data directory ${src.dataDir}`}) to be up...`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+/**
  * The admin listener's certificate must be the CPNS Server's (identity `urn:cpns:server:…`, chaining to the
  * pinned CA): that, not the host name, authenticates it, so `--url` may use any name or address of the server
  * (its certificate names only the session host and localhost). A GW's or PNE's certificate is refused.
@@ -168,7 +198,7 @@ export function adminRequest(
   path: string,
   o: { body?: unknown; query?: Record<string, string | number | undefined> } = {},
 ): Promise<unknown> {
-  const u = new URL(`/api/v1${path}`, ep.url);
+  const u = new URL(path.startsWith('/readyz') ? path : `/api/v1${path}`, ep.url);
   for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
   const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
   return new Promise((resolve, reject) => {

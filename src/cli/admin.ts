@@ -1,5 +1,11 @@
 import { parseArgs } from 'node:util';
-import { type AdminEndpoint, adminRequest, resolveAdminEndpoint } from './admin-client.js';
+import {
+  type AdminEndpoint,
+  type AdminEndpointSources,
+  adminRequest,
+  resolveAdminEndpoint,
+  waitForAdminEndpoint,
+} from './admin-client.js';
 import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { UsageError } from './usage.js';
 
@@ -24,7 +30,10 @@ export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data
   audit [--sg <sgId>] [--action <a>] [--after-seq <n>] [--limit <n>] [--all]
                                               audit log, oldest first (--all follows every page)
 
-Output: JSON when stdout is not a terminal (or with --json), a table on a terminal (or with --table).
+Output: JSON when stdout is not a terminal (or with --json), a table on a terminal (or with --table); the keys of
+the JSON output are stable (docs/cli.md). --id prints only the id(s) (sg create: the sgId; sg list: one sgId a
+line; identities: one identity a line), for scripts without jq: SG=$(cpns admin sg create --name n --id).
+--wait: wait (up to 2 min) for the server to be up first, saying so on stderr (scripts that start it).
 Uses the server's admin REST API (docs/operator.md). On the server's machine, --data-dir (CPNS_DATA_DIR; default
 .cpns/server) is enough: its server.json, admin.token and ca.pem. From anywhere else:
   --url <https://host:port>   the admin listener (CPNS_ADMIN_URL)
@@ -35,6 +44,9 @@ Each one given replaces its file in --data-dir. The admin certificate is checked
 CPNS Server's, so --url may name the server by any host name or address.`;
 
 type Row = Record<string, unknown>;
+
+/** `--wait`: how long a command waits for the server to be up. */
+const WAIT_MS = 120_000;
 
 interface KeyStatus {
   sgId: string;
@@ -101,6 +113,8 @@ export async function adminCommand(argv: string[]): Promise<number> {
       all: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       table: { type: 'boolean', default: false },
+      wait: { type: 'boolean', default: false },
+      id: { type: 'boolean', default: false },
     },
   });
   const [a, b, c] = positionals;
@@ -108,19 +122,28 @@ export async function adminCommand(argv: string[]): Promise<number> {
   const asTable = values.table || (!values.json && process.stdout.isTTY === true);
   if (values.token !== undefined) throw new UsageError(`${TOKEN_ON_ARGV} (CPNS_ADMIN_TOKEN)`);
   const token = await readSecret(values['token-file'], 'CPNS_ADMIN_TOKEN');
-  const ep = resolveAdminEndpoint({
+  const sources: AdminEndpointSources = {
     dataDir: values['data-dir'],
     ...(values.url !== undefined ? { url: values.url } : {}),
     ...(values.ca !== undefined ? { ca: values.ca } : {}),
     ...(token !== undefined ? { token } : {}),
-  });
+  };
+  const ep = values.wait
+    ? await waitForAdminEndpoint(sources, WAIT_MS, (l) => process.stderr.write(`cpns: ${l}\n`))
+    : resolveAdminEndpoint(sources);
   const num = (v: string | undefined, what: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`${what} must be a non-negative integer`);
     return n;
   };
-  const out = (v: unknown, text?: () => string) => {
+  const out = (v: unknown, text?: () => string, ids?: () => string[]) => {
+    if (values.id) {
+      if (!ids) throw new UsageError('--id: this command has no id to print');
+      const list = ids();
+      if (list.length > 0) process.stdout.write(`${list.join('\n')}\n`);
+      return 0;
+    }
     process.stdout.write(`${asTable && text ? text() : JSON.stringify(v, null, 2)}\n`);
     return 0;
   };
@@ -132,7 +155,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
     const r = (await adminRequest(ep, 'POST', '/enrollment-tokens', {
       body: { role: values.role, ...(ttlSec !== undefined ? { ttlSec } : {}) },
     })) as { token: string };
-    if (values.json) return out(r);
+    if (values.json && !values.id) return out(r);
     process.stdout.write(`${r.token}\n`);
     return 0;
   }
@@ -160,15 +183,18 @@ export async function adminCommand(argv: string[]): Promise<number> {
   }
   if (a === 'identities') {
     const ids = (await adminRequest(ep, 'GET', '/identities', { query: { role: values.role } })) as Row[];
-    return out(ids, () =>
-      table(
-        ids.map((i) => ({
-          ...i,
-          createdAt: time(i.createdAt),
-          revokedAt: i.revokedAt ? time(i.revokedAt) : '',
-        })),
-        ['id', 'role', 'certSerial', 'createdAt', 'revokedAt'],
-      ),
+    return out(
+      ids,
+      () =>
+        table(
+          ids.map((i) => ({
+            ...i,
+            createdAt: time(i.createdAt),
+            revokedAt: i.revokedAt ? time(i.revokedAt) : '',
+          })),
+          ['id', 'role', 'certSerial', 'createdAt', 'revokedAt'],
+        ),
+      () => ids.map((i) => cell(i.id)),
     );
   }
   if (a === 'audit') return audit(ep, values, out, num);
@@ -198,22 +224,25 @@ async function sgCommand(
     'ack-timeout'?: string;
     'default-delivery': boolean;
   },
-  out: (v: unknown, text?: () => string) => number,
+  out: (v: unknown, text?: () => string, ids?: () => string[]) => number,
   num: (v: string | undefined, what: string) => number | undefined,
 ): Promise<number> {
   if (b === 'list') {
     const groups = (await adminRequest(ep, 'GET', '/service-groups')) as Row[];
-    return out(groups, () =>
-      table(groups, [
-        'sgId',
-        'name',
-        'ownerId',
-        'joinPolicy',
-        'updateOnJoin',
-        'suite',
-        'currentEpoch',
-        'memberCount',
-      ]),
+    return out(
+      groups,
+      () =>
+        table(groups, [
+          'sgId',
+          'name',
+          'ownerId',
+          'joinPolicy',
+          'updateOnJoin',
+          'suite',
+          'currentEpoch',
+          'memberCount',
+        ]),
+      () => groups.map((g) => cell(g.sgId)),
     );
   }
   if (b === 'create') {
@@ -232,7 +261,11 @@ async function sgCommand(
     })) as Row;
     // `epoch` kept for scripts written against the first CLI (same as currentEpoch).
     const r = { ...g, epoch: g.currentEpoch };
-    return out(r, () => `created ${cell(g.sgId)} (${cell(g.name)}), epoch ${cell(g.currentEpoch)}`);
+    return out(
+      r,
+      () => `created ${cell(g.sgId)} (${cell(g.name)}), epoch ${cell(g.currentEpoch)}`,
+      () => [cell(g.sgId)],
+    );
   }
   if (b === 'status' && c) {
     const s = (await adminRequest(ep, 'GET', `/service-groups/${enc(c)}/key`)) as KeyStatus;

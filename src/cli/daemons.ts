@@ -356,6 +356,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     (m) => log.warn({ dataDir }, m),
   );
   const identity = credentials.identity;
+  log.info({ server: serverUrls }, 'connecting to the CPNS Server (waiting for it if it is down)');
   const gw = await PnGateway.start({
     serverUrls,
     credentials,
@@ -474,6 +475,41 @@ async function pneConnect(
   log: Logger,
   patient: boolean,
 ) {
+  const { credentials, gwUrls, media, dataDir } = await pneEnrolled(
+    values,
+    sub,
+    log,
+    patient ? 10 * 60_000 : 0,
+  );
+  let pne: PneClient;
+  try {
+    // Patient: the SDK's own reconnect retries an unreachable GW (logged at info with each delay).
+    if (patient) log.info({ gw: gwUrls }, 'connecting to the PN GW (waiting for it if it is not up)');
+    pne = await PneClient.connect({
+      gwUrls,
+      credentials,
+      media: media.split(',').filter(Boolean) as Medium[],
+      logger: log,
+      waitForGw: patient,
+    });
+  } catch (e) {
+    if ((e as { code?: string }).code === 'REVOKED') throw revokedError(credentials.identity);
+    throw explainConnectFailure(e, gwUrls);
+  }
+  saveSettings(dataDir, { gw: gwUrls, media });
+  return pne;
+}
+
+/**
+ * Locks the PNE's data directory and enrolls on first start. For up to `waitMs` an enrollment that cannot happen
+ * yet (the GW not up, or not connected to the server) is retried with backoff, saying so at info.
+ */
+async function pneEnrolled(
+  values: Parameters<typeof pneConnect>[0],
+  sub: string,
+  log: Logger,
+  waitMs: number,
+) {
   noTokenOnArgv(values);
   const dataDir = values['data-dir'];
   const saved = loadSettings(dataDir);
@@ -498,28 +534,53 @@ async function pneConnect(
       const enrollUrl = values['enroll-url'] ?? gwEnrollUrl(gwUrls[0] as string);
       const urlFrom = values['enroll-url'] ? '--enroll-url' : 'from --gw; --enroll-url sets it';
       log.info({ enrollUrl }, 'first start: enrolling through the PN GW');
-      return PneClient.enroll({ enrollUrl, caPem: caPem ?? readCa(values.ca), token }).catch((e: unknown) => {
+      const ca = caPem ?? readCa(values.ca);
+      return patiently(
+        () => PneClient.enroll({ enrollUrl, caPem: ca, token }),
+        waitMs,
+        (e, delayMs) =>
+          log.info(
+            { enrollUrl, code: (e as { code?: string }).code, delayMs },
+            `waiting for the PN GW to enroll (${waitingFor(e)}), retrying in ${delayMs} ms`,
+          ),
+      ).catch((e: unknown) => {
         throw explainEnrollFailure(e, { role: 'pne', enrollUrl, urlFrom, caFile: values.ca ?? '' });
       });
     },
     (m) => log.warn({ dataDir }, m),
   );
-  let pne: PneClient;
-  try {
-    // Patient: the SDK's own reconnect retries an unreachable GW (logged at info with each delay).
-    pne = await PneClient.connect({
-      gwUrls,
-      credentials,
-      media: media.split(',').filter(Boolean) as Medium[],
-      logger: log,
-      waitForGw: patient,
-    });
-  } catch (e) {
-    if ((e as { code?: string }).code === 'REVOKED') throw revokedError(credentials.identity);
-    throw explainConnectFailure(e, gwUrls);
+  return { credentials, gwUrls, media, dataDir };
+}
+
+/** An enrollment that may work a little later: nothing answers yet, no answer in time, GW not yet connected. */
+function enrollNotYet(e: unknown): boolean {
+  const { code, field } = e as { code?: string; field?: string };
+  return code === 'UNREACHABLE' || code === 'TIMEOUT' || (code === 'ENROLL_REFUSED' && field === 'server');
+}
+
+function waitingFor(e: unknown): string {
+  const code = (e as { code?: string }).code;
+  if (code === 'UNREACHABLE') return 'nothing answers at its enrollment URL yet';
+  if (code === 'TIMEOUT') return 'no answer in time';
+  return 'it is not connected to the CPNS Server yet';
+}
+
+/** `f` again with backoff (500 ms doubling to 5 s) while it fails with enrollNotYet and `waitMs` allows. */
+async function patiently<T>(
+  f: () => Promise<T>,
+  waitMs: number,
+  onRetry: (e: unknown, delayMs: number) => void,
+): Promise<T> {
+  const end = Date.now() + waitMs;
+  for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 5000)) {
+    try {
+      return await f();
+    } catch (e) {
+      if (!enrollNotYet(e) || Date.now() + delayMs > end) throw e;
+      onRetry(e, delayMs);
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
   }
-  saveSettings(dataDir, { gw: gwUrls, media });
-  return pne;
 }
 
 /**
@@ -550,8 +611,17 @@ export async function pneCommand(argv: string[]): Promise<number> {
       open: { type: 'boolean', default: false },
     },
   });
-  if (sub !== 'listen' && sub !== 'send' && sub !== 'group') throw usage(`unknown pne subcommand ${sub}`);
+  if (sub !== 'listen' && sub !== 'send' && sub !== 'group' && sub !== 'enroll')
+    throw usage(`unknown pne subcommand ${sub}`);
   const log = logger('cpns-pne');
+  if (sub === 'enroll') {
+    // Enrolls (waiting up to 2 min for the GW), saves the settings, prints only the identity (for scripts:
+    // PNE=$(cpns pne enroll ...)). Already enrolled: prints the identity.
+    const { credentials, gwUrls, media, dataDir } = await pneEnrolled(values, sub, log, 2 * 60_000);
+    saveSettings(dataDir, { gw: gwUrls, media });
+    process.stdout.write(`${credentials.identity}\n`);
+    return 0;
+  }
   const pne = await pneConnect(values, action ? `${sub} ${action}` : sub, log, sub === 'listen');
   const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   try {
@@ -581,6 +651,8 @@ export async function pneCommand(argv: string[]): Promise<number> {
         return 0;
       case 'send': {
         if (!values.sg || values.data === undefined) throw usage('pne send needs --sg <id> --data <text>');
+        if (pne.currentEpoch(values.sg) === undefined)
+          log.info({ sgId: values.sg }, 'waiting for the Group Key of the Service Group');
         await pne.waitForKey(values.sg);
         pne.send(values.sg, values.data);
         out({ event: 'sent', sgId: values.sg, epoch: pne.currentEpoch(values.sg) });

@@ -60,8 +60,10 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   --port <n>               PNE session port (default 7450; 0 = ephemeral)
   --enroll-port <n>        PNE enrollment port (default 7451; 0 = ephemeral)
   --media <m,...>          broadcast media for Group Key delivery (default wifi)${ENROLL}${SAVED}${COMMON}`,
-  pne: `usage: cpns pne [listen|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
+  pne: `usage: cpns pne [listen|enroll|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
   A PNE. listen (default): print received Service Group messages as JSON lines.
+  enroll                                   enroll only (waiting up to 2 min for the GW); prints this PNE's
+                                           identity (if enrolled before, just prints it): PNE=$(cpns pne enroll ...)
   send --sg <id> --data <text>             send a protected message to a Service Group
   group create --name <n> [--open]         create a Service Group (prints its sgId)
   group join|leave|delete --sg <id>

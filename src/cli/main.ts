@@ -28,7 +28,7 @@ commands:
                                            [--data-dir D] [--host H] [--port 7450] [--enroll-port 7451]
                                            [--media wifi,bt]
                                            [--key-file F]
-  pne             run a PNE (listen/send/group ...)   --gw URL[,URL...] --ca ca.pem [--enroll-url URL] [--token-file F|-]
+  pne             run a PNE (listen/enroll/send/group ...)   --gw URL[,URL...] --ca ca.pem [--enroll-url URL] [--token-file F|-]
                                            [--data-dir D] [--key-file F]
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)

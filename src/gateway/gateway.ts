@@ -88,8 +88,12 @@ export class PnGateway extends EventEmitter {
     await pneServer.listen();
     await enrollServer.listen();
     client.on('session', (s: Session, url: string) => onUpstream(st, s, url));
+    // At info: a GW waiting for its server says so (and why: UNREACHABLE, TLS_REFUSED...) at each attempt.
     client.on('connect-error', (err: Error & { code?: string }, delayMs: number, url: string) =>
-      st.log.debug({ code: err.code, server: url, delayMs }, 'server connect failed'),
+      st.log.info(
+        { code: err.code, server: url, delayMs },
+        `CPNS Server not reachable, retrying in ${delayMs} ms`,
+      ),
     );
     client.on('excluded', (err: Error & { code?: string }, url: string) =>
       st.log.error(
