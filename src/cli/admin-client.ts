@@ -84,6 +84,11 @@ export function resolveAdminEndpoint(src: AdminEndpointSources): AdminEndpoint {
   return { url, token, caPem, caFile: src.ca ?? join(src.dataDir, 'ca.pem') };
 }
 
+/** The endpoint from `<dataDir>` alone; `token` (from --token-file or CPNS_ADMIN_TOKEN) replaces admin.token. */
+export function endpointFromDataDir(dataDir: string, token?: string): AdminEndpoint {
+  return resolveAdminEndpoint({ dataDir, ...(token !== undefined ? { token } : {}) });
+}
+
 /**
  * `--wait`: the endpoint once the server answers /readyz, trying again (every 500 ms, up to `timeoutMs`) while
  * it is not there yet: its data directory files not written yet (CONFIG), nothing answers (UNREACHABLE), not
