@@ -156,13 +156,16 @@ export async function runClusterDemo(o: ClusterDemoOptions): Promise<void> {
           token: await token(home, 'gw'),
         }),
         heartbeat: false,
-        reconnect: BACKOFF,
+        // The list's first URL first (its home node), not a random one as by default: the demo names the node.
+        reconnect: { ...BACKOFF, random: () => 0 },
       });
       closers.push(() => g.close());
       return g;
     };
     const gw1 = await gw(a);
     const gw2 = await gw(b);
+    if (gw1.serverUrl !== a.url || gw2.serverUrl !== b.url)
+      throw new DaemonError('UNAVAILABLE', 'a PN GW did not reach its home node');
     log(`[PN 1]     PN GW at ${gw1.url}, served by node a`);
     log(`[PN 2]     PN GW at ${gw2.url}, served by node b`);
     const inboxes = new Map<PneClient, GroupMessageEvent[]>();
@@ -225,7 +228,8 @@ export async function runClusterDemo(o: ClusterDemoOptions): Promise<void> {
         );
       }),
     ]);
-    log(`[PN 1]     PN GW failed over to node b in ${back - killedAt} ms`);
+    const now = nodes.find((n) => n.url === gw1.serverUrl)?.name ?? '?';
+    log(`[PN 1]     PN GW failed over to node ${now} in ${back - killedAt} ms`);
 
     // After the failover: bob is removed on node b; the new epoch reaches alice (PN 1) and carol, not bob.
     await adminRequest(
