@@ -217,11 +217,17 @@ export function isReplay(counter: number, mark: number | undefined): boolean {
   return mark !== undefined && counter <= mark;
 }
 
+/** The sender of the CPNS Server's own messages to an SG (RelayInput.sender). */
+export const SERVER_SENDER = Symbol('cpns-server');
+
 export interface RelayInput {
   /** The SG named in the header, if it exists. */
   readonly group: (EpochWindow & { readonly members: ReadonlySet<string> }) | undefined;
-  /** The header's sender (read only once the SG is known). */
-  readonly sender: string | undefined;
+  /**
+   * The header's sender (read only once the SG is known). `SERVER_SENDER`: the CPNS Server's own message (nil
+   * sender id) relayed by another cluster node, which is neither a member nor behind a GW; never from a GW.
+   */
+  readonly sender: string | typeof SERVER_SENDER | undefined;
   /** The sender is proven behind the GW that relays (rule A1). */
   readonly senderProvenHere: boolean;
   readonly epoch: number;
@@ -237,8 +243,11 @@ export interface RelayInput {
  */
 export function admitRelay(i: RelayInput): Refusal | undefined {
   if (!i.group) return { code: ErrorCode.NOT_FOUND, field: 'sgId' };
-  if (i.sender === undefined || !i.senderProvenHere) return { code: ErrorCode.FORBIDDEN, field: 'senderId' };
-  if (!i.group.members.has(i.sender)) return { code: ErrorCode.NOT_MEMBER, field: 'senderId' };
+  if (i.sender !== SERVER_SENDER) {
+    if (i.sender === undefined || !i.senderProvenHere)
+      return { code: ErrorCode.FORBIDDEN, field: 'senderId' };
+    if (!i.group.members.has(i.sender)) return { code: ErrorCode.NOT_MEMBER, field: 'senderId' };
+  }
   const epoch = epochAdmission(i.epoch, i.group, i.now);
   if (epoch) return epoch;
   if (isReplay(i.counter, i.relayMark)) return { code: ErrorCode.REPLAY, field: 'counter' };

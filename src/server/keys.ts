@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { codeOf } from '../protocol/control.js';
 import { keyDeliver } from '../protocol/key-deliver.js';
+import { published } from './announce.js';
 import {
   activationOf,
   keyDeliveries,
@@ -75,7 +76,7 @@ export async function rekeyLocked(
       outbox: srv.opts.cluster !== undefined,
       ...(srv.opts.cluster ? { node: srv.opts.cluster.nodeId } : {}),
     });
-    void srv.cluster?.publisher.kick();
+    published(srv);
     const previous = advanceEpoch(srv, st, meta.epoch, timing);
     onKeyUpdated(srv, st.sgId, meta.epoch, auditReason ?? reason);
     deliver(

@@ -10,7 +10,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
 import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
 import { codeOf, fail, uuidToBytes } from '../protocol/control.js';
 import { encodeFrame } from '../transport/framing.js';
-import { admitRelay, epochAdmission, isReplay, provenAt, relayEnvelope, relayGws } from './decisions.js';
+import { admitRelay, isReplay, provenAt, relayEnvelope, relayGws, SERVER_SENDER } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import type { GwConn, ServerState, SgState } from './state.js';
 
@@ -74,21 +74,17 @@ export function relayFromNode(srv: ServerState, data: Uint8Array): void {
     const st = srv.groups.get(sgId);
     const now = Date.now();
     const mark = relayMarkOf(srv, sgId, h);
-    // The nil sender is the CPNS Server itself (sendToGroup on another node): rule R1 without the member check.
-    const refusal = h.senderId.every((b) => b === 0)
-      ? st
-        ? (epochAdmission(h.epoch, st, now) ??
-          (isReplay(h.counter, mark) ? { code: ErrorCode.REPLAY, field: 'counter' } : undefined))
-        : { code: ErrorCode.NOT_FOUND, field: 'sgId' }
-      : admitRelay({
-          group: st,
-          sender: st ? pneIdentityOf(h.senderId) : undefined,
-          senderProvenHere: true,
-          epoch: h.epoch,
-          counter: h.counter,
-          relayMark: mark,
-          now,
-        });
+    // The nil sender is the CPNS Server itself (sendToGroup on another node).
+    const server = h.senderId.every((b) => b === 0);
+    const refusal = admitRelay({
+      group: st,
+      sender: server ? SERVER_SENDER : st ? pneIdentityOf(h.senderId) : undefined,
+      senderProvenHere: true,
+      epoch: h.epoch,
+      counter: h.counter,
+      relayMark: mark,
+      now,
+    });
     if (refusal) fail(refusal.code, refusal.field);
     setMark(srv, sgId, h);
     fanOut(srv, st!, encodeFrame({ kind: 'group', payload }), undefined);

@@ -24,6 +24,7 @@ import {
   rekeyTiming,
   relayEnvelope,
   relayGws,
+  SERVER_SENDER,
   servingGwOf,
 } from '../../src/server/decisions.js';
 import { SERVER_DEFAULTS } from '../../src/server/defaults.js';
@@ -293,6 +294,14 @@ describe('relay admission (rule R1)', () => {
       field: 'epoch',
     });
     expect(admitRelay({ ...ok, counter: 9 })).toEqual({ code: ErrorCode.REPLAY, field: 'counter' });
+  });
+
+  it("the server's own message (from another cluster node): no member or GW check, epoch and replay as for any", () => {
+    const server: RelayInput = { ...ok, sender: SERVER_SENDER, senderProvenHere: true };
+    expect(admitRelay(server)).toBeUndefined();
+    expect(admitRelay({ ...server, group: undefined })).toEqual({ code: ErrorCode.NOT_FOUND, field: 'sgId' });
+    expect(admitRelay({ ...server, epoch: 6 })).toEqual({ code: ErrorCode.UNKNOWN_EPOCH, field: 'epoch' });
+    expect(admitRelay({ ...server, counter: 9 })).toEqual({ code: ErrorCode.REPLAY, field: 'counter' });
   });
 
   it('epochs: current, previous in grace; not future, not expired, not older', () => {
