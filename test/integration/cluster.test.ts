@@ -16,7 +16,7 @@ import { type JetStreamBus, openJetStreamBus } from '../../src/cluster/index.js'
 import { Suite } from '../../src/core/crypto/aead.js';
 import { GroupSender } from '../../src/core/group/sender.js';
 import { uuidOf, uuidToBytes } from '../../src/core/ids.js';
-import type { PnGateway } from '../../src/gateway/index.js';
+import { PnGateway } from '../../src/gateway/index.js';
 import { type GroupMessageEvent, PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
 import { type PrivateCluster, startPrivateCluster } from '../cluster/private-cluster.js';
@@ -284,6 +284,48 @@ describe.skipIf(SKIP !== undefined)(`two server nodes${SKIP ? ` (skipped: ${SKIP
     const leases = await a.store.listGwLeases();
     expect(leases.map((l) => l.nodeId).sort()).toEqual(['a', 'b']);
     for (const l of leases) expect(l.generation).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  it('a second session of one GW on another node takes the lease: the older holder closes its stale session', async () => {
+    // The same GW credentials on both nodes (a GW that failed over while its old session is half-open, or a
+    // clone): each registration takes the lease with a higher generation, and the node left with the older one
+    // closes its session. Without that, both nodes would act for the GW at once.
+    const creds = await PnGateway.enroll({
+      enrollUrl: a.enrollUrl,
+      caPem: a.caPem,
+      token: await a.admin.createToken('gw'),
+    });
+    const x = await PnGateway.start({
+      serverUrl: a.url,
+      credentials: creds,
+      heartbeat: false,
+      reconnect: BACKOFF,
+    });
+    closers.push(() => x.close());
+    let regs = 0;
+    x.on('registered', () => regs++);
+    const first = (await a.store.getGwLease(x.identity))!;
+    expect(first.nodeId).toBe('a');
+    const clone = await PnGateway.start({
+      serverUrl: b.url,
+      credentials: creds,
+      heartbeat: false,
+      reconnect: BACKOFF,
+    });
+    // B's lease makes A close x's session; x registers at A again (a newer lease still), and so on.
+    await until(() => regs >= 1, 15_000, "node A closing x's stale session, x registering again");
+    const later = (await a.store.getGwLease(x.identity))!;
+    expect(later.generation).toBeGreaterThanOrEqual(first.generation + 2);
+    await clone.close();
+    await until(
+      async () => {
+        const l = await a.store.getGwLease(x.identity);
+        const pn = (await a.store.listPns()).find((p) => p.gwId === x.identity);
+        return l?.nodeId === 'a' && pn?.online === true && x.connected;
+      },
+      15_000,
+      'x at node A, its PN online',
+    );
   }, 60_000);
 
   it('the NATS stream leader killed: an epoch committed meanwhile reaches the other node after the election', async () => {
