@@ -8,15 +8,17 @@
  * Every step runs under pg_advisory_xact_lock(MIGRATION_LOCK, hashtext(current_schema())), and "is it applied?"
  * is re-checked under it, so nodes starting together migrate once.
  */
-import { createHash } from 'node:crypto';
-import { StoreError } from '../errors.js';
+import {
+  type AppliedMigration,
+  checkNumbering,
+  checksum,
+  type Migration,
+  type MigrationResult,
+  verifyApplied,
+} from '../migration.js';
 import { type Client, type Ctx, tx } from './db.js';
 
-export interface Migration {
-  readonly version: number;
-  readonly name: string;
-  readonly sql: string;
-}
+export type { Migration, MigrationResult } from '../migration.js';
 
 /** 'CPNS' as an int4: the advisory lock class of migrations (the second key is the schema's hash). */
 export const MIGRATION_LOCK = 0x43504e53;
@@ -217,16 +219,6 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'gw-leases', sql: M4_GW_LEASES },
 ];
 
-export function checksum(m: Migration): string {
-  return createHash('sha256').update(m.sql).digest('hex');
-}
-
-export interface MigrationResult {
-  /** Versions applied by this call, in order. */
-  readonly applied: number[];
-  readonly version: number;
-}
-
 /** Takes the migration lock of the connection's schema for the rest of the transaction. */
 export async function lockSchema(c: Client, schema?: string): Promise<void> {
   // coalesce: with no schema on the search_path current_schema() is NULL, and the (strict) lock function
@@ -245,32 +237,9 @@ export async function createSchema(ctx: Pick<Ctx, 'pool' | 'limits'>, schema: st
   });
 }
 
-interface Applied {
-  version: number;
-  checksum: string;
-}
-
-function verify(migrations: readonly Migration[], have: readonly Applied[]): void {
-  for (const r of have) {
-    const m = migrations[r.version - 1];
-    if (m === undefined)
-      throw new StoreError(
-        'SCHEMA_TOO_NEW',
-        'database schema is newer than this software',
-        'schema_migrations',
-      );
-    if (checksum(m) !== r.checksum)
-      throw new StoreError(
-        'MIGRATION_MISMATCH',
-        'an applied migration differs from the shipped one',
-        'schema_migrations',
-      );
-  }
-}
-
-async function appliedRows(c: Client): Promise<Applied[]> {
+async function appliedRows(c: Client): Promise<AppliedMigration[]> {
   const r = await c.query('SELECT version, checksum FROM schema_migrations ORDER BY version');
-  return r.rows as Applied[];
+  return r.rows as AppliedMigration[];
 }
 
 /**
@@ -282,9 +251,7 @@ export async function migrate(
   ctx: Pick<Ctx, 'pool' | 'limits'>,
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<MigrationResult> {
-  for (let i = 0; i < migrations.length; i++) {
-    if (migrations[i]?.version !== i + 1) throw new Error('migrations must be numbered 1..n without gaps');
-  }
+  checkNumbering(migrations);
   await tx(ctx, async (c) => {
     await lockSchema(c);
     await c.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -293,7 +260,7 @@ export async function migrate(
       checksum   TEXT NOT NULL,
       applied_at BIGINT NOT NULL
     )`);
-    verify(migrations, await appliedRows(c));
+    verifyApplied(migrations, await appliedRows(c));
   });
   const applied: number[] = [];
   for (const m of migrations) {
@@ -310,6 +277,6 @@ export async function migrate(
     });
   }
   const final = await tx(ctx, async (c) => appliedRows(c));
-  verify(migrations, final);
+  verifyApplied(migrations, final);
   return { applied, version: final.length === 0 ? 0 : final[final.length - 1]!.version };
 }

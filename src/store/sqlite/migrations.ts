@@ -6,15 +6,16 @@
  * - a database newer than the code (unknown version) is refused (SCHEMA_TOO_NEW).
  * src/store/postgres/migrations.ts will carry the same numbers and names with PostgreSQL DDL.
  */
-import { createHash } from 'node:crypto';
-import { StoreError } from '../errors.js';
+import {
+  checkNumbering,
+  checksum,
+  type Migration,
+  type MigrationResult,
+  verifyApplied,
+} from '../migration.js';
 import type { Db } from './db.js';
 
-export interface Migration {
-  readonly version: number;
-  readonly name: string;
-  readonly sql: string;
-}
+export type { Migration, MigrationResult } from '../migration.js';
 
 const M1_INITIAL = `
 CREATE TABLE store_meta (
@@ -208,24 +209,12 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'gw-leases', sql: M4_GW_LEASES },
 ];
 
-export function checksum(m: Migration): string {
-  return createHash('sha256').update(m.sql).digest('hex');
-}
-
-export interface MigrationResult {
-  /** Versions applied by this call, in order. */
-  readonly applied: number[];
-  readonly version: number;
-}
-
 /**
  * Applies pending migrations. Each runs with its bookkeeping row in one BEGIN IMMEDIATE transaction, and the
  * "what is applied" check is repeated under that lock, so two processes opening one new file at once are safe.
  */
 export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): MigrationResult {
-  for (let i = 0; i < migrations.length; i++) {
-    if (migrations[i]?.version !== i + 1) throw new Error('migrations must be numbered 1..n without gaps');
-  }
+  checkNumbering(migrations);
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT NOT NULL,
@@ -238,24 +227,7 @@ export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): 
       version: number;
       checksum: string;
     }[];
-  const verify = (have: { version: number; checksum: string }[]) => {
-    for (const r of have) {
-      const m = migrations[r.version - 1];
-      if (m === undefined)
-        throw new StoreError(
-          'SCHEMA_TOO_NEW',
-          'database schema is newer than this software',
-          'schema_migrations',
-        );
-      if (checksum(m) !== r.checksum)
-        throw new StoreError(
-          'MIGRATION_MISMATCH',
-          'an applied migration differs from the shipped one',
-          'schema_migrations',
-        );
-    }
-  };
-  verify(rows());
+  verifyApplied(migrations, rows());
   for (const m of migrations) {
     db.transaction(() => {
       const exists = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').get(m.version);
@@ -268,6 +240,6 @@ export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): 
     }).immediate();
   }
   const final = rows();
-  verify(final);
+  verifyApplied(migrations, final);
   return { applied, version: final.length === 0 ? 0 : final[final.length - 1]!.version };
 }
