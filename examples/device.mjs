@@ -6,7 +6,7 @@
 //
 //   CPNS_GW_URL      the GWs' session URLs, comma-separated (wss://host:port,...)
 //   CPNS_SG          the Service Group to join
-//   CPNS_DATA_DIR    where the credentials live (default .cpns/device)
+//   CPNS_DATA_DIR    the CPNS data root: credentials in <root>/device (default ~/.local/share/cpns)
 //   first start only (enrollment):
 //   CPNS_ENROLL_URL  a GW's enrollment URL (wss://host:port/enroll)
 //   CPNS_CA          the CPNS CA certificate (PEM file)
@@ -15,7 +15,8 @@
 // Standard input: each line is sent to the SG; `/leave` leaves the SG and exits. End of input, SIGINT or
 // SIGTERM: close (still a member). Exit code 0 when done, 1 when the device cannot go on (reason printed).
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PneClient } from 'cpns/pne';
 
@@ -45,7 +46,10 @@ function need(name) {
 }
 
 // ---- Credentials: certificate, private key and CA in <dataDir>/credentials.json (dir 0700, file 0600) -----
-const dataDir = env.CPNS_DATA_DIR || '.cpns/device';
+// <dataDir> is <root>/device; <root> as the cpns CLI has it: CPNS_DATA_DIR, else the XDG data directory.
+const xdg =
+  env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME) ? env.XDG_DATA_HOME : join(homedir(), '.local/share');
+const dataDir = join(env.CPNS_DATA_DIR || join(xdg, 'cpns'), 'device');
 const credentialsFile = join(dataDir, 'credentials.json');
 
 function loadCredentials() {

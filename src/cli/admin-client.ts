@@ -45,7 +45,7 @@ export function resolveAdminEndpoint(src: AdminEndpointSources): AdminEndpoint {
       const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot be read';
       const where = remote
         ? `give ${flag}`
-        : `is --data-dir (CPNS_DATA_DIR) the server's data directory? On another machine, give --url, --token-file and --ca (CPNS_ADMIN_URL, CPNS_ADMIN_TOKEN_FILE, CPNS_ADMIN_CA)`;
+        : `is --data-dir (default $CPNS_DATA_DIR/server) the server's data directory? On another machine, give --url, --token-file and --ca (CPNS_ADMIN_URL, CPNS_ADMIN_TOKEN_FILE, CPNS_ADMIN_CA)`;
       throw new AdminCallError('CONFIG', `${what}: ${path}: ${why}; ${where}`);
     }
   };

@@ -6,6 +6,7 @@ import {
   resolveAdminEndpoint,
   waitForAdminEndpoint,
 } from './admin-client.js';
+import { defaultDataDir } from './data-dir.js';
 import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { UsageError } from './usage.js';
 
@@ -34,8 +35,8 @@ Output: JSON when stdout is not a terminal (or with --json), a table on a termin
 the JSON output are stable (docs/cli.md). --id prints only the id(s) (sg create: the sgId; sg list: one sgId a
 line; identities: one identity a line), for scripts without jq: SG=$(cpns admin sg create --name n --id).
 --wait: wait (up to 2 min) for the server to be up first, saying so on stderr (scripts that start it).
-Uses the server's admin REST API (docs/operator.md). On the server's machine, --data-dir (CPNS_DATA_DIR; default
-.cpns/server) is enough: its server.json, admin.token and ca.pem. From anywhere else:
+Uses the server's admin REST API (docs/operator.md). On the server's machine, the server's data directory (--data-dir;
+default $CPNS_DATA_DIR/server) is enough: its server.json, admin.token and ca.pem. From anywhere else:
   --url <https://host:port>   the admin listener (CPNS_ADMIN_URL)
   --token-file <path>|-       the admin token, from a file or standard input (CPNS_ADMIN_TOKEN_FILE names a file;
                               CPNS_ADMIN_TOKEN holds the token); never on the command line
@@ -84,7 +85,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     options: {
-      'data-dir': { type: 'string', default: process.env.CPNS_DATA_DIR || '.cpns/server' },
+      'data-dir': { type: 'string', default: defaultDataDir('server') },
       url: { type: 'string', default: process.env.CPNS_ADMIN_URL || undefined },
       ca: { type: 'string', default: process.env.CPNS_ADMIN_CA || undefined },
       token: { type: 'string' },

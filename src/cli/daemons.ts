@@ -13,6 +13,7 @@ import { CpnsMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
 import { MAX_RECONNECT_URLS } from '../transport/limits.js';
+import { defaultDataDir } from './data-dir.js';
 import { lockDataDir } from './datadir-lock.js';
 import { explainConnectFailure, explainEnrollFailure } from './explain.js';
 import {
@@ -212,7 +213,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
     args: withConfig(argv),
     options: {
       config: { type: 'string' },
-      'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/server' },
+      'data-dir': { type: 'string', default: defaultDataDir('server') },
       store: { type: 'string', default: env('CPNS_STORE') },
       'store-schema': { type: 'string', default: env('CPNS_STORE_SCHEMA') },
       nats: { type: 'string', default: env('CPNS_NATS_URLS') },
@@ -305,7 +306,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     args: withConfig(argv),
     options: {
       config: { type: 'string' },
-      'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/gateway' },
+      'data-dir': { type: 'string', default: defaultDataDir('gateway') },
       server: { type: 'string' },
       'enroll-url': { type: 'string', default: env('CPNS_ENROLL_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },
@@ -595,7 +596,7 @@ export async function pneCommand(argv: string[]): Promise<number> {
     args: withConfig(action ? rest.slice(1) : rest),
     options: {
       config: { type: 'string' },
-      'data-dir': { type: 'string', default: env('CPNS_DATA_DIR') ?? '.cpns/pne' },
+      'data-dir': { type: 'string', default: defaultDataDir('pne') },
       gw: { type: 'string' },
       'enroll-url': { type: 'string', default: env('CPNS_ENROLL_URL') },
       ca: { type: 'string', default: env('CPNS_CA') },

@@ -39,7 +39,7 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   -h, --help               this text`,
   server: `usage: cpns server [options]
   A CPNS Server with its operator surface (admin REST API, SSE, console, /metrics) over HTTPS.
-  --data-dir <dir>         master key, CA file, admin token, SQLite store (CPNS_DATA_DIR; default .cpns/server)
+  --data-dir <dir>         master key, CA file, admin token, SQLite store (default $CPNS_DATA_DIR/server)
   --store <postgres://…>   keep the state in PostgreSQL instead of SQLite in --data-dir (CPNS_STORE)
   --store-schema <name>    PostgreSQL schema of the tables, created if missing (CPNS_STORE_SCHEMA; default the
                            connection's, normally public): several deployments or tests in one database
@@ -55,7 +55,7 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   A PN GW: one session up to the CPNS Server (failing over along the list), PNE sessions and their enrollment.
   --server <urls>          CPNS Server node URLs, comma-separated (CPNS_SERVER_URL); enrollment goes to the
                            first one's host on port 7445 unless --enroll-url names it
-  --data-dir <dir>         credentials and broadcast state (CPNS_DATA_DIR; default .cpns/gateway)
+  --data-dir <dir>         credentials and broadcast state (default $CPNS_DATA_DIR/gateway)
   --host <addr>            PNE listeners' address (default 127.0.0.1; 0.0.0.0 for every interface)
   --port <n>               PNE session port (default 7450; 0 = ephemeral)
   --enroll-port <n>        PNE enrollment port (default 7451; 0 = ephemeral)
@@ -70,7 +70,7 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   group invite|remove --sg <id> --pne <identity>
   --gw <urls>              PN GW URLs, comma-separated (CPNS_GW_URL); enrollment goes to the first one's host
                            on port 7451 (the GW's default) unless --enroll-url names it
-  --data-dir <dir>         credentials (CPNS_DATA_DIR; default .cpns/pne)
+  --data-dir <dir>         credentials (default $CPNS_DATA_DIR/pne)
   --media <m,...>          broadcast media this PNE listens on${ENROLL}${SAVED}${COMMON}`,
   admin: `${ADMIN_USAGE}\n  -h, --help               this text`,
   'bench core': `usage: cpns bench core [--quick]

@@ -47,6 +47,8 @@ the GW's / PNE's connection settings in <dir>/settings.json, so once enrolled --
 GW / PNE private key at rest: plain PEM in <dir>/credentials.json (mode 0600) by default; sealed (AES-256-GCM)
 under a key of 64 hex digits (\`openssl rand -hex 32\`) from --key-file <path> (mode 0600) or CPNS_KEY, never on the
 command line. Once sealed, every start needs that key (KEY_REQUIRED / KEY_MISMATCH otherwise).
+Data directories: each role keeps its state in <root>/server, <root>/gateway, <root>/pne, where <root> is
+CPNS_DATA_DIR, else $XDG_DATA_HOME/cpns (default ~/.local/share/cpns); --data-dir names one role's directory.
 One process per data directory (<dir>/cpns.lock); a daemon whose identity is revoked exits with code 1.
 environment: CPNS_DATA_DIR, CPNS_STORE, CPNS_STORE_SCHEMA, CPNS_NATS_URLS, CPNS_NODE_ID, CPNS_SERVER_URL, CPNS_GW_URL, CPNS_ENROLL_URL, CPNS_ENROLL_PORT, CPNS_CA, CPNS_TOKEN, CPNS_ADMIN_TOKEN, CPNS_LOG_LEVEL,
              CPNS_MASTER_KEY, CPNS_KEY`;

@@ -357,7 +357,7 @@ describe('the packed SDK', () => {
     const d = new Device(project, {
       CPNS_GW_URL: gw.url,
       CPNS_SG: sgId,
-      CPNS_DATA_DIR: dataDir,
+      CPNS_DATA_DIR: join(project, '.cpns'),
       CPNS_ENROLL_URL: gw.enrollUrl,
       CPNS_CA: caFile,
       CPNS_TOKEN_FILE: tokenFile,
