@@ -1,4 +1,5 @@
 import { existsSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
@@ -6,7 +7,6 @@ import pino, { type Logger } from 'pino';
 import { buildAdminApp } from '../admin/app.js';
 import { loadOrCreateAdminToken } from '../admin/token.js';
 import { type JetStreamBus, openJetStreamBus } from '../cluster/index.js';
-import type { Medium } from '../core/codec/index.js';
 import { isPostgresUrl, openServerStore } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
 import { CpnsMetrics } from '../metrics/index.js';
@@ -25,6 +25,7 @@ import {
   saveCredentials,
   writeJson,
 } from './files.js';
+import { parseMediaOption } from './media.js';
 import { readSecret, TOKEN_ON_ARGV } from './secrets.js';
 import { DaemonError, UsageError } from './usage.js';
 
@@ -318,6 +319,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       port: { type: 'string' },
       'enroll-port': { type: 'string' },
       media: { type: 'string' },
+      'broadcast-interface': { type: 'string' },
     },
   });
   noTokenOnArgv(values);
@@ -335,6 +337,10 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   const port = portOption(setting('port') ?? String(DEFAULT_GW_PORT), '--port');
   const enrollPort = portOption(setting('enroll-port') ?? String(DEFAULT_GW_ENROLL_PORT), '--enroll-port');
   const media = setting('media') ?? 'wifi';
+  const offered = parseMediaOption(media, '--media', true);
+  const broadcastInterface = setting('broadcast-interface');
+  if (broadcastInterface !== undefined && !isIP(broadcastInterface))
+    throw usage('--broadcast-interface takes the IP address of a local interface');
   const enrolled = credentialsState(dataDir) !== 'absent';
   const caPem = enrolled ? undefined : readCa(values.ca);
   const kek = readKeyEncryptionKey(values['key-file']);
@@ -365,14 +371,26 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     port,
     enrollPort,
     logger: log,
-    media: media.split(',') as Medium[],
+    media: offered.media,
+    // Broadcast Group Key delivery on the media given with a multicast group; its state lives in the data
+    // directory, encrypted at rest (docs/broadcast.md).
+    dataDir,
+    broadcastMedia: offered.broadcast,
+    ...(broadcastInterface !== undefined ? { broadcastInterface } : {}),
     // A daemon waits patiently for the server (it keeps reconnecting with backoff meanwhile).
     startTimeoutMs: 10 * 60_000,
   }).catch((e: unknown) => {
     throw (e as { code?: string }).code === 'REVOKED' ? revokedError(identity) : e;
   });
   writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
-  saveSettings(dataDir, { server: serverUrls, host, port, 'enroll-port': enrollPort, media });
+  saveSettings(dataDir, {
+    server: serverUrls,
+    host,
+    port,
+    'enroll-port': enrollPort,
+    media,
+    ...(broadcastInterface !== undefined ? { 'broadcast-interface': broadcastInterface } : {}),
+  });
   log.info({ identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl }, 'PN GW ready');
   await untilDone(
     () => gw.close(),
@@ -489,7 +507,7 @@ async function pneConnect(
     pne = await PneClient.connect({
       gwUrls,
       credentials,
-      media: media.split(',').filter(Boolean) as Medium[],
+      ...(media !== undefined ? { media: parseMediaOption(media, '--media', false).media } : {}),
       logger: log,
       waitForGw: patient,
     });
@@ -497,7 +515,7 @@ async function pneConnect(
     if ((e as { code?: string }).code === 'REVOKED') throw revokedError(credentials.identity);
     throw explainConnectFailure(e, gwUrls);
   }
-  saveSettings(dataDir, { gw: gwUrls, media });
+  saveSettings(dataDir, { gw: gwUrls, ...(media !== undefined ? { media } : {}) });
   return pne;
 }
 
@@ -521,7 +539,9 @@ async function pneEnrolled(
       `pne needs --gw <wss url>[,<wss url>...] (CPNS_GW_URL) on its first start; later it is in ${join(dataDir, SETTINGS_FILE)}`,
     );
   const gwUrls = urlListOption(gwList, '--gw');
-  const media = setting('media') ?? '';
+  // Not given: the SDK's default (wifi); a PNE listens for broadcasts only on media its GW broadcasts on.
+  const media = setting('media');
+  if (media !== undefined) parseMediaOption(media, '--media', false);
   const enrolled = credentialsState(dataDir) !== 'absent';
   const caPem = enrolled ? undefined : readCa(values.ca);
   const kek = readKeyEncryptionKey(values['key-file']);
@@ -619,7 +639,7 @@ export async function pneCommand(argv: string[]): Promise<number> {
     // Enrolls (waiting up to 2 min for the GW), saves the settings, prints only the identity (for scripts:
     // PNE=$(cpns pne enroll ...)). Already enrolled: prints the identity.
     const { credentials, gwUrls, media, dataDir } = await pneEnrolled(values, sub, log, 2 * 60_000);
-    saveSettings(dataDir, { gw: gwUrls, media });
+    saveSettings(dataDir, { gw: gwUrls, ...(media !== undefined ? { media } : {}) });
     process.stdout.write(`${credentials.identity}\n`);
     return 0;
   }

@@ -59,7 +59,11 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   --host <addr>            PNE listeners' address (default 127.0.0.1; 0.0.0.0 for every interface)
   --port <n>               PNE session port (default 7450; 0 = ephemeral)
   --enroll-port <n>        PNE enrollment port (default 7451; 0 = ephemeral)
-  --media <m,...>          broadcast media for Group Key delivery (default wifi)${ENROLL}${SAVED}${COMMON}`,
+  --media <m[=group:port],...>
+                           media offered to PNEs (wifi, bt, ble, eth, usb; default wifi); with a UDP multicast
+                           group, Group Key updates are broadcast there (GKEK), e.g. wifi=239.255.77.1:47701
+  --broadcast-interface <addr>
+                           local interface address to send broadcasts from (default 127.0.0.1)${ENROLL}${SAVED}${COMMON}`,
   pne: `usage: cpns pne [listen|enroll|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
   A PNE. listen (default): print received Service Group messages as JSON lines.
   enroll                                   enroll only (waiting up to 2 min for the GW); prints this PNE's
@@ -71,7 +75,7 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   --gw <urls>              PN GW URLs, comma-separated (CPNS_GW_URL); enrollment goes to the first one's host
                            on port 7451 (the GW's default) unless --enroll-url names it
   --data-dir <dir>         credentials (default $CPNS_DATA_DIR/pne)
-  --media <m,...>          broadcast media this PNE listens on${ENROLL}${SAVED}${COMMON}`,
+  --media <m,...>          media this PNE listens for broadcasts on (default wifi; the GW names the group)${ENROLL}${SAVED}${COMMON}`,
   admin: `${ADMIN_USAGE}\n  -h, --help               this text`,
   'bench core': `usage: cpns bench core [--quick]
   Group message protect+open against raw node:crypto AEAD (ratios in one run), Subset-Difference broadcast.

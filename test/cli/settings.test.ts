@@ -97,7 +97,7 @@ describe('GW and PNE settings saved in the data directory', () => {
         { input: pneToken },
       ),
     );
-    expect(readJson(join(P, 'settings.json'))).toEqual({ gw: [first.url], media: '' });
+    expect(readJson(join(P, 'settings.json'))).toEqual({ gw: [first.url] });
     // ... then needs only its data directory
     const sent = JSON.parse(
       await cli.ok(['pne', 'send', '--sg', created.sgId, '--data', 'only --data-dir', '--data-dir', P]),
@@ -130,7 +130,7 @@ describe('GW and PNE settings saved in the data directory', () => {
         ])
       ).code,
     ).toBe(2);
-    expect(readJson(join(P, 'settings.json'))).toEqual({ gw: [first.url], media: '' });
+    expect(readJson(join(P, 'settings.json'))).toEqual({ gw: [first.url] });
 
     for (const d of [gw, server]) d.kill('SIGTERM');
     expect(await Promise.all([exited(gw), exited(server)])).toEqual([0, 0]);
