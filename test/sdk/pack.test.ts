@@ -258,6 +258,7 @@ describe('the packed SDK', () => {
       'examples/device.mjs',
       'docs/sdk.md',
       'README.md',
+      'LICENSE',
     ])
       expect(files, f).toContain(f);
     for (const entry of ['./pne', './gateway', './server', './core']) {
