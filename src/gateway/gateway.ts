@@ -160,6 +160,19 @@ export class PnGateway extends EventEmitter {
     return this.#st.keys.get(sgId)?.epoch;
   }
 
+  /**
+   * The newest epoch of `sgId` each attached PNE acked on its current session (PNEs that acked none are absent).
+   * A PNE's first key on a session goes by unicast (docs/broadcast.md "Per delivery"); broadcast needs this ack.
+   */
+  ackedEpochs(sgId: string): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const c of this.#st.pnes.values()) {
+      const acked = c.sgs.get(sgId)?.acked;
+      if (acked !== undefined) out.set(c.id, acked);
+    }
+    return out;
+  }
+
   /** Orderly removal of this PN: the server detaches its PNEs (and updates their SGs' keys). */
   async deregister(): Promise<void> {
     const st = this.#st;

@@ -330,8 +330,12 @@ describe('broadcast Group Key delivery in a PN of 9 PNEs', () => {
     await until(() => gw.broadcastCapable.length === 7, 8000, 'GKDK acks after restart');
     // The catch-up key after reconnection is each PNE's first key on the new session: unicast. Then broadcast.
     const remaining = ['m1', 'm2', 'm3', 'm4', 'm5'];
-    await until(() => remaining.every((n) => gw.keyEpoch(sgId) === 4 && P(n).currentEpoch(sgId) === 4));
-    await new Promise((r) => setTimeout(r, 200));
+    // The GW must hold each PNE's ack of it (not only the PNE its key), or the next update is still unicast.
+    await until(
+      () => remaining.every((n) => gw.ackedEpochs(sgId).get(P(n).identity) === 4),
+      8000,
+      'acks at GW',
+    );
     await server.admin.rekey(sgId);
     const st = await acked(sgId, remaining, 5);
     for (const n of remaining) expect(st.get(n)!.method, n).toBe('broadcast');
