@@ -315,6 +315,28 @@ export interface RelayMark {
 
 // ---------------------------------------------------------------- audit
 
+/**
+ * Admin API tokens (docs/operator.md "Admin tokens"): named, with a scope, stored as SHA-256 only. Names are never
+ * reused, so an audit entry's actor (`operator:<name>`) names one token for ever.
+ */
+export type AdminScope = 'read' | 'operator' | 'admin';
+
+export interface NewAdminToken {
+  /** `[a-z0-9][a-z0-9._-]{0,62}`: shown as the audit actor `operator:<name>`. */
+  readonly name: string;
+  readonly scope: AdminScope;
+  /** SHA-256 of the token, 64 lowercase hex digits (see `hashToken`). */
+  readonly tokenHash: string;
+  readonly now?: number;
+}
+
+export interface AdminToken {
+  readonly name: string;
+  readonly scope: AdminScope;
+  readonly createdAt: number;
+  readonly revokedAt: number | null;
+}
+
 export interface NewAuditEntry {
   /** Who: an identity urn, 'operator:<name>', 'server', 'scheduler'... (1..256 printable chars). */
   readonly actor: string;
@@ -378,6 +400,23 @@ export interface Store {
   consumeToken(tokenHash: string, role: Role, now?: number): Promise<ConsumeTokenResult>;
   /** Deletes tokens expired before `now`; returns how many. */
   purgeExpiredTokens(now?: number): Promise<number>;
+
+  // admin tokens
+  /** CONFLICT when the name or the hash exists (revoked names too: never reused); `audit` in the same transaction. */
+  createAdminToken(
+    token: NewAdminToken,
+    opts?: { readonly audit?: readonly NewAuditEntry[] },
+  ): Promise<AdminToken>;
+  /** Every admin token, revoked ones included, by name. Never the hashes. */
+  listAdminTokens(): Promise<AdminToken[]>;
+  /** NOT_FOUND for an unknown name; revoking a revoked token keeps its first revokedAt. */
+  revokeAdminToken(
+    name: string,
+    at?: number,
+    opts?: { readonly audit?: readonly NewAuditEntry[] },
+  ): Promise<AdminToken>;
+  /** The token with this hash, revoked or not (the caller refuses revoked ones); undefined if none. */
+  findAdminToken(tokenHash: string): Promise<AdminToken | undefined>;
 
   // PN inventory
   /** Creates the GW (offline) if unknown; idempotent (an existing GW is returned unchanged). */

@@ -6,6 +6,7 @@
 import { isSuite, KEY_BYTES, type Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import type {
+  AdminScope,
   DeliveryMethod,
   GroupAudit,
   JoinPolicy,
@@ -175,6 +176,26 @@ export function certPem(v: unknown, field = 'certPem'): string {
 export function tokenHash(v: unknown, field = 'tokenHash'): string {
   if (typeof v !== 'string' || !HEX64_RE.test(v)) bad(field, 'expected a SHA-256 hash as 64 lowercase hex');
   return v;
+}
+
+const ADMIN_TOKEN_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export function adminTokenName(v: unknown, field = 'name'): string {
+  if (typeof v !== 'string' || !ADMIN_TOKEN_NAME_RE.test(v))
+    bad(field, 'expected a token name: lowercase letters, digits, . _ -, at most 63');
+  return v;
+}
+
+export function adminScope(v: unknown, field = 'scope'): AdminScope {
+  if (v !== 'read' && v !== 'operator' && v !== 'admin') bad(field, "expected 'read', 'operator' or 'admin'");
+  return v;
+}
+
+/** The audit entries of a method's `audit` option, validated before any query (at most 16). */
+export function audits(entries: readonly NewAuditEntry[] | undefined, now: number): AuditValues[] {
+  if (entries === undefined) return [];
+  if (!Array.isArray(entries) || entries.length > 16) bad('audit', 'expected at most 16 audit entries');
+  return entries.map((e) => auditEntry(e, now));
 }
 
 export function media(v: unknown, field = 'media'): string[] {

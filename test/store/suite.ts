@@ -503,6 +503,61 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
       });
     });
 
+    describe('admin tokens', () => {
+      const T0 = 2_000_000;
+
+      it('created, found by hash, listed, revoked; names never reused; audit in the same transaction', async () => {
+        const h1 = hashToken('admin-1');
+        const audit = [{ actor: 'operator:root', action: 'admin-token.create', subject: 'ci-read' }];
+        expect(
+          await s.createAdminToken({ name: 'ci-read', scope: 'read', tokenHash: h1, now: T0 }, { audit }),
+        ).toEqual({ name: 'ci-read', scope: 'read', createdAt: T0, revokedAt: null });
+        expect(await s.findAdminToken(h1)).toEqual({
+          name: 'ci-read',
+          scope: 'read',
+          createdAt: T0,
+          revokedAt: null,
+        });
+        expect(await s.findAdminToken(hashToken('other'))).toBeUndefined();
+        await s.createAdminToken({
+          name: 'alice',
+          scope: 'operator',
+          tokenHash: hashToken('admin-2'),
+          now: T0,
+        });
+        expect((await s.listAdminTokens()).map((t) => t.name)).toEqual(['alice', 'ci-read']);
+        const revoked = await s.revokeAdminToken('ci-read', T0 + 5, {
+          audit: [{ actor: 'operator:root', action: 'admin-token.revoke', subject: 'ci-read' }],
+        });
+        expect(revoked.revokedAt).toBe(T0 + 5);
+        // revoking again keeps the first time; the hash still resolves (the caller refuses revoked tokens)
+        expect((await s.revokeAdminToken('ci-read', T0 + 9)).revokedAt).toBe(T0 + 5);
+        expect((await s.findAdminToken(h1))?.revokedAt).toBe(T0 + 5);
+        // a revoked name is never reused, nor a hash
+        await rejectsStore(
+          s.createAdminToken({ name: 'ci-read', scope: 'read', tokenHash: hashToken('admin-3') }),
+          'CONFLICT',
+        );
+        await rejectsStore(s.createAdminToken({ name: 'bob', scope: 'read', tokenHash: h1 }), 'CONFLICT');
+        await rejectsStore(s.revokeAdminToken('nobody'), 'NOT_FOUND');
+        const page = await s.listAudit({});
+        expect(page.entries.map((e) => e.action)).toEqual(['admin-token.create', 'admin-token.revoke']);
+      });
+
+      it('validates names, scopes and hashes before any write', async () => {
+        const t = { name: 'ok', scope: 'read' as const, tokenHash: hashToken('v') };
+        await rejectsInvalid(s.createAdminToken({ ...t, name: 'Upper' }), 'name');
+        await rejectsInvalid(s.createAdminToken({ ...t, name: 'a'.repeat(64) }), 'name');
+        await s.createAdminToken({ ...t, name: 'a'.repeat(63), tokenHash: hashToken('v63') });
+        await rejectsInvalid(s.createAdminToken({ ...t, name: '-lead' }), 'name');
+        await rejectsInvalid(s.createAdminToken({ ...t, scope: 'root' as 'read' }), 'scope');
+        await rejectsInvalid(s.createAdminToken({ ...t, tokenHash: 'plain' }), 'tokenHash');
+        await rejectsInvalid(s.createAdminToken(t, { audit: [{ actor: '', action: 'x' }] }), 'actor');
+        await rejectsInvalid(s.findAdminToken('plain'), 'tokenHash');
+        expect((await s.listAdminTokens()).map((x) => x.name)).toEqual(['a'.repeat(63)]);
+      });
+    });
+
     // ------------------------------------------------------------ PN inventory
 
     describe('PN inventory', () => {

@@ -10,6 +10,7 @@ import { CpnsError, ErrorCode } from '../../core/errors.js';
 import { RowSealer, STORE_ID_BYTES } from '../at-rest.js';
 import { StoreError } from '../errors.js';
 import type {
+  AdminToken,
   AuditPage,
   AuditQuery,
   ConsumeTokenResult,
@@ -25,6 +26,7 @@ import type {
   Identity,
   KeyMeta,
   Member,
+  NewAdminToken,
   NewAuditEntry,
   NewEnrollmentToken,
   NewIdentity,
@@ -40,6 +42,7 @@ import type {
   ServiceGroupPatch,
   Store,
 } from '../store.js';
+import * as adminTokens from './admin-tokens.js';
 import * as audit from './audit.js';
 import {
   type Client,
@@ -256,6 +259,27 @@ export class PostgresStore implements Store {
   }
   purgeExpiredTokens(now?: number): Promise<number> {
     return this.#run((c) => registry.purgeExpiredTokens(c, now));
+  }
+
+  // admin tokens
+  createAdminToken(
+    t: NewAdminToken,
+    opts?: { readonly audit?: readonly NewAuditEntry[] },
+  ): Promise<AdminToken> {
+    return this.#run((c) => adminTokens.createAdminToken(c, t, opts));
+  }
+  listAdminTokens(): Promise<AdminToken[]> {
+    return this.#run((c) => adminTokens.listAdminTokens(c));
+  }
+  revokeAdminToken(
+    name: string,
+    at?: number,
+    opts?: { readonly audit?: readonly NewAuditEntry[] },
+  ): Promise<AdminToken> {
+    return this.#run((c) => adminTokens.revokeAdminToken(c, name, at, opts));
+  }
+  findAdminToken(tokenHash: string): Promise<AdminToken | undefined> {
+    return this.#run((c) => adminTokens.findAdminToken(c, tokenHash));
   }
 
   // PN inventory

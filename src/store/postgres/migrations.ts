@@ -212,11 +212,26 @@ CREATE TABLE gw_leases (
 );
 `;
 
+/**
+ * Admin API tokens (docs/operator.md "Admin tokens"): a name (the audit actor), a scope, the SHA-256 of the
+ * token. Revoked rows stay, so a name is never reused.
+ */
+const M5_ADMIN_TOKENS = `
+CREATE TABLE admin_tokens (
+  name       TEXT PRIMARY KEY,
+  scope      TEXT NOT NULL CHECK (scope IN ('read', 'operator', 'admin')),
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: M1_INITIAL },
   { version: 2, name: 'update-on-join', sql: M2_UPDATE_ON_JOIN },
   { version: 3, name: 'outbox', sql: M3_OUTBOX },
   { version: 4, name: 'gw-leases', sql: M4_GW_LEASES },
+  { version: 5, name: 'admin-tokens', sql: M5_ADMIN_TOKENS },
 ];
 
 /** Takes the migration lock of the connection's schema for the rest of the transaction. */

@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { RowSealer, STORE_ID_BYTES } from '../at-rest.js';
 import { StoreError } from '../errors.js';
 import type {
+  AdminToken,
   AuditPage,
   AuditQuery,
   ConsumeTokenResult,
@@ -24,6 +25,7 @@ import type {
   Identity,
   KeyMeta,
   Member,
+  NewAdminToken,
   NewAuditEntry,
   NewEnrollmentToken,
   NewIdentity,
@@ -39,6 +41,7 @@ import type {
   ServiceGroupPatch,
   Store,
 } from '../store.js';
+import * as adminTokens from './admin-tokens.js';
 import * as audit from './audit.js';
 import { type Ctx, type Db, mapError, tx } from './db.js';
 import * as delivery from './delivery.js';
@@ -191,6 +194,27 @@ export class SqliteStore implements Store {
   }
   purgeExpiredTokens(now?: number): Promise<number> {
     return this.#run((c) => registry.purgeExpiredTokens(c, now));
+  }
+
+  // admin tokens
+  createAdminToken(
+    t: NewAdminToken,
+    opts?: { readonly audit?: readonly NewAuditEntry[] },
+  ): Promise<AdminToken> {
+    return this.#run((c) => adminTokens.createAdminToken(c, t, opts));
+  }
+  listAdminTokens(): Promise<AdminToken[]> {
+    return this.#run((c) => adminTokens.listAdminTokens(c));
+  }
+  revokeAdminToken(
+    name: string,
+    at?: number,
+    opts?: { readonly audit?: readonly NewAuditEntry[] },
+  ): Promise<AdminToken> {
+    return this.#run((c) => adminTokens.revokeAdminToken(c, name, at, opts));
+  }
+  findAdminToken(tokenHash: string): Promise<AdminToken | undefined> {
+    return this.#run((c) => adminTokens.findAdminToken(c, tokenHash));
   }
 
   // PN inventory
