@@ -53,7 +53,7 @@ function group(over: Partial<NewServiceGroup> = {}): NewServiceGroup {
 }
 
 /** rotateGroupKey's mandatory audit entry. */
-const MIGRATION_COUNT = 4;
+const MIGRATION_COUNT = 5;
 const KC = { audit: { actor: 'server', action: 'key.create' } } as const;
 const KU = { audit: { actor: 'server', action: 'key.update' } } as const;
 
@@ -91,8 +91,14 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
     describe('migrations and persistence', () => {
       it('records applied migrations once', async () => {
         const rows = await h.raw(s, 'SELECT version, name FROM schema_migrations ORDER BY version');
-        expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
-        expect(rows.map((r) => r.name)).toEqual(['initial', 'update-on-join', 'outbox', 'gw-leases']);
+        expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
+        expect(rows.map((r) => r.name)).toEqual([
+          'initial',
+          'update-on-join',
+          'outbox',
+          'gw-leases',
+          'admin-tokens',
+        ]);
       });
 
       it.runIf(caps.persistent)('reopen applies nothing and keeps every kind of data', async () => {
@@ -114,6 +120,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect((await s.consumeToken(hashToken('t1'), 'gw')).ok).toBe(true);
         await s.putSecret('ca/key', Buffer.from('ca private key'));
         await s.appendAudit({ actor: 'operator', action: 'group.create', sgId: g.sgId });
+        await s.createAdminToken({ name: 'kept', scope: 'read', tokenHash: hashToken('kept') });
 
         await reopen();
         const rows = await h.raw(s, 'SELECT version FROM schema_migrations');
@@ -132,6 +139,7 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect(await s.isRevoked('ab01')).toBe(true);
         expect(await s.consumeToken(hashToken('t1'), 'gw')).toEqual({ ok: false, reason: 'used' });
         expect((await s.getSecret('ca/key'))?.toString()).toBe('ca private key');
+        expect((await s.findAdminToken(hashToken('kept')))?.name).toBe('kept');
         expect((await s.listAudit()).entries).toHaveLength(3); // two key rotations + one appended
         // epochs continue from the high-water mark after reopen
         expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'periodic', KU)).epoch).toBe(3);
