@@ -11,7 +11,15 @@ import { joinUpdateDue, onJoin, servingGwOf } from './decisions.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import { pushSigners, rekeyLocked, sendCurrentKey, startTimer } from './keys.js';
-import { groupOf, newSgState, OPERATOR, type ServerState, type SgState, withSg } from './state.js';
+import {
+  groupOf,
+  isOperator,
+  newSgState,
+  OPERATOR,
+  type ServerState,
+  type SgState,
+  withSg,
+} from './state.js';
 import type { CreateGroupInput, GroupPolicyPatch } from './types.js';
 import { SUITE_OF } from './wire.js';
 
@@ -30,7 +38,7 @@ export async function createGroup(
     {
       sgId,
       name: o.name,
-      ownerId: actor === OPERATOR ? OPERATOR : actor,
+      ownerId: isOperator(actor) ? OPERATOR : actor,
       joinPolicy: o.joinPolicy ?? 'invite',
       suite,
       sourceAuth: o.sourceAuth ?? false,
@@ -213,7 +221,12 @@ export async function removeMember(
 }
 
 /** The operator changes an SG's policy (join mode, periodic interval, source authentication, delivery policy). */
-export async function updatePolicy(srv: ServerState, sgId: string, patch: GroupPolicyPatch): Promise<void> {
+export async function updatePolicy(
+  srv: ServerState,
+  sgId: string,
+  patch: GroupPolicyPatch,
+  actor: string = OPERATOR,
+): Promise<void> {
   await withSg(srv, sgId, async () => {
     const st = groupOf(srv, sgId);
     const { deliveryPolicy, ...rest } = patch;
@@ -226,7 +239,7 @@ export async function updatePolicy(srv: ServerState, sgId: string, patch: GroupP
           : {}),
       },
       {
-        audit: [{ actor: OPERATOR, action: 'sg.policy', detail: { ...patch } }],
+        audit: [{ actor, action: 'sg.policy', detail: { ...patch } }],
         ...announce(srv, 'policy.changed', { sgId }),
       },
     );

@@ -15,7 +15,7 @@ import { removeMember } from './groups.js';
 import { rekeyGroupsOf } from './keys.js';
 import { OPERATOR, type ServerState } from './state.js';
 
-export async function revoke(srv: ServerState, identity: string): Promise<void> {
+export async function revoke(srv: ServerState, identity: string, actor: string = OPERATOR): Promise<void> {
   let role: string;
   try {
     role = parseIdentity(identity).role;
@@ -26,19 +26,19 @@ export async function revoke(srv: ServerState, identity: string): Promise<void> 
   if (!idn) fail(ErrorCode.NOT_FOUND, 'identity');
   await srv.store.revokeIdentity(identity, undefined, announce(srv, 'identity.revoked', { identity }));
   published(srv);
-  await srv.store.appendAudit({ actor: OPERATOR, action: 'identity.revoke', subject: identity });
+  await srv.store.appendAudit({ actor, action: 'identity.revoke', subject: identity });
   emit(srv, { kind: 'identity.revoke', identity });
   srv.log.warn({ identity }, 'identity revoked');
   cutOff(srv, identity, idn.certSerial, idn.role);
   if (role === 'gw') {
     const pnes = await srv.store.deregisterGateway(identity);
     for (const p of pnes) srv.pneAt.delete(p);
-    await rekeyGroupsOf(srv, pnes, 'revoke', OPERATOR);
+    await rekeyGroupsOf(srv, pnes, 'revoke', actor);
     return;
   }
   await srv.store.detachPne(identity); // wherever it is: its GW may be held by another node
   for (const st of [...srv.groups.values()]) {
-    if (st.members.has(identity)) await removeMember(srv, st.sgId, identity, 'revoke', OPERATOR);
+    if (st.members.has(identity)) await removeMember(srv, st.sgId, identity, 'revoke', actor);
   }
 }
 

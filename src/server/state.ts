@@ -22,6 +22,16 @@ import type { ServerOptions } from './types.js';
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
 export const OPERATOR = 'operator';
 
+/** The audit actor of an operator acting with the named admin token (docs/operator.md "Admin tokens"). */
+export function operatorActor(tokenName: string): string {
+  return `${OPERATOR}:${tokenName}`;
+}
+
+/** Any operator, named or not: SGs they create are the operator's, not a device's. */
+export function isOperator(actor: string): boolean {
+  return actor === OPERATOR || actor.startsWith(`${OPERATOR}:`);
+}
+
 export interface ServerState {
   readonly opts: ServerOptions;
   readonly store: Store;

@@ -4,7 +4,14 @@ import type { MessageOf } from '../core/codec/index.js';
 import type { CpnsMetrics } from '../metrics/index.js';
 import type { Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
-import type { DeliveryStatus, PersonalNetwork, ServiceGroup, Store } from '../store/store.js';
+import type {
+  AdminScope,
+  AdminToken,
+  DeliveryStatus,
+  PersonalNetwork,
+  ServiceGroup,
+  Store,
+} from '../store/store.js';
 import type { ConnectionLimits } from '../transport/limits.js';
 import type { HeartbeatOptions } from '../transport/session.js';
 import type { ClusterOptions } from './cluster.js';
@@ -93,6 +100,14 @@ export interface GroupSummary extends ServiceGroup {
 }
 
 export interface ServerAdmin {
+  /** The audit actor of this surface's actions: 'operator' in-process, 'operator:<token name>' via the API. */
+  readonly actor: string;
+  /** The same surface acting for the named admin token: audit actor `operator:<tokenName>`. */
+  asOperator(tokenName: string): ServerAdmin;
+  /** A named admin API token with `scope` (docs/operator.md "Admin tokens"): returned once, stored hashed. */
+  createAdminToken(name: string, scope: AdminScope): Promise<string>;
+  listAdminTokens(): Promise<AdminToken[]>;
+  revokeAdminToken(name: string): Promise<AdminToken>;
   createToken(role: 'gw' | 'pne', ttlSec?: number): Promise<string>;
   revoke(identity: string): Promise<void>;
   createGroup(o: CreateGroupInput): Promise<{ sgId: string; epoch: number }>;
