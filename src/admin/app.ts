@@ -19,12 +19,13 @@
  */
 
 import fastify, { type FastifyInstance } from 'fastify';
-import { bearerAuth } from './auth.js';
+import { bearerAuth, ROOT_TOKEN_NAME } from './auth.js';
 import { loadConsole, registerConsoleRoutes } from './console-files.js';
 import { ADMIN_DEFAULTS } from './defaults.js';
 import { createChangeFeed, registerEventStream } from './events.js';
 import { errorHandler, notFoundHandler, parserErrors, routerErrors } from './framework-errors.js';
 import { registerOpenApi, registerOpenApiRoute } from './openapi.js';
+import { registerAdminTokenRoutes } from './routes/admin-tokens.js';
 import { registerAuditRoutes } from './routes/audit.js';
 import type { RouteContext } from './routes/context.js';
 import { registerIdentityRoutes } from './routes/identities.js';
@@ -38,7 +39,7 @@ import type { AdminAppOptions } from './types.js';
 
 /** Builds the admin app (not listening). The caller listens: `await app.listen({ host, port })`. */
 export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance> {
-  const requireToken = bearerAuth(o.auth.token);
+  const requireToken = bearerAuth({ token: o.auth.token, store: o.store });
   const consoleFiles = loadConsole(o.consoleDir);
   const app = createFastify(o);
 
@@ -53,13 +54,19 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
 
   // Registered in this order, the routes appear in this order in the OpenAPI document.
   const feed = createChangeFeed(app, o.events);
-  const ctx: RouteContext = { store: o.store, admin: o.admin, mutate: feed.mutate };
+  const ctx: RouteContext = {
+    store: o.store,
+    admin: o.admin,
+    adminFor: (req) => o.admin.asOperator(req.principal?.name ?? ROOT_TOKEN_NAME),
+    mutate: feed.mutate,
+  };
   registerInventoryRoutes(app, ctx);
   registerIdentityRoutes(app, ctx);
   registerServiceGroupRoutes(app, ctx);
   registerMemberRoutes(app, ctx);
   registerKeyRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
+  registerAdminTokenRoutes(app, ctx);
   registerEventStream(app, feed, {
     maxStreams: o.maxEventStreams ?? ADMIN_DEFAULTS.maxEventStreams,
     keepAliveMs: o.keepAliveMs ?? ADMIN_DEFAULTS.keepAliveMs,

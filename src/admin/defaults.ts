@@ -13,6 +13,8 @@ export const ADMIN_DEFAULTS = {
   maxParamLength: 120,
   /** Shortest admin bearer token accepted (the generated one is 43 characters). */
   minTokenLength: 16,
+  /** Longest bearer token looked up (a longer Authorization header is refused before it is hashed). */
+  maxTokenLength: 256,
   /** Most concurrent SSE streams (503 TOO_MANY_STREAMS beyond): each holds a socket and two listeners. */
   maxEventStreams: 32,
   /** Interval of the SSE keep-alive comment, short enough for proxies that drop idle connections. */

@@ -279,3 +279,36 @@ export const responses = {
   healthz: { 200: obj({ status: str({ enum: ['ok'] }) }) },
   readyz: { 200: obj({ status: str({ enum: ['ready'] }) }), 503: { $ref: 'Error#' } },
 };
+
+// ------------------------------------------------------------------ admin tokens (docs/operator.md "Admin tokens")
+
+const adminTokenName = str({
+  pattern: '^[a-z0-9][a-z0-9._-]{0,62}$',
+  description: 'Token name: the audit actor operator:<name>; never reused',
+});
+const adminScope = str({
+  enum: ['read', 'operator', 'admin'],
+  description: 'read: GET only; operator: every change but admin tokens; admin: everything',
+});
+const adminToken = obj({
+  name: adminTokenName,
+  scope: adminScope,
+  createdAt: time('Creation time'),
+  revokedAt: nullable('integer', { minimum: 0, description: 'Revocation time (ms); null while valid' }),
+});
+
+export const adminTokenParams = obj({ name: adminTokenName });
+export const createAdminTokenBody = obj({ name: adminTokenName, scope: adminScope });
+
+export const adminTokenResponses = {
+  list: { 200: arr(adminToken), ...errorResponses },
+  created: {
+    201: obj({
+      name: adminTokenName,
+      scope: adminScope,
+      token: str({ description: 'The bearer token; shown once, stored only as a SHA-256 hash' }),
+    }),
+    ...errorResponses,
+  },
+  revoked: { 200: adminToken, ...errorResponses },
+};

@@ -286,6 +286,7 @@ interface Ctx {
   member: string;
   identity: string;
   newPne: string;
+  tokenName: string;
 }
 
 /** A body that would succeed, so that a bypass would show as a state change. */
@@ -295,6 +296,7 @@ const BODIES: Readonly<Record<string, (c: Ctx) => unknown>> = {
   'PATCH /api/v1/service-groups/{sgId}': () => ({ sourceAuth: true, joinPolicy: 'open' }),
   'POST /api/v1/service-groups/{sgId}/members': (c) => ({ pneId: c.newPne }),
   'POST /api/v1/service-groups/{sgId}/members/batch': (c) => ({ pneIds: [c.newPne] }),
+  'POST /api/v1/admin-tokens': () => ({ name: `evil-${randomUUID().slice(0, 8)}`, scope: 'admin' }),
 };
 
 const fill = (template: string, c: Ctx) =>
@@ -302,6 +304,7 @@ const fill = (template: string, c: Ctx) =>
     if (name === 'sgId') return c.sgId;
     if (name === 'pneId') return c.member;
     if (name === 'id') return c.identity;
+    if (name === 'name') return c.tokenName;
     throw new Error(`no value for path parameter ${name} of ${template}`);
   });
 
@@ -331,7 +334,9 @@ async function freshCtx(): Promise<Ctx> {
     // No join update running late (20 ms after an add): the store snapshots compare only what requests did.
     updateOnJoin: false,
   });
-  return { sgId, member, identity, newPne: await enrolled(s, randomPne()) };
+  const tokenName = `t-${randomUUID().slice(0, 8)}`;
+  await s.server.admin.createAdminToken(tokenName, 'read');
+  return { sgId, member, identity, newPne: await enrolled(s, randomPne()), tokenName };
 }
 
 beforeAll(async () => {

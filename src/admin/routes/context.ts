@@ -1,4 +1,5 @@
 /** What every `/api/v1` route module gets: the read side, the write side, and the change feed. */
+import type { FastifyRequest } from 'fastify';
 import type { Store } from '../../store/store.js';
 import type { Mutate } from '../events.js';
 import type { ServerAdmin } from '../types.js';
@@ -10,5 +11,7 @@ export interface RouteContext {
   store: Store;
   /** Every mutation goes through the server's operator API, wrapped in `mutate`. */
   admin: ServerAdmin;
+  /** The operator API acting as the request's admin token (`operator:<name>` in the audit log). */
+  adminFor(req: FastifyRequest): ServerAdmin;
   mutate: Mutate;
 }

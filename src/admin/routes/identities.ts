@@ -15,7 +15,10 @@ const wireIdentity = (i: Identity) => ({
   revokedAt: i.revokedAt,
 });
 
-export function registerIdentityRoutes(app: FastifyInstance, { store, admin, mutate }: RouteContext): void {
+export function registerIdentityRoutes(
+  app: FastifyInstance,
+  { store, adminFor, mutate }: RouteContext,
+): void {
   app.get<{ Querystring: { role?: 'gw' | 'pne' } }>(
     `${API}/identities`,
     {
@@ -41,7 +44,7 @@ export function registerIdentityRoutes(app: FastifyInstance, { store, admin, mut
     },
     async (req, reply) => {
       const ttlSec = req.body.ttlSec ?? ADMIN_DEFAULTS.enrollmentTokenTtlSec;
-      const token = await admin.createToken(req.body.role, ttlSec);
+      const token = await adminFor(req).createToken(req.body.role, ttlSec);
       return reply.code(201).send({ token, role: req.body.role, expiresAt: Date.now() + ttlSec * 1000 });
     },
   );
@@ -58,7 +61,7 @@ export function registerIdentityRoutes(app: FastifyInstance, { store, admin, mut
     },
     async (req) => {
       await mutate(
-        () => admin.revoke(req.params.id),
+        () => adminFor(req).revoke(req.params.id),
         () => ({ kind: 'identity.revoke', identity: req.params.id }),
       );
       const i = await store.getIdentity(req.params.id);

@@ -4,7 +4,7 @@ import * as S from '../schemas.js';
 import { API, type RouteContext } from './context.js';
 import { keyEpoch, memberStates, requireGroup, statusOf } from './views.js';
 
-export function registerKeyRoutes(app: FastifyInstance, { store, admin, mutate }: RouteContext): void {
+export function registerKeyRoutes(app: FastifyInstance, { store, adminFor, mutate }: RouteContext): void {
   app.get<{ Params: { sgId: string } }>(
     `${API}/service-groups/:sgId/key`,
     {
@@ -47,7 +47,7 @@ export function registerKeyRoutes(app: FastifyInstance, { store, admin, mutate }
     async (req) => {
       await requireGroup(store, req.params.sgId);
       const { epoch } = await mutate(
-        () => admin.rekey(req.params.sgId),
+        () => adminFor(req).rekey(req.params.sgId),
         (r) => ({ kind: 'key.update', sgId: req.params.sgId, epoch: r.epoch, reason: 'operator' }),
       );
       return { sgId: req.params.sgId, epoch };

@@ -30,7 +30,7 @@ function registerMembership(app: FastifyInstance, { store }: RouteContext): void
 }
 
 /** Adding one member, or a batch for the price of one Group Key update. */
-function registerJoins(app: FastifyInstance, { store, admin, mutate }: RouteContext): void {
+function registerJoins(app: FastifyInstance, { store, adminFor, mutate }: RouteContext): void {
   app.post<{ Params: { sgId: string }; Body: { pneId: string } }>(
     `${API}/service-groups/:sgId/members`,
     {
@@ -47,7 +47,7 @@ function registerJoins(app: FastifyInstance, { store, admin, mutate }: RouteCont
       await requireGroup(store, req.params.sgId);
       const pneId = normPne(req.body.pneId);
       await mutate(
-        () => admin.addMember(req.params.sgId, pneId),
+        () => adminFor(req).addMember(req.params.sgId, pneId),
         () => ({ kind: 'member.add', sgId: req.params.sgId, pneId }),
       );
       return reply.code(201).send({ sgId: req.params.sgId, pneId });
@@ -69,7 +69,7 @@ function registerJoins(app: FastifyInstance, { store, admin, mutate }: RouteCont
       await requireGroup(store, req.params.sgId);
       const pneIds = [...new Set(req.body.pneIds.map(normPne))];
       await mutate(
-        () => admin.addMembers(req.params.sgId, pneIds),
+        () => adminFor(req).addMembers(req.params.sgId, pneIds),
         () => ({ kind: 'member.add', sgId: req.params.sgId }),
       );
       return reply.code(201).send({ sgId: req.params.sgId, pneIds });
@@ -77,7 +77,7 @@ function registerJoins(app: FastifyInstance, { store, admin, mutate }: RouteCont
   );
 }
 
-function registerRemoval(app: FastifyInstance, { store, admin, mutate }: RouteContext): void {
+function registerRemoval(app: FastifyInstance, { store, adminFor, mutate }: RouteContext): void {
   app.delete<{ Params: { sgId: string; pneId: string } }>(
     `${API}/service-groups/:sgId/members/:pneId`,
     {
@@ -92,7 +92,7 @@ function registerRemoval(app: FastifyInstance, { store, admin, mutate }: RouteCo
       await requireGroup(store, req.params.sgId);
       const pneId = normPne(req.params.pneId);
       await mutate(
-        () => admin.removeMember(req.params.sgId, pneId),
+        () => adminFor(req).removeMember(req.params.sgId, pneId),
         () => ({ kind: 'member.remove', sgId: req.params.sgId, pneId }),
       );
       return reply.code(204).send();

@@ -31,7 +31,7 @@ export function registerServiceGroupRoutes(app: FastifyInstance, ctx: RouteConte
 }
 
 /** `/service-groups`: list and create. */
-function registerCollection(app: FastifyInstance, { store, admin, mutate }: RouteContext): void {
+function registerCollection(app: FastifyInstance, { store, adminFor, mutate }: RouteContext): void {
   app.get(
     `${API}/service-groups`,
     { schema: { tags: ['service-groups'], summary: 'List Service Groups', response: S.responses.groups } },
@@ -54,7 +54,7 @@ function registerCollection(app: FastifyInstance, { store, admin, mutate }: Rout
     },
     async (req, reply) => {
       const { sgId } = await mutate(
-        () => admin.createGroup({ ...req.body }),
+        () => adminFor(req).createGroup({ ...req.body }),
         (r) => ({ kind: 'sg.create', sgId: r.sgId, epoch: r.epoch }),
       );
       const g = await requireGroup(store, sgId);
@@ -64,7 +64,7 @@ function registerCollection(app: FastifyInstance, { store, admin, mutate }: Rout
 }
 
 /** `/service-groups/:sgId`: read, change policy, delete. */
-function registerItem(app: FastifyInstance, { store, admin, mutate }: RouteContext): void {
+function registerItem(app: FastifyInstance, { store, adminFor, mutate }: RouteContext): void {
   app.get<{ Params: { sgId: string } }>(
     `${API}/service-groups/:sgId`,
     {
@@ -93,7 +93,7 @@ function registerItem(app: FastifyInstance, { store, admin, mutate }: RouteConte
     async (req) => {
       await requireGroup(store, req.params.sgId);
       await mutate(
-        () => admin.updatePolicy(req.params.sgId, { ...req.body }),
+        () => adminFor(req).updatePolicy(req.params.sgId, { ...req.body }),
         () => ({ kind: 'sg.policy', sgId: req.params.sgId }),
       );
       return groupView(store, await requireGroup(store, req.params.sgId));
@@ -113,7 +113,7 @@ function registerItem(app: FastifyInstance, { store, admin, mutate }: RouteConte
     async (req, reply) => {
       await requireGroup(store, req.params.sgId);
       await mutate(
-        () => admin.deleteGroup(req.params.sgId),
+        () => adminFor(req).deleteGroup(req.params.sgId),
         () => ({ kind: 'sg.delete', sgId: req.params.sgId }),
       );
       return reply.code(204).send();
