@@ -14,6 +14,9 @@ export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data
                           [--url https://host:7444 --token-file <path>|- --ca <ca.pem>] [--json | --table]
   token create --role gw|pne [--ttl <sec>]     one-time enrollment token (prints only the token)
   revoke <identity>                           revoke a GW or PNE: sessions closed at once, its SGs rekeyed
+  api-token create --name N [--scope read|operator|admin]
+                                              a named admin API token (prints only the token, shown once)
+  api-token list | api-token revoke <name>    admin tokens (never the tokens); revoke one
   pns                                         PN inventory (GWs, their PNEs, online, last seen)
   identities [--role gw|pne]                  enrolled identities and their revocation
   sg list
@@ -93,6 +96,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
       role: { type: 'string' },
       ttl: { type: 'string' },
       name: { type: 'string' },
+      scope: { type: 'string' },
       open: { type: 'boolean', default: false },
       'source-auth': { type: 'boolean', default: false },
       'no-source-auth': { type: 'boolean', default: false },
@@ -160,6 +164,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${r.token}\n`);
     return 0;
   }
+  if (a === 'api-token') return apiTokenCommand(ep, b, c, values, out);
   if (a === 'revoke' && b) {
     const r = (await adminRequest(ep, 'POST', `/identities/${enc(b)}/revoke`)) as Row;
     return out(r, () => `revoked ${cell(r.id)} at ${time(r.revokedAt)}`);
@@ -201,6 +206,54 @@ export async function adminCommand(argv: string[]): Promise<number> {
   if (a === 'audit') return audit(ep, values, out, num);
   if (a === 'sg') return sgCommand(ep, b, c, positionals.slice(3), values, out, num);
   throw new UsageError(ADMIN_USAGE);
+}
+
+/**
+ * `cpns admin api-token create|list|revoke`: named admin tokens with a scope (docs/operator.md "Admin tokens").
+ * `create` prints only the token (shown once) unless --json; it needs a token of scope admin.
+ */
+async function apiTokenCommand(
+  ep: AdminEndpoint,
+  b: string | undefined,
+  c: string | undefined,
+  values: { name?: string; scope?: string; json: boolean; id: boolean },
+  out: (v: unknown, text?: () => string, ids?: () => string[]) => number,
+): Promise<number> {
+  if (b === 'create') {
+    if (values.name === undefined) throw new UsageError('api-token create needs --name <name>');
+    const scope = values.scope ?? 'read';
+    if (scope !== 'read' && scope !== 'operator' && scope !== 'admin')
+      throw new UsageError('api-token create: --scope read|operator|admin');
+    const r = (await adminRequest(ep, 'POST', '/admin-tokens', { body: { name: values.name, scope } })) as {
+      token: string;
+    };
+    if (values.json && !values.id) return out(r);
+    process.stdout.write(`${r.token}\n`);
+    return 0;
+  }
+  if (b === 'list') {
+    const rows = (await adminRequest(ep, 'GET', '/admin-tokens')) as Row[];
+    return out(
+      rows,
+      () =>
+        table(
+          rows.map((t) => ({
+            ...t,
+            createdAt: time(t.createdAt),
+            revokedAt: t.revokedAt ? time(t.revokedAt) : '',
+          })),
+          ['name', 'scope', 'createdAt', 'revokedAt'],
+        ),
+      () => rows.map((t) => cell(t.name)),
+    );
+  }
+  if (b === 'revoke' && c !== undefined) {
+    const r = (await adminRequest(ep, 'POST', `/admin-tokens/${enc(c)}/revoke`)) as Row;
+    return out(r, () => `revoked admin token ${cell(r.name)} at ${time(r.revokedAt)}`);
+  }
+  throw new UsageError(
+    'usage: cpns admin api-token create --name <name> [--scope read|operator|admin] | list | revoke <name>',
+  );
 }
 
 async function sgCommand(
