@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runClusterRekeyBench } from '../bench/cluster-bench.js';
 import { runCoreBench } from '../bench/core-bench.js';
+import { runMemoryBench } from '../bench/memory-bench.js';
 import { runRekeyBench } from '../bench/rekey-bench.js';
 import { isCodedError } from '../core/errors.js';
 import { adminCommand } from './admin.js';
@@ -33,6 +34,7 @@ commands:
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
+  bench memory    idle memory per GW session and per PNE at the server and the GW [--gateways 200 --pnes 1000]
   help [command]  this text, or a command's (also: cpns <command> --help, -h)
   --version       the version
 
@@ -102,6 +104,23 @@ export async function main(argv: string[]): Promise<number> {
             `unknown argument ${JSON.stringify(extra[0])}\n\n${COMMAND_HELP['bench core']}`,
           );
         runCoreBench({ quick: rest.includes('--quick') });
+        return 0;
+      }
+      if (rest[0] === 'memory') {
+        const { values } = parseArgs({
+          args: rest.slice(1),
+          options: {
+            gateways: { type: 'string', default: '200' },
+            pnes: { type: 'string', default: '1000' },
+          },
+        });
+        const n = (name: 'gateways' | 'pnes'): number => {
+          const v = Number(values[name]);
+          if (!Number.isInteger(v) || v < 1 || v > 10_000)
+            throw new UsageError(`--${name} takes an integer 1-10000`);
+          return v;
+        };
+        await runMemoryBench({ gateways: n('gateways'), pnes: n('pnes') });
         return 0;
       }
       if (rest[0] !== 'rekey') break;
