@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ADMIN_DEFAULTS } from './defaults.js';
 import { httpError } from './errors.js';
+import * as S from './schemas.js';
 import type { ChangeEvent } from './types.js';
 
 const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
@@ -99,11 +100,12 @@ export function registerEventStream(
     {
       schema: {
         tags: ['events'],
+        operationId: 'streamEvents',
         summary:
           "Server-Sent Events: 'change' events ({kind, sgId?, epoch?, reason?, pneId?, gwId?, identity?}) " +
           `telling the client what to refetch; a comment line every ${ADMIN_DEFAULTS.keepAliveMs / 1000} s keeps the stream open`,
         produces: ['text/event-stream'],
-        response: { 200: { type: 'string', description: 'text/event-stream' }, 401: { $ref: 'Error#' } },
+        response: S.responses.events,
       },
     },
     (req: FastifyRequest, reply: FastifyReply) => {

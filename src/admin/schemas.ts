@@ -139,12 +139,52 @@ export function componentSchemas(): object[] {
   return Object.entries(components).map(([name, s]) => ({ $id: name, ...s }));
 }
 
-const errorResponses = {
-  400: { $ref: 'Error#' },
-  401: { $ref: 'Error#' },
-  404: { $ref: 'Error#' },
-  409: { $ref: 'Error#' },
-};
+/**
+ * The error replies an operation can give, each `{error:{code,message,field?}}` (docs/operator.md "Validation and
+ * errors"). Declared per operation (`errors(...)` below) with the codes that status carries there, so the document
+ * says what the routes return. Every operation can get 400 MALFORMED and 431 HEADERS_TOO_LARGE from node's HTTP
+ * parser, before routing; 400 SCHEMA only where there are parameters, a query or a body to check.
+ */
+const ERRORS = {
+  400: 'SCHEMA (a parameter, query or body field does not match the schema; `field` names it), MALFORMED (a body that is not JSON, a request the HTTP parser refuses), BAD_URL, INVALID_ARGUMENT',
+  401: 'UNAUTHORIZED: missing or invalid bearer token',
+  404: 'NOT_FOUND (no such Service Group, identity or PNE), NOT_MEMBER',
+  409: 'CONFLICT, ALREADY_MEMBER, GROUP_RETIRED, REVOKED, EPOCH_EXHAUSTED: the state does not allow it',
+  413: 'TOO_LARGE: request body above 64 KiB',
+  414: 'URI_TOO_LONG: a path parameter above 120 characters',
+  415: 'UNSUPPORTED_MEDIA_TYPE: a request body that is not application/json',
+  431: 'HEADERS_TOO_LARGE: request headers above 16 KiB',
+  500: 'INTERNAL: internal error (the details are in the server log only)',
+  503: 'UNAVAILABLE (the database is unavailable), BUSY, CLOSED (the server is stopping)',
+} as const;
+
+type ErrorStatus = keyof typeof ERRORS;
+
+/** An error response of `status`, described by its codes (override for operations with codes of their own). */
+export const errorResponse = (status: ErrorStatus, description: string = ERRORS[status]) => ({
+  description,
+  $ref: 'Error#',
+});
+
+const PARSER_400 = 'MALFORMED: a request line or headers the HTTP parser refuses';
+
+/** The error responses of the given statuses, plus the HTTP parser's 400 and 431 that every operation can get. */
+export function errors(...statuses: ErrorStatus[]): Record<number, object> {
+  const out: Record<number, object> = { 400: errorResponse(400, PARSER_400), 431: errorResponse(431) };
+  for (const s of statuses) out[s] = errorResponse(s);
+  return out;
+}
+
+/** A read of the store (authenticated). */
+const READ = [401, 500, 503] as const;
+/** A read with a query to check. */
+const QUERY = [...READ, 400] as const;
+/** A read of one item named by path parameters. */
+const READ_ITEM = [...READ, 400, 404, 414] as const;
+/** A request whose body fastify parses (POST, PATCH, DELETE), with or without a body schema. */
+const BODY = [400, 413, 415] as const;
+/** A change of a Service Group or identity named by path parameters. */
+const CHANGE_ITEM = [...READ_ITEM, ...BODY, 409] as const;
 
 // ------------------------------------------------------------------ request parts
 
@@ -243,41 +283,72 @@ export const identitiesQuery = obj({ role: str({ enum: ['gw', 'pne'] }) }, []);
 
 // ------------------------------------------------------------------ responses
 
+const ok = (description: string, schema: object) => ({ description, ...schema });
+
 export const responses = {
-  pns: { 200: arr({ $ref: 'PersonalNetwork#' }), ...errorResponses },
-  pnes: { 200: arr({ $ref: 'Pne#' }), ...errorResponses },
-  gateways: { 200: arr({ $ref: 'Gateway#' }), ...errorResponses },
-  identities: { 200: arr({ $ref: 'Identity#' }), ...errorResponses },
+  pns: { 200: ok('Personal Networks', arr({ $ref: 'PersonalNetwork#' })), ...errors(...READ) },
+  pnes: { 200: ok('PNEs', arr({ $ref: 'Pne#' })), ...errors(...READ) },
+  gateways: { 200: ok('PN Gateways', arr({ $ref: 'Gateway#' })), ...errors(...READ) },
+  identities: { 200: ok('Identities', arr({ $ref: 'Identity#' })), ...errors(...QUERY) },
   token: {
-    201: obj({
-      token: str({ description: 'One-time enrollment token; shown once, stored only as a hash' }),
-      role: str({ enum: ['gw', 'pne'] }),
-      expiresAt: time('Expiry'),
-    }),
-    ...errorResponses,
+    201: ok(
+      'The token (shown once)',
+      obj({
+        token: str({ description: 'One-time enrollment token; shown once, stored only as a hash' }),
+        role: str({ enum: ['gw', 'pne'] }),
+        expiresAt: time('Expiry'),
+      }),
+    ),
+    ...errors(...READ, ...BODY),
   },
-  revoke: { 200: { $ref: 'Identity#' }, ...errorResponses },
-  groups: { 200: arr({ $ref: 'ServiceGroup#' }), ...errorResponses },
-  group: { 200: { $ref: 'ServiceGroup#' }, ...errorResponses },
-  groupCreated: { 201: { $ref: 'ServiceGroup#' }, ...errorResponses },
-  noContent: { 204: { type: 'null', description: 'Done' }, ...errorResponses },
-  members: { 200: arr({ $ref: 'MemberKeyState#' }), ...errorResponses },
-  memberAdded: { 201: obj({ sgId: sgIdSchema, pneId: pneIdSchema }), ...errorResponses },
-  membersAdded: { 201: obj({ sgId: sgIdSchema, pneIds: arr(pneIdSchema) }), ...errorResponses },
-  keyStatus: { 200: { $ref: 'KeyStatus#' }, ...errorResponses },
+  revoke: { 200: ok('The revoked identity', { $ref: 'Identity#' }), ...errors(...CHANGE_ITEM) },
+  groups: { 200: ok('Service Groups', arr({ $ref: 'ServiceGroup#' })), ...errors(...READ) },
+  group: { 200: ok('The Service Group', { $ref: 'ServiceGroup#' }), ...errors(...READ_ITEM) },
+  groupUpdated: { 200: ok('The Service Group', { $ref: 'ServiceGroup#' }), ...errors(...CHANGE_ITEM) },
+  /** Creation: a member that is not an enrolled PNE is 404 NOT_FOUND. */
+  groupCreated: {
+    201: ok('The new Service Group', { $ref: 'ServiceGroup#' }),
+    ...errors(...READ, ...BODY, 404, 409),
+  },
+  noContent: { 204: { type: 'null', description: 'Done' }, ...errors(...CHANGE_ITEM) },
+  members: { 200: ok('Members', arr({ $ref: 'MemberKeyState#' })), ...errors(...READ_ITEM) },
+  memberAdded: {
+    201: ok('The member added', obj({ sgId: sgIdSchema, pneId: pneIdSchema })),
+    ...errors(...CHANGE_ITEM),
+  },
+  membersAdded: {
+    201: ok('The members added', obj({ sgId: sgIdSchema, pneIds: arr(pneIdSchema) })),
+    ...errors(...CHANGE_ITEM),
+  },
+  keyStatus: { 200: ok('Group Key status', { $ref: 'KeyStatus#' }), ...errors(...READ_ITEM) },
   rekey: {
-    200: obj({ sgId: sgIdSchema, epoch: int({ minimum: 1, description: 'The new current epoch' }) }),
-    ...errorResponses,
+    200: ok(
+      'The new epoch',
+      obj({ sgId: sgIdSchema, epoch: int({ minimum: 1, description: 'The new current epoch' }) }),
+    ),
+    ...errors(...CHANGE_ITEM),
   },
   audit: {
-    200: obj({
-      entries: arr({ $ref: 'AuditEntry#' }),
-      nextAfterSeq: nullable('integer', { description: 'Cursor of the next page; null on the last page' }),
-    }),
-    ...errorResponses,
+    200: ok(
+      'A page of the audit log',
+      obj({
+        entries: arr({ $ref: 'AuditEntry#' }),
+        nextAfterSeq: nullable('integer', { description: 'Cursor of the next page; null on the last page' }),
+      }),
+    ),
+    ...errors(...QUERY),
   },
-  healthz: { 200: obj({ status: str({ enum: ['ok'] }) }) },
-  readyz: { 200: obj({ status: str({ enum: ['ready'] }) }), 503: { $ref: 'Error#' } },
+  events: {
+    200: { type: 'string', description: 'text/event-stream' },
+    ...errors(401),
+    503: errorResponse(503, 'TOO_MANY_STREAMS: the most concurrent event streams are open'),
+  },
+  healthz: { 200: ok('The process answers', obj({ status: str({ enum: ['ok'] }) })), ...errors() },
+  readyz: {
+    200: ok('Ready: the store answers', obj({ status: str({ enum: ['ready'] }) })),
+    ...errors(),
+    503: errorResponse(503, 'NOT_READY: the store (message `store unavailable`) does not answer'),
+  },
 };
 
 // ------------------------------------------------------------------ admin tokens (docs/operator.md "Admin tokens")

@@ -9,6 +9,7 @@ export function registerAuditRoutes(app: FastifyInstance, { store }: RouteContex
     {
       schema: {
         tags: ['audit'],
+        operationId: 'listAuditEntries',
         summary: 'Audit log of key operations and membership changes (append-only), oldest first, paged',
         querystring: S.auditQuery,
         response: S.responses.audit,

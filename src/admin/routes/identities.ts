@@ -24,6 +24,7 @@ export function registerIdentityRoutes(
     {
       schema: {
         tags: ['identities'],
+        operationId: 'listIdentities',
         summary: 'Enrolled identities (GWs and PNEs) and their revocation state',
         querystring: S.identitiesQuery,
         response: S.responses.identities,
@@ -37,6 +38,7 @@ export function registerIdentityRoutes(
     {
       schema: {
         tags: ['identities'],
+        operationId: 'createEnrollmentToken',
         summary: 'Create a one-time enrollment token for a GW or a PNE',
         body: S.createTokenBody,
         response: S.responses.token,
@@ -54,6 +56,7 @@ export function registerIdentityRoutes(
     {
       schema: {
         tags: ['identities'],
+        operationId: 'revokeIdentity',
         summary: 'Revoke a GW or PNE identity (its sessions close; its Service Groups get a new key)',
         params: S.identityParams,
         response: S.responses.revoke,

@@ -9,6 +9,7 @@ export function registerInventoryRoutes(app: FastifyInstance, { store }: RouteCo
     {
       schema: {
         tags: ['inventory'],
+        operationId: 'listPersonalNetworks',
         summary: 'Personal Networks: each GW with its PNEs',
         response: S.responses.pns,
       },
@@ -28,6 +29,7 @@ export function registerInventoryRoutes(app: FastifyInstance, { store }: RouteCo
     {
       schema: {
         tags: ['inventory'],
+        operationId: 'listPnes',
         summary: 'All known PNEs, attached or detached',
         response: S.responses.pnes,
       },
@@ -44,6 +46,7 @@ export function registerInventoryRoutes(app: FastifyInstance, { store }: RouteCo
     {
       schema: {
         tags: ['inventory'],
+        operationId: 'listGateways',
         summary: 'PN Gateways (online, last seen)',
         response: S.responses.gateways,
       },

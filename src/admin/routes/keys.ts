@@ -10,6 +10,7 @@ export function registerKeyRoutes(app: FastifyInstance, { store, adminFor, mutat
     {
       schema: {
         tags: ['keys'],
+        operationId: 'getKeyStatus',
         summary:
           'Group Key status: epochs (created, reason) and per-member / per-GW ack state; never key bytes',
         params: S.sgParams,
@@ -39,6 +40,7 @@ export function registerKeyRoutes(app: FastifyInstance, { store, adminFor, mutat
     {
       schema: {
         tags: ['keys'],
+        operationId: 'rekeyServiceGroup',
         summary: "Force a Group Key update (reason 'operator')",
         params: S.sgParams,
         response: S.responses.rekey,

@@ -17,6 +17,7 @@ function registerMembership(app: FastifyInstance, { store }: RouteContext): void
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'listMembers',
         summary: 'Members with their key delivery state',
         params: S.sgParams,
         response: S.responses.members,
@@ -36,6 +37,7 @@ function registerJoins(app: FastifyInstance, { store, adminFor, mutate }: RouteC
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'addMember',
         summary:
           'Add a member (with update on join, the Group Key is updated and the member gets only the new one)',
         params: S.sgParams,
@@ -59,6 +61,7 @@ function registerJoins(app: FastifyInstance, { store, adminFor, mutate }: RouteC
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'addMembers',
         summary: 'Add several members at once (with update on join: one Group Key update for the batch)',
         params: S.sgParams,
         body: S.addMembersBody,
@@ -83,6 +86,7 @@ function registerRemoval(app: FastifyInstance, { store, adminFor, mutate }: Rout
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'removeMember',
         summary: 'Remove a member (the Group Key is updated at once, without grace)',
         params: S.memberParams,
         response: S.responses.noContent,

@@ -30,9 +30,13 @@ function registerMetricsRoute(app: FastifyInstance, { store, metrics, publicMetr
       config: { public: publicMetrics === true },
       schema: {
         tags: ['observability'],
+        operationId: 'getMetrics',
         summary: `Prometheus metrics (text exposition format)${publicMetrics ? '' : '; bearer token'}`,
         produces: ['text/plain'],
-        response: { 200: { type: 'string' } },
+        response: {
+          200: { type: 'string', description: 'Prometheus text exposition format 0.0.4' },
+          ...(publicMetrics ? S.errors(500, 503) : S.errors(401, 500, 503)),
+        },
         ...(publicMetrics ? { security: [] } : {}),
       },
     },
@@ -73,6 +77,7 @@ function registerProbeRoutes(app: FastifyInstance, store: Store) {
       config: PUBLIC,
       schema: {
         tags: ['observability'],
+        operationId: 'getLiveness',
         summary: 'Liveness: the admin app answers (no token)',
         security: [],
         response: S.responses.healthz,
@@ -87,6 +92,7 @@ function registerProbeRoutes(app: FastifyInstance, store: Store) {
       config: PUBLIC,
       schema: {
         tags: ['observability'],
+        operationId: 'getReadiness',
         summary: 'Readiness: the store answers a lookup (no token); 503 NOT_READY otherwise',
         security: [],
         response: S.responses.readyz,

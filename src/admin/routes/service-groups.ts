@@ -34,7 +34,14 @@ export function registerServiceGroupRoutes(app: FastifyInstance, ctx: RouteConte
 function registerCollection(app: FastifyInstance, { store, adminFor, mutate }: RouteContext): void {
   app.get(
     `${API}/service-groups`,
-    { schema: { tags: ['service-groups'], summary: 'List Service Groups', response: S.responses.groups } },
+    {
+      schema: {
+        tags: ['service-groups'],
+        operationId: 'listServiceGroups',
+        summary: 'List Service Groups',
+        response: S.responses.groups,
+      },
+    },
     async () => {
       const out = [];
       for (const g of await store.listGroups()) out.push(await groupView(store, g));
@@ -47,6 +54,7 @@ function registerCollection(app: FastifyInstance, { store, adminFor, mutate }: R
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'createServiceGroup',
         summary: 'Create a Service Group (its first Group Key is created and delivered at once)',
         body: S.createGroupBody,
         response: S.responses.groupCreated,
@@ -70,6 +78,7 @@ function registerItem(app: FastifyInstance, { store, adminFor, mutate }: RouteCo
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'getServiceGroup',
         summary: 'One Service Group with its policy and members',
         params: S.sgParams,
         response: S.responses.group,
@@ -83,11 +92,12 @@ function registerItem(app: FastifyInstance, { store, adminFor, mutate }: RouteCo
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'updateServiceGroupPolicy',
         summary:
           'Change a Service Group policy: join mode, update on join, periodic update interval, source authentication',
         params: S.sgParams,
         body: S.updatePolicyBody,
-        response: S.responses.group,
+        response: S.responses.groupUpdated,
       },
     },
     async (req) => {
@@ -105,6 +115,7 @@ function registerItem(app: FastifyInstance, { store, adminFor, mutate }: RouteCo
     {
       schema: {
         tags: ['service-groups'],
+        operationId: 'deleteServiceGroup',
         summary: 'Delete a Service Group (its keys are deleted; the id is retired)',
         params: S.sgParams,
         response: S.responses.noContent,
