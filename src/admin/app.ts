@@ -71,7 +71,13 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
     maxStreams: o.maxEventStreams ?? ADMIN_DEFAULTS.maxEventStreams,
     keepAliveMs: o.keepAliveMs ?? ADMIN_DEFAULTS.keepAliveMs,
   });
-  registerObservabilityRoutes(app, { store: o.store, metrics: o.metrics, publicMetrics: o.publicMetrics });
+  registerObservabilityRoutes(app, {
+    store: o.store,
+    metrics: o.metrics,
+    publicMetrics: o.publicMetrics,
+    bus: o.bus,
+    readyTimeoutMs: o.readyTimeoutMs ?? ADMIN_DEFAULTS.readyTimeoutMs,
+  });
   registerOpenApiRoute(app);
   registerConsoleRoutes(app, consoleFiles);
   return app;

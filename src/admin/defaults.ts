@@ -1,6 +1,6 @@
 /**
  * The admin app's limits, in one place so that the numbers docs/operator.md states ("Validation and errors",
- * "Live events") have a single source. `maxEventStreams` and `keepAliveMs` are the defaults of the
+ * "Live events") have a single source. `maxEventStreams`, `keepAliveMs` and `readyTimeoutMs` are the defaults of the
  * `AdminAppOptions` of the same name; the others are fixed.
  */
 export const ADMIN_DEFAULTS = {
@@ -21,6 +21,8 @@ export const ADMIN_DEFAULTS = {
   keepAliveMs: 15_000,
   /** The SSE `retry:` field: how long a client waits before it reconnects a dropped stream. */
   sseRetryMs: 2000,
+  /** `/readyz` waits this long for the store (and, in a cluster, the bus) before it answers 503 NOT_READY. */
+  readyTimeoutMs: 2000,
   /** Lifetime of an enrollment token when `POST /enrollment-tokens` gives no `ttlSec`. */
   enrollmentTokenTtlSec: 3600,
 } as const;

@@ -345,9 +345,12 @@ export const responses = {
   },
   healthz: { 200: ok('The process answers', obj({ status: str({ enum: ['ok'] }) })), ...errors() },
   readyz: {
-    200: ok('Ready: the store answers', obj({ status: str({ enum: ['ready'] }) })),
+    200: ok('Ready: the store answers, and in a cluster the bus', obj({ status: str({ enum: ['ready'] }) })),
     ...errors(),
-    503: errorResponse(503, 'NOT_READY: the store (message `store unavailable`) does not answer'),
+    503: errorResponse(
+      503,
+      'NOT_READY: the store (message `store unavailable`) or, in a cluster, the bus (`bus unavailable`) does not answer',
+    ),
   },
 };
 

@@ -31,6 +31,13 @@ export interface AdminAppOptions {
   maxEventStreams?: number;
   /** SSE keep-alive comment interval (ms). Default 15 000. */
   keepAliveMs?: number;
+  /**
+   * In a cluster: the event bus, which `/readyz` checks too (one round trip, `EventBus.ping`). Without it the
+   * probe checks the store only.
+   */
+  bus?: { ping(): Promise<void> };
+  /** How long `/readyz` waits for each dependency (the store, the bus) before it says not ready. Default 2000. */
+  readyTimeoutMs?: number;
   /** Directory of the console's static files. Default: `console/` next to this module. */
   consoleDir?: string;
 }

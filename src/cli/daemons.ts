@@ -276,6 +276,8 @@ export async function serverCommand(argv: string[]): Promise<number> {
       logger: log.child({ component: 'admin' }) as unknown as FastifyBaseLogger,
       https: { cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.3' },
       publicMetrics: values['public-metrics'],
+      // A cluster node is ready only while its bus answers too (/readyz).
+      ...(bus ? { bus } : {}),
     });
     await app.listen({ host: values['admin-host'], port: Number(values['admin-port']) });
   } catch (e) {

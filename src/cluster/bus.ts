@@ -70,5 +70,10 @@ export interface EventBus {
   relay(fromNode: string, payload: Uint8Array): void;
   /** Receives the other nodes' relayed frames (never this node's own); oversized ones are dropped and counted. */
   onRelay(nodeId: string, handler: RelayHandler): Subscription;
+  /**
+   * Resolves once the bus answered one round trip (the readiness probe, docs/operator.md `/readyz`); rejects
+   * with a typed error when it is closed or did not answer in time (disconnected, reconnecting).
+   */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -143,6 +143,7 @@ describe.skipIf(SKIP !== undefined)(
         subscribe: (...args) => real.subscribe(...args),
         relay: (...args) => real.relay(...args),
         onRelay: (...args) => real.onRelay(...args),
+        ping: () => real.ping(),
         close: () => real.close(),
       };
       const a = await node(d.dirA, { ...d.pg, cluster: { bus: mute, nodeId: 'orphan-a' } });

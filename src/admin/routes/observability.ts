@@ -1,6 +1,7 @@
 /**
- * Prometheus metrics and the probes (docs/operator.md). `/healthz` and `/readyz` are public and return no data;
- * `/metrics` needs the token unless the app was built with `publicMetrics`.
+ * Prometheus metrics and the probes (docs/operator.md). `/healthz` and `/readyz` are public and return no data
+ * beyond ok / not ready and which dependency did not answer; `/metrics` needs the token unless the app was built
+ * with `publicMetrics`.
  */
 import type { FastifyInstance } from 'fastify';
 import type { CpnsMetrics } from '../../metrics/index.js';
@@ -16,11 +17,13 @@ interface ObservabilityContext {
   store: Store;
   metrics: CpnsMetrics;
   publicMetrics: boolean | undefined;
+  bus: { ping(): Promise<void> } | undefined;
+  readyTimeoutMs: number;
 }
 
 export function registerObservabilityRoutes(app: FastifyInstance, ctx: ObservabilityContext): void {
   registerMetricsRoute(app, ctx);
-  registerProbeRoutes(app, ctx.store);
+  registerProbeRoutes(app, ctx);
 }
 
 function registerMetricsRoute(app: FastifyInstance, { store, metrics, publicMetrics }: ObservabilityContext) {
@@ -70,7 +73,32 @@ async function refreshGauges(store: Store, metrics: CpnsMetrics): Promise<void> 
   metrics.setGatewaysByNode(byNode);
 }
 
-function registerProbeRoutes(app: FastifyInstance, store: Store) {
+/** True when `check` resolves within `ms`; false when it rejects or is late (its error goes to `onError`). */
+async function answers(check: () => Promise<unknown>, ms: number, onError: (e: unknown) => void) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => {
+      onError(new Error(`no answer within ${ms} ms`));
+      resolve(false);
+    }, ms);
+  });
+  try {
+    return await Promise.race([
+      check().then(
+        () => true,
+        (e: unknown) => {
+          onError(e);
+          return false;
+        },
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function registerProbeRoutes(app: FastifyInstance, { store, bus, readyTimeoutMs }: ObservabilityContext) {
   app.get(
     '/healthz',
     {
@@ -93,21 +121,33 @@ function registerProbeRoutes(app: FastifyInstance, store: Store) {
       schema: {
         tags: ['observability'],
         operationId: 'getReadiness',
-        summary: 'Readiness: the store answers a lookup (no token); 503 NOT_READY otherwise',
+        summary:
+          'Readiness: the store answers a lookup and, in a cluster, the bus a round trip (no token); 503 NOT_READY otherwise',
         security: [],
         response: S.responses.readyz,
       },
     },
     async (req, reply) => {
       reply.header('cache-control', 'no-store');
-      try {
-        await store.getGroup(READY_PROBE_SG);
-      } catch (err) {
-        req.log.warn({ err }, 'readiness probe: store unavailable');
-        const e = httpError(503, 'NOT_READY', 'store unavailable');
-        return reply.code(503).send(e.body);
-      }
-      return reply.send({ status: 'ready' });
+      // Both at once, each within the timeout; what failed goes to the log, only its name to the client.
+      const [storeOk, busOk] = await Promise.all([
+        answers(
+          () => store.getGroup(READY_PROBE_SG),
+          readyTimeoutMs,
+          (err) => req.log.warn({ err }, 'readiness probe: store unavailable'),
+        ),
+        bus === undefined
+          ? true
+          : answers(
+              () => bus.ping(),
+              readyTimeoutMs,
+              (err) => req.log.warn({ err }, 'readiness probe: bus unavailable'),
+            ),
+      ]);
+      if (storeOk && busOk) return reply.send({ status: 'ready' });
+      const down = [storeOk ? [] : ['store'], busOk ? [] : ['bus']].flat().join(' and ');
+      const e = httpError(503, 'NOT_READY', `${down} unavailable`);
+      return reply.code(503).send(e.body);
     },
   );
 }

@@ -269,6 +269,27 @@ export class JetStreamBus implements EventBus {
   /** Relayed frames received and dropped (oversized, or the handler threw). */
   relayDropped = 0;
 
+  /** One PING/PONG with the NATS server this connection is on (while reconnecting: none, so TIMEOUT). */
+  async ping(): Promise<void> {
+    if (this.#closed || this.nc.isClosed())
+      throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'bus is closed', 'bus');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new CpnsError(ErrorCode.TIMEOUT, 'the bus did not answer in time', 'bus')),
+        this.options.pingTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.nc.flush(), late]);
+    } catch (e) {
+      if (isCpnsError(e)) throw e;
+      throw new CpnsError(ErrorCode.TIMEOUT, 'the bus did not answer', 'bus', { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

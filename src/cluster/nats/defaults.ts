@@ -49,6 +49,8 @@ export const NATS_BUS_DEFAULTS = {
   /** Client pings; a connection missing `maxPingOut` pongs is treated as lost and reconnected. */
   pingIntervalMs: 5_000,
   maxPingOut: 2,
+  /** `ping()` (the readiness probe's check of the bus) waits this long for the NATS server's answer. */
+  pingTimeoutMs: 2_000,
 
   // ------------------------------------------------------------------ publish
   /**
