@@ -1,11 +1,41 @@
 /**
- * Prometheus metrics of the CPNS Server (prom-client). One private registry per `CpnsMetrics` instance, so two
- * servers in one process (tests, `cpns demo`) never share or double-register metrics. Label values are bounded
- * sets chosen by us (roles, rekey reasons, error codes): never identities, group ids or anything from a client.
+ * Prometheus metrics of the CPNS Server (prom-client). One private registry
+ * per instance (registry.ts), so two servers in one process (tests, `cpns demo`) never share or double-register
+ * metrics. Label values are bounded sets chosen by us (roles, rekey reasons, error codes): never identities,
+ * group ids or anything from a client. The label values we know are exported at 0 from the start, so a rate over
+ * a series that has not moved yet is 0, not absent.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { rekeyReasons } from '../core/codec/index.js';
+import { ErrorCode } from '../core/errors.js';
+import { createRegistry, label } from './registry.js';
+
+export { DROPPED_DEFAULT_METRICS } from './registry.js';
 
 export type SessionRole = 'gw' | 'pne' | 'enroll';
+
+const SESSION_ROLES: readonly SessionRole[] = ['gw', 'pne', 'enroll'];
+
+/** The reasons of a new Group Key epoch: the wire's, and 'restart' (a store reason: an unclean start's update). */
+const KEY_UPDATE_REASONS: readonly string[] = [...rekeyReasons, 'restart'];
+
+/**
+ * The codes of the server's relay refusals (docs/protocol.md rule R1; server/decisions.ts `relayEnvelope`,
+ * `admitRelay`; the group header check of core/group/header.ts).
+ */
+export const RELAY_REFUSAL_CODES: readonly ErrorCode[] = [
+  ErrorCode.UNEXPECTED_MESSAGE,
+  ErrorCode.TOO_LARGE,
+  ErrorCode.MALFORMED,
+  ErrorCode.UNSUPPORTED_VERSION,
+  ErrorCode.UNSUPPORTED_SUITE,
+  ErrorCode.NOT_FOUND,
+  ErrorCode.FORBIDDEN,
+  ErrorCode.NOT_MEMBER,
+  ErrorCode.UNKNOWN_EPOCH,
+  ErrorCode.EXPIRED_EPOCH,
+  ErrorCode.REPLAY,
+];
 
 /** Every metric name this module exposes (docs/operator.md lists them; tests check them). */
 export const METRIC_NAMES = [
@@ -15,17 +45,12 @@ export const METRIC_NAMES = [
   'cpns_key_updates_total',
   'cpns_key_ack_latency_seconds',
   'cpns_members_lagging',
-  'cpns_decrypt_failures_total',
+  'cpns_relay_refusals_total',
   'cpns_relayed_messages_total',
   'cpns_relayed_bytes_total',
   'cpns_cluster_gateways',
+  'cpns_build_info',
 ] as const;
-
-const LABEL_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
-/** Bounded label value: anything unexpected is folded into 'other' so a bug cannot explode cardinality. */
-function label(v: string): string {
-  return LABEL_RE.test(v) ? v : 'other';
-}
 
 export interface CpnsMetricsOptions {
   /** Collect prom-client's default process metrics (CPU, memory, event loop, GC). Default true. */
@@ -33,19 +58,20 @@ export interface CpnsMetricsOptions {
 }
 
 export class CpnsMetrics {
-  readonly #registry = new Registry();
+  readonly #registry: Registry;
   readonly #sessions: Gauge<'role'>;
   readonly #groups: Gauge;
   readonly #members: Gauge;
   readonly #keyUpdates: Counter<'reason'>;
   readonly #ackLatency: Histogram;
   readonly #lagging: Gauge;
-  readonly #decryptFailures: Counter<'code'>;
+  readonly #relayRefusals: Counter<'code'>;
   readonly #relayedMessages: Counter;
   readonly #relayedBytes: Counter;
   readonly #gwsByNode: Gauge<'node'>;
 
   constructor(opts: CpnsMetricsOptions = {}) {
+    this.#registry = createRegistry(opts);
     const registers = [this.#registry];
     this.#sessions = new Gauge({
       name: 'cpns_sessions',
@@ -53,7 +79,7 @@ export class CpnsMetrics {
       labelNames: ['role'],
       registers,
     });
-    for (const role of ['gw', 'pne'] as const) this.#sessions.set({ role }, 0);
+    for (const role of SESSION_ROLES) this.#sessions.set({ role }, 0);
     this.#groups = new Gauge({ name: 'cpns_service_groups', help: 'Service Groups', registers });
     this.#members = new Gauge({
       name: 'cpns_sg_members',
@@ -66,6 +92,7 @@ export class CpnsMetrics {
       labelNames: ['reason'],
       registers,
     });
+    for (const reason of KEY_UPDATE_REASONS) this.#keyUpdates.inc({ reason }, 0);
     this.#ackLatency = new Histogram({
       name: 'cpns_key_ack_latency_seconds',
       help: 'Time from a Group Key update to the last member acknowledgement',
@@ -77,12 +104,14 @@ export class CpnsMetrics {
       help: 'Members whose acknowledged epoch is behind their Service Group current epoch',
       registers,
     });
-    this.#decryptFailures = new Counter({
-      name: 'cpns_decrypt_failures_total',
-      help: 'Group message decrypt / verify failures by error code',
+    // Formerly cpns_decrypt_failures_total: the server never decrypts, it refuses to relay (CHANGELOG).
+    this.#relayRefusals = new Counter({
+      name: 'cpns_relay_refusals_total',
+      help: 'Group messages the server refused to relay (rule R1), by error code',
       labelNames: ['code'],
       registers,
     });
+    for (const code of RELAY_REFUSAL_CODES) this.#relayRefusals.inc({ code }, 0);
     this.#relayedMessages = new Counter({
       name: 'cpns_relayed_messages_total',
       help: 'Messages destined to a Service Group relayed by the server',
@@ -99,7 +128,6 @@ export class CpnsMetrics {
       labelNames: ['node'],
       registers,
     });
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.#registry });
   }
 
   sessionOpened(role: SessionRole): void {
@@ -120,8 +148,9 @@ export class CpnsMetrics {
     if (Number.isFinite(seconds) && seconds >= 0) this.#ackLatency.observe(seconds);
   }
 
-  decryptFailure(code: string): void {
-    this.#decryptFailures.inc({ code: label(code) });
+  /** A group message the relay refused (from a GW, or from another cluster node), with the refusal's code. */
+  relayRefused(code: string): void {
+    this.#relayRefusals.inc({ code: label(code) });
   }
 
   relayed(bytes: number, messages = 1): void {

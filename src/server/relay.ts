@@ -40,7 +40,7 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
     toOtherNodes(srv, payload);
     srv.metrics.relayed(payload.length);
   } catch (e) {
-    srv.metrics.decryptFailure(codeOf(e));
+    srv.metrics.relayRefused(codeOf(e));
     // Names the sender so that its GW can tell the PNE (error.pneId, docs/codec.md); the GW learns nothing new by it.
     conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field, sender);
   }
@@ -90,7 +90,7 @@ export function relayFromNode(srv: ServerState, data: Uint8Array): void {
     fanOut(srv, st!, encodeFrame({ kind: 'group', payload }), undefined);
     srv.metrics.relayed(payload.length);
   } catch (e) {
-    srv.metrics.decryptFailure(codeOf(e));
+    srv.metrics.relayRefused(codeOf(e));
   }
 }
 

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHttpError } from '../../src/admin/errors.js';
-import { METRIC_NAMES } from '../../src/metrics/index.js';
+import { DROPPED_DEFAULT_METRICS, METRIC_NAMES } from '../../src/metrics/index.js';
 import { until } from '../integration/helpers.js';
 import { enrolled, randomPne, type Stack, startStack } from './fixture.js';
 
@@ -481,10 +482,10 @@ describe('OpenAPI, metrics, errors and events', () => {
   it('exposes the Prometheus metrics', async () => {
     s.metrics.keyUpdated('operator');
     s.metrics.ackLatency(0.2);
-    s.metrics.decryptFailure('BAD_MAC');
+    s.metrics.relayRefused('REPLAY');
     s.metrics.relayed(120);
     s.metrics.sessionOpened('gw');
-    s.metrics.decryptFailure('</script>{}');
+    s.metrics.relayRefused('</script>{}');
     const g = await call('POST', '/api/v1/service-groups', {
       name: 'metrics',
       members: [await enrolled(s, randomPne())],
@@ -500,11 +501,20 @@ describe('OpenAPI, metrics, errors and events', () => {
     expect(r.body).toMatch(/^cpns_sg_members 1$/m);
     expect(r.body).toMatch(/^cpns_members_lagging 1$/m);
     expect(r.body).toMatch(/^cpns_key_updates_total\{reason="operator"\} 1$/m);
-    expect(r.body).toMatch(/^cpns_decrypt_failures_total\{code="BAD_MAC"\} 1$/m);
-    expect(r.body).toMatch(/^cpns_decrypt_failures_total\{code="other"\} 1$/m);
+    expect(r.body).toMatch(/^cpns_relay_refusals_total\{code="REPLAY"\} 1$/m);
+    expect(r.body).toMatch(/^cpns_relay_refusals_total\{code="other"\} 1$/m);
     expect(r.body).toMatch(/^cpns_relayed_bytes_total 120$/m);
     expect(r.body).toMatch(/^cpns_sessions\{role="gw"\} 1$/m);
     expect(r.body).toMatch(/^cpns_key_ack_latency_seconds_count 1$/m);
+    // The label values we know are there at 0 before anything happened.
+    expect(r.body).toMatch(/^cpns_relay_refusals_total\{code="NOT_MEMBER"\} 0$/m);
+    expect(r.body).toMatch(/^cpns_key_updates_total\{reason="restart"\} 0$/m);
+    expect(r.body).toMatch(/^cpns_sessions\{role="enroll"\} 0$/m);
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(r.body).toContain(`cpns_build_info{version="${pkg.version}",node="${process.version}"} 1\n`);
+    // prom-client's gauges named like counters are not exported (promtool refuses them).
+    for (const n of DROPPED_DEFAULT_METRICS) expect(r.body).not.toContain(n);
+    expect(r.body).toMatch(/^nodejs_active_handles\{/m);
   });
 
   it('maps unexpected errors to 500 INTERNAL without details', () => {

@@ -160,7 +160,7 @@ describe('server: hostile input from an authenticated GW', () => {
     expect(got.filter((m) => m.plaintext.toString() === 'legit')).toHaveLength(1);
     // Relay-path refusals are counted by code (docs/operator.md, metrics).
     const metrics = await server.metrics.text();
-    expect(metrics).toMatch(/^cpns_decrypt_failures_total\{code="REPLAY"\} [1-9]/m);
+    expect(metrics).toMatch(/^cpns_relay_refusals_total\{code="REPLAY"\} [1-9]/m);
     expect(metrics).toMatch(/^cpns_relayed_messages_total [1-9]/m);
   });
 
