@@ -9,7 +9,7 @@ import { loadOrCreateAdminToken } from '../admin/token.js';
 import { type JetStreamBus, openJetStreamBus } from '../cluster/index.js';
 import { isPostgresUrl, openServerStore } from '../embed/index.js';
 import { type Credentials, PnGateway } from '../gateway/index.js';
-import { CpnsMetrics } from '../metrics/index.js';
+import { CpnsMetrics, GatewayMetrics, type MetricsEndpoint, serveMetrics } from '../metrics/index.js';
 import { PneClient } from '../pne/index.js';
 import { CpnsServer } from '../server/index.js';
 import { MAX_RECONNECT_URLS } from '../transport/limits.js';
@@ -322,10 +322,17 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       'enroll-port': { type: 'string' },
       media: { type: 'string' },
       'broadcast-interface': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      'metrics-port': { type: 'string' },
     },
   });
   noTokenOnArgv(values);
   const dataDir = values['data-dir'];
+  // Off unless asked for on this start (not a saved setting): plain HTTP, loopback unless --metrics-host.
+  const metricsPort =
+    values['metrics-port'] !== undefined ? portOption(values['metrics-port'], '--metrics-port') : undefined;
+  if (values['metrics-host'] !== undefined && metricsPort === undefined)
+    throw usage('--metrics-host needs --metrics-port <n>');
   // What the command line, --config and the environment leave out comes from the last start's settings.
   const saved = loadSettings(dataDir);
   const setting = settingOf(values, saved);
@@ -384,7 +391,28 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   }).catch((e: unknown) => {
     throw (e as { code?: string }).code === 'REVOKED' ? revokedError(identity) : e;
   });
-  writeJson(dataDir, 'gateway.json', { identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl });
+  let metrics: MetricsEndpoint | undefined;
+  if (metricsPort !== undefined) {
+    try {
+      metrics = await serveMetrics(new GatewayMetrics(() => gw.stats()), {
+        host: values['metrics-host'] ?? '127.0.0.1',
+        port: metricsPort,
+      });
+    } catch (e) {
+      await gw.close();
+      throw new DaemonError(
+        'METRICS_LISTEN',
+        `cannot listen on --metrics-host/--metrics-port (${(e as { code?: string }).code ?? 'error'})`,
+      );
+    }
+  }
+  const metricsUrl = metrics ? { metricsUrl: metrics.url } : {};
+  writeJson(dataDir, 'gateway.json', {
+    identity: gw.identity,
+    url: gw.url,
+    enrollUrl: gw.enrollUrl,
+    ...metricsUrl,
+  });
   saveSettings(dataDir, {
     server: serverUrls,
     host,
@@ -393,9 +421,12 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     media,
     ...(broadcastInterface !== undefined ? { 'broadcast-interface': broadcastInterface } : {}),
   });
-  log.info({ identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl }, 'PN GW ready');
+  log.info({ identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl, ...metricsUrl }, 'PN GW ready');
   await untilDone(
-    () => gw.close(),
+    async () => {
+      await metrics?.close();
+      await gw.close();
+    },
     (fatal) =>
       gw.once('revoked', () => {
         log.error({ identity }, 'this GW was revoked by the operator: stopping');

@@ -63,7 +63,9 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
                            media offered to PNEs (wifi, bt, ble, eth, usb; default wifi); with a UDP multicast
                            group, Group Key updates are broadcast there (GKEK), e.g. wifi=239.255.77.1:47701
   --broadcast-interface <addr>
-                           local interface address to send broadcasts from (default 127.0.0.1)${ENROLL}${SAVED}${COMMON}`,
+                           local interface address to send broadcasts from (default 127.0.0.1)
+  --metrics-port <n>       serve Prometheus metrics at http://<metrics host>:<n>/metrics (default off; not saved)
+  --metrics-host <addr>    the metrics endpoint's address (default 127.0.0.1)${ENROLL}${SAVED}${COMMON}`,
   pne: `usage: cpns pne [listen|enroll|send|group <action>] --gw <url>[,<url>...] --ca <ca.pem> [options]
   A PNE. listen (default): print received Service Group messages as JSON lines.
   enroll                                   enroll only (waiting up to 2 min for the GW); prints this PNE's

@@ -19,7 +19,11 @@ export function onEnrollSession(st: GatewayState, s: Session): void {
     GATEWAY_DEFAULTS.enrollSessionMs,
   );
   t.unref();
-  s.once('close', () => clearTimeout(t));
+  st.counters.enrollSessions++;
+  s.once('close', () => {
+    clearTimeout(t);
+    st.counters.enrollSessions--;
+  });
   s.on('frame', (buf: Buffer) => {
     const msg = readEnrollRequest(buf, s, control);
     if (!msg) return;

@@ -23,7 +23,7 @@ import { onFallback, onReissue, wipeKeys } from './keys.js';
 import { onPneSession } from './pne-session.js';
 import { flushReports } from './reports.js';
 import { createState, type GatewayState, treeTag } from './state.js';
-import type { Credentials, GatewayOptions } from './types.js';
+import type { Credentials, GatewayOptions, GatewayStats } from './types.js';
 import { onUpstream } from './upstream.js';
 
 /**
@@ -153,6 +153,23 @@ export class PnGateway extends EventEmitter {
   /** Connected PNE identities (tests, status). */
   get pnes(): string[] {
     return [...this.#st.pnes.keys()];
+  }
+
+  /**
+   * What this GW did and has open, as plain counts (docs/operator.md "PN GW metrics"): sessions by kind, Group Key
+   * broadcasts and their datagrams, unicast fallbacks, dropped group messages by error code. `cpns gateway
+   * --metrics-port` serves them to Prometheus (src/metrics `GatewayMetrics`).
+   */
+  stats(): GatewayStats {
+    const st = this.#st;
+    const c = st.counters;
+    return {
+      sessions: { pne: st.pnes.size, enroll: c.enrollSessions, server: this.connected ? 1 : 0 },
+      broadcasts: c.broadcasts,
+      broadcastDatagrams: c.broadcastDatagrams,
+      fallbacks: c.fallbacks,
+      drops: Object.fromEntries(c.drops),
+    };
   }
 
   /** Epoch of the Group Key this GW holds for an SG (tests, status). */

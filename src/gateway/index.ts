@@ -8,4 +8,4 @@
 export { enrollAt } from '../protocol/enroll-client.js';
 export { GATEWAY_DEFAULTS } from './defaults.js';
 export { PnGateway } from './gateway.js';
-export type { BroadcastMediumConfig, Credentials, GatewayOptions } from './types.js';
+export type { BroadcastMediumConfig, Credentials, GatewayOptions, GatewayStats } from './types.js';

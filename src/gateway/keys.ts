@@ -146,6 +146,8 @@ async function broadcastQueued(
     st.log.warn({ code: codeOf(err), sgId, epoch }, 'broadcast delivery failed; unicast instead');
     r = { broadcast: [], unicast: live.map((m) => m.pneId), datagrams: 0, bytes: 0 };
   }
+  if (r.broadcast.length > 0) st.counters.broadcasts++;
+  st.counters.broadcastDatagrams += r.datagrams;
   for (const id of r.broadcast) {
     const c = st.pnes.get(id);
     if (c) deliveryOf(c, sgId).broadcastEpoch = epoch;
@@ -172,6 +174,7 @@ export function onFallback(st: GatewayState, sgId: string, epoch: number, pnes: 
     if (!fallbackDue({ attached: c.phase === 'attached', target: e.targets.has(id), delivery: d, epoch }))
       continue;
     d.fallbackEpoch = epoch;
+    st.counters.fallbacks++;
     sendKey(st, c, sgId, e);
   }
   st.log.debug({ sgId, epoch, pnes: pnes.length }, 'broadcast not acked: unicast fallback');

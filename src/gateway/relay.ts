@@ -10,7 +10,7 @@ import { bytesToUuid } from '../core/ids.js';
 import { codeOf, senderIdentity } from '../protocol/control.js';
 import { attachedTargets } from './decisions.js';
 import { admitGroupMessage } from './pne-messages.js';
-import type { GatewayState, PneConn } from './state.js';
+import { countDrop, type GatewayState, type PneConn } from './state.js';
 
 /** A message destined to a Service Group, from one of our PNEs. */
 export function fromPne(st: GatewayState, c: PneConn, frame: Buffer, payload: Buffer): void {
@@ -21,6 +21,7 @@ export function fromPne(st: GatewayState, c: PneConn, frame: Buffer, payload: Bu
     st.up.send(frame);
   } catch (err) {
     if (!isCpnsError(err)) st.log.error({ err }, 'group message handling failed');
+    countDrop(st, codeOf(err));
     c.control.sendError(codeOf(err), undefined, (err as CpnsError).field);
   }
 }
@@ -40,7 +41,8 @@ export function deliverLocal(
       const h = readHeader(payload);
       sgId = bytesToUuid(h.sgId);
       sender = senderIdentity(h.senderId);
-    } catch {
+    } catch (err) {
+      countDrop(st, codeOf(err)); // from the server: a header this GW cannot read
       return;
     }
   }

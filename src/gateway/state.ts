@@ -69,6 +69,19 @@ export interface PneConn {
   queue: Promise<void>;
 }
 
+/** Plain counts of what this GW did (`PnGateway.stats()`; the CLI exports them to Prometheus). */
+export interface GatewayCounters {
+  /** Group Key broadcasts sent (an SG epoch delivered by broadcast to at least one PNE), and their datagrams. */
+  broadcasts: number;
+  broadcastDatagrams: number;
+  /** PNEs given a key by unicast after not acking its broadcast in time. */
+  fallbacks: number;
+  /** Group messages dropped, by error code. */
+  readonly drops: Map<string, number>;
+  /** Anonymous enrollment sessions open now. */
+  enrollSessions: number;
+}
+
 export interface GatewayState {
   readonly identity: string;
   readonly opts: GatewayOptions;
@@ -98,6 +111,7 @@ export interface GatewayState {
   upControl: Control | null;
   registered: boolean;
   closed: boolean;
+  readonly counters: GatewayCounters;
 }
 
 export function createState(o: {
@@ -125,7 +139,13 @@ export function createState(o: {
     upControl: null,
     registered: false,
     closed: false,
+    counters: { broadcasts: 0, broadcastDatagrams: 0, fallbacks: 0, drops: new Map(), enrollSessions: 0 },
   };
+}
+
+/** A group message this GW dropped, counted by its error code. */
+export function countDrop(st: GatewayState, code: string): void {
+  st.counters.drops.set(code, (st.counters.drops.get(code) ?? 0) + 1);
 }
 
 /** A new PNE session, not attached yet. */

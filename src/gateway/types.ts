@@ -68,3 +68,17 @@ export interface BroadcastMediumConfig {
   group: string;
   port: number;
 }
+
+/** `PnGateway.stats()`: what this GW has open and did since it started (plain counts). */
+export interface GatewayStats {
+  /** Open sessions: authenticated PNE sessions, anonymous enrollment sessions, the one up to the server (0 or 1). */
+  sessions: { pne: number; enroll: number; server: number };
+  /** Group Key broadcasts sent (an SG epoch delivered by broadcast to at least one PNE). */
+  broadcasts: number;
+  /** Their datagrams. */
+  broadcastDatagrams: number;
+  /** PNEs given a Group Key by unicast after not acking its broadcast within `ackTimeoutMs`. */
+  fallbacks: number;
+  /** Group messages dropped, by error code: refused from a PNE (rule P3), or unreadable from the server. */
+  drops: Record<string, number>;
+}

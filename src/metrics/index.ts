@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics of the CPNS Server (prom-client). One private registry
+ * Prometheus metrics of the CPNS Server (prom-client), and (gateway.ts, http.ts) a PN GW's. One private registry
  * per instance (registry.ts), so two servers in one process (tests, `cpns demo`) never share or double-register
  * metrics. Label values are bounded sets chosen by us (roles, rekey reasons, error codes): never identities,
  * group ids or anything from a client. The label values we know are exported at 0 from the start, so a rate over
@@ -10,6 +10,8 @@ import { rekeyReasons } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { createRegistry, label } from './registry.js';
 
+export { GATEWAY_METRIC_NAMES, GatewayMetrics, type GatewayStats } from './gateway.js';
+export { type MetricsEndpoint, type MetricsEndpointOptions, serveMetrics } from './http.js';
 export { DROPPED_DEFAULT_METRICS } from './registry.js';
 
 export type SessionRole = 'gw' | 'pne' | 'enroll';

@@ -53,7 +53,8 @@ const RULES: Readonly<Record<Layer, Rule>> = {
   store: { may: ['core', 'store/sqlite', 'store/postgres'] },
   'store/sqlite': { may: ['core', 'store'] },
   'store/postgres': { may: ['core', 'store'] },
-  // The server's Prometheus instrumentation (prom-client): used by the server, never by the GW or the PNE SDK.
+  // Prometheus instrumentation (prom-client): used by the server; a GW's plain counts (PnGateway.stats) are rendered
+  // by it in the composition root (cli), so neither the GW nor the PNE SDK loads it.
   metrics: { may: ['core'] },
   // Roles: no role imports another role; they receive a store (the interface), they do not open one.
   server: { may: [...ROLES, 'metrics', 'cluster'], storeInterface: true },

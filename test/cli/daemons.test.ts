@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { get as getHttp } from 'node:http';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +105,21 @@ function httpsGet(url: string, caPem: string, token: string): Promise<{ status: 
   });
 }
 
+/** GET over plain HTTP (the GW's metrics endpoint): the body of a 200. */
+function httpGetText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    getHttp(url, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve(Buffer.concat(chunks).toString())
+          : reject(new Error(`${url}: HTTP ${res.statusCode}`)),
+      );
+    }).on('error', reject);
+  });
+}
+
 const exited = (c: ChildProcess) =>
   new Promise<number | null>((r) =>
     c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code)),
@@ -147,6 +163,8 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
         // ephemeral ports (the defaults, 7450/7451, may be in use on a test machine)
         port: 0,
         'enroll-port': 0,
+        // its Prometheus endpoint (off by default), on an ephemeral loopback port: gateway.json names it
+        'metrics-port': 0,
       }),
     );
     // secrets never on the command line: --token is refused with a usage error (exit 2), before any enrollment
@@ -280,6 +298,12 @@ describe('cpns server / gateway / pne / admin as separate processes', () => {
     expect(metrics.body).toMatch(/^cpns_key_updates_total\{reason="revoke"\} 1$/m);
     expect(metrics.body).toContain('process_resident_memory_bytes');
     expect((await httpsGet(`${info.adminUrl}/metrics`, caPem, 'wrong-token')).status).toBe(401);
+    // the GW's own metrics (--metrics-port): plain HTTP on loopback, its session up and what it dropped
+    expect(gw.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const gwMetrics = await httpGetText(gw.metricsUrl);
+    expect(gwMetrics).toMatch(/^cpns_gw_sessions\{kind="server"\} 1$/m);
+    expect(gwMetrics).toMatch(/^cpns_gw_drops_total\{code="NOT_MEMBER"\} 0$/m);
+    expect(gwMetrics).toMatch(/^cpns_build_info\{version="[^"]+",node="v[0-9.]+"\} 1$/m);
     expect((await httpsGet(`${info.adminUrl}/console/`, caPem, '')).body).toContain('<html');
 
     // operator errors are typed

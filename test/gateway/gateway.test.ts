@@ -95,6 +95,7 @@ describe('GW: hostile input from an authenticated PNE', () => {
   });
 
   it('after attach: spoofed sender, non-member group message, non-member ack, detach of another -> typed errors', async () => {
+    const before = gw.stats().drops;
     const id = raw.control({ t: 'pne.attach', pneId: rawId, media: ['wifi'] });
     await raw.next((m) => m.t === 'ok' && m.ref === id);
     const got = inbox(a);
@@ -108,6 +109,13 @@ describe('GW: hostile input from an authenticated PNE', () => {
     expect(got).toHaveLength(0);
     expect(server.currentEpoch(sgId)).toBe(1);
     expect(raw.session.isOpen).toBe(true);
+    // Each dropped group message is counted by its code (PnGateway.stats, the GW's metrics).
+    const drops = gw.stats().drops;
+    const added = (code: string) => (drops[code] ?? 0) - (before[code] ?? 0);
+    expect([added('FORBIDDEN'), added('NOT_MEMBER'), added('MALFORMED')]).toEqual([1, 2, 1]);
+    expect(drops.UNEXPECTED_MESSAGE).toBeGreaterThanOrEqual(1); // the group message before attach
+    const st = gw.stats();
+    expect(st.sessions).toEqual({ pne: 2, enroll: 0, server: 1 });
   });
 
   it('anonymous enrollment endpoint accepts enroll.request for role pne only', async () => {

@@ -198,6 +198,7 @@ describe('broadcast Group Key delivery in a PN of 9 PNEs', () => {
       media: string[];
     }[] = [];
     gw.on('delivery', (d) => deliveries.push(d));
+    const stats0 = gw.stats();
     lossy.on = true; // m5 loses every datagram
     await server.admin.removeMember(sgId, P('rm').identity);
     const remaining = ['m1', 'm2', 'm3', 'm4', 'm5', 'L'];
@@ -234,6 +235,11 @@ describe('broadcast Group Key delivery in a PN of 9 PNEs', () => {
     expect(d.media.sort()).toEqual(['bt', 'wifi']);
     expect(d.datagrams).toBe(2 * fragments);
     expect(d.bytes).toBe(2 * captured.slice(0, fragments).reduce((n, x) => n + x.length, 0));
+    // ... and so do its stats (its metrics): one broadcast, its datagrams, one unicast fallback (m5).
+    const stats = gw.stats();
+    expect(stats.broadcasts - stats0.broadcasts).toBe(1);
+    expect(stats.broadcastDatagrams - stats0.broadcastDatagrams).toBe(d.datagrams);
+    expect(stats.fallbacks - stats0.fallbacks).toBe(1);
   });
 
   it('a PNE that left the PN still hears the broadcasts but cannot open them', async () => {

@@ -1,14 +1,21 @@
 /**
  * Every scrape passes `promtool check metrics` (Prometheus's own linter of the exposition format: names, units,
- * `_total` only on counters, HELP and TYPE): the CPNS Server's `/metrics` (admin app over HTTPS, with the token),
- * scraped from a real running server with a real PN GW, before and after traffic. promtool is Debian's `prometheus` package
+ * `_total` only on counters, HELP and TYPE): the CPNS Server's `/metrics` (admin app over HTTPS, with the token)
+ * and a PN GW's metrics endpoint (`GatewayMetrics` over `serveMetrics`, what `cpns gateway --metrics-port` runs),
+ * scraped from real running instances, before and after traffic. promtool is Debian's `prometheus` package
  * (`/usr/bin/promtool`); without it the test is skipped with the reason, except with CI=true, where it fails.
  */
 import { spawnSync } from 'node:child_process';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METRIC_NAMES } from '../../src/metrics/index.js';
+import {
+  GATEWAY_METRIC_NAMES,
+  GatewayMetrics,
+  METRIC_NAMES,
+  type MetricsEndpoint,
+  serveMetrics,
+} from '../../src/metrics/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import { type Stack, startStack } from '../admin/fixture.js';
 import { until } from '../integration/helpers.js';
@@ -51,24 +58,39 @@ if (IN_CI && SKIP) {
 
 describe.skipIf(SKIP !== undefined)(`promtool check metrics${SKIP ? ` (skipped: ${SKIP})` : ''}`, () => {
   let s: Stack;
+  let endpoint: MetricsEndpoint;
   let pne: PneClient | undefined;
   const serverMetrics = () => scrape(`${s.url}/metrics`, { ca: s.caPem, token: s.token });
 
   beforeAll(async () => {
     s = await startStack({ withGateway: true, serverWired: true });
+    const gw = s.gw!;
+    endpoint = await serveMetrics(new GatewayMetrics(() => gw.stats()), { port: 0 });
   });
 
   afterAll(async () => {
     await pne?.close();
+    await endpoint?.close();
     await s?.close();
   });
 
-  it('the server scrape is clean before any traffic, with every label value we know at 0', async () => {
+  it('the server and GW scrapes are clean before any traffic, with every label value we know at 0', async () => {
     const server = await serverMetrics();
     expect(promtool(server)).toEqual({ status: 0, out: '' });
     for (const n of METRIC_NAMES) expect(server).toContain(`# TYPE ${n} `);
     expect(server).toMatch(/^cpns_relay_refusals_total\{code="REPLAY"\} 0$/m);
     expect(server).toMatch(/^cpns_build_info\{version="[^"]+",node="v\d+\.\d+\.\d+"\} 1$/m);
+
+    const gw = await scrape(endpoint.url);
+    expect(promtool(gw)).toEqual({ status: 0, out: '' });
+    for (const n of GATEWAY_METRIC_NAMES) expect(gw).toContain(`# TYPE ${n} `);
+    expect(gw).toMatch(/^cpns_gw_sessions\{kind="server"\} 1$/m);
+    expect(gw).toMatch(/^cpns_gw_sessions\{kind="pne"\} 0$/m);
+    expect(gw).toMatch(/^cpns_gw_drops_total\{code="NOT_MEMBER"\} 0$/m);
+    expect(gw).toMatch(/^cpns_gw_broadcasts_total 0$/m);
+    expect(gw).toMatch(/^cpns_gw_fallbacks_total 0$/m);
+    expect(gw).toContain('process_resident_memory_bytes');
+    expect(gw).toMatch(/^cpns_build_info\{/m);
   });
 
   it('clean after traffic: a PNE attached, a Service Group, a message relayed', async () => {
@@ -87,6 +109,10 @@ describe.skipIf(SKIP !== undefined)(`promtool check metrics${SKIP ? ` (skipped: 
     expect(promtool(server)).toEqual({ status: 0, out: '' });
     expect(server).toMatch(/^cpns_sessions\{role="gw"\} 1$/m);
     expect(server).toMatch(/^cpns_key_updates_total\{reason="create"\} 1$/m);
+
+    const gw = await scrape(endpoint.url);
+    expect(promtool(gw)).toEqual({ status: 0, out: '' });
+    expect(gw).toMatch(/^cpns_gw_sessions\{kind="pne"\} 1$/m);
   });
 
   it('the check itself bites: the runtime library default gauges named _total are refused', () => {
@@ -95,5 +121,22 @@ describe.skipIf(SKIP !== undefined)(`promtool check metrics${SKIP ? ` (skipped: 
     const r = promtool(bad);
     expect(r.status).not.toBe(0);
     expect(r.out).toContain('non-counter metrics should not have "_total" suffix');
+  });
+
+  it('the GW endpoint serves /metrics only', async () => {
+    const status = (path: string, method = 'GET') =>
+      new Promise<number>((resolve, reject) => {
+        const u = new URL(endpoint.url);
+        const req = httpGet({ host: u.hostname, port: u.port, path, method }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+      });
+    expect(await status('/metrics')).toBe(200);
+    expect(await status('/metrics?x=1')).toBe(200);
+    expect(await status('/')).toBe(404);
+    expect(await status('/metrics/../x')).toBe(404);
+    expect(await status('/metrics', 'POST')).toBe(405);
   });
 });
