@@ -18,6 +18,10 @@ const TAGS = [
     description: 'Group Key status (metadata and acknowledgements, never key bytes), forced updates',
   },
   { name: 'audit', description: 'The append-only audit log' },
+  {
+    name: 'admin-tokens',
+    description: 'Named admin tokens with scopes read, operator, admin (stored as hashes)',
+  },
   { name: 'events', description: 'Live change events (Server-Sent Events)' },
   { name: 'observability', description: 'Prometheus metrics, liveness and readiness probes' },
 ];
@@ -44,7 +48,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
           bearer: {
             type: 'http',
             scheme: 'bearer',
-            description: "The operator's admin token (`admin.token` in the server's data directory)",
+            description:
+              "An admin token: the bootstrap `admin.token` in the server's data directory (scope admin) or a named token (POST /api/v1/admin-tokens)",
           },
         },
       },

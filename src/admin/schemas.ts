@@ -147,7 +147,8 @@ export function componentSchemas(): object[] {
  */
 const ERRORS = {
   400: 'SCHEMA (a parameter, query or body field does not match the schema; `field` names it), MALFORMED (a body that is not JSON, a request the HTTP parser refuses), BAD_URL, INVALID_ARGUMENT',
-  401: 'UNAUTHORIZED: missing or invalid bearer token',
+  401: 'UNAUTHORIZED: missing, unknown, revoked or malformed bearer token',
+  403: "INSUFFICIENT_SCOPE: the admin token's scope does not cover this request (read: GET only; operator: no admin tokens)",
   404: 'NOT_FOUND (no such Service Group, identity or PNE), NOT_MEMBER',
   409: 'CONFLICT, ALREADY_MEMBER, GROUP_RETIRED, REVOKED, EPOCH_EXHAUSTED: the state does not allow it',
   413: 'TOO_LARGE: request body above 64 KiB',
@@ -175,14 +176,17 @@ export function errors(...statuses: ErrorStatus[]): Record<number, object> {
   return out;
 }
 
-/** A read of the store (authenticated). */
+/** A read of the store (authenticated; a read needs scope read, which every token has). */
 const READ = [401, 500, 503] as const;
 /** A read with a query to check. */
 const QUERY = [...READ, 400] as const;
 /** A read of one item named by path parameters. */
 const READ_ITEM = [...READ, 400, 404, 414] as const;
-/** A request whose body fastify parses (POST, PATCH, DELETE), with or without a body schema. */
-const BODY = [400, 413, 415] as const;
+/**
+ * A request whose body fastify parses (POST, PATCH, DELETE), with or without a body schema: a change, so it
+ * also needs a token of scope operator (403 for a read-only token).
+ */
+const BODY = [400, 403, 413, 415] as const;
 /** A change of a Service Group or identity named by path parameters. */
 const CHANGE_ITEM = [...READ_ITEM, ...BODY, 409] as const;
 
@@ -375,14 +379,17 @@ export const adminTokenParams = obj({ name: adminTokenName });
 export const createAdminTokenBody = obj({ name: adminTokenName, scope: adminScope });
 
 export const adminTokenResponses = {
-  list: { 200: arr(adminToken), ...errorResponses },
+  list: { 200: ok('Admin tokens', arr(adminToken)), ...errors(...READ, 403) },
   created: {
-    201: obj({
-      name: adminTokenName,
-      scope: adminScope,
-      token: str({ description: 'The bearer token; shown once, stored only as a SHA-256 hash' }),
-    }),
-    ...errorResponses,
+    201: ok(
+      'The token (shown once)',
+      obj({
+        name: adminTokenName,
+        scope: adminScope,
+        token: str({ description: 'The bearer token; shown once, stored only as a SHA-256 hash' }),
+      }),
+    ),
+    ...errors(...READ, ...BODY, 409),
   },
-  revoked: { 200: adminToken, ...errorResponses },
+  revoked: { 200: ok('The revoked token', adminToken), ...errors(...READ_ITEM, ...BODY) },
 };

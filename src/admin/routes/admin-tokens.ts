@@ -16,6 +16,7 @@ export function registerAdminTokenRoutes(app: FastifyInstance, { adminFor }: Rou
       config: ADMIN_SCOPE,
       schema: {
         tags: ['admin-tokens'],
+        operationId: 'listAdminTokens',
         summary: 'Admin tokens (names, scopes, revocation; never the tokens)',
         response: S.adminTokenResponses.list,
       },
@@ -29,6 +30,7 @@ export function registerAdminTokenRoutes(app: FastifyInstance, { adminFor }: Rou
       config: ADMIN_SCOPE,
       schema: {
         tags: ['admin-tokens'],
+        operationId: 'createAdminToken',
         summary: 'Create a named admin token with a scope (shown once; stored as a hash)',
         body: S.createAdminTokenBody,
         response: S.adminTokenResponses.created,
@@ -49,6 +51,7 @@ export function registerAdminTokenRoutes(app: FastifyInstance, { adminFor }: Rou
       config: ADMIN_SCOPE,
       schema: {
         tags: ['admin-tokens'],
+        operationId: 'revokeAdminToken',
         summary: 'Revoke an admin token: refused from the next request on, on every node',
         params: S.adminTokenParams,
         response: S.adminTokenResponses.revoked,
