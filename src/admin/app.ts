@@ -18,6 +18,7 @@
  * - defaults.ts: the limits (body size, parameter length, streams, keep-alive).
  */
 
+import { randomUUID } from 'node:crypto';
 import fastify, { type FastifyInstance } from 'fastify';
 import { bearerAuth, ROOT_TOKEN_NAME } from './auth.js';
 import { loadConsole, registerConsoleRoutes } from './console-files.js';
@@ -48,7 +49,15 @@ export async function buildAdminApp(o: AdminAppOptions): Promise<FastifyInstance
   for (const s of S.componentSchemas()) app.addSchema(s);
   await registerOpenApi(app);
 
+  // The request id (a UUID, in every log line of the request and the x-request-id reply header) is the cause of
+  // the key updates the request makes: their updateId (docs/operator.md "Following a key update"). `done` runs the
+  // handler, so the handler runs inside the cause.
+  app.addHook('onRequest', (req, reply, done) => {
+    reply.header('x-request-id', req.id);
+    done();
+  });
   app.addHook('onRequest', requireToken);
+  app.addHook('preHandler', (req, _reply, done) => o.admin.withCause(req.id, done));
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
 
@@ -89,6 +98,9 @@ function createFastify(o: AdminAppOptions): FastifyInstance {
     ...(o.https ? { https: { minVersion: 'TLSv1.3', ...o.https } } : {}),
     ...(o.logger ? { loggerInstance: o.logger } : { logger: false }),
     bodyLimit: ADMIN_DEFAULTS.bodyLimitBytes,
+    // A UUID per request (never taken from the request's headers): logged, returned, and the updateId of the
+    // key updates the request makes.
+    genReqId: () => randomUUID(),
     return503OnClosing: true,
     // Strict router, stated explicitly (docs/operator.md). Authentication does not rely on these: it is read
     // from the matched route, so whatever spelling the router accepts, it gets that route's policy.

@@ -19,6 +19,7 @@ const EVENT_FIELDS: readonly (keyof ChangeEvent)[] = [
   'gwId',
   'identity',
   'online',
+  'updateId',
 ];
 
 /** Keeps only the whitelisted primitive fields of a server event (never key material, never big blobs). */

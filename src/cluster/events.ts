@@ -56,6 +56,8 @@ export type KeyEpochCommitted = Base & {
   readonly sgId: string;
   readonly epoch: number;
   readonly reason: string;
+  /** The key update's id, for the logs of every node (docs/operator.md "Following a key update"). */
+  readonly updateId?: string;
 };
 export type PolicyChanged = Base & { readonly type: 'policy.changed'; readonly sgId: string };
 export type IdentityRevoked = Base & { readonly type: 'identity.revoked'; readonly identity: string };
@@ -116,7 +118,8 @@ type Kind =
   | 'token'
   | 'pnes'
   | 'time'
-  | 'pubkey';
+  | 'pubkey'
+  | 'uuid';
 
 const PUBKEY_RE = /^[0-9a-f]{64}$/;
 
@@ -134,6 +137,11 @@ const SCHEMAS: Readonly<Record<ClusterEventType, Readonly<Record<string, Kind>>>
 
 export const EVENT_TYPES: readonly ClusterEventType[] = Object.keys(SCHEMAS) as ClusterEventType[];
 
+/** Fields an event of that type may leave out (rows written before the field existed have none). */
+const OPTIONAL: Readonly<Partial<Record<ClusterEventType, Readonly<Record<string, Kind>>>>> = {
+  'key.epoch': { updateId: 'uuid' },
+};
+
 const ENVELOPE: Readonly<Record<string, Kind>> = { at: 'time', node: 'node' };
 
 const schema = (msg: string, field: string): CpnsError => new CpnsError(ErrorCode.SCHEMA, msg, field);
@@ -142,6 +150,9 @@ function checkField(kind: Kind, v: unknown, field: string, max: EventLimits): vo
   switch (kind) {
     case 'sg':
       if (typeof v !== 'string' || !isUuid(v)) throw schema('not a Service Group id', field);
+      return;
+    case 'uuid':
+      if (typeof v !== 'string' || !isUuid(v)) throw schema('not a UUID', field);
       return;
     case 'pne':
       if (typeof v !== 'string' || !PNE_RE.test(v)) throw schema('not a PNE identity', field);
@@ -198,15 +209,24 @@ export function validateEvent(value: unknown, limits: EventLimits = EVENT_LIMITS
     throw new CpnsError(ErrorCode.UNSUPPORTED_VERSION, 'unsupported event version', 'v');
   if (!isEventType(o.type)) throw schema('unknown event type', 'type');
   const fields = SCHEMAS[o.type];
+  const optional = OPTIONAL[o.type] ?? {};
   const keys = Object.keys(o);
-  const expected = 2 + Object.keys(ENVELOPE).length + Object.keys(fields).length;
+  const present = Object.keys(optional).filter((k) => Object.hasOwn(o, k));
+  const expected = 2 + Object.keys(ENVELOPE).length + Object.keys(fields).length + present.length;
   for (const k of keys) {
-    if (k !== 'v' && k !== 'type' && !Object.hasOwn(ENVELOPE, k) && !Object.hasOwn(fields, k))
+    if (
+      k !== 'v' &&
+      k !== 'type' &&
+      !Object.hasOwn(ENVELOPE, k) &&
+      !Object.hasOwn(fields, k) &&
+      !Object.hasOwn(optional, k)
+    )
       throw schema('unexpected field', 'event');
   }
   if (keys.length !== expected) throw schema('missing field', 'event');
   for (const [k, kind] of Object.entries(ENVELOPE)) checkField(kind, o[k], k, limits);
   for (const [k, kind] of Object.entries(fields)) checkField(kind, o[k], k, limits);
+  for (const k of present) checkField(optional[k]!, o[k], k, limits);
   const { v: _v, ...event } = o;
   return event as unknown as ClusterEvent;
 }

@@ -27,12 +27,17 @@ export function onEnrollSession(st: GatewayState, s: Session): void {
   s.on('frame', (buf: Buffer) => {
     const msg = readEnrollRequest(buf, s, control);
     if (!msg) return;
+    // Refusals are logged with the device's address and the reason, never the token.
+    const refused = (reason: string | undefined) =>
+      st.log.warn({ reason: reason ?? 'refused', peer: s.remoteAddress }, 'PNE enrollment refused');
     if (msg.role !== 'pne') {
+      refused('role');
       control.sendError(ErrorCode.ENROLL_REFUSED, msg.id, 'role');
       return;
     }
     // `server`: this GW has no session with the CPNS Server right now (the device may retry later).
     if (!st.upControl || !st.registered) {
+      refused('server');
       control.sendError(ErrorCode.ENROLL_REFUSED, msg.id, 'server');
       return;
     }
@@ -44,7 +49,11 @@ export function onEnrollSession(st: GatewayState, s: Session): void {
         control.send({ t: 'enroll.response', id: msg.id, cert: r.cert, caCert: r.caCert });
       },
       // the server's reason (`field`, e.g. token.used) is passed on too
-      (e) => control.sendError(codeOf(e), msg.id, (e as { field?: string }).field),
+      (e) => {
+        const field = (e as { field?: string }).field;
+        refused(field);
+        control.sendError(codeOf(e), msg.id, field);
+      },
     );
   });
 }

@@ -46,6 +46,7 @@ export function installKey(st: GatewayState, msg: MessageOf<'key.deliver'>): voi
     targets: new Set(msg.targets),
     policy: msg.policy,
     sourceAuth: msg.sourceAuth ?? false,
+    updateId: msg.updateId ?? kept?.updateId,
   };
   st.keys.set(msg.sgId, e);
   distribute(st, msg.sgId, e, attachedTargets(e.targets, st.pnes));
@@ -100,6 +101,11 @@ export function distribute(st: GatewayState, sgId: string, e: KeyEntry, conns: r
   });
   for (const { c } of plan.unicast) sendKey(st, c, sgId, e);
   const members = plan.broadcast;
+  if (plan.unicast.length > 0 || members.length > 0)
+    st.log.info(
+      { sgId, epoch, updateId: e.updateId, unicast: plan.unicast.length, broadcast: members.length },
+      'group key delivery',
+    );
   if (!st.broadcaster || members.length === 0) return;
   // One broadcast at a time: a datagram burst per update, in epoch order.
   st.bq = st.bq.then(() => broadcastQueued(st, sgId, epoch, members));
@@ -156,9 +162,17 @@ async function broadcastQueued(
     const c = st.pnes.get(id);
     if (c) sendKey(st, c, sgId, cur);
   }
-  st.log.debug(
-    { sgId, epoch, broadcast: r.broadcast.length, unicast: r.unicast.length, datagrams: r.datagrams },
-    'group key delivery',
+  st.log.info(
+    {
+      sgId,
+      epoch,
+      updateId: cur.updateId,
+      broadcast: r.broadcast.length,
+      unicast: r.unicast.length,
+      datagrams: r.datagrams,
+      bytes: r.bytes,
+    },
+    'group key broadcast',
   );
   st.events.emit('delivery', { sgId, epoch, ...r });
 }
@@ -177,7 +191,10 @@ export function onFallback(st: GatewayState, sgId: string, epoch: number, pnes: 
     st.counters.fallbacks++;
     sendKey(st, c, sgId, e);
   }
-  st.log.debug({ sgId, epoch, pnes: pnes.length }, 'broadcast not acked: unicast fallback');
+  st.log.info(
+    { sgId, epoch, updateId: e.updateId, pnes: pnes.length },
+    'broadcast not acked: unicast fallback',
+  );
 }
 
 /** The tree was rebuilt: every connected holder gets its new GKDK by unicast; old ones no longer open. */
@@ -227,7 +244,8 @@ export function sendKey(st: GatewayState, c: PneConn, sgId: string, e: KeyEntry)
       }),
     );
     d.sent = e.epoch;
+    st.log.debug({ sgId, epoch: e.epoch, pneId: c.id, updateId: e.updateId }, 'group key sent to PNE');
   } catch (err) {
-    st.log.warn({ code: codeOf(err) }, 'key delivery to PNE failed');
+    st.log.warn({ code: codeOf(err), sgId, pneId: c.id, updateId: e.updateId }, 'key delivery to PNE failed');
   }
 }

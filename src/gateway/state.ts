@@ -34,6 +34,8 @@ export interface KeyEntry {
   policy: DeliveryPolicy | undefined;
   /** The SG requires signed messages (passed on to the member PNEs with the key). */
   sourceAuth: boolean;
+  /** The server's id of this key update, for the logs (docs/operator.md "Following a key update"). */
+  updateId: string | undefined;
 }
 
 /** Where Group Key delivery of one SG stands for one PNE (on its current session). */

@@ -35,6 +35,8 @@ export interface KeyDeliverFields {
   /** Server → GW only: the SG's own delivery policy, if the operator set one. */
   readonly policy?: Body['policy'];
   readonly sourceAuth?: boolean | undefined;
+  /** Server → GW only: the id of the key update, for the logs (docs/operator.md "Following a key update"). */
+  readonly updateId?: string | undefined;
 }
 
 export function keyDeliver(f: KeyDeliverFields): KeyDeliverInit {
@@ -58,5 +60,6 @@ export function keyDeliver(f: KeyDeliverFields): KeyDeliverInit {
     ...(f.targets !== undefined ? { targets: f.targets } : {}),
     ...(f.policy ? { policy: f.policy } : {}),
     ...(f.sourceAuth ? { sourceAuth: true } : {}),
+    ...(f.updateId !== undefined ? { updateId: f.updateId } : {}),
   };
 }

@@ -12,11 +12,13 @@ import { rekeyLocked } from './keys.js';
 import { revoke } from './revocation.js';
 import { groupOf, OPERATOR, operatorActor, type ServerState, withSg } from './state.js';
 import type { GroupSummary, ServerAdmin } from './types.js';
+import { withCause } from './update-trail.js';
 
 export function makeAdmin(srv: ServerState, actor: string = OPERATOR): ServerAdmin {
   return {
     actor,
     asOperator: (tokenName) => makeAdmin(srv, operatorActor(tokenName)),
+    withCause,
     createToken: async (role, ttlSec = SERVER_DEFAULTS.tokenTtlSec) => {
       if (role !== 'gw' && role !== 'pne') fail(ErrorCode.INVALID_ARGUMENT, 'role');
       const token = randomBytes(24).toString('base64url');

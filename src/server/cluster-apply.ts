@@ -104,7 +104,8 @@ export function onRemoteEpoch(srv: ServerState, ev: KeyEpochCommitted): Promise<
         k.activateAt !== null && k.activateAt > Date.now()
           ? { at: k.activateAt, inSec: Math.ceil((k.activateAt - Date.now()) / 1000) }
           : undefined;
-      onKeyUpdated(srv, ev.sgId, ev.epoch, ev.reason, true);
+      st.updateId = ev.updateId;
+      onKeyUpdated(srv, ev.sgId, ev.epoch, ev.reason, true, ev.updateId);
       deliver(
         srv,
         st,
@@ -117,7 +118,10 @@ export function onRemoteEpoch(srv: ServerState, ev: KeyEpochCommitted): Promise<
         undefined,
         activate,
       );
-      srv.log.info({ sgId: ev.sgId, epoch: ev.epoch, reason }, 'group key epoch from another node delivered');
+      srv.log.info(
+        { sgId: ev.sgId, epoch: ev.epoch, reason, updateId: ev.updateId },
+        'group key epoch from another node delivered',
+      );
     } finally {
       k.key.fill(0);
     }

@@ -37,7 +37,7 @@ export function onEnrollSession(srv: ServerState, s: Session): void {
       return;
     }
     busy = true;
-    enroll(srv, msg).then(
+    enroll(srv, msg, { peer: s.remoteAddress }).then(
       (r) => {
         control.send({ t: 'enroll.response', id: msg.id, ...r });
         busy = false;
@@ -50,15 +50,24 @@ export function onEnrollSession(srv: ServerState, s: Session): void {
   });
 }
 
+/** Where an enrollment request came from, for the log of a refusal: the peer address, or the relaying GW. */
+export interface EnrollOrigin {
+  readonly peer?: string | undefined;
+  readonly gw?: string | undefined;
+}
+
 export async function enroll(
   srv: ServerState,
   req: MessageOf<'enroll.relay'>['request'],
+  from: EnrollOrigin = {},
 ): Promise<{ cert: string; caCert: string }> {
   // The one-time token first (docs/protocol.md, rule E1): without a valid token, no CSR parsing and no signing. A token
   // spent on a malformed CSR is gone (the device made its CSR itself; it asks the operator for a new one).
   const r = await srv.store.consumeToken(hashToken(req.token), req.role as Role);
   if (!r.ok) {
     await srv.store.appendAudit({ actor: 'server', action: 'enroll.refused', reason: r.reason });
+    // Never the token: its reason and where the request came from (an address, or the GW that relayed it).
+    srv.log.warn({ reason: r.reason, role: req.role, ...from }, 'enrollment refused');
     // `field` says why (token.unknown|used|expired|wrong_role): the device's operator can act on it; a 128-bit
     // random token gives a guesser nothing to learn from "unknown".
     fail(ErrorCode.ENROLL_REFUSED, `token.${r.reason}`);
@@ -84,6 +93,6 @@ export async function enrollRelay(
   conn: GwConn,
   msg: MessageOf<'enroll.relay'>,
 ): Promise<void> {
-  const r = await enroll(srv, msg.request);
+  const r = await enroll(srv, msg.request, { gw: conn.id, peer: conn.session.remoteAddress });
   conn.control.send({ t: 'enroll.response', id: msg.id, ...r });
 }

@@ -17,6 +17,8 @@ export interface ChangeEvent {
   gwId?: string;
   identity?: string;
   online?: boolean;
+  /** 'key.update': the id of the update's cause (docs/operator.md "Following a key update"). */
+  updateId?: string;
 }
 
 /** Emits a 'change' event (ids, epochs, reasons, flags only; never key material). A listener cannot break us. */
@@ -43,9 +45,10 @@ export function onKeyUpdated(
   epoch: number,
   reason: string,
   remote = false,
+  updateId?: string,
 ): void {
   if (!remote) srv.metrics.keyUpdated(reason);
   for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
   srv.rotatedAt.set(`${sgId}|${epoch}`, Date.now());
-  emit(srv, { kind: 'key.update', sgId, epoch, reason });
+  emit(srv, { kind: 'key.update', sgId, epoch, reason, ...(updateId !== undefined ? { updateId } : {}) });
 }

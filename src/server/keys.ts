@@ -20,6 +20,7 @@ import { SERVER_DEFAULTS } from './defaults.js';
 import { onKeyUpdated } from './events.js';
 import { anchors } from './relay.js';
 import { type GwConn, type ServerState, type SgState, withSg } from './state.js';
+import { updateIdNow } from './update-trail.js';
 import { type RekeyReason, WIRE_SUITE, wireReason } from './wire.js';
 
 export function startTimer(srv: ServerState, st: SgState): void {
@@ -58,6 +59,7 @@ export async function rekeyLocked(
   auditReason?: string,
 ): Promise<number> {
   const key = randomBytes(32);
+  const updateId = updateIdNow();
   try {
     // A periodic update may be distributed ahead of its activation so that members switch together
     // (docs/group-messages.md); never the restart rotation, never a leave-type update (those act at once).
@@ -69,17 +71,20 @@ export async function rekeyLocked(
         actor,
         action: reason === 'create' ? 'key.create' : 'key.update',
         reason: auditReason ?? reason,
+        detail: { updateId },
       },
       ...(activate !== undefined ? { activateAt: activate.at } : {}),
       // In a cluster the epoch is announced to the other nodes from the outbox, committed with the key.
       // (opts: the restart rotation runs before the node joins the bus, and must be announced too)
       outbox: srv.opts.cluster !== undefined,
       ...(srv.opts.cluster ? { node: srv.opts.cluster.nodeId } : {}),
+      updateId,
     });
     published(srv);
     const previous = advanceEpoch(srv, st, meta.epoch, timing);
-    onKeyUpdated(srv, st.sgId, meta.epoch, auditReason ?? reason);
-    deliver(
+    st.updateId = updateId;
+    onKeyUpdated(srv, st.sgId, meta.epoch, auditReason ?? reason, false, updateId);
+    const gws = deliver(
       srv,
       st,
       key,
@@ -92,7 +97,18 @@ export async function rekeyLocked(
       activate,
     );
     if (previous > 1) await srv.store.pruneKeys(st.sgId, previous);
-    srv.log.info({ sgId: st.sgId, epoch: meta.epoch, reason }, 'group key updated');
+    srv.log.info(
+      {
+        sgId: st.sgId,
+        epoch: meta.epoch,
+        reason: auditReason ?? reason,
+        actor,
+        updateId,
+        gws,
+        members: st.members.size,
+      },
+      'group key updated',
+    );
     return meta.epoch;
   } finally {
     key.fill(0);
@@ -140,7 +156,7 @@ export function deliver(
   previousEpoch?: number,
   anchors?: { sender: Uint8Array; instance: Uint8Array; counter: number }[],
   activate?: { at: number; inSec: number },
-): void {
+): number {
   // Who gets the key where: each GW its proven members, a joiner waiting for its join update never one from
   // before its join (decisions.ts `keyDeliveries`).
   const deliveries = keyDeliveries({
@@ -150,6 +166,7 @@ export function deliver(
     targetGws: st.targetGws,
     onlyGw,
   });
+  let sent = 0;
   for (const { gw, targets } of deliveries) {
     if (targets.length > 0) st.targetGws.add(gw);
     else st.targetGws.delete(gw);
@@ -172,13 +189,20 @@ export function deliver(
           targets: targets.slice(0, SERVER_DEFAULTS.maxTargets),
           policy: st.deliveryPolicy,
           sourceAuth: st.sourceAuth,
+          updateId: st.updateId,
         }),
+      );
+      sent++;
+      srv.log.debug(
+        { sgId: st.sgId, epoch, gw, targets: targets.length, updateId: st.updateId },
+        'key sent to GW',
       );
       if (targets.length > 0) pushSigners(srv, st, gw);
     } catch (e) {
-      srv.log.warn({ code: codeOf(e), gw }, 'key delivery failed');
+      srv.log.warn({ code: codeOf(e), gw, updateId: st.updateId }, 'key delivery failed');
     }
   }
+  return sent;
 }
 
 /** Remembers that `conn` was sent `epoch` of `sgId` for `targets` (rules K1, K2); bounded per SG. */

@@ -123,6 +123,8 @@ export interface SgState {
   readonly pendingJoiners: Set<string>;
   /** The scheduled join update (one per window of `joinUpdateDelayMs`), until it has run. */
   joinUpdate: { timer: NodeJS.Timeout; run: () => Promise<void>; done: Promise<void> } | undefined;
+  /** The id of the key update that made `epoch` current (update-trail.ts); unknown after a restart. */
+  updateId?: string | undefined;
 }
 
 export interface GwConn {

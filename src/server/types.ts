@@ -102,6 +102,11 @@ export interface GroupSummary extends ServiceGroup {
 export interface ServerAdmin {
   /** The audit actor of this surface's actions: 'operator' in-process, 'operator:<token name>' via the API. */
   readonly actor: string;
+  /**
+   * Runs `f` (and all it starts) as caused by `id` (a UUID, e.g. the admin request's id): the key updates it
+   * makes carry it as their `updateId` (docs/operator.md "Following a key update").
+   */
+  withCause<T>(id: string, f: () => T): T;
   /** The same surface acting for the named admin token: audit actor `operator:<tokenName>`. */
   asOperator(tokenName: string): ServerAdmin;
   /** A named admin API token with `scope` (docs/operator.md "Admin tokens"): returned once, stored hashed. */

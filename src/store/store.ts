@@ -175,6 +175,8 @@ export interface RotateOptions {
    * the row, the event names the node that made the change (docs/cluster.md "Events").
    */
   readonly node?: string;
+  /** The key update's id (a lowercase UUID), carried in the outbox row for the other nodes' logs. */
+  readonly updateId?: string;
 }
 
 /** A committed change waiting to be published to the other server nodes (docs/cluster.md). Never key material. */

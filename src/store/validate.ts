@@ -81,6 +81,11 @@ export function nodeId(v: unknown, field = 'id'): Role {
   bad(field, 'expected urn:cpns:gw:<uuid> or urn:cpns:pne:<uuid>');
 }
 
+export function uuid(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !UUID_RE.test(v)) bad(field, 'expected a lowercase UUID');
+  return v;
+}
+
 export function sgId(v: unknown, field = 'sgId'): string {
   if (typeof v !== 'string' || !UUID_RE.test(v)) bad(field, 'expected a lowercase uuid');
   return v;

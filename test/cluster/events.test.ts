@@ -56,6 +56,18 @@ describe('cluster events', () => {
     expect(codeOf(() => decodeEvent('cpns.ev.key.epoch', bytes))).toBe('SCHEMA');
   });
 
+  it('key.epoch may carry the update id (a UUID), and nothing else optional', () => {
+    const ev = { ...SAMPLES[3]!, updateId: '2f0c1f6e-3c1a-4a9b-8c7d-6e5f4a3b2c1d' } as ClusterEvent;
+    expect(decodeEvent('cpns.ev.key.epoch', encodeEvent(ev))).toEqual(ev);
+    const bad = { ...SAMPLES[3]!, updateId: 'not-a-uuid' } as unknown as ClusterEvent;
+    expect(codeOf(() => encodeEvent(bad))).toBe('SCHEMA');
+    const elsewhere = {
+      ...SAMPLES[0]!,
+      updateId: '2f0c1f6e-3c1a-4a9b-8c7d-6e5f4a3b2c1d',
+    } as unknown as ClusterEvent;
+    expect(codeOf(() => encodeEvent(elsewhere))).toBe('SCHEMA');
+  });
+
   it('checks the size before decoding, and bounds lists and tokens', () => {
     const big = new Uint8Array(EVENT_LIMITS.maxEventBytes + 1).fill(0x7b); // '{{{{…': never parsed
     expect(codeOf(() => decodeEvent('cpns.ev.sg.created', big))).toBe('TOO_LARGE');

@@ -133,6 +133,8 @@ export const bodies = {
     policy: s.optional(deliveryPolicy),
     /** The SG requires an Ed25519 signature of its sender on every message (source authentication). */
     sourceAuth: s.optional(s.bool()),
+    /** Server -> GW: the id of the key update (its cause), for the GW's logs. */
+    updateId: s.optional(uuid),
   },
   'key.ack': { sgId, epoch, pneId: s.optional(pneId), method: s.optional(method) },
   /** Catch-up: ask for the current key (intermediate epochs are skipped, never replayed). */

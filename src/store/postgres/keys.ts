@@ -51,7 +51,10 @@ export async function rotateGroupKey(
   const k = v.groupKey(key);
   const why = v.reason(reason);
   const o: Partial<RotateOptions> = opts ?? {};
-  const committer = o.node === undefined ? {} : { node: v.clusterNodeId(o.node, 'node') };
+  const committer = {
+    ...(o.node === undefined ? {} : { node: v.clusterNodeId(o.node, 'node') }),
+    ...(o.updateId === undefined ? {} : { updateId: v.uuid(o.updateId, 'updateId') }),
+  };
   const activateAt = v.optional(o.activateAt, (x) => v.time(x, 'activateAt'));
   const at = o.at === undefined ? ctx.now() : v.time(o.at, 'at');
   // Validated before any query, like appendAudit: a bad audit entry fails the rotation, nothing is written.
