@@ -7,6 +7,7 @@ import { runClusterRekeyBench } from '../bench/cluster-bench.js';
 import { runCoreBench } from '../bench/core-bench.js';
 import { runMemoryBench } from '../bench/memory-bench.js';
 import { runRekeyBench } from '../bench/rekey-bench.js';
+import { runRelayBench } from '../bench/relay-bench.js';
 import { isCodedError } from '../core/errors.js';
 import { adminCommand } from './admin.js';
 import { runCoreDemo } from './core-demo.js';
@@ -34,6 +35,7 @@ commands:
   admin           operator commands (token, revoke, pns, sg ...); 'cpns admin' lists them
   bench core      benchmark the core (group message protection vs raw AEAD, Subset-Difference broadcast)
   bench rekey     rekey of one SG over many GWs, unicast vs broadcast [--members 1000 --gateways 100 --rounds 5]
+  bench relay     group-message fan-out vs plain ws-over-TLS [--members 100 --gateways 10 --bytes 1024]
   bench memory    idle memory per GW session and per PNE at the server and the GW [--gateways 200 --pnes 1000]
   help [command]  this text, or a command's (also: cpns <command> --help, -h)
   --version       the version
@@ -121,6 +123,32 @@ export async function main(argv: string[]): Promise<number> {
           return v;
         };
         await runMemoryBench({ gateways: n('gateways'), pnes: n('pnes') });
+        return 0;
+      }
+      if (rest[0] === 'relay') {
+        const { values } = parseArgs({
+          args: rest.slice(1),
+          options: {
+            members: { type: 'string', default: '100' },
+            gateways: { type: 'string', default: '10' },
+            bytes: { type: 'string', default: '1024' },
+            messages: { type: 'string', default: '200' },
+            rounds: { type: 'string', default: '5' },
+          },
+        });
+        const n = (name: 'members' | 'gateways' | 'bytes' | 'messages' | 'rounds', max: number): number => {
+          const v = Number(values[name]);
+          if (!Number.isInteger(v) || v < 1 || v > max)
+            throw new UsageError(`--${name} takes an integer 1-${max}`);
+          return v;
+        };
+        await runRelayBench({
+          members: n('members', 2000),
+          gateways: n('gateways', 200),
+          bytes: n('bytes', 60_000),
+          messages: n('messages', 100_000),
+          rounds: n('rounds', 100),
+        });
         return 0;
       }
       if (rest[0] !== 'rekey') break;
