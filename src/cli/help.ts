@@ -90,6 +90,13 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   on SQLite vs a cluster of --nodes nodes on PostgreSQL + NATS (started on loopback unless given), GWs spread over
   the nodes: all-acked median and p99, and key updates per second across --sgs distinct SGs.
   -h, --help               this text`,
+  'bench relay': `usage: cpns bench relay [--members 100] [--gateways 10] [--bytes 1024] [--messages 200] [--rounds 5]
+  Group-message fan-out: one sender to --members members over --gateways PN GWs, every member decrypting, against
+  plain WebSocket-over-TLS fan-out of the same bytes over the same hops (same process, rounds interleaved).
+  -h, --help               this text`,
+  'bench memory': `usage: cpns bench memory [--gateways 200] [--pnes 1000]
+  Idle memory per GW session and per PNE at the CPNS Server and at the PN GW, each role in its own process.
+  -h, --help               this text`,
 };
 
 /** True when the arguments ask for help (before a `--` terminator). */

@@ -50,6 +50,8 @@ const HELP: [string[], string][] = [
   [['admin', '--help'], 'usage: cpns admin'],
   [['bench', 'core', '--help'], 'usage: cpns bench core'],
   [['bench', 'rekey', '-h'], 'usage: cpns bench rekey'],
+  [['bench', 'relay', '--help'], 'usage: cpns bench relay'],
+  [['bench', 'memory', '-h'], 'usage: cpns bench memory'],
   [['help', 'server'], 'usage: cpns server'],
 ];
 
@@ -87,6 +89,8 @@ describe('cpns --help', () => {
       ['demo', '--nosuch'],
       ['bench', 'core', '--rounds', '1'],
       ['bench', 'rekey', '--members', 'many'],
+      ['bench', 'relay', '--members', '0'],
+      ['bench', 'memory', '--pnes', 'x'],
       ['bench', 'nosuch'],
       ['server', '--nosuch'],
       ['help', 'nosuch'],
