@@ -22,7 +22,12 @@ export function uuidToBytes(uuid: string): Buffer {
 
 /** Text form (lowercase, dashed) of 16 raw bytes. */
 export function bytesToUuid(b: Uint8Array): string {
-  const h = Buffer.from(b).toString('hex');
+  // A view, not a copy: this runs for every group message at every hop (sgId, sender).
+  const h = (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)).toString(
+    'hex',
+    0,
+    16,
+  );
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
