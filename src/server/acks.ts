@@ -6,6 +6,7 @@
 import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../protocol/control.js';
+import { servingGwOf } from './decisions.js';
 import { emit } from './events.js';
 import type { GwConn, ServerState, SgState } from './state.js';
 
@@ -20,26 +21,34 @@ export function mayAckFor(
   return targets.has(pneId) && srv.pneAt.get(pneId) === conn.id && st.members.has(pneId);
 }
 
-/** After a PNE ack: event, and the ack latency once every online member of the SG has this epoch. */
-export async function onKeyAcked(
+/**
+ * After an accepted ack: event, and, for members' acks, the ack tracker (ack-tracker.ts): the ack latency is
+ * observed once, at the ack that leaves no member of the SG that is online here without this epoch. O(1) per ack:
+ * no status query. "Online here": served by a GW of this node and not waiting for its join update (it is not sent
+ * this epoch). In a cluster each node so times the members its own GWs serve (docs/operator.md "Metrics").
+ */
+export function onKeyAcked(
   srv: ServerState,
   sgId: string,
   epoch: number,
   gwId: string,
-  pneId: string | undefined,
-  memberAck: boolean,
-): Promise<void> {
-  emit(srv, { kind: 'key.ack', sgId, epoch, gwId, ...(pneId !== undefined ? { pneId } : {}) });
-  const k = `${sgId}|${epoch}`;
-  const t0 = srv.rotatedAt.get(k);
-  if (t0 === undefined || !memberAck) return;
-  const st = await srv.store.deliveryStatus(sgId);
-  // A staged periodic epoch (activation ahead) is acked before it becomes current: still counts.
-  if (epoch < st.currentEpoch) return;
-  const online = st.members.filter((m) => m.online);
-  if (online.length === 0 || online.some((m) => (m.ackedEpoch ?? 0) < epoch)) return;
-  srv.rotatedAt.delete(k);
-  srv.metrics.ackLatency((Date.now() - t0) / 1000);
+  pneIds: readonly string[],
+): void {
+  emit(srv, {
+    kind: 'key.ack',
+    sgId,
+    epoch,
+    gwId,
+    ...(pneIds.length === 1 ? { pneId: pneIds[0] } : {}),
+  });
+  const st = srv.groups.get(sgId);
+  if (!st || pneIds.length === 0) return;
+  const holds = (p: string) => !st.pendingJoiners.has(p) && servingGwOf(srv, p) !== undefined;
+  for (const p of pneIds) {
+    // A staged periodic epoch (activation ahead) is acked before it becomes current: it counts (it is tracked).
+    const t0 = srv.acks.ack(sgId, epoch, p, holds);
+    if (t0 !== undefined) srv.metrics.ackLatency((Date.now() - t0) / 1000);
+  }
 }
 
 /** The SG and the targets of this session's delivery of `epoch`: an (SG, epoch) it was not sent is refused. */
@@ -74,7 +83,7 @@ export async function keyAck(srv: ServerState, conn: GwConn, msg: MessageOf<'key
     await srv.store.recordGatewayAck({ sgId: msg.sgId, epoch: msg.epoch, gwId: conn.id });
   }
   conn.control.sendOk(msg.id);
-  await onKeyAcked(srv, msg.sgId, msg.epoch, conn.id, msg.pneId, msg.pneId !== undefined);
+  onKeyAcked(srv, msg.sgId, msg.epoch, conn.id, msg.pneId !== undefined ? [msg.pneId] : []);
 }
 
 /** key.delivery.report: many PNEs' acks of one epoch at once (rule K2). */
@@ -97,12 +106,11 @@ export async function deliveryReport(
   if (acks.length !== msg.entries.length) fail(ErrorCode.FORBIDDEN, 'entries');
   await srv.store.recordDeliveries(acks);
   conn.control.sendOk(msg.id);
-  await onKeyAcked(
+  onKeyAcked(
     srv,
     msg.sgId,
     msg.epoch,
     conn.id,
-    acks.length === 1 ? acks[0]?.pneId : undefined,
-    acks.length > 0,
+    acks.map((a) => a.pneId),
   );
 }

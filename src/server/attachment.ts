@@ -59,6 +59,8 @@ export async function proveAttach(srv: ServerState, conn: GwConn, pt: PneTunnel)
   const wasHere = provenAt(srv.pneAt, pneId, conn.id, conn.attached);
   srv.pneAt.set(pneId, conn.id);
   conn.attached.add(pneId);
+  // Online here again: where an ack found it away, it holds the ack latency up again (acks.ts).
+  srv.acks.online(pneId);
   // Its tunnels through other GWs are no proof any more: close them, and those GWs lose it.
   for (const other of srv.tunnels.get(pneId) ?? []) if (other.gw !== conn) other.ms.destroy();
   for (const c of srv.gwConns.values()) if (c !== conn) c.attached.delete(pneId);

@@ -62,11 +62,13 @@ async function refreshGroup(srv: ServerState, sgId: string): Promise<SgState | u
   for (const m of [...known.members]) {
     if (members.has(m)) continue;
     known.members.delete(m);
+    srv.acks.removed(sgId, m);
     emit(srv, { kind: 'member.remove', sgId, pneId: m });
   }
   for (const m of members) {
     if (known.members.has(m)) continue;
     known.members.add(m);
+    srv.acks.added(sgId, m);
     emit(srv, { kind: 'member.add', sgId, pneId: m });
   }
   const policyChanged =

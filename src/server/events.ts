@@ -36,7 +36,7 @@ export function countSession(srv: ServerState, role: SessionRole, open: boolean)
 }
 
 /**
- * After a new epoch: metrics, event, and the start time for the ack latency of that epoch. `remote`: an epoch
+ * After a new epoch: metrics, event, and the ack tracking of that epoch (with its start, for the ack latency). `remote`: an epoch
  * another cluster node committed (its update is counted there; this node delivers it, and times its acks here).
  */
 export function onKeyUpdated(
@@ -48,7 +48,7 @@ export function onKeyUpdated(
   updateId?: string,
 ): void {
   if (!remote) srv.metrics.keyUpdated(reason);
-  for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
-  srv.rotatedAt.set(`${sgId}|${epoch}`, Date.now());
+  // Every member owes this epoch now (the previous epoch's tracking goes): ack-tracker.ts, acks.ts.
+  srv.acks.start(sgId, epoch, srv.groups.get(sgId)?.members ?? [], Date.now());
   emit(srv, { kind: 'key.update', sgId, epoch, reason, ...(updateId !== undefined ? { updateId } : {}) });
 }

@@ -101,7 +101,7 @@ export function forgetGroup(srv: ServerState, st: SgState): void {
   if (st.timer) clearInterval(st.timer);
   srv.groups.delete(sgId);
   for (const k of [...srv.marks.keys()]) if (k.startsWith(`${sgId}|`)) srv.marks.delete(k);
-  for (const k of srv.rotatedAt.keys()) if (k.startsWith(`${sgId}|`)) srv.rotatedAt.delete(k);
+  srv.acks.drop(sgId);
   emit(srv, { kind: 'sg.delete', sgId });
   for (const gw of gws) {
     try {
@@ -137,6 +137,7 @@ export async function addMembers(
         ...announce(srv, 'membership.changed', { sgId, added: [p], removed: [], reason: 'join' }),
       });
       st.members.add(p);
+      srv.acks.added(sgId, p);
       emit(srv, { kind: 'member.add', sgId, pneId: p });
     }
     published(srv);
@@ -208,6 +209,7 @@ export async function removeMember(
     });
     published(srv);
     st.members.delete(pne);
+    srv.acks.removed(sgId, pne);
     emit(srv, { kind: 'member.remove', sgId, pneId: pne, reason });
     await rekeyLocked(srv, st, reason, actor);
   });

@@ -88,6 +88,7 @@ export async function loadState(srv: ServerState): Promise<void> {
       for (const r of await srv.store.listRelayMarks(st.sgId, st.epoch))
         m.set(`${r.sender}|${r.instance}`, r.counter);
       if (m.size > 0) srv.marks.set(`${st.sgId}|${st.epoch}`, m);
+      await trackStoredAcks(srv, st);
     }
     await srv.store.appendAudit({ actor: 'server', action: 'server.start', reason: 'clean' });
   } else if (srv.groups.size > 0) {
@@ -102,6 +103,18 @@ export async function loadState(srv: ServerState): Promise<void> {
     flushMarks(srv).catch((e) => srv.log.warn({ code: codeOf(e) }, 'relay mark flush failed'));
   }, srv.opts.relayMarkFlushMs ?? SERVER_DEFAULTS.relayMarkFlushMs);
   srv.flushTimer.unref();
+}
+
+/**
+ * The ack tracker of the SG's current epoch as the store has it (one status query per SG, at start only): who
+ * acked it is acked. No ack latency for it: its update happened before this start. (After a crash there is
+ * nothing to rebuild: every SG gets a fresh epoch, tracked from its update.)
+ */
+async function trackStoredAcks(srv: ServerState, st: SgState): Promise<void> {
+  if (st.epoch === 0) return;
+  const status = await srv.store.deliveryStatus(st.sgId);
+  const acked = status.members.filter((m) => (m.ackedEpoch ?? 0) >= st.epoch).map((m) => m.pneId);
+  srv.acks.start(st.sgId, st.epoch, st.members, undefined, acked);
 }
 
 /** GWs whose session lease another node of the cluster holds (none on a single node). */

@@ -16,6 +16,7 @@ import type { Ca } from '../transport/ca.js';
 import type { MessageSocket } from '../transport/message-socket.js';
 import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
+import { AckTracker } from './ack-tracker.js';
 import type { ClusterLink } from './cluster.js';
 import type { ServerOptions } from './types.js';
 
@@ -59,8 +60,8 @@ export interface ServerState {
   readonly marks: Map<string, Map<string, number>>;
   readonly dirtyMarks: Set<string>;
   readonly locks: Map<string, Promise<unknown>>;
-  /** `${sgId}|${epoch}` -> when that epoch was created (ack latency), current epoch of each SG only. */
-  readonly rotatedAt: Map<string, number>;
+  /** Per SG, the members that have not acked its current epoch yet, and the ack latency timing (acks.ts). */
+  readonly acks: AckTracker;
   flushTimer: NodeJS.Timeout | undefined;
   closed: boolean;
   /** This node's link to the other nodes (cluster.ts), when it runs as one node of a cluster. */
@@ -90,7 +91,7 @@ export function createState(o: {
     marks: new Map(),
     dirtyMarks: new Set(),
     locks: new Map(),
-    rotatedAt: new Map(),
+    acks: new AckTracker(),
     flushTimer: undefined,
     closed: false,
     cluster: undefined,
