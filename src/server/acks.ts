@@ -66,20 +66,30 @@ function sentTargets(
   return { st, targets };
 }
 
+/**
+ * Why the `ok` goes out once the ack is queued, not written: the rules (K1, K2) are checked here, synchronously, and
+ * they are what the reply confirms; the row is bookkeeping, written within `deliveryBatchMs` (delivery-writer.ts).
+ * Waiting for the write would only hold the GW's session queue up — the GW sends acks without waiting for
+ * replies, and does not resend one either way. Key rotation stays durable before delivery (keys.ts).
+ */
+
 /** key.ack: the GW's own (rule K1) or, with pneId, one PNE's (rule K2). */
 export async function keyAck(srv: ServerState, conn: GwConn, msg: MessageOf<'key.ack'>): Promise<void> {
   // Rule K1: a GW acks only an (SG, epoch) it was sent; rule K2: for a PNE it was sent that epoch for.
   const { st, targets } = sentTargets(srv, conn, msg.sgId, msg.epoch);
   if (msg.pneId !== undefined) {
     if (!mayAckFor(srv, conn, st, targets, msg.pneId)) fail(ErrorCode.FORBIDDEN, 'pneId');
-    await srv.store.recordDelivery({
-      sgId: msg.sgId,
-      epoch: msg.epoch,
-      pneId: msg.pneId,
-      gwId: conn.id,
-      method: msg.method ?? 'unicast',
-    });
+    srv.deliveries.add([
+      {
+        sgId: msg.sgId,
+        epoch: msg.epoch,
+        pneId: msg.pneId,
+        gwId: conn.id,
+        method: msg.method ?? 'unicast',
+      },
+    ]);
   } else {
+    // One per GW and epoch: written at once, not batched.
     await srv.store.recordGatewayAck({ sgId: msg.sgId, epoch: msg.epoch, gwId: conn.id });
   }
   conn.control.sendOk(msg.id);
@@ -104,7 +114,7 @@ export async function deliveryReport(
       method: e.method,
     }));
   if (acks.length !== msg.entries.length) fail(ErrorCode.FORBIDDEN, 'entries');
-  await srv.store.recordDeliveries(acks);
+  srv.deliveries.add(acks);
   conn.control.sendOk(msg.id);
   onKeyAcked(
     srv,

@@ -62,6 +62,9 @@ export function makeAdmin(srv: ServerState, actor: string = OPERATOR): ServerAdm
     },
     groupStatus: async (sgId) => {
       groupOf(srv, sgId);
+      // Acks are written in batches (delivery-writer.ts): the queued ones go first, so the status shows every
+      // ack the server accepted before this call. (The admin HTTP routes read the store: within deliveryBatchMs.)
+      await srv.deliveries.flush();
       return srv.store.deliveryStatus(sgId);
     },
   };

@@ -138,6 +138,8 @@ export class CpnsServer {
     // Let handlers that are mid-flight finish before the store goes away.
     await Promise.allSettled([...srv.locks.values()]);
     await Promise.allSettled([...srv.gwConns.values()].map((c) => c.queue));
+    // The acks still queued are written before the store closes (a failed batch is logged by the writer).
+    await srv.deliveries.flush();
     if (srv.cluster) {
       // Announce what committed before going: the outbox is drained once more, then the bus is left.
       await srv.cluster.publisher.kick();

@@ -9,7 +9,7 @@ import type { Suite } from '../core/crypto/aead.js';
 import { ErrorCode } from '../core/errors.js';
 import { GroupSender } from '../core/group/sender.js';
 import type { CpnsMetrics } from '../metrics/index.js';
-import { type Control, fail, type Logger } from '../protocol/control.js';
+import { type Control, codeOf, fail, type Logger } from '../protocol/control.js';
 import type { DeliveryPolicy } from '../protocol/policy.js';
 import type { Store } from '../store/store.js';
 import type { Ca } from '../transport/ca.js';
@@ -18,6 +18,8 @@ import type { SecureServer } from '../transport/secure-server.js';
 import type { Session } from '../transport/session.js';
 import { AckTracker } from './ack-tracker.js';
 import type { ClusterLink } from './cluster.js';
+import { SERVER_DEFAULTS } from './defaults.js';
+import { DeliveryWriter } from './delivery-writer.js';
 import type { ServerOptions } from './types.js';
 
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
@@ -62,6 +64,8 @@ export interface ServerState {
   readonly locks: Map<string, Promise<unknown>>;
   /** Per SG, the members that have not acked its current epoch yet, and the ack latency timing (acks.ts). */
   readonly acks: AckTracker;
+  /** Accepted PNE acks on their way to the store, in batches (delivery-writer.ts). */
+  readonly deliveries: DeliveryWriter;
   flushTimer: NodeJS.Timeout | undefined;
   closed: boolean;
   /** This node's link to the other nodes (cluster.ts), when it runs as one node of a cluster. */
@@ -92,6 +96,14 @@ export function createState(o: {
     dirtyMarks: new Set(),
     locks: new Map(),
     acks: new AckTracker(),
+    deliveries: new DeliveryWriter(
+      (batch) => o.store.recordDeliveries(batch),
+      (e, sgId, rows) => o.log.warn({ code: codeOf(e), sgId, rows }, 'delivery records not written'),
+      {
+        maxBatch: o.opts.deliveryBatchMax ?? SERVER_DEFAULTS.deliveryBatchMax,
+        delayMs: o.opts.deliveryBatchMs ?? SERVER_DEFAULTS.deliveryBatchMs,
+      },
+    ),
     flushTimer: undefined,
     closed: false,
     cluster: undefined,

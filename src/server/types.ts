@@ -65,6 +65,13 @@ export interface ServerOptions {
   joinUpdateDelayMs?: number;
   /** Most PNEs one GW session may name in pne.attach (claims, proven or not). Default 10 000. */
   maxPnesPerGw?: number;
+  /**
+   * Accepted PNE acks go to the store in batches: a batch is written when it has this many rows (default 512),
+   * else `deliveryBatchMs` after its first row (default 10 ms), and at close. A crash loses at most the rows not
+   * yet written (docs/store.md "Delivery tracking").
+   */
+  deliveryBatchMax?: number;
+  deliveryBatchMs?: number;
 }
 
 /** An AEAD suite as named on the wire (sg.create, key.deliver). */
