@@ -22,18 +22,23 @@ export interface RekeyRun {
   readonly setupSec: number;
 }
 
-/**
- * Rekey of one Service Group with M members spread evenly over G PN GWs (docs/benchmarks.md): real CPNS Server, real
- * PN GWs, simulated PNE endpoints on real mutually authenticated TLS sessions (and real UDP multicast for the
- * broadcast policy). Measures the time from the update until every member acked, and the PN-hop bytes.
- */
-export async function benchRekey(o: {
+/** A running bench setup: one server, `gws` PN GWs, `sims` PNEs (PNE i behind GW i mod G), all attached. */
+interface BenchEnv {
+  readonly server: Awaited<ReturnType<typeof startServer>>;
+  readonly gws: PnGateway[];
+  readonly sims: SimPne[];
+  readonly setupSec: number;
+  /** Broadcast bytes sent by the GWs so far (once per GW and medium, however many PNEs receive them). */
+  broadcastBytes: number;
+  close(): Promise<void>;
+}
+
+async function setUp(o: {
   members: number;
   gateways: number;
   policy: 'unicast' | 'broadcast';
-  rounds: number;
   log: (l: string) => void;
-}): Promise<RekeyRun> {
+}): Promise<BenchEnv> {
   const dir = mkdtempSync(join(tmpdir(), 'cpns-bench-'));
   const logger = pino({ level: 'silent' });
   const t0 = performance.now();
@@ -48,6 +53,12 @@ export async function benchRekey(o: {
   } as Parameters<typeof startServer>[0]);
   const gws: PnGateway[] = [];
   const sims: SimPne[] = [];
+  const close = async () => {
+    await Promise.all(sims.map((s) => s?.close()));
+    await pool(gws, 16, (g) => g.close());
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     await pool(
       Array.from({ length: o.gateways }, (_, i) => i),
@@ -86,55 +97,98 @@ export async function benchRekey(o: {
     await pool(creds, 32, async ({ gw, c }, i) => {
       sims[i] = await SimPne.connect(gw.url, c, broadcast ? ['wifi'] : []);
     });
-    const { sgId } = await server.admin.createGroup({
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  const env: BenchEnv = {
+    server,
+    gws,
+    sims,
+    setupSec: (performance.now() - t0) / 1000,
+    broadcastBytes: 0,
+    close,
+  };
+  for (const g of gws) {
+    g.on('delivery', (d: { bytes: number }) => {
+      env.broadcastBytes += d.bytes;
+    });
+  }
+  o.log(
+    `  setup ${o.policy}: ${o.gateways} GWs, ${o.members} PNEs enrolled and attached in ${env.setupSec.toFixed(1)} s`,
+  );
+  return env;
+}
+
+/**
+ * `rounds` operator updates of `sgId` (members `members`), after `warmup` uncounted ones: per update, the time
+ * until the last member acked (PNE side) and until the server's delivery tracking (admin groupStatus, polled every
+ * 5 ms) shows every member on the new epoch; and the PN-hop bytes of the last update.
+ */
+async function measure(
+  env: BenchEnv,
+  sgId: string,
+  members: readonly SimPne[],
+  rounds: number,
+  warmup = 0,
+): Promise<{ allAckedMs: number[]; trackedMs: number[]; bytes: number }> {
+  const allAckedMs: number[] = [];
+  const trackedMs: number[] = [];
+  let bytes = 0;
+  for (let r = 0; r < warmup + rounds; r++) {
+    const before = members.reduce((n, s) => n + s.unicastBytes, 0) + env.broadcastBytes;
+    const start = performance.now();
+    const { epoch } = await env.server.admin.rekey(sgId);
+    await Promise.all(members.map((s) => s.waitEpoch(sgId, epoch)));
+    const acked = Math.max(...members.map((s) => s.acked.get(sgId)!.get(epoch)!)) - start;
+    for (;;) {
+      const st = (await env.server.admin.groupStatus(sgId)) as unknown as {
+        members: { lag: number | null }[];
+      };
+      if (st.members.every((m) => m.lag === 0)) break;
+      await new Promise((res) => setTimeout(res, 5));
+    }
+    const tracked = performance.now() - start;
+    bytes = members.reduce((n, s) => n + s.unicastBytes, 0) + env.broadcastBytes - before;
+    if (r < warmup) continue;
+    allAckedMs.push(acked);
+    trackedMs.push(tracked);
+  }
+  return { allAckedMs, trackedMs, bytes };
+}
+
+/**
+ * Rekey of one Service Group with M members spread evenly over G PN GWs (docs/benchmarks.md): real CPNS Server, real
+ * PN GWs, simulated PNE endpoints on real mutually authenticated TLS sessions (and real UDP multicast for the
+ * broadcast policy). Measures the time from the update until every member acked, and the PN-hop bytes.
+ */
+export async function benchRekey(o: {
+  members: number;
+  gateways: number;
+  policy: 'unicast' | 'broadcast';
+  rounds: number;
+  log: (l: string) => void;
+}): Promise<RekeyRun> {
+  const env = await setUp(o);
+  try {
+    const { sgId } = await env.server.admin.createGroup({
       name: 'bench',
       joinPolicy: 'invite',
-      members: sims.map((s) => s.identity),
+      members: env.sims.map((s) => s.identity),
     });
-    await Promise.all(sims.map((s) => s.waitEpoch(sgId, 1)));
-    const setupSec = (performance.now() - t0) / 1000;
-    o.log(
-      `  setup ${o.policy}: ${o.gateways} GWs, ${o.members} PNEs enrolled and attached in ${setupSec.toFixed(1)} s`,
-    );
-
-    // Broadcast bytes are sent once per GW and medium however many PNEs receive them: count them at the GWs.
-    let broadcastBytes = 0;
-    for (const g of gws) {
-      g.on('delivery', (d: { bytes: number }) => {
-        broadcastBytes += d.bytes;
-      });
-    }
-    const allAckedMs: number[] = [];
-    const trackedMs: number[] = [];
-    let bytes = 0;
-    for (let r = 0; r < o.rounds; r++) {
-      const before = sims.reduce((n, s) => n + s.unicastBytes, 0) + broadcastBytes;
-      const start = performance.now();
-      const { epoch } = await server.admin.rekey(sgId);
-      await Promise.all(sims.map((s) => s.waitEpoch(sgId, epoch)));
-      allAckedMs.push(Math.max(...sims.map((s) => s.acked.get(sgId)!.get(epoch)!)) - start);
-      for (;;) {
-        const st = (await server.admin.groupStatus(sgId)) as unknown as { members: { lag: number | null }[] };
-        if (st.members.every((m) => m.lag === 0)) break;
-        await new Promise((res) => setTimeout(res, 5));
-      }
-      trackedMs.push(performance.now() - start);
-      bytes = sims.reduce((n, s) => n + s.unicastBytes, 0) + broadcastBytes - before;
-    }
+    await Promise.all(env.sims.map((s) => s.waitEpoch(sgId, 1)));
+    const m = await measure(env, sgId, env.sims, o.rounds);
     return {
       policy: o.policy,
       members: o.members,
       gateways: o.gateways,
-      allAckedMs,
-      trackedMs,
-      pnBytesPerUpdate: bytes,
-      setupSec,
+      allAckedMs: m.allAckedMs,
+      trackedMs: m.trackedMs,
+      pnBytesPerUpdate: m.bytes,
+      setupSec: env.setupSec,
     };
   } finally {
-    await Promise.all(sims.map((s) => s?.close()));
-    await pool(gws, 16, (g) => g.close());
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
+    await env.close();
   }
 }
 
@@ -154,14 +208,17 @@ export async function runRekeyBench(o: {
     runs.push(r);
     log(`  ${policy}: all acked in ${r.allAckedMs.map((x) => x.toFixed(0)).join(', ')} ms`);
   }
-  log('policy     median all-acked ms   max   median tracked ms   PN-hop bytes/update');
+  log('policy     median all-acked ms   max   median tracked ms   tracked/all-acked   PN-hop bytes/update');
   for (const r of runs) {
+    const ratio = median(r.trackedMs) / median(r.allAckedMs);
     log(
       `${r.policy.padEnd(10)} ${median(r.allAckedMs).toFixed(1).padStart(19)} ${Math.max(...r.allAckedMs)
         .toFixed(1)
         .padStart(
           6,
-        )} ${median(r.trackedMs).toFixed(1).padStart(19)} ${String(Math.round(r.pnBytesPerUpdate)).padStart(21)}`,
+        )} ${median(r.trackedMs).toFixed(1).padStart(19)} ${`${ratio.toFixed(2)}x`.padStart(19)} ${String(
+        Math.round(r.pnBytesPerUpdate),
+      ).padStart(21)}`,
     );
   }
   const [u, b] = runs as [RekeyRun, RekeyRun];
@@ -177,6 +234,129 @@ export async function runRekeyBench(o: {
   writeFileSync(
     file,
     `${JSON.stringify({ date, node: process.version, cpu: cpus()[0]?.model, runs }, null, 2)}\n`,
+  );
+  log(`written ${file}`);
+}
+
+/** Least-squares slope of log(y) over log(x): the exponent k of y ~ x^k. */
+export function fittedExponent(xs: readonly number[], ys: readonly number[]): number {
+  const lx = xs.map(Math.log);
+  const ly = ys.map(Math.log);
+  const mx = lx.reduce((a, b) => a + b, 0) / lx.length;
+  const my = ly.reduce((a, b) => a + b, 0) / ly.length;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < lx.length; i++) {
+    num += (lx[i]! - mx) * (ly[i]! - my);
+    den += (lx[i]! - mx) ** 2;
+  }
+  return num / den;
+}
+
+export interface ScalePoint {
+  readonly members: number;
+  readonly gateways: number;
+  readonly allAckedMs: number[];
+  readonly trackedMs: number[];
+}
+
+/**
+ * How rekey time grows with the SG (issue #11 §1): one setup of max(sizes) PNEs, `perGw` behind each GW, then per
+ * size M an SG of the PNEs of the first M/perGw GWs (so M members over M/perGw GWs, the other GWs idle), one
+ * uncounted warm-up update and `rounds` measured ones, the SG deleted after. Prints the medians, tracked/all-acked
+ * and the fitted exponents (log-log slope) of all-acked and tracked against M; writes
+ * bench/results/rekey-scale-<date>.json.
+ */
+export async function runRekeyScale(o: {
+  sizes: readonly number[];
+  perGw: number;
+  rounds: number;
+  policy: 'unicast' | 'broadcast';
+  outDir?: string;
+}): Promise<void> {
+  const log = (l: string) => process.stdout.write(`${l}\n`);
+  const sizes = [...o.sizes].sort((a, b) => a - b);
+  const max = sizes[sizes.length - 1]!;
+  const gateways = Math.ceil(max / o.perGw);
+  log(
+    `Rekey scaling (${o.policy}): SGs of ${sizes.join(', ')} members, ${o.perGw} per GW, ${o.rounds} updates each (+1 warm-up)`,
+  );
+  const env = await setUp({ members: max, gateways, policy: o.policy, log });
+  const points: ScalePoint[] = [];
+  try {
+    for (const m of sizes) {
+      const g = Math.ceil(m / o.perGw);
+      // PNE i is behind GW i mod G: the first g GWs' PNEs, perGw each.
+      const members = env.sims.filter((_, i) => i % gateways < g).slice(0, m);
+      const { sgId } = await env.server.admin.createGroup({
+        name: `scale-${m}`,
+        joinPolicy: 'invite',
+        members: members.map((s) => s.identity),
+      });
+      await Promise.all(members.map((s) => s.waitEpoch(sgId, 1)));
+      const r = await measure(env, sgId, members, o.rounds, 1);
+      await env.server.admin.deleteGroup(sgId);
+      points.push({ members: members.length, gateways: g, allAckedMs: r.allAckedMs, trackedMs: r.trackedMs });
+      log(
+        `  ${String(members.length).padStart(6)} members over ${String(g).padStart(4)} GWs: all acked ${r.allAckedMs
+          .map((x) => x.toFixed(0))
+          .join(', ')} ms; tracked ${r.trackedMs.map((x) => x.toFixed(0)).join(', ')} ms`,
+      );
+    }
+  } finally {
+    await env.close();
+  }
+  log('members    GWs   median all-acked ms   median tracked ms   tracked/all-acked');
+  for (const p of points) {
+    const a = median(p.allAckedMs);
+    const t = median(p.trackedMs);
+    log(
+      `${String(p.members).padStart(7)} ${String(p.gateways).padStart(6)} ${a.toFixed(1).padStart(21)} ${t
+        .toFixed(1)
+        .padStart(19)} ${`${(t / a).toFixed(2)}x`.padStart(19)}`,
+    );
+  }
+  const xs = points.map((p) => p.members);
+  const exponents = {
+    allAcked: fittedExponent(
+      xs,
+      points.map((p) => median(p.allAckedMs)),
+    ),
+    tracked: fittedExponent(
+      xs,
+      points.map((p) => median(p.trackedMs)),
+    ),
+  };
+  log(
+    `fitted exponent (median ms ~ members^k): all-acked k = ${exponents.allAcked.toFixed(2)}, tracked k = ${exponents.tracked.toFixed(2)}`,
+  );
+  const outDir = o.outDir ?? join(process.cwd(), 'bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const date = new Date().toISOString();
+  const file = join(outDir, `rekey-scale-${date.slice(0, 10)}.json`);
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        date,
+        node: process.version,
+        cpu: cpus()[0]?.model,
+        policy: o.policy,
+        perGw: o.perGw,
+        rounds: o.rounds,
+        warmup: 1,
+        points,
+        medians: points.map((p) => ({
+          members: p.members,
+          gateways: p.gateways,
+          allAckedMs: median(p.allAckedMs),
+          trackedMs: median(p.trackedMs),
+        })),
+        exponents,
+      },
+      null,
+      2,
+    )}\n`,
   );
   log(`written ${file}`);
 }

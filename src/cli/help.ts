@@ -84,9 +84,13 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   --quick                  fewer rounds
   -h, --help               this text`,
   'bench rekey': `usage: cpns bench rekey [--members 1000] [--gateways 100] [--rounds 5]
+       cpns bench rekey --scale [--sizes 250,500,1000,2000] [--per-gw 10] [--rounds 5] [--policy unicast]
        cpns bench rekey --cluster [--nodes 3] [--members 300] [--gateways 30] [--rounds 20] [--sgs 50]
                         [--store <postgres://…> --nats <url>[,<url>...]]
-  A rekey of one Service Group over many GWs on loopback, unicast vs broadcast delivery. With --cluster: one node
+  A rekey of one Service Group over many GWs on loopback, unicast vs broadcast delivery: all acked, tracked by
+  the server, tracked/all-acked, PN-hop bytes. With --scale: one SG per size (members over members/--per-gw GWs,
+  one setup of the largest), the medians and the fitted exponents of all-acked and tracked against members
+  (bench/results/rekey-scale-<date>.json). With --cluster: one node
   on SQLite vs a cluster of --nodes nodes on PostgreSQL + NATS (started on loopback unless given), GWs spread over
   the nodes: all-acked median and p99, and key updates per second across --sgs distinct SGs.
   -h, --help               this text`,

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { runClusterRekeyBench } from '../bench/cluster-bench.js';
 import { runCoreBench } from '../bench/core-bench.js';
 import { runMemoryBench } from '../bench/memory-bench.js';
-import { runRekeyBench } from '../bench/rekey-bench.js';
+import { runRekeyBench, runRekeyScale } from '../bench/rekey-bench.js';
 import { runRelayBench } from '../bench/relay-bench.js';
 import { isCodedError } from '../core/errors.js';
 import { adminCommand } from './admin.js';
@@ -164,6 +164,10 @@ export async function main(argv: string[]): Promise<number> {
           sgs: { type: 'string', default: '50' },
           store: { type: 'string' },
           nats: { type: 'string' },
+          scale: { type: 'boolean', default: false },
+          sizes: { type: 'string', default: '250,500,1000,2000' },
+          'per-gw': { type: 'string', default: '10' },
+          policy: { type: 'string', default: 'unicast' },
         },
       });
       const n = (name: 'members' | 'gateways' | 'rounds' | 'nodes' | 'sgs'): number => {
@@ -171,6 +175,19 @@ export async function main(argv: string[]): Promise<number> {
         if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} takes a positive integer`);
         return v;
       };
+      if (values.scale) {
+        const sizes = String(values.sizes)
+          .split(',')
+          .map((x) => Number(x.trim()));
+        if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1))
+          throw new UsageError('--sizes takes two or more positive integers, comma-separated');
+        const perGw = Number(values['per-gw']);
+        if (!Number.isInteger(perGw) || perGw < 1) throw new UsageError('--per-gw takes a positive integer');
+        if (values.policy !== 'unicast' && values.policy !== 'broadcast')
+          throw new UsageError('--policy is unicast or broadcast');
+        await runRekeyScale({ sizes, perGw, rounds: n('rounds'), policy: values.policy });
+        return 0;
+      }
       if (!cluster) {
         await runRekeyBench({ members: n('members'), gateways: n('gateways'), rounds: n('rounds') });
         return 0;
