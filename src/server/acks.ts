@@ -89,8 +89,7 @@ export async function keyAck(srv: ServerState, conn: GwConn, msg: MessageOf<'key
       },
     ]);
   } else {
-    // One per GW and epoch: written at once, not batched.
-    await srv.store.recordGatewayAck({ sgId: msg.sgId, epoch: msg.epoch, gwId: conn.id });
+    srv.deliveries.add([{ sgId: msg.sgId, epoch: msg.epoch, gwId: conn.id }]);
   }
   conn.control.sendOk(msg.id);
   onKeyAcked(srv, msg.sgId, msg.epoch, conn.id, msg.pneId !== undefined ? [msg.pneId] : []);

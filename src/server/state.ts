@@ -19,7 +19,7 @@ import type { Session } from '../transport/session.js';
 import { AckTracker } from './ack-tracker.js';
 import type { ClusterLink } from './cluster.js';
 import { SERVER_DEFAULTS } from './defaults.js';
-import { DeliveryWriter } from './delivery-writer.js';
+import { DeliveryWriter, writeAcks } from './delivery-writer.js';
 import type { ServerOptions } from './types.js';
 
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
@@ -64,7 +64,7 @@ export interface ServerState {
   readonly locks: Map<string, Promise<unknown>>;
   /** Per SG, the members that have not acked its current epoch yet, and the ack latency timing (acks.ts). */
   readonly acks: AckTracker;
-  /** Accepted PNE acks on their way to the store, in batches (delivery-writer.ts). */
+  /** Accepted acks (PNEs' and GWs') on their way to the store, in batches (delivery-writer.ts). */
   readonly deliveries: DeliveryWriter;
   flushTimer: NodeJS.Timeout | undefined;
   closed: boolean;
@@ -97,7 +97,7 @@ export function createState(o: {
     locks: new Map(),
     acks: new AckTracker(),
     deliveries: new DeliveryWriter(
-      (batch) => o.store.recordDeliveries(batch),
+      (batch) => writeAcks(o.store, batch),
       (e, sgId, rows) => o.log.warn({ code: codeOf(e), sgId, rows }, 'delivery records not written'),
       {
         maxBatch: o.opts.deliveryBatchMax ?? SERVER_DEFAULTS.deliveryBatchMax,

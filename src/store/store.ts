@@ -506,6 +506,8 @@ export interface Store {
   /** Many acks in one transaction (rekey of a large group). */
   recordDeliveries(acks: readonly DeliveryAck[]): Promise<void>;
   recordGatewayAck(ack: GatewayAck): Promise<void>;
+  /** Many GW acks in one transaction (the server writes acks in batches). */
+  recordGatewayAcks(acks: readonly GatewayAck[]): Promise<void>;
   deliveryStatus(sgId: string, now?: number): Promise<DeliveryStatus>;
 
   // relay high-water marks (replay anchors)

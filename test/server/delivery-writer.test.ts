@@ -1,7 +1,7 @@
 /** Batched delivery records (src/server/delivery-writer.ts): size limit, delay, flush, failures. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DeliveryWriter } from '../../src/server/delivery-writer.js';
-import type { DeliveryAck } from '../../src/store/store.js';
+import { type AckRow, DeliveryWriter, writeAcks } from '../../src/server/delivery-writer.js';
+import type { DeliveryAck, GatewayAck, Store } from '../../src/store/store.js';
 
 const row = (i: number, sgId = 'sg-1'): DeliveryAck => ({
   sgId,
@@ -12,8 +12,8 @@ const row = (i: number, sgId = 'sg-1'): DeliveryAck => ({
 });
 const rows = (n: number, sgId?: string) => Array.from({ length: n }, (_, i) => row(i, sgId));
 
-function writer(opts: { maxBatch: number; delayMs: number }, fail?: (b: readonly DeliveryAck[]) => boolean) {
-  const batches: DeliveryAck[][] = [];
+function writer(opts: { maxBatch: number; delayMs: number }, fail?: (b: readonly AckRow[]) => boolean) {
+  const batches: AckRow[][] = [];
   const failures: { code: unknown; sgId: string | undefined; rows: number }[] = [];
   const w = new DeliveryWriter(
     async (b) => {
@@ -54,7 +54,7 @@ describe('DeliveryWriter', () => {
     expect(batches.length).toBe(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(batches.map((b) => b.length)).toEqual([512, 1]);
-    expect(batches.flat().map((r) => r.pneId)).toEqual(rows(513).map((r) => r.pneId)); // in order
+    expect(batches.flat().map((r) => (r as DeliveryAck).pneId)).toEqual(rows(513).map((r) => r.pneId)); // in order
   });
 
   it('below the limit: one batch after the delay, counted from the first row', async () => {
@@ -109,6 +109,24 @@ describe('DeliveryWriter', () => {
     w.add(rows(2));
     await expect(w.flush()).resolves.toBeUndefined();
     expect(n).toBe(2);
+  });
+
+  it('a batch goes to the store as one recordDeliveries (PNE acks) and one recordGatewayAcks (GW acks)', async () => {
+    const calls: [string, number][] = [];
+    const store = {
+      recordDeliveries: async (b: readonly DeliveryAck[]) => void calls.push(['pne', b.length]),
+      recordGatewayAcks: async (b: readonly GatewayAck[]) => void calls.push(['gw', b.length]),
+    } as unknown as Store;
+    const gw = (i: number): GatewayAck => ({ sgId: 'sg-1', epoch: 1, gwId: `gw${i}` });
+    await writeAcks(store, [gw(1), ...rows(3), gw(2)]);
+    await writeAcks(store, rows(2));
+    await writeAcks(store, [gw(3)]);
+    expect(calls).toEqual([
+      ['pne', 3],
+      ['gw', 2],
+      ['pne', 2],
+      ['gw', 1],
+    ]);
   });
 
   it('refuses nonsense limits', () => {

@@ -874,6 +874,50 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         expect((await s.deliveryStatus(g.sgId)).members).toEqual([]);
         expect(await h.raw(s, 'SELECT * FROM deliveries')).toEqual([]);
       });
+
+      it('GW acks in one batch: first ack wins, all or nothing', async () => {
+        const g = await s.createGroup(group());
+        const [g1, g2] = [gwId(), gwId()].sort();
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'create', KC);
+        await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU);
+        await s.recordGatewayAcks([
+          { sgId: g.sgId, epoch: 2, gwId: g1!, ackedAt: 3 },
+          { sgId: g.sgId, epoch: 2, gwId: g1!, ackedAt: 9 }, // duplicate: first wins
+          { sgId: g.sgId, epoch: 1, gwId: g2!, ackedAt: 4 },
+        ]);
+        const gws = (await s.deliveryStatus(g.sgId)).gateways.map((x) => [
+          x.gwId,
+          x.ackedEpoch,
+          x.ackedAt,
+          x.lag,
+        ]);
+        expect(gws).toEqual([
+          [g1, 2, 3, 0],
+          [g2, 1, 4, 1],
+        ]);
+        // one never-allocated epoch, or one unknown group, refuses the whole batch
+        const g3 = gwId();
+        await rejectsInvalid(
+          s.recordGatewayAcks([
+            { sgId: g.sgId, epoch: 1, gwId: g3 },
+            { sgId: g.sgId, epoch: 3, gwId: g3 },
+          ]),
+          'epoch',
+        );
+        await rejectsStore(
+          s.recordGatewayAcks([
+            { sgId: g.sgId, epoch: 1, gwId: g3 },
+            { sgId: randomUUID(), epoch: 1, gwId: g3 },
+          ]),
+          'NOT_FOUND',
+        );
+        await rejectsInvalid(
+          s.recordGatewayAcks([{ sgId: g.sgId, epoch: 1, gwId: 'urn:cpns:gw:1' }]),
+          'gwId',
+        );
+        expect(await h.raw(s, 'SELECT * FROM gw_deliveries WHERE gw_id = ?', [g3])).toEqual([]);
+        await s.recordGatewayAcks([]); // nothing to write
+      });
     });
 
     // ------------------------------------------------------------ relay marks

@@ -59,18 +59,23 @@ export async function recordDeliveries(ctx: Ctx, acks: readonly DeliveryAck[]): 
   });
 }
 
-export async function recordGatewayAck(ctx: Ctx, a: GatewayAck): Promise<void> {
-  const sgId = v.sgId(a.sgId);
-  const epoch = v.epoch(a.epoch);
-  const gwId = v.gwId(a.gwId);
-  const at = a.ackedAt === undefined ? ctx.now() : v.time(a.ackedAt, 'ackedAt');
+/** The first ack of (sg, GW, epoch) wins, as for deliveries; many in one transaction. */
+export async function recordGatewayAcks(ctx: Ctx, acks: readonly GatewayAck[]): Promise<void> {
+  const checked = acks.map((a) => ({
+    sgId: v.sgId(a.sgId),
+    epoch: v.epoch(a.epoch),
+    gwId: v.gwId(a.gwId),
+    at: a.ackedAt === undefined ? ctx.now() : v.time(a.ackedAt, 'ackedAt'),
+  }));
   await tx(ctx, async (c) => {
-    await checkEpoch(c, sgId, epoch);
-    await run(
-      c,
-      'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
-      [sgId, gwId, epoch, at],
-    );
+    for (const a of checked) {
+      await checkEpoch(c, a.sgId, a.epoch);
+      await run(
+        c,
+        'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [a.sgId, a.gwId, a.epoch, a.at],
+      );
+    }
   });
 }
 

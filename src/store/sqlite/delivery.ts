@@ -57,18 +57,22 @@ export function recordDeliveries(ctx: Ctx, acks: readonly DeliveryAck[]): void {
   });
 }
 
-export function recordGatewayAck(ctx: Ctx, a: GatewayAck): void {
-  const sgId = v.sgId(a.sgId);
-  const epoch = v.epoch(a.epoch);
-  const gwId = v.gwId(a.gwId);
-  const at = a.ackedAt === undefined ? ctx.now() : v.time(a.ackedAt, 'ackedAt');
+/** The first ack of (sg, GW, epoch) wins, as for deliveries; many in one transaction. */
+export function recordGatewayAcks(ctx: Ctx, acks: readonly GatewayAck[]): void {
+  const checked = acks.map((a) => ({
+    sgId: v.sgId(a.sgId),
+    epoch: v.epoch(a.epoch),
+    gwId: v.gwId(a.gwId),
+    at: a.ackedAt === undefined ? ctx.now() : v.time(a.ackedAt, 'ackedAt'),
+  }));
   tx(ctx.db, () => {
-    checkEpoch(ctx, sgId, epoch);
-    ctx.db
-      .prepare(
-        'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
-      )
-      .run(sgId, gwId, epoch, at);
+    const ins = ctx.db.prepare(
+      'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    for (const a of checked) {
+      checkEpoch(ctx, a.sgId, a.epoch);
+      ins.run(a.sgId, a.gwId, a.epoch, a.at);
+    }
   });
 }
 

@@ -337,7 +337,10 @@ export class SqliteStore implements Store {
     return this.#run((c) => delivery.recordDeliveries(c, acks));
   }
   recordGatewayAck(ack: GatewayAck): Promise<void> {
-    return this.#run((c) => delivery.recordGatewayAck(c, ack));
+    return this.#run((c) => delivery.recordGatewayAcks(c, [ack]));
+  }
+  recordGatewayAcks(acks: readonly GatewayAck[]): Promise<void> {
+    return this.#run((c) => delivery.recordGatewayAcks(c, acks));
   }
   deliveryStatus(sgId: string, now?: number): Promise<DeliveryStatus> {
     return this.#run((c) => delivery.deliveryStatus(c, sgId, now));
