@@ -27,7 +27,7 @@ export const SERVER_DEFAULTS = {
   /** Most PNEs one GW session may name in pne.attach (rule A2). */
   maxPnesPerGw: 10_000,
   /**
-   * Accepted PNE acks are written to the store in batches (delivery-writer.ts): a batch goes as soon as it has
+   * Accepted acks (PNEs' and GWs') are written to the store in batches (delivery-writer.ts): a batch goes as soon as it has
    * `deliveryBatchMax` rows, else `deliveryBatchMs` after its first row, and at close. A crash loses at most the
    * rows not yet written (docs/store.md "Delivery tracking"); key rotation is not batched.
    */

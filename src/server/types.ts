@@ -66,7 +66,7 @@ export interface ServerOptions {
   /** Most PNEs one GW session may name in pne.attach (claims, proven or not). Default 10 000. */
   maxPnesPerGw?: number;
   /**
-   * Accepted PNE acks go to the store in batches: a batch is written when it has this many rows (default 512),
+   * Accepted acks (PNEs' and GWs') go to the store in batches: a batch is written when it has this many rows (default 512),
    * else `deliveryBatchMs` after its first row (default 10 ms), and at close. A crash loses at most the rows not
    * yet written (docs/store.md "Delivery tracking").
    */
