@@ -92,6 +92,28 @@ export class AckTracker {
     this.#sgs.delete(sgId);
   }
 
+  /**
+   * While `epoch` is still being timed: how many pending members `holds` (online here), and the first `max` of them;
+   * undefined once every such member acked (or for another epoch).
+   */
+  lagging(
+    sgId: string,
+    epoch: number,
+    holds: (pneId: string) => boolean,
+    max: number,
+  ): { count: number; some: string[] } | undefined {
+    const t = this.#sgs.get(sgId);
+    if (t?.epoch !== epoch || t.startedAt === undefined) return undefined;
+    const some: string[] = [];
+    let count = 0;
+    for (const m of t.pending) {
+      if (!holds(m)) continue;
+      count++;
+      if (some.length < max) some.push(m);
+    }
+    return { count, some };
+  }
+
   /** The tracked epoch of the SG and how many members have not acked it (tests, status). */
   state(sgId: string): { epoch: number; unacked: number; timing: boolean } | undefined {
     const t = this.#sgs.get(sgId);

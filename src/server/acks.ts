@@ -7,6 +7,7 @@ import type { MessageOf } from '../core/codec/index.js';
 import { ErrorCode } from '../core/errors.js';
 import { fail } from '../protocol/control.js';
 import { servingGwOf } from './decisions.js';
+import { SERVER_DEFAULTS } from './defaults.js';
 import { emit } from './events.js';
 import type { GwConn, ServerState, SgState } from './state.js';
 
@@ -43,12 +44,40 @@ export function onKeyAcked(
   });
   const st = srv.groups.get(sgId);
   if (!st || pneIds.length === 0) return;
-  const holds = (p: string) => !st.pendingJoiners.has(p) && servingGwOf(srv, p) !== undefined;
+  const holds = holdsUp(srv, st);
   for (const p of pneIds) {
     // A staged periodic epoch (activation ahead) is acked before it becomes current: it counts (it is tracked).
     const t0 = srv.acks.ack(sgId, epoch, p, holds);
-    if (t0 !== undefined) srv.metrics.ackLatency((Date.now() - t0) / 1000);
+    if (t0 === undefined) continue;
+    const ms = Date.now() - t0;
+    srv.metrics.ackLatency(ms / 1000);
+    srv.log.info({ sgId, epoch, updateId: st.updateId, ms }, 'all members online here acked the key update');
   }
+}
+
+/** Who holds the ack latency up: a member served by a GW of this node, not waiting for its join update. */
+export function holdsUp(srv: ServerState, st: SgState): (pneId: string) => boolean {
+  return (p) => !st.pendingJoiners.has(p) && servingGwOf(srv, p) !== undefined;
+}
+
+/**
+ * `ackReportMs` after a key update: the members online here that still have not acked it are logged, with the
+ * update's id (docs/operator.md "Following a key update").
+ */
+export function reportLaggards(srv: ServerState, st: SgState, epoch: number): void {
+  const ms = srv.opts.ackReportMs ?? SERVER_DEFAULTS.ackReportMs;
+  if (ms <= 0) return;
+  const updateId = st.updateId;
+  const t = setTimeout(() => {
+    if (srv.groups.get(st.sgId) !== st || st.epoch !== epoch) return; // superseded or deleted
+    const lag = srv.acks.lagging(st.sgId, epoch, holdsUp(srv, st), 10);
+    if (lag === undefined || lag.count === 0) return;
+    srv.log.warn(
+      { sgId: st.sgId, epoch, updateId, afterMs: ms, lagging: lag.count, pnes: lag.some },
+      'members online here have not acked the key update',
+    );
+  }, ms);
+  t.unref();
 }
 
 /** The SG and the targets of this session's delivery of `epoch`: an (SG, epoch) it was not sent is refused. */

@@ -33,6 +33,11 @@ export const SERVER_DEFAULTS = {
    */
   deliveryBatchMax: 512,
   deliveryBatchMs: 10,
+  /**
+   * This long after a key update, the members online here that have not acked it are logged (warn, with the
+   * update's id: docs/operator.md "Following a key update"). 0 turns it off.
+   */
+  ackReportMs: 30_000,
 
   // ------------------------------------------------------------------ fixed
   /** An enrollment session (anonymous TLS) is closed after this long. */

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { codeOf } from '../protocol/control.js';
 import { keyDeliver } from '../protocol/key-deliver.js';
+import { reportLaggards } from './acks.js';
 import { published } from './announce.js';
 import {
   activationOf,
@@ -96,6 +97,7 @@ export async function rekeyLocked(
       undefined,
       activate,
     );
+    reportLaggards(srv, st, meta.epoch);
     if (previous > 1) await srv.store.pruneKeys(st.sgId, previous);
     srv.log.info(
       {

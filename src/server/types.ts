@@ -72,6 +72,8 @@ export interface ServerOptions {
    */
   deliveryBatchMax?: number;
   deliveryBatchMs?: number;
+  /** After a key update, how long until the members online here that have not acked are logged. Default 30 000; 0: never. */
+  ackReportMs?: number;
 }
 
 /** An AEAD suite as named on the wire (sg.create, key.deliver). */

@@ -105,6 +105,14 @@ async function trailOf(sgId: string, epoch: number, id: string) {
   );
   const audit = await server_audit(sgId, epoch);
   expect(audit?.detail).toEqual({ updateId: id });
+  await until(
+    () =>
+      withId(id).some((l) => l.msg === 'all members online here acked the key update' && l.epoch === epoch),
+    5000,
+    'all acked log',
+  );
+  const acked = withId(id).find((l) => l.msg === 'all members online here acked the key update');
+  expect(typeof acked?.ms).toBe('number');
 }
 
 const server_audit = async (sgId: string, epoch: number) =>

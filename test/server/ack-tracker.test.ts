@@ -19,6 +19,19 @@ describe('AckTracker', () => {
     expect(t.ack(SG, 3, 'a', all)).toBeUndefined();
   });
 
+  it('lagging: the pending members online here, at most max, while the epoch is timed', () => {
+    const t = new AckTracker();
+    t.start(SG, 2, ['a', 'b', 'c', 'd'], 1000);
+    t.ack(SG, 2, 'a', all);
+    const online = (p: string) => p !== 'd';
+    expect(t.lagging(SG, 2, online, 1)).toEqual({ count: 2, some: ['b'] });
+    expect(t.lagging(SG, 2, online, 10)).toEqual({ count: 2, some: ['b', 'c'] });
+    expect(t.lagging(SG, 1, online, 10)).toBeUndefined();
+    t.ack(SG, 2, 'b', online);
+    expect(t.ack(SG, 2, 'c', online)).toBe(1000);
+    expect(t.lagging(SG, 2, online, 10)).toBeUndefined();
+  });
+
   it('an ack of another epoch than the tracked one changes nothing', () => {
     const t = new AckTracker();
     t.start(SG, 5, ['a'], 1000);
