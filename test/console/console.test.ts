@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enrollAt, PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import { enrolled, randomPne, type Stack, startStack } from '../admin/fixture.js';
 
@@ -16,6 +17,8 @@ let s: Stack;
 let browser: Browser;
 let page: Page;
 let pne: PneClient | undefined;
+let gw2: PnGateway | undefined;
+let pne2: PneClient | undefined;
 const pageErrors: string[] = [];
 
 const connectPne = () =>
@@ -25,6 +28,9 @@ const connectPne = () =>
     heartbeat: false,
     reconnect: { initialMs: 30, maxMs: 300 },
   });
+
+/** pne:1f2e3d4c: how the console shows an identity (the full URN on hover and copy). */
+const shortId = (id: string) => id.replace(/^urn:cpns:(gw|pne):([0-9a-f]{8}).*$/, '$1:$2');
 
 async function api(method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object) {
   const r = await s.app.inject({
@@ -79,6 +85,8 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
 
   afterAll(async () => {
     await pne?.close();
+    await pne2?.close();
+    await gw2?.close();
     await browser?.close();
     await s?.close();
   });
@@ -96,6 +104,14 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     const rows = card('kitchen').locator('tbody tr');
     expect(await rows.count()).toBe(2);
     expect(await card('kitchen').getByTestId('member-key').first().textContent()).toContain('behind by 1');
+    // The epoch, when and why it began, and who made it (the audit's actor of the token used).
+    const changed = await card('kitchen').getByTestId('epoch-change').textContent();
+    expect(changed).toContain('Epoch 1 since');
+    expect(changed).toContain('create (Service Group created), by operator:root');
+    // Neither member is attached: both listed under "Not attached", both behind.
+    const none = card('kitchen').locator('[data-testid=gw-delivery][data-gw-id=none]');
+    expect(await none.getByTestId('gw-acked').textContent()).toBe('0/2 acked epoch 1');
+    expect(await none.getByTestId('laggards').textContent()).toContain(`${shortId(guest)} by 1`);
     await page.locator('#key-updates tbody tr').filter({ hasText: 'create' }).first().waitFor();
     // The token stays in this tab's sessionStorage only, never in the URL or localStorage.
     expect(page.url()).not.toContain(s.token);
@@ -112,6 +128,11 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     await card('kitchen').locator('button[data-action=rekey]').click();
     await card('kitchen').getByTestId('epoch').filter({ hasText: /^3$/ }).waitFor({ timeout: 5000 });
     await page.locator('#key-updates tbody tr').filter({ hasText: 'operator' }).first().waitFor();
+    await card('kitchen')
+      .getByTestId('epoch-change')
+      .filter({ hasText: 'Epoch 3 since' })
+      .filter({ hasText: 'operator (forced by an operator), by operator:root' })
+      .waitFor({ timeout: 5000 });
   });
 
   it('removes a member from the console: the key is updated at once', async () => {
@@ -147,6 +168,89 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     await row.locator('.pill.on').waitFor({ timeout: 5000 });
     const status = await api('GET', `/api/v1/service-groups/${sgId}/key`);
     expect(status.lagging).toBe(0);
+  });
+
+  it('shows the delivery per GW, members under their GW, laggards and the ack latency chart', async () => {
+    // A second PN: its own GW (enrolled with a one-time token) and a PNE enrolled through it, attached.
+    const creds = await PnGateway.enroll({
+      enrollUrl: s.server.enrollUrl,
+      caPem: s.server.caPem,
+      token: await s.server.admin.createToken('gw', 600),
+    });
+    gw2 = await PnGateway.start({ serverUrl: s.server.url, credentials: creds, heartbeat: false });
+    const pne2Creds = await enrollAt(
+      gw2.enrollUrl,
+      s.server.caPem,
+      await s.server.admin.createToken('pne', 600),
+      'pne',
+      'gw',
+    );
+    pne2 = await PneClient.connect({ gwUrl: gw2.url, credentials: pne2Creds, heartbeat: false });
+    await api('POST', `/api/v1/service-groups/${sgId}/members`, { pneId: pne2Creds.identity });
+    await pne2.waitForKey(sgId, 6);
+    await pne!.waitForKey(sgId, 6);
+    // A member that never attached: it lags.
+    const absent = await enrolled(s, randomPne());
+    await api('POST', `/api/v1/service-groups/${sgId}/members`, { pneId: absent });
+    await pne2.waitForKey(sgId, 7);
+    await pne!.waitForKey(sgId, 7);
+    const c = card('kitchen');
+    await c
+      .getByTestId('delivery-summary')
+      .filter({ hasText: 'Epoch 7: 2 of 3 members acked' })
+      .waitFor({ timeout: 5000 });
+    const status = await api('GET', `/api/v1/service-groups/${sgId}/key`);
+    expect(status.currentEpoch).toBe(7);
+    expect(status.current.reason).toBe('join');
+    expect(await c.getByTestId('delivery-summary').textContent()).toContain('; 1 behind');
+    expect(await c.getByTestId('epoch-change').textContent()).toContain(
+      'join (a member joined), by operator:root',
+    );
+    const byId = new Map<string, { method: string; ackedAt: number }>(
+      status.members.map((m: { pneId: string; method: string; ackedAt: number }) => [m.pneId, m]),
+    );
+    // Each GW's block lists its own member, acked by the method the API reports.
+    for (const [gwId, pneId] of [
+      [s.gw!.identity, s.pneIdentity!],
+      [gw2.identity, pne2Creds.identity],
+    ] as const) {
+      const block = c.locator(`[data-testid=gw-delivery][data-gw-id="${gwId}"]`);
+      expect(await block.locator('tbody tr').count()).toBe(1);
+      await block.locator(`tr[data-pne-id="${pneId}"] .pill.on`).waitFor();
+      expect(await block.getByTestId('gw-acked').textContent()).toBe('1/1 acked epoch 7');
+      const m = byId.get(pneId)!;
+      expect(['unicast', 'broadcast', 'fallback']).toContain(m.method);
+      expect(await block.getByTestId('gw-methods').textContent()).toContain(`${m.method} 1`);
+      expect(await block.getByTestId('laggards').count()).toBe(0);
+    }
+    // The absent member is under "Not attached", behind by 7 (it has no epoch at all).
+    const none = c.locator('[data-testid=gw-delivery][data-gw-id=none]');
+    expect(await none.locator(`tr[data-pne-id="${absent}"]`).getByTestId('member-key').textContent()).toBe(
+      'behind by 7 (has none, current 7)',
+    );
+    expect(await none.getByTestId('gw-acked').textContent()).toBe('0/1 acked epoch 7');
+    expect(await none.getByTestId('laggards').textContent()).toBe(`Behind: ${shortId(absent)} by 7`);
+    // The chart: a bar per member that acked epoch 7, its length the ack time minus the key's creation time.
+    const chart = c.getByTestId('ack-chart');
+    expect(await chart.locator('figcaption').textContent()).toContain('Ack latency of epoch 7');
+    const bars = chart.locator('g.row[data-latency-ms]');
+    expect(await bars.count()).toBe(2);
+    for (const pneId of [s.pneIdentity!, pne2Creds.identity]) {
+      const bar = chart.locator(`g.row[data-pne-id="${pneId}"]`);
+      const ms = byId.get(pneId)!.ackedAt - status.current.createdAt;
+      expect(ms).toBeGreaterThanOrEqual(0);
+      expect(await bar.getAttribute('data-latency-ms')).toBe(String(ms));
+      expect(Number(await bar.locator('rect').getAttribute('width'))).toBeGreaterThan(0);
+    }
+    expect(await chart.locator(`g.row.missing[data-pne-id="${absent}"]`).textContent()).toContain(
+      'not acked (behind by 7)',
+    );
+    // The URN is on hover of its short form.
+    expect(await c.locator(`button.idchip[data-id="${absent}"]`).first().getAttribute('title')).toBe(
+      `${absent} (click to copy)`,
+    );
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await c.screenshot({ path: join(ARTIFACTS, 'console-delivery.png') });
   });
 
   it('creates a Service Group from the console; text is rendered as text, not markup', async () => {

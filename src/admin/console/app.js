@@ -25,9 +25,105 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** svg('rect', {x: 1}, ...children): an SVG element (attributes only, never a style attribute: strict CSP). */
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.setAttribute('class', v);
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
 const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString() : '—');
-const short = (id) => (typeof id === 'string' ? id.replace(/^urn:cpns:(gw|pne):/, '$1:').slice(0, 16) : '');
+
+/** 850 ms, 2.4 s, 3.1 min, 5.0 h. */
+function fmtDuration(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
+/** "12 s ago", from the page's clock. */
+const ago = (ms) => (ms ? `${fmtDuration(Math.max(0, Date.now() - ms))} ago` : '');
+
+/**
+ * urn:cpns:pne:1f2e3d4c-... -> pne:1f2e3d4c (the first 8 hex digits of the UUID), an SG id to its first 8 hex
+ * digits; anything else as is.
+ */
+function short(id) {
+  if (typeof id !== 'string') return '';
+  const m = /^urn:cpns:(gw|pne):([0-9a-f]{8})/.exec(id);
+  if (m) return `${m[1]}:${m[2]}`;
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-/.test(id) ? id.slice(0, 8) : id.slice(0, 32);
+}
+
+/** 90 s, 15 min, 6 h, 1 d (exact when it divides). */
+function fmtInterval(sec) {
+  for (const [n, u] of [
+    [86_400, 'd'],
+    [3600, 'h'],
+    [60, 'min'],
+  ])
+    if (sec % n === 0) return `${sec / n} ${u}`;
+  return `${sec} s`;
+}
+
 const pill = (on) => h('span', { class: `pill ${on ? 'on' : 'off'}` }, on ? 'online' : 'offline');
+
+/** An identity shown short; the full URN on hover, copied on click. */
+function idChip(id) {
+  if (!id) return h('span', { class: 'muted' }, '—');
+  return h(
+    'button',
+    {
+      type: 'button',
+      class: 'idchip',
+      title: `${id} (click to copy)`,
+      'data-id': id,
+      onclick: (ev) => copyText(id, ev.currentTarget),
+    },
+    short(id),
+  );
+}
+
+async function copyText(text, el) {
+  try {
+    await navigator.clipboard.writeText(text);
+    note(`Copied ${text}`);
+  } catch {
+    // No clipboard permission: select the text so that the operator can copy it by hand.
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    getSelection()?.removeAllRanges();
+    getSelection()?.addRange(range);
+    note('Press Ctrl+C to copy the selection');
+  }
+  el.classList.add('copied');
+  setTimeout(() => el.classList.remove('copied'), 1200);
+}
+
+/** Why an epoch began (the key's `reason`), in words. */
+const REASONS = {
+  create: 'Service Group created',
+  join: 'a member joined',
+  leave: 'a member left',
+  remove: 'a member was removed',
+  operator: 'forced by an operator',
+  periodic: 'periodic update',
+  revoke: "a member's identity was revoked",
+  detach: 'a member detached',
+  restart: 'the server restarted uncleanly',
+};
+const reasonText = (r) => (REASONS[r] ? `${r} (${REASONS[r]})` : r);
 
 // ------------------------------------------------------------------ state
 
@@ -36,6 +132,8 @@ const state = {
   groups: [],
   keyStatus: new Map(),
   keyUpdates: [],
+  /** sgId -> the newest key.create / key.update audit entry (who made the current epoch). */
+  lastKey: new Map(),
   auditCursor: 0,
   stream: null,
   refreshTimer: null,
@@ -73,6 +171,10 @@ function toast(msg) {
   $('toast').textContent = msg || '';
 }
 
+function note(msg) {
+  $('note').textContent = msg || '';
+}
+
 async function act(fn) {
   toast('');
   try {
@@ -93,7 +195,7 @@ function renderPns(pns) {
       h(
         'tr',
         { class: 'gw', 'data-gw-id': pn.gwId },
-        h('td', { class: 'id', title: pn.gwId }, pn.gwId),
+        h('td', { 'data-label': 'Node' }, 'GW ', idChip(pn.gwId)),
         h('td', {}, pill(pn.online)),
         h('td', {}, fmtTime(pn.lastSeen)),
         h('td', {}, `${pn.pnes.length} PNE${pn.pnes.length === 1 ? '' : 's'}`),
@@ -105,7 +207,7 @@ function renderPns(pns) {
         h(
           'tr',
           { class: 'pne', 'data-pne-id': p.pneId },
-          h('td', { class: 'id', title: p.pneId }, p.pneId),
+          h('td', { 'data-label': 'Node' }, idChip(p.pneId)),
           h('td', {}, pill(p.online)),
           h('td', {}, fmtTime(p.lastSeen)),
           h('td', {}, p.media.join(', ')),
@@ -134,23 +236,93 @@ function revokeButton(id) {
   );
 }
 
-function memberRow(sg, m, currentEpoch) {
+/** Latency of a member's ack of the current epoch (ms from the key's creation), or null if it has not acked it. */
+function ackLatency(ks, m) {
+  if (!ks.current || m.ackedEpoch !== ks.currentEpoch || m.ackedAt === null) return null;
+  return Math.max(0, m.ackedAt - ks.current.createdAt);
+}
+
+const METHODS = ['unicast', 'broadcast', 'fallback'];
+
+/**
+ * The members of a key status grouped by their GW (GWs by id, the members without a GW last), each group with
+ * its acks of the current epoch by method and its laggards.
+ */
+function deliveryByGw(ks) {
+  const gws = new Map((ks.gateways ?? []).map((g) => [g.gwId, g]));
+  const byGw = new Map();
+  const total = { members: 0, acked: 0, methods: { unicast: 0, broadcast: 0, fallback: 0 }, laggards: [] };
+  for (const m of ks.members) {
+    const key = m.gwId ?? '';
+    let g = byGw.get(key);
+    if (!g) {
+      g = { gwId: m.gwId, gw: gws.get(m.gwId) ?? null, members: [], acked: 0, methods: {}, laggards: [] };
+      for (const k of METHODS) g.methods[k] = 0;
+      byGw.set(key, g);
+    }
+    g.members.push(m);
+    total.members++;
+    if (m.lag === 0 && m.ackedEpoch !== null) {
+      g.acked++;
+      total.acked++;
+      if (m.method && m.method in g.methods) {
+        g.methods[m.method]++;
+        total.methods[m.method]++;
+      }
+    } else {
+      g.laggards.push(m);
+      total.laggards.push(m);
+    }
+  }
+  const order = [...byGw.keys()].sort((a, b) => (a === '' ? 1 : b === '' ? -1 : a < b ? -1 : 1));
+  for (const g of byGw.values()) g.laggards.sort((a, b) => b.lag - a.lag);
+  total.laggards.sort((a, b) => b.lag - a.lag);
+  return { groups: order.map((k) => byGw.get(k)), total };
+}
+
+const methodCounts = (methods) => METHODS.map((k) => `${k} ${methods[k]}`).join(' · ');
+
+function laggardList(laggards) {
+  if (laggards.length === 0) return null;
+  const items = [];
+  laggards.forEach((m, i) => {
+    if (i > 0) items.push(', ');
+    items.push(idChip(m.pneId), ` by ${m.lag}`);
+  });
+  return h(
+    'p',
+    { class: 'laggards', 'data-testid': 'laggards' },
+    h('span', { class: 'behind' }, 'Behind: '),
+    items,
+  );
+}
+
+function memberRow(sg, ks, m) {
   const behind =
     m.lag > 0
       ? h(
           'span',
           { class: 'behind' },
-          `behind by ${m.lag} (has ${m.ackedEpoch ?? 'none'}, current ${currentEpoch})`,
+          `behind by ${m.lag} (has ${m.ackedEpoch ?? 'none'}, current ${ks.currentEpoch})`,
         )
       : h('span', { class: 'ok' }, `up to date (epoch ${m.ackedEpoch})`);
+  const latency = ackLatency(ks, m);
   return h(
     'tr',
     { 'data-pne-id': m.pneId },
-    h('td', { class: 'id', title: m.pneId }, m.pneId),
-    h('td', {}, pill(m.online)),
-    h('td', { class: 'id', title: m.gwId ?? '' }, m.gwId ? short(m.gwId) : '—'),
-    h('td', { 'data-testid': 'member-key' }, behind),
-    h('td', {}, m.method ?? '—'),
+    h('td', { 'data-label': 'Member' }, idChip(m.pneId)),
+    h('td', { 'data-label': 'State' }, pill(m.online)),
+    h('td', { 'data-label': 'Group Key', 'data-testid': 'member-key' }, behind),
+    h(
+      'td',
+      { 'data-label': 'Delivery', title: m.ackedAt ? `acked ${fmtTime(m.ackedAt)}` : '' },
+      m.method ?? '—',
+    ),
+    h(
+      'td',
+      { 'data-label': 'Ack latency', 'data-testid': 'ack-latency' },
+      latency === null ? '—' : fmtDuration(latency),
+    ),
     h(
       'td',
       {},
@@ -176,85 +348,261 @@ function memberRow(sg, m, currentEpoch) {
   );
 }
 
-function renderGroups() {
-  const cards = state.groups.map((sg) => {
-    const ks = state.keyStatus.get(sg.sgId);
-    const epoch = ks ? ks.currentEpoch : sg.currentEpoch;
-    const cur = ks?.current;
-    const members = ks ? ks.members : [];
-    return h(
-      'article',
-      { class: 'sg', 'data-sg-id': sg.sgId, 'data-sg-name': sg.name },
+/** One GW's share of a Service Group: acks of the current epoch by method, laggards, then its members. */
+function gwBlock(sg, ks, g) {
+  const gwState = g.gw
+    ? g.gw.lag > 0
+      ? h('span', { class: 'behind' }, `GW behind by ${g.gw.lag}`)
+      : h('span', { class: 'ok' }, `GW acked epoch ${g.gw.ackedEpoch}`)
+    : null;
+  return h(
+    'div',
+    { class: 'gwblock', 'data-testid': 'gw-delivery', 'data-gw-id': g.gwId ?? 'none' },
+    h(
+      'div',
+      { class: 'gwhead' },
+      g.gwId ? h('strong', {}, 'GW ', idChip(g.gwId)) : h('strong', {}, 'Not attached to a GW'),
+      g.gw ? pill(g.gw.online) : null,
       h(
-        'div',
-        { class: 'head' },
-        h('h3', {}, sg.name),
-        h('span', { class: 'id', title: sg.sgId }, sg.sgId),
-        h('span', {}, 'epoch ', h('span', { class: 'epoch', 'data-testid': 'epoch' }, String(epoch))),
-        cur ? h('span', { class: 'muted' }, `key ${cur.reason}, ${fmtTime(cur.createdAt)}`) : null,
+        'span',
+        { 'data-testid': 'gw-acked' },
+        `${g.acked}/${g.members.length} acked epoch ${ks.currentEpoch}`,
+      ),
+      h('span', { class: 'muted', 'data-testid': 'gw-methods' }, methodCounts(g.methods)),
+      gwState,
+    ),
+    laggardList(g.laggards),
+    h(
+      'table',
+      { class: 'members' },
+      h(
+        'thead',
+        {},
         h(
-          'span',
-          { class: 'muted' },
-          `${sg.joinPolicy} · ${sg.suite}${sg.sourceAuth ? ' · signed' : ''}` +
-            (sg.updateOnJoin === false
-              ? ' · no update on join (joiners can read this epoch)'
-              : ' · update on join') +
-            (sg.rekeyIntervalSec ? ` · update every ${sg.rekeyIntervalSec}s` : ''),
-        ),
-        ks && ks.lagging > 0
-          ? h('span', { class: 'behind', 'data-testid': 'lagging' }, `${ks.lagging} behind`)
-          : null,
-        h(
-          'button',
-          {
-            type: 'button',
-            'data-action': 'rekey',
-            onclick: () => act(() => api('POST', `/service-groups/${encodeURIComponent(sg.sgId)}/rekey`)),
-          },
-          'Force key update',
-        ),
-        h(
-          'button',
-          {
-            type: 'button',
-            class: 'danger',
-            'data-action': 'delete-sg',
-            onclick: () => {
-              if (!confirm(`Delete Service Group ${sg.name}?`)) return;
-              act(() => api('DELETE', `/service-groups/${encodeURIComponent(sg.sgId)}`));
-            },
-          },
-          'Delete',
+          'tr',
+          {},
+          h('th', {}, 'Member'),
+          h('th', {}, 'State'),
+          h('th', {}, 'Group Key'),
+          h('th', {}, 'Delivery'),
+          h('th', {}, 'Ack latency'),
+          h('th', {}),
         ),
       ),
-      members.length === 0
-        ? h('p', { class: 'muted' }, 'No members.')
-        : h(
-            'table',
-            { class: 'members' },
-            h(
-              'thead',
-              {},
-              h(
-                'tr',
-                {},
-                h('th', {}, 'Member'),
-                h('th', {}, 'State'),
-                h('th', {}, 'GW'),
-                h('th', {}, 'Group Key'),
-                h('th', {}, 'Delivery'),
-                h('th', {}),
-              ),
-            ),
-            h(
-              'tbody',
-              {},
-              members.map((m) => memberRow(sg, m, epoch)),
-            ),
-          ),
+      h(
+        'tbody',
+        {},
+        g.members.map((m) => memberRow(sg, ks, m)),
+      ),
+    ),
+  );
+}
+
+/**
+ * The ack latency of the current epoch as a horizontal bar chart (inline SVG): one bar per member, the time from
+ * the key's creation to the member's ack, coloured by delivery method; members that have not acked are listed
+ * without a bar.
+ */
+function ackChart(ks) {
+  if (!ks.current || ks.members.length === 0) return null;
+  const rows = ks.members
+    .map((m) => ({ m, ms: ackLatency(ks, m) }))
+    .sort((a, b) => (a.ms ?? Infinity) - (b.ms ?? Infinity) || (a.m.pneId < b.m.pneId ? -1 : 1));
+  const acked = rows.filter((r) => r.ms !== null);
+  const max = Math.max(1, ...acked.map((r) => r.ms));
+  const W = 600;
+  const LABEL = 110;
+  const VALUE = 90;
+  const ROW = 20;
+  const AXIS = 20;
+  const plot = W - LABEL - VALUE;
+  const H = rows.length * ROW + AXIS;
+  const bars = rows.map((r, i) => {
+    const y = i * ROW;
+    const label = svg(
+      'text',
+      { x: LABEL - 6, y: y + 14, 'text-anchor': 'end', class: 'label' },
+      short(r.m.pneId),
+    );
+    if (r.ms === null) {
+      return svg(
+        'g',
+        { class: 'row missing', 'data-pne-id': r.m.pneId },
+        svg('title', {}, `${r.m.pneId}: has not acked epoch ${ks.currentEpoch}`),
+        label,
+        svg('text', { x: LABEL + 2, y: y + 14, class: 'value' }, `not acked (behind by ${r.m.lag})`),
+      );
+    }
+    const w = Math.max(2, (r.ms / max) * plot);
+    return svg(
+      'g',
+      { class: 'row', 'data-pne-id': r.m.pneId, 'data-latency-ms': r.ms },
+      svg('title', {}, `${r.m.pneId}: ${fmtDuration(r.ms)} by ${r.m.method ?? '?'}`),
+      label,
+      svg('rect', {
+        x: LABEL,
+        y: y + 3,
+        width: w.toFixed(1),
+        height: ROW - 6,
+        class: `bar ${r.m.method ?? ''}`,
+      }),
+      svg('text', { x: LABEL + w + 4, y: y + 14, class: 'value' }, fmtDuration(r.ms)),
     );
   });
-  $('groups').replaceChildren(...cards);
+  const axisY = rows.length * ROW + 2;
+  const axis = svg(
+    'g',
+    { class: 'axis' },
+    svg('line', { x1: LABEL, y1: axisY, x2: LABEL + plot, y2: axisY }),
+    svg('text', { x: LABEL, y: axisY + 14, 'text-anchor': 'start' }, '0'),
+    svg('text', { x: LABEL + plot, y: axisY + 14, 'text-anchor': 'end' }, fmtDuration(max)),
+  );
+  return h(
+    'figure',
+    { class: 'chart', 'data-testid': 'ack-chart' },
+    h(
+      'figcaption',
+      {},
+      `Ack latency of epoch ${ks.currentEpoch}: time from the key's creation to each member's ack (${acked.length}/${rows.length} acked)`,
+    ),
+    svg(
+      'svg',
+      {
+        viewBox: `0 0 ${W} ${H}`,
+        role: 'img',
+        'aria-label': `Ack latency of epoch ${ks.currentEpoch}`,
+        class: 'latency',
+      },
+      bars,
+      axis,
+    ),
+    h(
+      'p',
+      { class: 'legend' },
+      METHODS.map((k) => h('span', { class: `key ${k}` }, k)),
+    ),
+  );
+}
+
+/** The parts of a Service Group card that are redrawn on every refresh (the forms are kept, see groupCard). */
+function cardHead(sg, ks) {
+  const epoch = ks ? ks.currentEpoch : sg.currentEpoch;
+  const cur = ks?.current;
+  const who = state.lastKey.get(sg.sgId);
+  const actor = who && who.epoch === epoch ? who.actor : null;
+  return [
+    h(
+      'div',
+      { class: 'head' },
+      h('h3', {}, sg.name),
+      idChip(sg.sgId),
+      h('span', {}, 'epoch ', h('span', { class: 'epoch', 'data-testid': 'epoch' }, String(epoch))),
+      ks && ks.lagging > 0
+        ? h('span', { class: 'behind', 'data-testid': 'lagging' }, `${ks.lagging} behind`)
+        : null,
+    ),
+    cur
+      ? h(
+          'p',
+          { class: 'changed', 'data-testid': 'epoch-change' },
+          `Epoch ${cur.epoch} since ${fmtTime(cur.createdAt)} (${ago(cur.createdAt)}): ${reasonText(cur.reason)}`,
+          actor ? `, by ${actor}` : '',
+        )
+      : h('p', { class: 'muted' }, 'No Group Key.'),
+    h(
+      'p',
+      { class: 'muted', 'data-testid': 'policy' },
+      `join ${sg.joinPolicy} · ${sg.suite}` +
+        (sg.sourceAuth ? ' · source authentication' : ' · no source authentication') +
+        (sg.updateOnJoin === false
+          ? ' · no update on join (joiners can read this epoch)'
+          : ' · update on join') +
+        (sg.rekeyIntervalSec
+          ? ` · update every ${fmtInterval(sg.rekeyIntervalSec)}`
+          : ' · no periodic update') +
+        (sg.deliveryPolicy
+          ? ` · delivery: ${sg.deliveryPolicy.broadcast ? `broadcast from ${sg.deliveryPolicy.broadcastThreshold} members` : 'unicast only'}, fallback after ${sg.deliveryPolicy.ackTimeoutMs} ms`
+          : ' · server-wide delivery policy'),
+    ),
+  ];
+}
+
+function cardBody(sg, ks) {
+  const members = ks ? ks.members : [];
+  if (members.length === 0) return [h('p', { class: 'muted' }, 'No members.')];
+  const d = deliveryByGw(ks);
+  return [
+    h(
+      'p',
+      { class: 'summary', 'data-testid': 'delivery-summary' },
+      `Epoch ${ks.currentEpoch}: ${d.total.acked} of ${d.total.members} members acked (${methodCounts(d.total.methods)})`,
+      d.total.laggards.length > 0 ? `; ${d.total.laggards.length} behind` : '',
+    ),
+    d.groups.map((g) => gwBlock(sg, ks, g)),
+    ackChart(ks),
+  ];
+}
+
+/** Cards are kept per sgId across refreshes, so that a form being filled in is not thrown away by a live update. */
+const cards = new Map();
+
+function groupCard(sgId) {
+  let c = cards.get(sgId);
+  if (c) return c;
+  const sgNow = () => state.groups.find((g) => g.sgId === sgId);
+  const top = h('div', { class: 'top' });
+  const tools = h(
+    'div',
+    { class: 'tools' },
+    h(
+      'button',
+      {
+        type: 'button',
+        'data-action': 'rekey',
+        onclick: () => act(() => api('POST', `/service-groups/${encodeURIComponent(sgId)}/rekey`)),
+      },
+      'Force key update',
+    ),
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'danger',
+        'data-action': 'delete-sg',
+        onclick: () => {
+          const sg = sgNow();
+          if (
+            !sg ||
+            !confirm(`Delete Service Group ${sg.name}? Its keys are deleted; this cannot be undone.`)
+          )
+            return;
+          act(() => api('DELETE', `/service-groups/${encodeURIComponent(sgId)}`));
+        },
+      },
+      'Delete',
+    ),
+  );
+  const body = h('div', { class: 'body' });
+  const el = h('article', { class: 'sg', 'data-sg-id': sgId }, top, tools, body);
+  c = { el, top, tools, body };
+  cards.set(sgId, c);
+  return c;
+}
+
+function renderGroups() {
+  const els = state.groups.map((sg) => {
+    const c = groupCard(sg.sgId);
+    const ks = state.keyStatus.get(sg.sgId);
+    c.el.setAttribute('data-sg-name', sg.name);
+    c.top.replaceChildren(...cardHead(sg, ks));
+    c.body.replaceChildren(...cardBody(sg, ks).flat().filter(Boolean));
+    return c.el;
+  });
+  const live = new Set(state.groups.map((g) => g.sgId));
+  for (const id of [...cards.keys()]) if (!live.has(id)) cards.delete(id);
+  const box = $('groups');
+  const same = box.children.length === els.length && els.every((e, i) => box.children[i] === e);
+  if (!same) box.replaceChildren(...els);
   $('groups-empty').hidden = state.groups.length > 0;
 }
 
@@ -284,7 +632,10 @@ async function loadAudit() {
     const page = await api('GET', `/audit?afterSeq=${state.auditCursor}&limit=1000`);
     for (const e of page.entries) {
       state.auditCursor = Math.max(state.auditCursor, e.seq);
-      if (KEY_ACTIONS.has(e.action)) state.keyUpdates.push(e);
+      if (KEY_ACTIONS.has(e.action)) {
+        state.keyUpdates.push(e);
+        if (e.sgId) state.lastKey.set(e.sgId, e);
+      }
     }
     if (state.keyUpdates.length > MAX_KEY_UPDATES)
       state.keyUpdates.splice(0, state.keyUpdates.length - MAX_KEY_UPDATES);
@@ -409,6 +760,7 @@ function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.stream?.abort();
   state.keyUpdates = [];
+  state.lastKey = new Map();
   state.auditCursor = 0;
   $('app').hidden = true;
   $('logout').hidden = true;
