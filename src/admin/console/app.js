@@ -77,7 +77,11 @@ function fmtInterval(sec) {
   return `${sec} s`;
 }
 
-const pill = (on) => h('span', { class: `pill ${on ? 'on' : 'off'}` }, on ? 'online' : 'offline');
+/** Online state; while the live connection is down it is unknown (the last known state on hover). */
+const pill = (on) =>
+  state.stale
+    ? h('span', { class: 'pill unknown', title: `last known: ${on ? 'online' : 'offline'}` }, 'unknown')
+    : h('span', { class: `pill ${on ? 'on' : 'off'}` }, on ? 'online' : 'offline');
 
 /** An identity shown short; the full URN on hover, copied on click. */
 function idChip(id) {
@@ -135,7 +139,18 @@ const state = {
   /** sgId -> the newest key.create / key.update audit entry (who made the current epoch). */
   lastKey: new Map(),
   auditCursor: 0,
+  pns: [],
   stream: null,
+  /** Bumped at each sign-in and sign-out: an event stream of an earlier session stops. */
+  session: 0,
+  /** The live connection is down: what is shown may be out of date (see setStale). */
+  live: false,
+  stale: false,
+  staleSince: 0,
+  refreshedAt: 0,
+  /** Bumped at each `hello`: a refresh started after it clears `stale`. */
+  liveGen: 0,
+  wake: null,
   refreshTimer: null,
   refreshing: false,
   again: false,
@@ -650,6 +665,7 @@ async function refresh() {
     return;
   }
   state.refreshing = true;
+  const gen = state.liveGen;
   try {
     const [pns, groups] = await Promise.all([api('GET', '/pns'), api('GET', '/service-groups')]);
     const statuses = await Promise.all(
@@ -662,6 +678,10 @@ async function refresh() {
       const g = groups[i];
       if (s && g) state.keyStatus.set(g.sgId, s);
     });
+    state.pns = pns;
+    state.refreshedAt = Date.now();
+    // Fresh data from after the stream came back: no longer stale.
+    if (state.stale && state.live && gen === state.liveGen) setStale(false);
     renderPns(pns);
     renderGroups();
     renderKeyUpdates();
@@ -684,14 +704,49 @@ function scheduleRefresh(delay = 100) {
 // ------------------------------------------------------------------ live events (SSE over fetch)
 
 function setLive(on) {
+  state.live = on;
   const el = $('live');
   el.textContent = on ? 'live' : 'offline';
   el.className = `pill ${on ? 'on' : 'off'}`;
 }
 
-async function streamEvents() {
+/**
+ * Stale: the live connection dropped, so changes are no longer seen. The page says so in a banner, dims the data
+ * and shows every online state as unknown, until the stream is back and a refresh made after it succeeded.
+ */
+function setStale(on) {
+  if (state.stale === on) return;
+  state.stale = on;
+  if (on) state.staleSince = Date.now();
+  document.body.classList.toggle('stale', on);
+  const b = $('stale');
+  b.hidden = !on;
+  b.textContent = on
+    ? `Live connection lost at ${new Date(state.staleSince).toLocaleTimeString()}: the data may be stale ` +
+      `(last refreshed ${fmtTime(state.refreshedAt)}). Online states are unknown until it is back. Reconnecting…`
+    : '';
+  renderPns(state.pns);
+  renderGroups();
+}
+
+/** Waits `ms`, or less if the browser comes back online or the session ends. */
+function pause(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      state.wake = null;
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    state.wake = done;
+  });
+}
+
+window.addEventListener('online', () => state.wake?.());
+
+async function streamEvents(session) {
   let backoff = 500;
-  while (state.token) {
+  while (state.token && session === state.session) {
     const ctl = new AbortController();
     state.stream = ctl;
     try {
@@ -723,9 +778,10 @@ async function streamEvents() {
       // aborted or network error: retry below
     }
     setLive(false);
-    if (!state.token || ctl.signal.aborted) return;
-    await new Promise((r) => setTimeout(r, backoff));
-    backoff = Math.min(backoff * 2, 10_000);
+    if (!state.token || ctl.signal.aborted || session !== state.session) return;
+    setStale(true);
+    await pause(backoff);
+    backoff = Math.min(backoff * 2, 5000);
   }
 }
 
@@ -736,6 +792,7 @@ function onEventBlock(block) {
   }
   if (event === 'hello') {
     setLive(true);
+    state.liveGen++;
     scheduleRefresh(0);
   } else if (event === 'change') {
     scheduleRefresh(100);
@@ -751,14 +808,18 @@ function signIn(token) {
   $('app').hidden = false;
   $('logout').hidden = false;
   $('login-error').textContent = '';
+  state.session++;
   refresh();
-  streamEvents();
+  streamEvents(state.session);
 }
 
 function signOut(message) {
   state.token = '';
   sessionStorage.removeItem(TOKEN_KEY);
+  state.session++;
   state.stream?.abort();
+  state.wake?.();
+  setStale(false);
   state.keyUpdates = [];
   state.lastKey = new Map();
   state.auditCursor = 0;
