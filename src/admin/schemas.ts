@@ -200,6 +200,13 @@ export const createTokenBody = obj(
   {
     role: str({ enum: ['gw', 'pne'] }),
     ttlSec: int({ minimum: 60, maximum: 30 * 24 * 3600, description: 'Lifetime, default 3600' }),
+    label: str({
+      minLength: 1,
+      maxLength: 128,
+      pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+      description:
+        'Free operator label of the device to enroll (e.g. "living-room tv"); audited with the token',
+    }),
   },
   ['role'],
 );
@@ -300,6 +307,7 @@ export const responses = {
       obj({
         token: str({ description: 'One-time enrollment token; shown once, stored only as a hash' }),
         role: str({ enum: ['gw', 'pne'] }),
+        label: nullable('string', { description: 'The label given, null if none' }),
         expiresAt: time('Expiry'),
       }),
     ),

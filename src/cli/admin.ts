@@ -12,7 +12,8 @@ import { UsageError } from './usage.js';
 
 export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data dir>]
                           [--url https://host:7444 --token-file <path>|- --ca <ca.pem>] [--json | --table]
-  token create --role gw|pne [--ttl <sec>]     one-time enrollment token (prints only the token)
+  token create --role gw|pne [--ttl <sec>] [--label <text>]
+                                              one-time enrollment token (prints only the token)
   revoke <identity>                           revoke a GW or PNE: sessions closed at once, its SGs rekeyed
   api-token create --name N [--scope read|operator|admin]
                                               a named admin API token (prints only the token, shown once)
@@ -95,6 +96,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
       'token-file': { type: 'string', default: process.env.CPNS_ADMIN_TOKEN_FILE || undefined },
       role: { type: 'string' },
       ttl: { type: 'string' },
+      label: { type: 'string' },
       name: { type: 'string' },
       scope: { type: 'string' },
       open: { type: 'boolean', default: false },
@@ -158,7 +160,11 @@ export async function adminCommand(argv: string[]): Promise<number> {
       throw new UsageError('token create needs --role gw|pne');
     const ttlSec = num(values.ttl, '--ttl');
     const r = (await adminRequest(ep, 'POST', '/enrollment-tokens', {
-      body: { role: values.role, ...(ttlSec !== undefined ? { ttlSec } : {}) },
+      body: {
+        role: values.role,
+        ...(ttlSec !== undefined ? { ttlSec } : {}),
+        ...(values.label !== undefined ? { label: values.label } : {}),
+      },
     })) as { token: string };
     if (values.json && !values.id) return out(r);
     process.stdout.write(`${r.token}\n`);

@@ -19,11 +19,21 @@ export function makeAdmin(srv: ServerState, actor: string = OPERATOR): ServerAdm
     actor,
     asOperator: (tokenName) => makeAdmin(srv, operatorActor(tokenName)),
     withCause,
-    createToken: async (role, ttlSec = SERVER_DEFAULTS.tokenTtlSec) => {
+    createToken: async (role, ttlSec = SERVER_DEFAULTS.tokenTtlSec, label) => {
       if (role !== 'gw' && role !== 'pne') fail(ErrorCode.INVALID_ARGUMENT, 'role');
       const token = randomBytes(24).toString('base64url');
-      await srv.store.createToken({ tokenHash: hashToken(token), role, ttlSec });
-      await srv.store.appendAudit({ actor, action: 'token.create', subject: role });
+      await srv.store.createToken({
+        tokenHash: hashToken(token),
+        role,
+        ttlSec,
+        ...(label !== undefined ? { label } : {}),
+      });
+      await srv.store.appendAudit({
+        actor,
+        action: 'token.create',
+        subject: role,
+        ...(label !== undefined ? { detail: { label } } : {}),
+      });
       return token;
     },
     revoke: (identity) => revoke(srv, identity, actor),

@@ -122,7 +122,8 @@ export interface ServerAdmin {
   createAdminToken(name: string, scope: AdminScope): Promise<string>;
   listAdminTokens(): Promise<AdminToken[]>;
   revokeAdminToken(name: string): Promise<AdminToken>;
-  createToken(role: 'gw' | 'pne', ttlSec?: number): Promise<string>;
+  /** A one-time enrollment token (returned once, stored hashed); `label` names the device to enroll. */
+  createToken(role: 'gw' | 'pne', ttlSec?: number, label?: string): Promise<string>;
   revoke(identity: string): Promise<void>;
   createGroup(o: CreateGroupInput): Promise<{ sgId: string; epoch: number }>;
   deleteGroup(sgId: string): Promise<void>;

@@ -5,6 +5,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHttpError } from '../../src/admin/errors.js';
 import { DROPPED_DEFAULT_METRICS, METRIC_NAMES } from '../../src/metrics/index.js';
+import { hashToken } from '../../src/store/token.js';
 import { until } from '../integration/helpers.js';
 import { enrolled, randomPne, type Stack, startStack } from './fixture.js';
 
@@ -137,7 +138,29 @@ describe('inventory, enrollment and identities', () => {
     expect(r.json.token).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     expect(r.json.role).toBe('pne');
     expect(r.json.expiresAt).toBeGreaterThan(Date.now());
+    expect(r.json.label).toBeNull();
     expect(r.headers['cache-control']).toBe('no-store');
+    // A label names the device to enroll: stored with the token and audited (the token itself never is).
+    const l = await call('POST', '/api/v1/enrollment-tokens', { role: 'pne', label: 'living-room tv' });
+    expect(l.status).toBe(201);
+    expect(l.json.label).toBe('living-room tv');
+    const consumed = await s.server.store.consumeToken(hashToken(l.json.token), 'pne');
+    expect(consumed.ok && consumed.token.label).toBe('living-room tv');
+    const audit = await call('GET', '/api/v1/audit?action=token.create');
+    const last = audit.json.entries.at(-1);
+    expect(last).toMatchObject({
+      actor: 'operator:root',
+      subject: 'pne',
+      detail: { label: 'living-room tv' },
+    });
+    expect(JSON.stringify(audit.json)).not.toContain(l.json.token);
+    for (const label of ['', 'x'.repeat(129), 'line\nbreak', 7])
+      expectError(
+        await call('POST', '/api/v1/enrollment-tokens', { role: 'gw', label }),
+        400,
+        'SCHEMA',
+        'label',
+      );
     expectError(await call('POST', '/api/v1/enrollment-tokens', { role: 'server' }), 400, 'SCHEMA', 'role');
     expectError(await call('POST', '/api/v1/enrollment-tokens', {}), 400, 'SCHEMA', 'role');
     expectError(

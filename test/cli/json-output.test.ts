@@ -26,7 +26,7 @@ const first = (a: unknown): Json => {
 
 /** The pinned key sets (docs/cli.md "--json"). */
 const PINNED = {
-  'token create': ['expiresAt', 'role', 'token'],
+  'token create': ['expiresAt', 'label', 'role', 'token'],
   'sg create': [
     'createdAt',
     'currentEpoch',

@@ -33,21 +33,24 @@ export function registerIdentityRoutes(
     async (req) => (await store.listIdentities(req.query.role)).map(wireIdentity),
   );
 
-  app.post<{ Body: { role: 'gw' | 'pne'; ttlSec?: number } }>(
+  app.post<{ Body: { role: 'gw' | 'pne'; ttlSec?: number; label?: string } }>(
     `${API}/enrollment-tokens`,
     {
       schema: {
         tags: ['identities'],
         operationId: 'createEnrollmentToken',
-        summary: 'Create a one-time enrollment token for a GW or a PNE',
+        summary: 'Create a one-time enrollment token for a GW or a PNE, optionally labelled',
         body: S.createTokenBody,
         response: S.responses.token,
       },
     },
     async (req, reply) => {
       const ttlSec = req.body.ttlSec ?? ADMIN_DEFAULTS.enrollmentTokenTtlSec;
-      const token = await adminFor(req).createToken(req.body.role, ttlSec);
-      return reply.code(201).send({ token, role: req.body.role, expiresAt: Date.now() + ttlSec * 1000 });
+      const label = req.body.label ?? null;
+      const token = await adminFor(req).createToken(req.body.role, ttlSec, label ?? undefined);
+      return reply
+        .code(201)
+        .send({ token, role: req.body.role, label, expiresAt: Date.now() + ttlSec * 1000 });
     },
   );
 
