@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollAt, PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
@@ -20,6 +20,9 @@ let pne: PneClient | undefined;
 let gw2: PnGateway | undefined;
 let pne2: PneClient | undefined;
 const pageErrors: string[] = [];
+/** The confirmation questions the page asked, in order; `dismissNext` answers the next one "Cancel". */
+const dialogs: string[] = [];
+let dismissNext = false;
 
 const connectPne = () =>
   PneClient.connect({
@@ -29,10 +32,14 @@ const connectPne = () =>
     reconnect: { initialMs: 30, maxMs: 300 },
   });
 
+/** A DOM property of an element, read in the page (this tsconfig has no DOM types). */
+const domProp = (l: Locator, path: string[]) =>
+  l.evaluate((e, p) => p.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], e), path);
+
 /** pne:1f2e3d4c: how the console shows an identity (the full URN on hover and copy). */
 const shortId = (id: string) => id.replace(/^urn:cpns:(gw|pne):([0-9a-f]{8}).*$/, '$1:$2');
 
-async function api(method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object) {
+async function api(method: 'GET' | 'POST' | 'DELETE' | 'PATCH', url: string, payload?: object) {
   const r = await s.app.inject({
     method,
     url,
@@ -75,12 +82,19 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
       ignoreHTTPSErrors: true,
       viewport: { width: 1200, height: 900 },
     });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.url });
     page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
     page.on('console', (m) => {
       if (m.type() === 'error') pageErrors.push(m.text());
     });
-    page.on('dialog', (d) => void d.accept());
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      if (dismissNext) {
+        dismissNext = false;
+        void d.dismiss();
+      } else void d.accept();
+    });
   });
 
   afterAll(async () => {
@@ -283,6 +297,134 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     for (const e of during) expect(e).toMatch(/net::ERR_|Failed to load resource/);
   });
 
+  it('adds a member from the console', async () => {
+    const newcomer = await enrolled(s, randomPne());
+    const c = card('kitchen');
+    await c.locator('form[data-testid=add-member] input[name=pneId]').fill(newcomer);
+    await c.locator('button[data-action=add-member]').click();
+    await c.locator(`[data-gw-id=none] tr[data-pne-id="${newcomer}"]`).waitFor({ timeout: 5000 });
+    await c.getByTestId('epoch').filter({ hasText: /^8$/ }).waitFor({ timeout: 5000 });
+    expect(await page.locator('#note').textContent()).toContain(`${newcomer} added to kitchen`);
+    const members = await api('GET', `/api/v1/service-groups/${sgId}/members`);
+    expect(members.map((m: { pneId: string }) => m.pneId)).toContain(newcomer);
+    // A malformed id is refused by the form before any request.
+    await c.locator('form[data-testid=add-member] input[name=pneId]').fill('not-a-pne');
+    await c.locator('button[data-action=add-member]').click();
+    const input = c.locator('form[data-testid=add-member] input[name=pneId]');
+    expect(await domProp(input, ['validity', 'patternMismatch'])).toBe(true);
+    await c.locator('form[data-testid=add-member] input[name=pneId]').fill('');
+  });
+
+  it('changes the policy after a confirmation that lists each change; Cancel changes nothing', async () => {
+    const c = card('kitchen');
+    const form = c.getByTestId('policy-form');
+    await c.locator('summary[data-action=policy]').click();
+    await form.waitFor();
+    // The form starts from the SG's policy.
+    expect(await form.locator('select[name=joinPolicy]').inputValue()).toBe('invite');
+    expect(await form.locator('input[name=rekeyIntervalSec]').inputValue()).toBe('86400');
+    expect(await form.locator('input[name=defaultDelivery]').isChecked()).toBe(true);
+    expect(await form.locator('input[name=ackTimeoutMs]').isDisabled()).toBe(true);
+    // Cancel: nothing sent.
+    await form.locator('select[name=joinPolicy]').selectOption('open');
+    dismissNext = true;
+    const n = dialogs.length;
+    await form.locator('button[data-action=apply-policy]').click();
+    expect(dialogs.length).toBe(n + 1);
+    expect((await api('GET', `/api/v1/service-groups/${sgId}`)).joinPolicy).toBe('invite');
+    // Every kind of change at once.
+    await form.locator('input[name=rekeyIntervalSec]').fill('3600');
+    await form.locator('input[name=sourceAuth]').check();
+    await form.locator('input[name=defaultDelivery]').uncheck();
+    await form.locator('input[name=broadcast]').uncheck();
+    await form.locator('input[name=ackTimeoutMs]').fill('2000');
+    await c.locator('.tools').screenshot({ path: join(ARTIFACTS, 'console-policy.png') });
+    await form.locator('button[data-action=apply-policy]').click();
+    await c.getByTestId('policy').filter({ hasText: 'join open' }).waitFor({ timeout: 5000 });
+    const asked = dialogs.at(-1)!;
+    expect(asked).toContain('Change the policy of kitchen?');
+    expect(asked).toContain('join policy: invite → open (any enrolled PNE may join)');
+    expect(asked).toContain('periodic update: every 1 d → every 1 h');
+    expect(asked).toContain('source authentication: off → on (unsigned messages are refused)');
+    expect(asked).toContain('delivery: server-wide → unicast only, fallback after 2000 ms');
+    expect(asked).not.toContain('update key on join');
+    const g = await api('GET', `/api/v1/service-groups/${sgId}`);
+    expect(g).toMatchObject({
+      joinPolicy: 'open',
+      rekeyIntervalSec: 3600,
+      sourceAuth: true,
+      updateOnJoin: true,
+      deliveryPolicy: { broadcast: false, broadcastThreshold: 3, ackTimeoutMs: 2000 },
+    });
+    const policy = await c.getByTestId('policy').textContent();
+    expect(policy).toContain('source authentication');
+    expect(policy).toContain('update every 1 h');
+    expect(policy).toContain('delivery: unicast only, fallback after 2000 ms');
+    expect(await domProp(c.locator('details.policy'), ['open'])).toBe(false);
+    const audit = await api('GET', `/api/v1/audit?sgId=${sgId}&action=sg.policy`);
+    expect(audit.entries).toHaveLength(1);
+    expect(audit.entries[0].actor).toBe('operator:root');
+  });
+
+  it('creates a labelled enrollment token, shown once with a copy button, that enrolls a device', async () => {
+    await page.selectOption('#enroll-form select[name=role]', 'pne');
+    await page.fill('#enroll-form input[name=label]', 'hall sensor');
+    await page.click('#enroll-form button[type=submit]');
+    const result = page.getByTestId('enroll-result');
+    await result.waitFor({ state: 'visible', timeout: 5000 });
+    expect(await result.textContent()).toContain('Enrollment token for a PNE “hall sensor”');
+    expect(await result.textContent()).toContain('Shown once');
+    const token = (await page.getByTestId('enroll-token').textContent())!;
+    expect(token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    await page
+      .locator('#enroll-section, #enroll')
+      .screenshot({ path: join(ARTIFACTS, 'console-enroll.png') });
+    await page.click('#enroll-copy');
+    expect(await page.evaluate('navigator.clipboard.readText()')).toBe(token);
+    // The label went with the token (audited), never the token itself.
+    const audit = await api('GET', '/api/v1/audit?action=token.create');
+    expect(audit.entries.at(-1)).toMatchObject({ subject: 'pne', detail: { label: 'hall sensor' } });
+    expect(JSON.stringify(audit)).not.toContain(token);
+    // It works, once: a PNE enrolls with it through a GW.
+    const creds = await enrollAt(gw2!.enrollUrl, s.server.caPem, token, 'pne', 'gw');
+    expect(creds.identity).toMatch(/^urn:cpns:pne:/);
+    await expect(enrollAt(gw2!.enrollUrl, s.server.caPem, token, 'pne', 'gw')).rejects.toThrow();
+    // Done: the page forgets it.
+    await page.click('#enroll-done');
+    expect(await result.isVisible()).toBe(false);
+    expect(await page.content()).not.toContain(token);
+  });
+
+  it('with a read-only token: shows the data, and says a change is refused because the token is read-only', async () => {
+    const created = await api('POST', '/api/v1/admin-tokens', { name: 'viewer', scope: 'read' });
+    await page.click('#logout');
+    await page.fill('#token', created.token);
+    await page.click('#login-form button[type=submit]');
+    await page.locator('#live').filter({ hasText: 'live' }).waitFor();
+    await card('kitchen').getByTestId('epoch').filter({ hasText: /^8$/ }).waitFor({ timeout: 5000 });
+    const errorsBefore = pageErrors.length;
+    await card('kitchen').locator('button[data-action=rekey]').click();
+    await page.locator('#toast').filter({ hasText: 'read-only' }).waitFor({ timeout: 5000 });
+    expect(await page.locator('#toast').textContent()).toBe(
+      'This token is read-only (scope read): it can look but not change anything. ' +
+        'Sign in with a token of scope operator to make changes.',
+    );
+    expect(await page.getByTestId('scope').isVisible()).toBe(true);
+    expect(await page.getByTestId('scope').textContent()).toBe('read-only');
+    expect((await api('GET', `/api/v1/service-groups/${sgId}/key`)).currentEpoch).toBe(8);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-read-only.png') });
+    // The browser logs the 403 reply; nothing else went wrong.
+    for (const e of pageErrors.splice(errorsBefore)) expect(e).toMatch(/403/);
+    // Back to the operator's token: no longer read-only.
+    await page.click('#logout');
+    await page.fill('#token', s.token);
+    await page.click('#login-form button[type=submit]');
+    await page.locator('#live').filter({ hasText: 'live' }).waitFor();
+    await card('kitchen').waitFor();
+    expect(await page.getByTestId('scope').isVisible()).toBe(false);
+    expect(await page.locator('#toast').textContent()).toBe('');
+  });
+
   it('creates a Service Group from the console; text is rendered as text, not markup', async () => {
     const name = '<img src=x onerror=alert(1)> lab';
     await page.fill('#create-sg input[name=name]', name);
@@ -301,6 +443,9 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
   it('revokes an identity from the console', async () => {
     const gwRow = page.locator(`tr.gw[data-gw-id="${s.gw!.identity}"]`);
     await gwRow.locator('button[data-action=revoke]').click();
+    expect(dialogs.at(-1)).toBe(
+      `Revoke ${s.gw!.identity}? Its sessions close and its Service Groups get a new key.`,
+    );
     await gwRow.waitFor({ state: 'detached', timeout: 5000 });
     const ids = await api('GET', '/api/v1/identities?role=gw');
     const revoked = ids.find((i: { id: string }) => i.id === s.gw!.identity);

@@ -99,10 +99,10 @@ function idChip(id) {
   );
 }
 
-async function copyText(text, el) {
+async function copyText(text, el, what = text) {
   try {
     await navigator.clipboard.writeText(text);
-    note(`Copied ${text}`);
+    note(what ? `Copied ${what}` : 'Copied');
   } catch {
     // No clipboard permission: select the text so that the operator can copy it by hand.
     const range = document.createRange();
@@ -150,6 +150,9 @@ const state = {
   refreshedAt: 0,
   /** Bumped at each `hello`: a refresh started after it clears `stale`. */
   liveGen: 0,
+  readOnly: false,
+  /** Enrolled PNE identities (for the add-member suggestions). */
+  pneIds: [],
   wake: null,
   refreshTimer: null,
   refreshing: false,
@@ -190,12 +193,27 @@ function note(msg) {
   $('note').textContent = msg || '';
 }
 
+const READ_ONLY =
+  'This token is read-only (scope read): it can look but not change anything. ' +
+  'Sign in with a token of scope operator to make changes.';
+
+/** A read token's change is refused with 403 INSUFFICIENT_SCOPE: the page says so and shows it in the header. */
+function markReadOnly() {
+  state.readOnly = true;
+  $('scope').hidden = false;
+  document.body.classList.add('read-only');
+}
+
 async function act(fn) {
   toast('');
+  note('');
   try {
     await fn();
   } catch (e) {
-    toast(e instanceof Error ? e.message : String(e));
+    if (e instanceof ApiFailure && e.code === 'INSUFFICIENT_SCOPE') {
+      markReadOnly();
+      toast(READ_ONLY);
+    } else toast(e instanceof Error ? e.message : String(e));
   }
   scheduleRefresh(0);
 }
@@ -596,6 +614,8 @@ function groupCard(sgId) {
       },
       'Delete',
     ),
+    addMemberForm(sgId),
+    policyForm(sgId),
   );
   const body = h('div', { class: 'body' });
   const el = h('article', { class: 'sg', 'data-sg-id': sgId }, top, tools, body);
@@ -640,6 +660,240 @@ function renderKeyUpdates() {
   $('key-updates').tBodies[0].replaceChildren(...rows);
 }
 
+// ------------------------------------------------------------------ actions: members, policy
+
+const UUID_HTML = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+/** The delivery policy a form starts from when an SG has none of its own (the server's default, src/protocol). */
+const DEFAULT_DELIVERY = { broadcast: true, broadcastThreshold: 3, ackTimeoutMs: 1500 };
+
+function addMemberForm(sgId) {
+  const input = h('input', {
+    name: 'pneId',
+    required: true,
+    list: 'pne-ids',
+    pattern: `(urn:cpns:pne:)?${UUID_HTML}`,
+    title: 'urn:cpns:pne:<uuid> or the bare UUID of an enrolled PNE',
+    placeholder: 'urn:cpns:pne:…',
+    autocomplete: 'off',
+  });
+  return h(
+    'form',
+    {
+      class: 'inline add-member',
+      'data-testid': 'add-member',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const sg = state.groups.find((g) => g.sgId === sgId);
+        const pneId = input.value.trim();
+        act(async () => {
+          await api('POST', `/service-groups/${encodeURIComponent(sgId)}/members`, { pneId });
+          input.value = '';
+          note(`${pneId} added to ${sg?.name ?? sgId}`);
+        });
+      },
+    },
+    h('label', {}, 'Add member', input),
+    h('button', { type: 'submit', 'data-action': 'add-member' }, 'Add'),
+  );
+}
+
+const onOff = (b) => (b ? 'on' : 'off');
+const deliveryText = (p) =>
+  p
+    ? `${p.broadcast ? `broadcast from ${p.broadcastThreshold} members` : 'unicast only'}, fallback after ${p.ackTimeoutMs} ms`
+    : 'server-wide';
+const sameDelivery = (a, b) =>
+  a === b ||
+  (a !== null &&
+    b !== null &&
+    a.broadcast === b.broadcast &&
+    a.broadcastThreshold === b.broadcastThreshold &&
+    a.ackTimeoutMs === b.ackTimeoutMs);
+
+/** The policy form of an SG (kept across refreshes; filled from the SG each time it is opened). */
+function policyForm(sgId) {
+  const f = {
+    joinPolicy: h(
+      'select',
+      { name: 'joinPolicy' },
+      h('option', { value: 'invite' }, 'invite'),
+      h('option', { value: 'open' }, 'open'),
+    ),
+    updateOnJoin: h('input', { name: 'updateOnJoin', type: 'checkbox' }),
+    rekeyIntervalSec: h('input', {
+      name: 'rekeyIntervalSec',
+      type: 'number',
+      min: 60,
+      max: 366 * 24 * 3600,
+      step: 1,
+      placeholder: 'off',
+    }),
+    sourceAuth: h('input', { name: 'sourceAuth', type: 'checkbox' }),
+    defaultDelivery: h('input', { name: 'defaultDelivery', type: 'checkbox' }),
+    broadcast: h('input', { name: 'broadcast', type: 'checkbox' }),
+    broadcastThreshold: h('input', {
+      name: 'broadcastThreshold',
+      type: 'number',
+      min: 1,
+      max: 65536,
+      step: 1,
+      required: true,
+    }),
+    ackTimeoutMs: h('input', {
+      name: 'ackTimeoutMs',
+      type: 'number',
+      min: 10,
+      max: 600000,
+      step: 1,
+      required: true,
+    }),
+  };
+  const deliveryInputs = [f.broadcast, f.broadcastThreshold, f.ackTimeoutMs];
+  const syncDelivery = () => {
+    for (const i of deliveryInputs) i.disabled = f.defaultDelivery.checked;
+  };
+  f.defaultDelivery.addEventListener('change', syncDelivery);
+  const fill = (sg) => {
+    f.joinPolicy.value = sg.joinPolicy;
+    f.updateOnJoin.checked = sg.updateOnJoin !== false;
+    f.rekeyIntervalSec.value = sg.rekeyIntervalSec ? String(sg.rekeyIntervalSec) : '';
+    f.sourceAuth.checked = sg.sourceAuth;
+    f.defaultDelivery.checked = !sg.deliveryPolicy;
+    const d = sg.deliveryPolicy ?? DEFAULT_DELIVERY;
+    f.broadcast.checked = d.broadcast;
+    f.broadcastThreshold.value = String(d.broadcastThreshold);
+    f.ackTimeoutMs.value = String(d.ackTimeoutMs);
+    syncDelivery();
+  };
+  /** The fields that differ from the SG, and each change in words (with what it weakens). */
+  const diff = (sg) => {
+    const patch = {};
+    const lines = [];
+    if (f.joinPolicy.value !== sg.joinPolicy) {
+      patch.joinPolicy = f.joinPolicy.value;
+      lines.push(
+        `join policy: ${sg.joinPolicy} → ${patch.joinPolicy}` +
+          (patch.joinPolicy === 'open' ? ' (any enrolled PNE may join)' : ''),
+      );
+    }
+    const uoj = f.updateOnJoin.checked;
+    if (uoj !== (sg.updateOnJoin !== false)) {
+      patch.updateOnJoin = uoj;
+      lines.push(
+        `update key on join: ${onOff(!uoj)} → ${onOff(uoj)}` +
+          (uoj ? '' : ' (a joiner can read what was sent earlier in the epoch)'),
+      );
+    }
+    const every = f.rekeyIntervalSec.value === '' ? null : Number(f.rekeyIntervalSec.value);
+    if (every !== (sg.rekeyIntervalSec ?? null)) {
+      patch.rekeyIntervalSec = every;
+      const was = sg.rekeyIntervalSec ? `every ${fmtInterval(sg.rekeyIntervalSec)}` : 'off';
+      lines.push(`periodic update: ${was} → ${every === null ? 'off' : `every ${fmtInterval(every)}`}`);
+    }
+    if (f.sourceAuth.checked !== sg.sourceAuth) {
+      patch.sourceAuth = f.sourceAuth.checked;
+      lines.push(
+        `source authentication: ${onOff(sg.sourceAuth)} → ${onOff(patch.sourceAuth)}` +
+          (patch.sourceAuth ? ' (unsigned messages are refused)' : ' (messages need no sender signature)'),
+      );
+    }
+    const delivery = f.defaultDelivery.checked
+      ? null
+      : {
+          broadcast: f.broadcast.checked,
+          broadcastThreshold: Number(f.broadcastThreshold.value),
+          ackTimeoutMs: Number(f.ackTimeoutMs.value),
+        };
+    if (!sameDelivery(delivery, sg.deliveryPolicy ?? null)) {
+      patch.deliveryPolicy = delivery;
+      lines.push(`delivery: ${deliveryText(sg.deliveryPolicy)} → ${deliveryText(delivery)}`);
+    }
+    return { patch, lines };
+  };
+  const form = h(
+    'form',
+    {
+      class: 'inline policy-form',
+      'data-testid': 'policy-form',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const sg = state.groups.find((g) => g.sgId === sgId);
+        if (!sg) return;
+        const { patch, lines } = diff(sg);
+        if (lines.length === 0) {
+          note('Nothing to change.');
+          return;
+        }
+        if (!confirm(`Change the policy of ${sg.name}?\n- ${lines.join('\n- ')}`)) return;
+        act(async () => {
+          await api('PATCH', `/service-groups/${encodeURIComponent(sgId)}`, patch);
+          details.open = false;
+          note(`Policy of ${sg.name} changed: ${lines.join('; ')}`);
+        });
+      },
+    },
+    h('label', {}, 'Join', f.joinPolicy),
+    h('label', { class: 'check' }, f.updateOnJoin, ' update key on join'),
+    h('label', {}, 'Periodic update (s)', f.rekeyIntervalSec),
+    h('label', { class: 'check' }, f.sourceAuth, ' source authentication'),
+    h(
+      'fieldset',
+      {},
+      h('legend', {}, 'Delivery'),
+      h('label', { class: 'check' }, f.defaultDelivery, ' server-wide policy'),
+      h('label', { class: 'check' }, f.broadcast, ' broadcast'),
+      h('label', {}, 'Broadcast from (members)', f.broadcastThreshold),
+      h('label', {}, 'Unicast fallback after (ms)', f.ackTimeoutMs),
+    ),
+    h('button', { type: 'submit', 'data-action': 'apply-policy' }, 'Apply…'),
+  );
+  const details = h(
+    'details',
+    { class: 'policy' },
+    h('summary', { 'data-action': 'policy' }, 'Change policy…'),
+    form,
+  );
+  details.addEventListener('toggle', () => {
+    const sg = state.groups.find((g) => g.sgId === sgId);
+    if (details.open && sg) fill(sg);
+  });
+  return details;
+}
+
+// ------------------------------------------------------------------ actions: enrollment tokens
+
+function showEnrollToken(r) {
+  const what = `Enrollment token for a ${r.role === 'gw' ? 'PN Gateway' : 'PNE'}${r.label ? ` “${r.label}”` : ''}, valid until ${fmtTime(r.expiresAt)}, once.`;
+  $('enroll-what').textContent = what;
+  $('enroll-token').textContent = r.token;
+  $('enroll-result').hidden = false;
+}
+
+/** Forgets the token shown: it is in the page only until the operator is done with it. */
+function clearEnrollToken() {
+  $('enroll-token').textContent = '';
+  $('enroll-what').textContent = '';
+  $('enroll-result').hidden = true;
+}
+
+$('enroll-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  const field = (n) => f.elements.namedItem(n);
+  const body = { role: field('role').value, ttlSec: Number(field('ttlSec').value) };
+  const label = field('label').value.trim();
+  if (label) body.label = label;
+  act(async () => {
+    clearEnrollToken();
+    showEnrollToken(await api('POST', '/enrollment-tokens', body));
+    field('label').value = '';
+  });
+});
+$('enroll-copy').addEventListener('click', () =>
+  copyText($('enroll-token').textContent, $('enroll-token'), 'the enrollment token'),
+);
+$('enroll-done').addEventListener('click', clearEnrollToken);
+
 // ------------------------------------------------------------------ data
 
 async function loadAudit() {
@@ -667,7 +921,11 @@ async function refresh() {
   state.refreshing = true;
   const gen = state.liveGen;
   try {
-    const [pns, groups] = await Promise.all([api('GET', '/pns'), api('GET', '/service-groups')]);
+    const [pns, groups, pneIds] = await Promise.all([
+      api('GET', '/pns'),
+      api('GET', '/service-groups'),
+      api('GET', '/identities?role=pne'),
+    ]);
     const statuses = await Promise.all(
       groups.map((g) => api('GET', `/service-groups/${encodeURIComponent(g.sgId)}/key`).catch(() => null)),
     );
@@ -679,12 +937,14 @@ async function refresh() {
       if (s && g) state.keyStatus.set(g.sgId, s);
     });
     state.pns = pns;
+    state.pneIds = pneIds.filter((i) => i.revokedAt === null).map((i) => i.id);
     state.refreshedAt = Date.now();
     // Fresh data from after the stream came back: no longer stale.
     if (state.stale && state.live && gen === state.liveGen) setStale(false);
     renderPns(pns);
     renderGroups();
     renderKeyUpdates();
+    $('pne-ids').replaceChildren(...state.pneIds.map((id) => h('option', { value: id }, short(id))));
   } catch (e) {
     if (state.token) toast(e instanceof Error ? e.message : String(e));
   } finally {
@@ -820,6 +1080,12 @@ function signOut(message) {
   state.stream?.abort();
   state.wake?.();
   setStale(false);
+  clearEnrollToken();
+  state.readOnly = false;
+  $('scope').hidden = true;
+  document.body.classList.remove('read-only');
+  toast('');
+  note('');
   state.keyUpdates = [];
   state.lastKey = new Map();
   state.auditCursor = 0;
