@@ -284,7 +284,27 @@ export const auditQuery = obj(
   {
     sgId: sgIdSchema,
     action: str({ pattern: '^[a-z][a-z0-9_.:-]{0,63}$', description: "e.g. 'key.update'" }),
-    afterSeq: str({ pattern: '^(0|[1-9][0-9]{0,15})$', description: 'Paging cursor (nextAfterSeq)' }),
+    actor: str({
+      minLength: 1,
+      maxLength: 256,
+      pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+      description: "Exact actor: 'operator:<token name>', a device's identity, 'server', ...",
+    }),
+    subject: str({
+      minLength: 1,
+      maxLength: 256,
+      pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+      description: 'Exact subject: the identity (or role, token name) an entry is about',
+    }),
+    order: str({ enum: ['asc', 'desc'], description: "'asc' (default): oldest first; 'desc': newest first" }),
+    afterSeq: str({
+      pattern: '^(0|[1-9][0-9]{0,15})$',
+      description: 'Entries after this seq: the cursor of oldest-first paging (nextAfterSeq)',
+    }),
+    beforeSeq: str({
+      pattern: '^[1-9][0-9]{0,15}$',
+      description: 'Entries before this seq: the cursor of newest-first paging (nextBeforeSeq)',
+    }),
     limit: str({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: '1..1000, default 100' }),
   },
   [],
@@ -345,7 +365,14 @@ export const responses = {
       'A page of the audit log',
       obj({
         entries: arr({ $ref: 'AuditEntry#' }),
-        nextAfterSeq: nullable('integer', { description: 'Cursor of the next page; null on the last page' }),
+        nextAfterSeq: nullable('integer', {
+          description:
+            'Oldest first: cursor (afterSeq) of the next page; null on the last page and newest first',
+        }),
+        nextBeforeSeq: nullable('integer', {
+          description:
+            'Newest first: cursor (beforeSeq) of the next, older page; null on the last page and oldest first',
+        }),
       }),
     ),
     ...errors(...QUERY),

@@ -32,7 +32,7 @@ export const ADMIN_USAGE = `usage: cpns admin <command> [--data-dir <server data
   sg add <sgId> <pne> [<pne>...]              add members (several: one key update with update on join)
   sg remove <sgId> <pne>
   (update on join, the default: every join updates the Group Key, so a joiner cannot read earlier messages)
-  audit [--sg <sgId>] [--action <a>] [--after-seq <n>] [--limit <n>] [--all]
+  audit [--sg <sgId>] [--action <a>] [--actor <a>] [--subject <id>] [--after-seq <n>] [--limit <n>] [--all]
                                               audit log, oldest first (--all follows every page)
 
 Output: JSON when stdout is not a terminal (or with --json), a table on a terminal (or with --table); the keys of
@@ -97,6 +97,8 @@ export async function adminCommand(argv: string[]): Promise<number> {
       role: { type: 'string' },
       ttl: { type: 'string' },
       label: { type: 'string' },
+      actor: { type: 'string' },
+      subject: { type: 'string' },
       name: { type: 'string' },
       scope: { type: 'string' },
       open: { type: 'boolean', default: false },
@@ -391,7 +393,15 @@ async function sgCommand(
 
 async function audit(
   ep: AdminEndpoint,
-  values: { sg?: string; action?: string; 'after-seq'?: string; limit?: string; all: boolean },
+  values: {
+    sg?: string;
+    action?: string;
+    actor?: string;
+    subject?: string;
+    'after-seq'?: string;
+    limit?: string;
+    all: boolean;
+  },
   out: (v: unknown, text?: () => string) => number,
   num: (v: string | undefined, what: string) => number | undefined,
 ): Promise<number> {
@@ -401,7 +411,14 @@ async function audit(
   let next: number | null = null;
   for (;;) {
     const page = (await adminRequest(ep, 'GET', '/audit', {
-      query: { sgId: values.sg, action: values.action, afterSeq, limit },
+      query: {
+        sgId: values.sg,
+        action: values.action,
+        actor: values.actor,
+        subject: values.subject,
+        afterSeq,
+        limit,
+      },
     })) as AuditPage;
     entries.push(...page.entries);
     next = page.nextAfterSeq;

@@ -368,16 +368,26 @@ export interface AuditEntry {
 export interface AuditQuery {
   readonly sgId?: string;
   readonly action?: string;
-  /** Return entries with seq > afterSeq (paging cursor). */
+  /** Exact actor, e.g. `operator:root`, a device's identity, `server`. */
+  readonly actor?: string;
+  /** Exact subject (the identity, role or token name an entry is about). */
+  readonly subject?: string;
+  /** Return entries with seq > afterSeq (the cursor of oldest-first paging). */
   readonly afterSeq?: number;
+  /** Return entries with seq < beforeSeq (the cursor of newest-first paging). */
+  readonly beforeSeq?: number;
+  /** 'asc' (default): oldest first; 'desc': newest first. */
+  readonly order?: 'asc' | 'desc';
   /** 1..1000, default 100. */
   readonly limit?: number;
 }
 
 export interface AuditPage {
   readonly entries: readonly AuditEntry[];
-  /** Pass as `afterSeq` to get the next page; null when this page is the last. */
+  /** Oldest first: pass as `afterSeq` to get the next page; null when this page is the last (and newest first). */
   readonly nextAfterSeq: number | null;
+  /** Newest first: pass as `beforeSeq` to get the next (older) page; null when this page is the last (and oldest first). */
+  readonly nextBeforeSeq: number | null;
 }
 
 // ---------------------------------------------------------------- the store

@@ -7,6 +7,9 @@ import { isSuite, KEY_BYTES, type Suite } from '../core/crypto/aead.js';
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import type {
   AdminScope,
+  AuditEntry,
+  AuditPage,
+  AuditQuery,
   DeliveryMethod,
   GroupAudit,
   JoinPolicy,
@@ -395,4 +398,37 @@ export function outboxWrites(list: unknown): { kind: string; body: string }[] {
 export function clusterNodeId(v: unknown, field = 'nodeId'): string {
   if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(v)) bad(field, 'expected a node id');
   return v;
+}
+
+/** A listAudit query, validated: its WHERE conditions (column, operator, value; columns are constants), order, limit. */
+export interface CheckedAuditQuery {
+  readonly conditions: readonly (readonly [string, '=' | '>' | '<', string | number])[];
+  readonly desc: boolean;
+  readonly limit: number;
+}
+
+/** Validates a listAudit query for either backend (filters exact, cursors bounds, order asc or desc). */
+export function auditQuery(q: AuditQuery): CheckedAuditQuery {
+  if (typeof q !== 'object' || q === null) bad('query', 'expected an audit query');
+  const limit = q.limit === undefined ? DEFAULT_AUDIT_LIMIT : int(q.limit, 'limit', 1, MAX_AUDIT_LIMIT);
+  if (q.order !== undefined && q.order !== 'asc' && q.order !== 'desc')
+    bad('order', "expected 'asc' or 'desc'");
+  const conditions: [string, '=' | '>' | '<', string | number][] = [];
+  if (q.afterSeq !== undefined)
+    conditions.push(['seq', '>', int(q.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER)]);
+  if (q.beforeSeq !== undefined)
+    conditions.push(['seq', '<', int(q.beforeSeq, 'beforeSeq', 1, Number.MAX_SAFE_INTEGER)]);
+  if (q.sgId !== undefined) conditions.push(['sg_id', '=', sgId(q.sgId)]);
+  if (q.action !== undefined) conditions.push(['action', '=', action(q.action)]);
+  if (q.actor !== undefined) conditions.push(['actor', '=', text(q.actor, 'actor', 256)]);
+  if (q.subject !== undefined) conditions.push(['subject', '=', text(q.subject, 'subject', 256)]);
+  return { conditions, desc: q.order === 'desc', limit };
+}
+
+/** A page from up to limit + 1 rows in the query's order: the extra row only says that another page exists. */
+export function auditPage(rows: readonly AuditEntry[], q: CheckedAuditQuery): AuditPage {
+  const more = rows.length > q.limit;
+  const entries = rows.slice(0, q.limit);
+  const cursor = more ? entries[entries.length - 1]!.seq : null;
+  return { entries, nextAfterSeq: q.desc ? null : cursor, nextBeforeSeq: q.desc ? cursor : null };
 }

@@ -445,7 +445,41 @@ describe('Service Groups, members and Group Key status', () => {
     expectError(await call('GET', '/api/v1/audit?limit=1001'), 400, 'SCHEMA', 'limit');
     expectError(await call('GET', '/api/v1/audit?afterSeq=-1'), 400, 'SCHEMA', 'afterSeq');
     expectError(await call('GET', '/api/v1/audit?action=DROP%20TABLE'), 400, 'SCHEMA', 'action');
-    expectError(await call('GET', '/api/v1/audit?actor=x'), 400, 'SCHEMA', 'actor');
+    expectError(await call('GET', '/api/v1/audit?who=x'), 400, 'SCHEMA', 'who');
+  });
+
+  it('lists the audit log newest first, paged backwards, filtered by actor and subject', async () => {
+    const all = (await call('GET', '/api/v1/audit?limit=1000')).json.entries as { seq: number }[];
+    const seqs = all.map((e) => e.seq);
+    const d1 = await call('GET', '/api/v1/audit?order=desc&limit=3');
+    expect(d1.status).toBe(200);
+    expect(d1.json.entries.map((e: { seq: number }) => e.seq)).toEqual(seqs.slice(-3).reverse());
+    expect(d1.json.nextAfterSeq).toBeNull();
+    expect(d1.json.nextBeforeSeq).toBe(d1.json.entries[2].seq);
+    const d2 = await call('GET', `/api/v1/audit?order=desc&limit=3&beforeSeq=${d1.json.nextBeforeSeq}`);
+    expect(d2.json.entries.map((e: { seq: number }) => e.seq)).toEqual(seqs.slice(-6, -3).reverse());
+    // The oldest page: no cursor.
+    const last = await call('GET', `/api/v1/audit?order=desc&limit=1000&beforeSeq=${seqs[2]}`);
+    expect(last.json.entries.map((e: { seq: number }) => e.seq)).toEqual(seqs.slice(0, 2).reverse());
+    expect(last.json.nextBeforeSeq).toBeNull();
+    // Oldest first, the new cursor is null.
+    expect((await call('GET', '/api/v1/audit?limit=1')).json.nextBeforeSeq).toBeNull();
+    // Exact actor and subject.
+    const mine = await call('GET', '/api/v1/audit?actor=operator:root&limit=1000');
+    expect(mine.json.entries.length).toBeGreaterThan(0);
+    for (const e of mine.json.entries) expect(e.actor).toBe('operator:root');
+    const server = await call('GET', '/api/v1/audit?actor=server&limit=1000');
+    for (const e of server.json.entries) expect(e.actor).toBe('server');
+    expect(server.json.entries.map((e: { action: string }) => e.action)).toContain('identity.enroll');
+    const about = await call('GET', `/api/v1/audit?subject=${encodeURIComponent(s.pneIdentity!)}&order=desc`);
+    expect(about.json.entries.length).toBeGreaterThan(0);
+    for (const e of about.json.entries) expect(e.subject).toBe(s.pneIdentity);
+    expect((await call('GET', '/api/v1/audit?actor=nobody')).json.entries).toEqual([]);
+    expectError(await call('GET', '/api/v1/audit?order=random'), 400, 'SCHEMA', 'order');
+    expectError(await call('GET', '/api/v1/audit?beforeSeq=0'), 400, 'SCHEMA', 'beforeSeq');
+    expectError(await call('GET', '/api/v1/audit?actor='), 400, 'SCHEMA', 'actor');
+    expectError(await call('GET', `/api/v1/audit?subject=${'x'.repeat(257)}`), 400, 'SCHEMA', 'subject');
+    expectError(await call('GET', '/api/v1/audit?actor=a%0Ab'), 400, 'SCHEMA', 'actor');
   });
 
   it('deletes a Service Group', async () => {

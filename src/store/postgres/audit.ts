@@ -43,27 +43,20 @@ export async function appendAudit(ctx: Ctx, e: NewAuditEntry): Promise<number> {
 }
 
 export async function listAudit(ctx: Ctx, q: AuditQuery = {}): Promise<AuditPage> {
-  const limit = q.limit === undefined ? v.DEFAULT_AUDIT_LIMIT : v.int(q.limit, 'limit', 1, v.MAX_AUDIT_LIMIT);
-  const args: unknown[] = [
-    q.afterSeq === undefined ? 0 : v.int(q.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER),
-  ];
-  const where = ['seq > $1'];
-  if (q.sgId !== undefined) {
-    args.push(v.sgId(q.sgId));
-    where.push(`sg_id = $${args.length}`);
+  const f = v.auditQuery(q);
+  const where: string[] = [];
+  const args: unknown[] = [];
+  for (const [column, op, value] of f.conditions) {
+    args.push(value);
+    where.push(`${column} ${op} $${args.length}`);
   }
-  if (q.action !== undefined) {
-    args.push(v.action(q.action));
-    where.push(`action = $${args.length}`);
-  }
-  args.push(limit + 1);
+  args.push(f.limit + 1);
   // Fetch one more than asked to know whether another page exists.
   const rows = await all<AuditRow>(
     ctx.pool,
-    `SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${args.length}`,
+    `SELECT * FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY seq ${f.desc ? 'DESC' : 'ASC'} LIMIT $${args.length}`,
     args,
   );
-  const more = rows.length > limit;
-  const entries = rows.slice(0, limit).map(toEntry);
-  return { entries, nextAfterSeq: more ? entries[entries.length - 1]!.seq : null };
+  return v.auditPage(rows.map(toEntry), f);
 }

@@ -43,24 +43,19 @@ export function appendAudit(ctx: Ctx, e: NewAuditEntry): number {
 }
 
 export function listAudit(ctx: Ctx, q: AuditQuery = {}): AuditPage {
-  const limit = q.limit === undefined ? v.DEFAULT_AUDIT_LIMIT : v.int(q.limit, 'limit', 1, v.MAX_AUDIT_LIMIT);
-  const where = ['seq > ?'];
-  const args: unknown[] = [
-    q.afterSeq === undefined ? 0 : v.int(q.afterSeq, 'afterSeq', 0, Number.MAX_SAFE_INTEGER),
-  ];
-  if (q.sgId !== undefined) {
-    where.push('sg_id = ?');
-    args.push(v.sgId(q.sgId));
-  }
-  if (q.action !== undefined) {
-    where.push('action = ?');
-    args.push(v.action(q.action));
+  const f = v.auditQuery(q);
+  const where: string[] = [];
+  const args: unknown[] = [];
+  for (const [column, op, value] of f.conditions) {
+    where.push(`${column} ${op} ?`);
+    args.push(value);
   }
   // Fetch one more than asked to know whether another page exists.
   const rows = ctx.db
-    .prepare(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
-    .all(...args, limit + 1) as AuditRow[];
-  const more = rows.length > limit;
-  const entries = rows.slice(0, limit).map(toEntry);
-  return { entries, nextAfterSeq: more ? entries[entries.length - 1]!.seq : null };
+    .prepare(
+      `SELECT * FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY seq ${f.desc ? 'DESC' : 'ASC'} LIMIT ?`,
+    )
+    .all(...args, f.limit + 1) as AuditRow[];
+  return v.auditPage(rows.map(toEntry), f);
 }
