@@ -153,6 +153,8 @@ const state = {
   readOnly: false,
   /** Enrolled PNE identities (for the add-member suggestions). */
   pneIds: [],
+  /** Every actor of the audit log (for the actor filter's suggestions). */
+  actors: new Set(),
   wake: null,
   refreshTimer: null,
   refreshing: false,
@@ -894,6 +896,112 @@ $('enroll-copy').addEventListener('click', () =>
 );
 $('enroll-done').addEventListener('click', clearEnrollToken);
 
+// ------------------------------------------------------------------ audit view (newest first, paged, filtered)
+
+const AUDIT_PAGE = 20;
+const auditView = {
+  /** The filters applied (sgId, subject, action, actor), as the form had them at "Filter". */
+  filters: {},
+  /** beforeSeq of the page shown; null: the newest page. */
+  before: null,
+  /** The beforeSeq of each newer page, to go back. */
+  history: [],
+  page: null,
+};
+
+/** An actor or subject: an identity as a chip (the URN on hover and copy), anything else as text. */
+const who = (v) => (typeof v === 'string' && v.startsWith('urn:cpns:') ? idChip(v) : (v ?? '—'));
+
+function renderAudit() {
+  const page = auditView.page;
+  const names = new Map(state.groups.map((g) => [g.sgId, g.name]));
+  const rows = (page?.entries ?? []).map((e) =>
+    h(
+      'tr',
+      { 'data-seq': e.seq },
+      h('td', { 'data-label': 'Seq' }, e.seq),
+      h('td', { 'data-label': 'When' }, fmtTime(e.at)),
+      h('td', { 'data-label': 'Actor', class: 'actor' }, who(e.actor)),
+      h('td', { 'data-label': 'Action', class: 'action' }, e.action),
+      h(
+        'td',
+        { 'data-label': 'Service Group', title: e.sgId ?? '', class: 'sg' },
+        e.sgId ? (names.get(e.sgId) ?? short(e.sgId)) : '—',
+      ),
+      h('td', { 'data-label': 'Subject', class: 'subject' }, who(e.subject)),
+      h('td', { 'data-label': 'Epoch', class: 'epoch' }, e.epoch ?? '—'),
+      h('td', { 'data-label': 'Reason' }, e.reason ?? '—'),
+      h('td', { 'data-label': 'Detail', class: 'detail' }, e.detail ? JSON.stringify(e.detail) : ''),
+    ),
+  );
+  $('audit-log').tBodies[0].replaceChildren(...rows);
+  $('audit-empty').hidden = rows.length > 0;
+  $('audit-newer').disabled = auditView.before === null;
+  $('audit-older').disabled = !page || page.nextBeforeSeq === null;
+  const n = auditView.history.length + 1;
+  const filtered = Object.keys(auditView.filters).length > 0;
+  $('audit-page').textContent = page
+    ? `Page ${n}, newest first${filtered ? ', filtered' : ''}: ${rows.length} entr${rows.length === 1 ? 'y' : 'ies'}`
+    : '';
+}
+
+async function loadAuditPage() {
+  const q = new URLSearchParams({ order: 'desc', limit: String(AUDIT_PAGE) });
+  for (const [k, v] of Object.entries(auditView.filters)) q.set(k, v);
+  if (auditView.before !== null) q.set('beforeSeq', String(auditView.before));
+  auditView.page = await api('GET', `/audit?${q}`);
+  renderAudit();
+}
+
+/** The select of Service Groups and the suggestions (identities, actors seen), keeping what is selected. */
+function renderAuditChoices(identities) {
+  const sel = $('audit-filters').elements.namedItem('sgId');
+  const keep = sel.value;
+  const want = ['', ...state.groups.map((g) => g.sgId)];
+  const have = [...sel.options].map((o) => o.value);
+  if (want.join() !== have.join()) {
+    sel.replaceChildren(
+      h('option', { value: '' }, 'all'),
+      ...state.groups.map((g) => h('option', { value: g.sgId }, g.name)),
+    );
+    sel.value = want.includes(keep) ? keep : '';
+  }
+  $('identity-ids').replaceChildren(...identities.map((i) => h('option', { value: i.id }, short(i.id))));
+  $('actor-ids').replaceChildren(...[...state.actors].sort().map((a) => h('option', { value: a })));
+}
+
+$('audit-filters').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  const filters = {};
+  for (const k of ['sgId', 'subject', 'action', 'actor']) {
+    const v = f.elements.namedItem(k).value.trim();
+    if (v) filters[k] = v;
+  }
+  auditView.filters = filters;
+  auditView.before = null;
+  auditView.history = [];
+  act(loadAuditPage);
+});
+$('audit-filters').addEventListener('reset', () => {
+  auditView.filters = {};
+  auditView.before = null;
+  auditView.history = [];
+  if (state.token) act(loadAuditPage);
+});
+$('audit-older').addEventListener('click', () => {
+  const next = auditView.page?.nextBeforeSeq;
+  if (next === null || next === undefined) return;
+  auditView.history.push(auditView.before);
+  auditView.before = next;
+  act(loadAuditPage);
+});
+$('audit-newer').addEventListener('click', () => {
+  if (auditView.before === null) return;
+  auditView.before = auditView.history.pop() ?? null;
+  act(loadAuditPage);
+});
+
 // ------------------------------------------------------------------ data
 
 async function loadAudit() {
@@ -901,6 +1009,7 @@ async function loadAudit() {
     const page = await api('GET', `/audit?afterSeq=${state.auditCursor}&limit=1000`);
     for (const e of page.entries) {
       state.auditCursor = Math.max(state.auditCursor, e.seq);
+      state.actors.add(e.actor);
       if (KEY_ACTIONS.has(e.action)) {
         state.keyUpdates.push(e);
         if (e.sgId) state.lastKey.set(e.sgId, e);
@@ -921,10 +1030,10 @@ async function refresh() {
   state.refreshing = true;
   const gen = state.liveGen;
   try {
-    const [pns, groups, pneIds] = await Promise.all([
+    const [pns, groups, identities] = await Promise.all([
       api('GET', '/pns'),
       api('GET', '/service-groups'),
-      api('GET', '/identities?role=pne'),
+      api('GET', '/identities'),
     ]);
     const statuses = await Promise.all(
       groups.map((g) => api('GET', `/service-groups/${encodeURIComponent(g.sgId)}/key`).catch(() => null)),
@@ -937,7 +1046,7 @@ async function refresh() {
       if (s && g) state.keyStatus.set(g.sgId, s);
     });
     state.pns = pns;
-    state.pneIds = pneIds.filter((i) => i.revokedAt === null).map((i) => i.id);
+    state.pneIds = identities.filter((i) => i.role === 'pne' && i.revokedAt === null).map((i) => i.id);
     state.refreshedAt = Date.now();
     // Fresh data from after the stream came back: no longer stale.
     if (state.stale && state.live && gen === state.liveGen) setStale(false);
@@ -945,6 +1054,10 @@ async function refresh() {
     renderGroups();
     renderKeyUpdates();
     $('pne-ids').replaceChildren(...state.pneIds.map((id) => h('option', { value: id }, short(id))));
+    renderAuditChoices(identities);
+    // The newest page follows the log; an older page stays where the operator is.
+    if (auditView.before === null) await loadAuditPage();
+    else renderAudit();
   } catch (e) {
     if (state.token) toast(e instanceof Error ? e.message : String(e));
   } finally {
@@ -1088,7 +1201,13 @@ function signOut(message) {
   note('');
   state.keyUpdates = [];
   state.lastKey = new Map();
+  state.actors = new Set();
   state.auditCursor = 0;
+  auditView.filters = {};
+  auditView.before = null;
+  auditView.history = [];
+  auditView.page = null;
+  $('audit-filters').reset();
   $('app').hidden = true;
   $('logout').hidden = true;
   $('login').hidden = false;
