@@ -2,6 +2,7 @@
  * End to end: the web console in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core)
  * against a real CPNS Server with an enrolled PN Gateway, over HTTPS.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
@@ -486,6 +487,58 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     await expect.poll(seqsShown, { timeout: 5000 }).toEqual(await apiSeqs(''));
   });
 
+  it('searches and pages the long lists (Personal Networks, Service Groups)', async () => {
+    // Eleven more GWs, registered once and offline now (recorded straight in the store), and a second SG.
+    for (let i = 0; i < 11; i++) await s.server.store.registerGateway(`urn:cpns:gw:${randomUUID()}`);
+    await api('POST', '/api/v1/service-groups', { name: 'garage' });
+    await page.reload();
+    await page.locator('#live').filter({ hasText: 'live' }).waitFor();
+    await card('garage').waitFor({ timeout: 5000 });
+    const gwRows = page.locator('#pns tr.gw');
+    await page
+      .getByTestId('pn-page')
+      .filter({ hasText: '1–10 of 13 Personal Networks (page 1 of 2)' })
+      .waitFor();
+    expect(await gwRows.count()).toBe(10);
+    expect(await page.locator('#pn-prev').isDisabled()).toBe(true);
+    await page.click('#pn-next');
+    expect(await page.getByTestId('pn-page').textContent()).toBe(
+      '11–13 of 13 Personal Networks (page 2 of 2)',
+    );
+    expect(await gwRows.count()).toBe(3);
+    expect(await page.locator('#pn-next').isDisabled()).toBe(true);
+    await page.click('#pn-prev');
+    expect(await gwRows.count()).toBe(10);
+    // Search by a PNE's short id: its PN, with that PNE only; by a GW's: the GW with all its PNEs.
+    const pne2Id = (await api('GET', `/api/v1/service-groups/${sgId}/key`)).members.find(
+      (m: { gwId: string | null }) => m.gwId === gw2!.identity,
+    ).pneId as string;
+    await page.fill('#pn-search', shortId(pne2Id));
+    expect(await page.getByTestId('pn-page').textContent()).toBe('1–1 of 1 Personal Network');
+    expect(await gwRows.getAttribute('data-gw-id')).toBe(gw2!.identity);
+    expect(await gwRows.textContent()).toContain('1 matching PNE');
+    expect(await page.locator('#pns tr.pne').getAttribute('data-pne-id')).toBe(pne2Id);
+    await page.fill('#pn-search', s.gw!.identity.slice(-12).toUpperCase());
+    expect(await gwRows.getAttribute('data-gw-id')).toBe(s.gw!.identity);
+    expect(await page.locator('#pns tr.pne').getAttribute('data-pne-id')).toBe(s.pneIdentity);
+    await page.fill('#pn-search', 'no-such-node');
+    expect(await gwRows.count()).toBe(0);
+    expect(await page.getByTestId('pn-page').textContent()).toBe('No Personal Networks');
+    await page.fill('#pn-search', '');
+    expect(await gwRows.count()).toBe(10);
+    // Service Groups: by name, or by a member.
+    const names = () =>
+      page.locator('article.sg').evaluateAll((a) => a.map((e) => e.getAttribute('data-sg-name')));
+    expect((await names()).sort()).toEqual(['garage', 'kitchen']);
+    expect(await page.getByTestId('sg-page').textContent()).toBe('1–2 of 2 Service Groups');
+    await page.fill('#sg-search', 'GAR');
+    expect(await names()).toEqual(['garage']);
+    await page.fill('#sg-search', shortId(s.pneIdentity!));
+    expect(await names()).toEqual(['kitchen']);
+    await page.fill('#sg-search', '');
+    expect(await names()).toHaveLength(2);
+  });
+
   it('creates a Service Group from the console; text is rendered as text, not markup', async () => {
     const name = '<img src=x onerror=alert(1)> lab';
     await page.fill('#create-sg input[name=name]', name);
@@ -501,7 +554,52 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     await page.screenshot({ path: join(ARTIFACTS, 'console.png'), fullPage: true });
   });
 
+  it('works at phone width (390×844): no horizontal overflow, tables as blocks', async () => {
+    const phone = await browser.newContext({
+      ignoreHTTPSErrors: true,
+      viewport: { width: 390, height: 844 },
+    });
+    try {
+      const p = await phone.newPage();
+      p.on('pageerror', (e) => pageErrors.push(e.message));
+      await p.goto(`${s.url}/console/`);
+      await p.fill('#token', s.token);
+      await p.click('#login-form button[type=submit]');
+      await p.locator('#live').filter({ hasText: 'live' }).waitFor();
+      await p
+        .locator('article.sg[data-sg-name="kitchen"] [data-testid=ack-chart]')
+        .waitFor({ timeout: 5000 });
+      await p.locator('#audit-log tbody tr').first().waitFor({ timeout: 5000 });
+      const layout = (await p.evaluate(`(() => {
+        const w = document.documentElement.clientWidth;
+        const wide = [...document.querySelectorAll('body *')]
+          .filter((e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > w + 0.5; })
+          .map((e) => e.tagName + '.' + (e.getAttribute('class') || '') + '#' + e.id);
+        return { w, scroll: document.documentElement.scrollWidth, wide: wide.slice(0, 10),
+          thead: getComputedStyle(document.querySelector('#pns thead')).display };
+      })()`)) as { w: number; scroll: number; wide: string[]; thead: string };
+      expect(layout.w).toBe(390);
+      expect(layout.wide).toEqual([]);
+      expect(layout.scroll).toBeLessThanOrEqual(layout.w);
+      expect(layout.thead).toBe('none');
+      // Each cell says which column it is.
+      const before = await p.evaluate(`getComputedStyle(document.querySelector(
+        'article.sg[data-sg-name="kitchen"] tr[data-pne-id="${s.pneIdentity}"] td[data-label="Group Key"]'), '::before').content`);
+      expect(before).toBe('"Group Key"');
+      await p.screenshot({ path: join(ARTIFACTS, 'console-phone.png') });
+      await p
+        .locator('article.sg[data-sg-name="kitchen"]')
+        .screenshot({ path: join(ARTIFACTS, 'console-phone-sg.png') });
+      await p.locator('#audit').screenshot({ path: join(ARTIFACTS, 'console-phone-audit.png') });
+      await p.screenshot({ path: join(ARTIFACTS, 'console-phone-full.png'), fullPage: true });
+    } finally {
+      await phone.close();
+    }
+  });
+
   it('revokes an identity from the console', async () => {
+    // Thirteen PNs: the GW is found by searching for it.
+    await page.fill('#pn-search', s.gw!.identity);
     const gwRow = page.locator(`tr.gw[data-gw-id="${s.gw!.identity}"]`);
     await gwRow.locator('button[data-action=revoke]').click();
     expect(dialogs.at(-1)).toBe(

@@ -222,18 +222,60 @@ async function act(fn) {
 
 // ------------------------------------------------------------------ rendering
 
+const PN_PAGE = 10;
+const SG_PAGE = 10;
+const listView = { pnQuery: '', pnPage: 0, sgQuery: '', sgPage: 0 };
+
+/** Does an identity (its URN, short form or label) contain the lowercase query? */
+const idMatches = (id, q) => id.toLowerCase().includes(q) || short(id).includes(q);
+
+/** One page of `items` (page clamped), with the pager's buttons and text updated. */
+function paged(items, pageKey, size, prefix, noun) {
+  const pages = Math.max(1, Math.ceil(items.length / size));
+  listView[pageKey] = Math.min(listView[pageKey], pages - 1);
+  const p = listView[pageKey];
+  $(`${prefix}-prev`).disabled = p === 0;
+  $(`${prefix}-next`).disabled = p >= pages - 1;
+  $(`${prefix}-page`).textContent =
+    items.length === 0
+      ? `No ${noun}`
+      : `${p * size + 1}–${Math.min(items.length, (p + 1) * size)} of ${items.length} ${noun}` +
+        (pages > 1 ? ` (page ${p + 1} of ${pages})` : '');
+  return items.slice(p * size, (p + 1) * size);
+}
+
 function renderPns(pns) {
+  const q = listView.pnQuery;
+  // A PN matches by its GW (all its PNEs shown) or by some of its PNEs (only those shown).
+  const shown = [];
+  for (const pn of pns) {
+    if (!q || idMatches(pn.gwId, q)) shown.push(pn);
+    else {
+      const pnes = pn.pnes.filter((p) => idMatches(p.pneId, q));
+      if (pnes.length > 0) shown.push({ ...pn, pnes, partial: true });
+    }
+  }
   const tbody = $('pns').tBodies[0];
   const rows = [];
-  for (const pn of pns) {
+  for (const pn of paged(
+    shown,
+    'pnPage',
+    PN_PAGE,
+    'pn',
+    `Personal Network${shown.length === 1 ? '' : 's'}`,
+  )) {
     rows.push(
       h(
         'tr',
         { class: 'gw', 'data-gw-id': pn.gwId },
         h('td', { 'data-label': 'Node' }, 'GW ', idChip(pn.gwId)),
-        h('td', {}, pill(pn.online)),
-        h('td', {}, fmtTime(pn.lastSeen)),
-        h('td', {}, `${pn.pnes.length} PNE${pn.pnes.length === 1 ? '' : 's'}`),
+        h('td', { 'data-label': 'State' }, pill(pn.online)),
+        h('td', { 'data-label': 'Last seen' }, fmtTime(pn.lastSeen)),
+        h(
+          'td',
+          { 'data-label': 'PNEs' },
+          `${pn.pnes.length}${pn.partial ? ' matching' : ''} PNE${pn.pnes.length === 1 ? '' : 's'}`,
+        ),
         h('td', {}, revokeButton(pn.gwId)),
       ),
     );
@@ -243,9 +285,9 @@ function renderPns(pns) {
           'tr',
           { class: 'pne', 'data-pne-id': p.pneId },
           h('td', { 'data-label': 'Node' }, idChip(p.pneId)),
-          h('td', {}, pill(p.online)),
-          h('td', {}, fmtTime(p.lastSeen)),
-          h('td', {}, p.media.join(', ')),
+          h('td', { 'data-label': 'State' }, pill(p.online)),
+          h('td', { 'data-label': 'Last seen' }, fmtTime(p.lastSeen)),
+          h('td', { 'data-label': 'Media' }, p.media.join(', ')),
           h('td', {}, revokeButton(p.pneId)),
         ),
       );
@@ -445,9 +487,10 @@ function ackChart(ks) {
     .sort((a, b) => (a.ms ?? Infinity) - (b.ms ?? Infinity) || (a.m.pneId < b.m.pneId ? -1 : 1));
   const acked = rows.filter((r) => r.ms !== null);
   const max = Math.max(1, ...acked.map((r) => r.ms));
-  const W = 600;
+  // As wide as the card (at most 600 units), so that its text stays legible at phone width.
+  const W = Math.round(Math.max(300, Math.min(600, $('groups').clientWidth - 24)));
   const LABEL = 110;
-  const VALUE = 90;
+  const VALUE = 80;
   const ROW = 20;
   const AXIS = 20;
   const plot = W - LABEL - VALUE;
@@ -490,7 +533,9 @@ function ackChart(ks) {
     { class: 'axis' },
     svg('line', { x1: LABEL, y1: axisY, x2: LABEL + plot, y2: axisY }),
     svg('text', { x: LABEL, y: axisY + 14, 'text-anchor': 'start' }, '0'),
-    svg('text', { x: LABEL + plot, y: axisY + 14, 'text-anchor': 'end' }, fmtDuration(max)),
+    acked.length > 0
+      ? svg('text', { x: LABEL + plot, y: axisY + 14, 'text-anchor': 'end' }, fmtDuration(max))
+      : null,
   );
   return h(
     'figure',
@@ -626,15 +671,23 @@ function groupCard(sgId) {
   return c;
 }
 
+/** A Service Group matches by its name, its id or one of its members. */
+const sgMatches = (sg, q) =>
+  sg.name.toLowerCase().includes(q) || sg.sgId.includes(q) || sg.members.some((m) => idMatches(m, q));
+
 function renderGroups() {
-  const els = state.groups.map((sg) => {
-    const c = groupCard(sg.sgId);
-    const ks = state.keyStatus.get(sg.sgId);
-    c.el.setAttribute('data-sg-name', sg.name);
-    c.top.replaceChildren(...cardHead(sg, ks));
-    c.body.replaceChildren(...cardBody(sg, ks).flat().filter(Boolean));
-    return c.el;
-  });
+  const q = listView.sgQuery;
+  const shown = q ? state.groups.filter((sg) => sgMatches(sg, q)) : state.groups;
+  const els = paged(shown, 'sgPage', SG_PAGE, 'sg', `Service Group${shown.length === 1 ? '' : 's'}`).map(
+    (sg) => {
+      const c = groupCard(sg.sgId);
+      const ks = state.keyStatus.get(sg.sgId);
+      c.el.setAttribute('data-sg-name', sg.name);
+      c.top.replaceChildren(...cardHead(sg, ks));
+      c.body.replaceChildren(...cardBody(sg, ks).flat().filter(Boolean));
+      return c.el;
+    },
+  );
   const live = new Set(state.groups.map((g) => g.sgId));
   for (const id of [...cards.keys()]) if (!live.has(id)) cards.delete(id);
   const box = $('groups');
@@ -651,12 +704,16 @@ function renderKeyUpdates() {
       h(
         'tr',
         { 'data-seq': e.seq },
-        h('td', {}, fmtTime(e.at)),
-        h('td', { title: e.sgId ?? '' }, names.get(e.sgId) ?? short(e.sgId ?? '')),
-        h('td', {}, e.epoch ?? '—'),
-        h('td', {}, e.action),
-        h('td', {}, e.reason ?? '—'),
-        h('td', { class: 'id', title: e.actor }, short(e.actor) || e.actor),
+        h('td', { 'data-label': 'When' }, fmtTime(e.at)),
+        h(
+          'td',
+          { 'data-label': 'Service Group', title: e.sgId ?? '' },
+          names.get(e.sgId) ?? short(e.sgId ?? ''),
+        ),
+        h('td', { 'data-label': 'Epoch' }, e.epoch ?? '—'),
+        h('td', { 'data-label': 'Operation' }, e.action),
+        h('td', { 'data-label': 'Reason' }, e.reason ?? '—'),
+        h('td', { 'data-label': 'By' }, who(e.actor)),
       ),
     );
   $('key-updates').tBodies[0].replaceChildren(...rows);
@@ -968,6 +1025,27 @@ function renderAuditChoices(identities) {
   }
   $('identity-ids').replaceChildren(...identities.map((i) => h('option', { value: i.id }, short(i.id))));
   $('actor-ids').replaceChildren(...[...state.actors].sort().map((a) => h('option', { value: a })));
+}
+
+// ------------------------------------------------------------------ search and paging of the long lists
+
+for (const [prefix, queryKey, pageKey, render] of [
+  ['pn', 'pnQuery', 'pnPage', () => renderPns(state.pns)],
+  ['sg', 'sgQuery', 'sgPage', renderGroups],
+]) {
+  $(`${prefix}-search`).addEventListener('input', (ev) => {
+    listView[queryKey] = ev.target.value.trim().toLowerCase();
+    listView[pageKey] = 0;
+    render();
+  });
+  $(`${prefix}-prev`).addEventListener('click', () => {
+    listView[pageKey] = Math.max(0, listView[pageKey] - 1);
+    render();
+  });
+  $(`${prefix}-next`).addEventListener('click', () => {
+    listView[pageKey]++;
+    render();
+  });
 }
 
 $('audit-filters').addEventListener('submit', (ev) => {
