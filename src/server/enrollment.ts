@@ -82,7 +82,13 @@ export async function enroll(
   }
   const info = certInfo(cert);
   await srv.store.putIdentity({ id: identity, role: req.role, certSerial: info.serialHex, certPem: cert });
-  await srv.store.appendAudit({ actor: 'server', action: 'identity.enroll', subject: identity });
+  // The token's label (the operator's name for the device) goes with the identity into the audit log.
+  await srv.store.appendAudit({
+    actor: 'server',
+    action: 'identity.enroll',
+    subject: identity,
+    ...(r.token.label !== null ? { detail: { label: r.token.label } } : {}),
+  });
   srv.log.info({ identity }, 'enrolled');
   return { cert, caCert: srv.ca.certPem };
 }

@@ -386,14 +386,30 @@ describe.skipIf(!existsSync(CHROMIUM))('web console (headless Chromium)', () => 
     const audit = await api('GET', '/api/v1/audit?action=token.create');
     expect(audit.entries.at(-1)).toMatchObject({ subject: 'pne', detail: { label: 'hall sensor' } });
     expect(JSON.stringify(audit)).not.toContain(token);
-    // It works, once: a PNE enrolls with it through a GW.
-    const creds = await enrollAt(gw2!.enrollUrl, s.server.caPem, token, 'pne', 'gw');
-    expect(creds.identity).toMatch(/^urn:cpns:pne:/);
-    await expect(enrollAt(gw2!.enrollUrl, s.server.caPem, token, 'pne', 'gw')).rejects.toThrow();
     // Done: the page forgets it.
     await page.click('#enroll-done');
     expect(await result.isVisible()).toBe(false);
     expect(await page.content()).not.toContain(token);
+    // It works, once: a PNE enrolls with it through a GW; its identity carries the label into the audit log.
+    const creds = await enrollAt(gw2!.enrollUrl, s.server.caPem, token, 'pne', 'gw');
+    expect(creds.identity).toMatch(/^urn:cpns:pne:/);
+    await expect(enrollAt(gw2!.enrollUrl, s.server.caPem, token, 'pne', 'gw')).rejects.toThrow();
+    const enrolledEntry = await api(
+      'GET',
+      `/api/v1/audit?action=identity.enroll&subject=${encodeURIComponent(creds.identity)}`,
+    );
+    expect(enrolledEntry.entries).toEqual([
+      expect.objectContaining({ actor: 'server', detail: { label: 'hall sensor' } }),
+    ]);
+    // The console names the device by its label, the URN on hover.
+    await page.reload();
+    await page.locator('#live').filter({ hasText: 'live' }).waitFor();
+    const chip = page.locator(`#audit-log td.subject button.idchip[data-id="${creds.identity}"]`).first();
+    await chip.waitFor({ timeout: 5000 });
+    expect(await chip.textContent()).toBe('hall sensor');
+    expect(await chip.getAttribute('title')).toBe(`hall sensor: ${creds.identity} (click to copy)`);
+    await chip.click();
+    expect(await page.evaluate('navigator.clipboard.readText()')).toBe(creds.identity);
   });
 
   it('with a read-only token: shows the data, and says a change is refused because the token is read-only', async () => {

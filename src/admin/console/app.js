@@ -83,19 +83,23 @@ const pill = (on) =>
     ? h('span', { class: 'pill unknown', title: `last known: ${on ? 'online' : 'offline'}` }, 'unknown')
     : h('span', { class: `pill ${on ? 'on' : 'off'}` }, on ? 'online' : 'offline');
 
-/** An identity shown short; the full URN on hover, copied on click. */
+/** The device's label (given with its enrollment token), else its short id. */
+const nameOf = (id) => state.labels.get(id) ?? short(id);
+
+/** An identity shown by its label or short id; the full URN on hover, copied on click. */
 function idChip(id) {
   if (!id) return h('span', { class: 'muted' }, '—');
+  const label = state.labels.get(id);
   return h(
     'button',
     {
       type: 'button',
-      class: 'idchip',
-      title: `${id} (click to copy)`,
+      class: label ? 'idchip labelled' : 'idchip',
+      title: `${label ? `${label}: ` : ''}${id} (click to copy)`,
       'data-id': id,
       onclick: (ev) => copyText(id, ev.currentTarget),
     },
-    short(id),
+    label ?? short(id),
   );
 }
 
@@ -155,6 +159,8 @@ const state = {
   pneIds: [],
   /** Every actor of the audit log (for the actor filter's suggestions). */
   actors: new Set(),
+  /** identity -> label, from the enrollment entries of the audit log (identity.enroll, detail.label). */
+  labels: new Map(),
   wake: null,
   refreshTimer: null,
   refreshing: false,
@@ -227,7 +233,10 @@ const SG_PAGE = 10;
 const listView = { pnQuery: '', pnPage: 0, sgQuery: '', sgPage: 0 };
 
 /** Does an identity (its URN, short form or label) contain the lowercase query? */
-const idMatches = (id, q) => id.toLowerCase().includes(q) || short(id).includes(q);
+const idMatches = (id, q) =>
+  id.toLowerCase().includes(q) ||
+  short(id).includes(q) ||
+  (state.labels.get(id) ?? '').toLowerCase().includes(q);
 
 /** One page of `items` (page clamped), with the pager's buttons and text updated. */
 function paged(items, pageKey, size, prefix, noun) {
@@ -497,10 +506,11 @@ function ackChart(ks) {
   const H = rows.length * ROW + AXIS;
   const bars = rows.map((r, i) => {
     const y = i * ROW;
+    const name = nameOf(r.m.pneId);
     const label = svg(
       'text',
       { x: LABEL - 6, y: y + 14, 'text-anchor': 'end', class: 'label' },
-      short(r.m.pneId),
+      name.length > 16 ? `${name.slice(0, 15)}…` : name,
     );
     if (r.ms === null) {
       return svg(
@@ -1023,7 +1033,7 @@ function renderAuditChoices(identities) {
     );
     sel.value = want.includes(keep) ? keep : '';
   }
-  $('identity-ids').replaceChildren(...identities.map((i) => h('option', { value: i.id }, short(i.id))));
+  $('identity-ids').replaceChildren(...identities.map((i) => h('option', { value: i.id }, nameOf(i.id))));
   $('actor-ids').replaceChildren(...[...state.actors].sort().map((a) => h('option', { value: a })));
 }
 
@@ -1088,6 +1098,8 @@ async function loadAudit() {
     for (const e of page.entries) {
       state.auditCursor = Math.max(state.auditCursor, e.seq);
       state.actors.add(e.actor);
+      if (e.action === 'identity.enroll' && e.subject && typeof e.detail?.label === 'string')
+        state.labels.set(e.subject, e.detail.label);
       if (KEY_ACTIONS.has(e.action)) {
         state.keyUpdates.push(e);
         if (e.sgId) state.lastKey.set(e.sgId, e);
@@ -1131,7 +1143,7 @@ async function refresh() {
     renderPns(pns);
     renderGroups();
     renderKeyUpdates();
-    $('pne-ids').replaceChildren(...state.pneIds.map((id) => h('option', { value: id }, short(id))));
+    $('pne-ids').replaceChildren(...state.pneIds.map((id) => h('option', { value: id }, nameOf(id))));
     renderAuditChoices(identities);
     // The newest page follows the log; an older page stays where the operator is.
     if (auditView.before === null) await loadAuditPage();
@@ -1280,6 +1292,7 @@ function signOut(message) {
   state.keyUpdates = [];
   state.lastKey = new Map();
   state.actors = new Set();
+  state.labels = new Map();
   state.auditCursor = 0;
   auditView.filters = {};
   auditView.before = null;
