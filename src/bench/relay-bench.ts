@@ -25,24 +25,35 @@ interface Topology {
   close(): Promise<void>;
 }
 
-function waiter(total: () => number) {
+/**
+ * Counts the receivers' deliveries; `round(n)` sends `n` messages and resolves, with deliveries per second, once
+ * every receiver got all of them. The same measure for both topologies.
+ */
+function fanOut(
+  receivers: readonly { on(event: 'message', f: () => void): unknown }[],
+  sendOne: () => void,
+): (n: number) => Promise<number> {
+  let got = 0;
   let want = 0;
   let done: (() => void) | undefined;
-  return {
-    expect(n: number): Promise<void> {
-      want = n;
-      return new Promise((r) => {
-        done = r;
-        if (total() >= want) r();
-      });
-    },
-    check(): void {
-      if (done && total() >= want) {
+  for (const r of receivers)
+    r.on('message', () => {
+      got++;
+      if (done && got >= want) {
         const d = done;
         done = undefined;
         d();
       }
-    },
+    });
+  return async (n) => {
+    const start = performance.now();
+    want = got + n * receivers.length;
+    const all = new Promise<void>((r) => {
+      done = r;
+    });
+    for (let i = 0; i < n; i++) sendOne();
+    await all;
+    return (n * receivers.length * 1000) / (performance.now() - start);
   };
 }
 
@@ -84,22 +95,9 @@ async function cpnsTopology(o: { members: number; gateways: number; bytes: numbe
   });
   await Promise.all(pnes.map((p) => p.waitForKey(sgId, 1)));
   const [sender, ...receivers] = pnes as [PneClient, ...PneClient[]];
-  let got = 0;
-  const w = waiter(() => got);
-  for (const r of receivers)
-    r.on('message', () => {
-      got++;
-      w.check();
-    });
   const payload = randomBytes(o.bytes);
   return {
-    async round(n) {
-      const start = performance.now();
-      const all = w.expect(got + n * receivers.length);
-      for (let i = 0; i < n; i++) sender.send(sgId, payload);
-      await all;
-      return (n * receivers.length * 1000) / (performance.now() - start);
-    },
+    round: fanOut(receivers, () => sender.send(sgId, payload)),
     async close() {
       await Promise.all(pnes.map((p) => p.close()));
       await pool(gws, 8, (g) => g.close());
@@ -165,22 +163,9 @@ async function wsTopology(o: { members: number; gateways: number; bytes: number 
   }
   while (relaysAtHub.length < o.gateways) await new Promise((r) => setImmediate(r));
   const [sender, ...receivers] = peers as [WebSocket, ...WebSocket[]];
-  let got = 0;
-  const w = waiter(() => got);
-  for (const r of receivers)
-    r.on('message', () => {
-      got++;
-      w.check();
-    });
   const payload = randomBytes(o.bytes);
   return {
-    async round(n) {
-      const start = performance.now();
-      const all = w.expect(got + n * receivers.length);
-      for (let i = 0; i < n; i++) sender.send(payload);
-      await all;
-      return (n * receivers.length * 1000) / (performance.now() - start);
-    },
+    round: fanOut(receivers, () => sender.send(payload)),
     async close() {
       for (const s of [...peers, ...sockets]) s.terminate();
       for (const s of servers) s.close();
