@@ -68,7 +68,7 @@ describe('cpns admin from another machine', () => {
       cwd: elsewhere,
     });
     expect(noCa.code).toBe(1);
-    expect(noCa.stderr).toMatch(/CA certificate: .*\.cpns\/server\/ca\.pem: no such file; give --ca/);
+    expect(noCa.stderr).toMatch(/CA certificate: .*\/cpns\/server\/ca\.pem: no such file; give --ca/);
     const noToken = await cli.run(['admin', 'pns', '--url', adminUrl, '--ca', 'ca.pem'], { cwd: elsewhere });
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toMatch(/admin token: .*admin\.token: no such file; give --token-file/);

@@ -5,6 +5,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const bin = fileURLToPath(new URL('../../bin/cpns.mjs', import.meta.url));
@@ -43,7 +45,10 @@ export class CliProcesses {
   readonly #env: Record<string, string | undefined>;
 
   constructor(env: Record<string, string | undefined> = {}) {
-    this.#env = { ...process.env, CPNS_LOG_LEVEL: 'warn', ...env };
+    // Never the real ~/.local/share/cpns: a command without --data-dir looks in a directory of this run (created
+    // only if a test starts a daemon there).
+    const xdg = join(tmpdir(), `cpns-test-xdg-${process.pid}`);
+    this.#env = { ...process.env, XDG_DATA_HOME: xdg, CPNS_LOG_LEVEL: 'warn', ...env };
   }
 
   #environment(extra?: Record<string, string | undefined>): NodeJS.ProcessEnv {
