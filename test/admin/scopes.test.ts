@@ -8,6 +8,8 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildAdminApp } from '../../src/admin/app.js';
+import { CpnsMetrics } from '../../src/metrics/index.js';
 import { enrolled, randomPne, type Stack, startStack } from './fixture.js';
 
 interface Reply {
@@ -178,6 +180,50 @@ describe('admin token scopes', () => {
       'operator:root',
       'operator:security-team',
     ]);
+  });
+
+  it("a read token gets no change through any spelling of a mutating route (scope is the matched route's)", async () => {
+    const before = (await s.server.store.listGroups()).length;
+    for (const url of [
+      '/api/v1/service-groups',
+      '/api/v1/service-groups?x=1',
+      '/api/v1/service-groups#frag',
+      '/api/v1/%73ervice-groups',
+      '/api/v1/service-groups/',
+      '/API/v1/service-groups',
+      '//api/v1/service-groups',
+      '/api/v1/./service-groups',
+      '/api/v1/x/../service-groups',
+    ]) {
+      const r = await s.app.inject({
+        method: 'POST',
+        url,
+        headers: { authorization: `Bearer ${tokens.read}` },
+        payload: { name: 'via-spelling' },
+      });
+      expect(r.statusCode, url).toBeGreaterThanOrEqual(400);
+    }
+    expect((await s.server.store.listGroups()).length).toBe(before);
+  });
+
+  it('revocation reaches an admin app on another node at once: nothing is cached', async () => {
+    // A second admin app over the same store, as a second cluster node over the shared database.
+    const other = await buildAdminApp({
+      admin: s.server.admin,
+      store: s.server.store,
+      metrics: new CpnsMetrics({ defaultMetrics: false }),
+      auth: { token: randomBytes(32).toString('base64url') },
+    });
+    try {
+      const t = await create('short-lived', 'read');
+      const get = () =>
+        other.inject({ method: 'GET', url: '/api/v1/pns', headers: { authorization: `Bearer ${t}` } });
+      expect((await get()).statusCode).toBe(200);
+      expect((await call('POST', '/api/v1/admin-tokens/short-lived/revoke', s.token)).status).toBe(200);
+      expect((await get()).statusCode).toBe(401);
+    } finally {
+      await other.close();
+    }
   });
 
   it('tokens at rest: only their SHA-256; an unknown, overlong or odd-alphabet token is 401', async () => {
