@@ -9,13 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliProcesses, readJson } from './cli-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cpns-admin-remote-'));
-const cli = new CliProcesses({
-  CPNS_DATA_DIR: undefined,
-  CPNS_ADMIN_URL: undefined,
-  CPNS_ADMIN_CA: undefined,
-  CPNS_ADMIN_TOKEN: undefined,
-  CPNS_ADMIN_TOKEN_FILE: undefined,
-});
+const cli = new CliProcesses();
 const S = join(root, 'server');
 // "another machine": a directory with only what the operator was handed (the token and the CA), as cwd
 const elsewhere = join(root, 'operator');

@@ -10,13 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliProcesses, readJson } from './cli-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cpns-api-token-'));
-const cli = new CliProcesses({
-  CPNS_DATA_DIR: undefined,
-  CPNS_ADMIN_URL: undefined,
-  CPNS_ADMIN_CA: undefined,
-  CPNS_ADMIN_TOKEN: undefined,
-  CPNS_ADMIN_TOKEN_FILE: undefined,
-});
+const cli = new CliProcesses();
 const S = join(root, 'server');
 const elsewhere = join(root, 'ops');
 let remote: string[] = [];

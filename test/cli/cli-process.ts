@@ -48,7 +48,9 @@ export class CliProcesses {
     // Never the real ~/.local/share/cpns: a command without --data-dir looks in a directory of this run (created
     // only if a test starts a daemon there).
     const xdg = join(tmpdir(), `cpns-test-xdg-${process.pid}`);
-    this.#env = { ...process.env, XDG_DATA_HOME: xdg, CPNS_LOG_LEVEL: 'warn', ...env };
+    // Nor the CPNS_* settings of the shell that runs the tests: each test gives the ones it means.
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CPNS_')));
+    this.#env = { ...inherited, XDG_DATA_HOME: xdg, CPNS_LOG_LEVEL: 'warn', ...env };
   }
 
   #environment(extra?: Record<string, string | undefined>): NodeJS.ProcessEnv {

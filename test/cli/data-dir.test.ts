@@ -29,11 +29,7 @@ describe('dataRoot / defaultDataDir', () => {
 });
 
 const tmp = mkdtempSync(join(tmpdir(), 'cpns-datadir-'));
-const cli = new CliProcesses({
-  CPNS_DATA_DIR: undefined,
-  CPNS_ADMIN_URL: undefined,
-  CPNS_ADMIN_TOKEN: undefined,
-});
+const cli = new CliProcesses();
 afterAll(() => {
   cli.killAll();
   rmSync(tmp, { recursive: true, force: true });

@@ -14,14 +14,7 @@ import { freePort } from '../free-port.js';
 import { CliProcesses, type RunResult, readJson } from './cli-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cpns-errors-'));
-const cli = new CliProcesses({
-  CPNS_DATA_DIR: undefined,
-  CPNS_SERVER_URL: undefined,
-  CPNS_GW_URL: undefined,
-  CPNS_CA: undefined,
-  CPNS_ENROLL_URL: undefined,
-  CPNS_TOKEN: undefined,
-});
+const cli = new CliProcesses();
 const S = join(root, 'server');
 const ca = join(S, 'ca.pem');
 let info: { url: string; enrollUrl: string; adminUrl: string };

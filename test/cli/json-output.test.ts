@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CliProcesses, readJson } from './cli-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cpns-json-'));
-const cli = new CliProcesses({ CPNS_DATA_DIR: undefined, CPNS_TOKEN: undefined });
+const cli = new CliProcesses();
 
 afterAll(() => {
   cli.killAll();

@@ -10,14 +10,7 @@ import { freePort } from '../free-port.js';
 import { CliProcesses, exited, readJson } from './cli-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cpns-settings-'));
-const cli = new CliProcesses({
-  CPNS_DATA_DIR: undefined,
-  CPNS_SERVER_URL: undefined,
-  CPNS_GW_URL: undefined,
-  CPNS_CA: undefined,
-  CPNS_ENROLL_URL: undefined,
-  CPNS_TOKEN: undefined,
-});
+const cli = new CliProcesses();
 
 afterAll(() => {
   cli.killAll();

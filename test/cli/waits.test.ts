@@ -12,11 +12,6 @@ import { CliProcesses, exited, readJson } from './cli-process.js';
 const root = mkdtempSync(join(tmpdir(), 'cpns-waits-'));
 const cli = new CliProcesses({
   CPNS_LOG_LEVEL: 'info',
-  CPNS_DATA_DIR: undefined,
-  CPNS_SERVER_URL: undefined,
-  CPNS_GW_URL: undefined,
-  CPNS_CA: undefined,
-  CPNS_TOKEN: undefined,
 });
 
 afterAll(() => {
