@@ -16,6 +16,7 @@ import {
   planDistribution,
   unicastDue,
 } from './decisions.js';
+import { reReport } from './reports.js';
 import { deliveryOf, type GatewayState, type KeyEntry, type PneConn, treeTag } from './state.js';
 import type { BroadcastMediumConfig } from './types.js';
 
@@ -44,12 +45,15 @@ export function installKey(st: GatewayState, msg: MessageOf<'key.deliver'>): voi
     // Relative activation wins (one rule, src/core/group/activation.ts): converted to this GW's clock.
     activateBy: activationTime(msg.activateIn, msg.activateAt, Date.now()),
     targets: new Set(msg.targets),
+    upGeneration: st.upGeneration,
     policy: msg.policy,
     sourceAuth: msg.sourceAuth ?? false,
     updateId: msg.updateId ?? kept?.updateId,
   };
   st.keys.set(msg.sgId, e);
-  distribute(st, msg.sgId, e, attachedTargets(e.targets, st.pnes));
+  const conns = attachedTargets(e.targets, st.pnes);
+  distribute(st, msg.sgId, e, conns);
+  if (kept) reReport(st, msg.sgId, e.epoch, conns);
   try {
     st.upControl?.send({ t: 'key.ack', sgId: msg.sgId, epoch: msg.epoch });
   } catch {}

@@ -188,7 +188,8 @@ async function keyAck(st: GatewayState, c: PneConn, msg: MessageOf<'key.ack'>): 
   if (msg.pneId !== undefined && msg.pneId !== c.id) fail(ErrorCode.FORBIDDEN, 'pneId');
   if (msg.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');
   const d = deliveryOf(c, sgId);
-  if ((d.acked ?? -1) < msg.epoch) d.acked = msg.epoch;
+  const first = (d.acked ?? -1) < msg.epoch;
+  if (first) d.acked = msg.epoch;
   const pendingBroadcast = st.broadcaster?.ack(sgId, msg.epoch, c.id) === 'broadcast';
   // How the PNE got it: broadcast only if the GW broadcast it this epoch AND the PNE says it opened a
   // datagram; 'fallback' if the GW re-sent it by unicast after the ack timeout; else unicast.
@@ -198,9 +199,13 @@ async function keyAck(st: GatewayState, c: PneConn, msg: MessageOf<'key.ack'>): 
       : d.fallbackEpoch === msg.epoch
         ? 'fallback'
         : 'unicast';
-  if ((d.reported ?? -1) < msg.epoch) {
+  const at = Date.now();
+  if (first) d.ackedHow = { method, at };
+  // Reported on the upstream session that delivered the key; one that has not yet delivered it (a new session
+  // before its catch-up) could not accept the report (rule K2), and gets it with its catch-up (reports.ts).
+  if ((d.reported ?? -1) < msg.epoch && e.upGeneration === st.upGeneration) {
     d.reported = msg.epoch;
-    report(st, sgId, msg.epoch, { pneId: c.id, method, ackedAt: Date.now() });
+    report(st, sgId, msg.epoch, { pneId: c.id, method, ackedAt: at });
   }
   c.control.sendOk(msg.id);
 }

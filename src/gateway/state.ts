@@ -30,6 +30,8 @@ export interface KeyEntry {
   /** Local time (this GW's clock) at which a key distributed ahead of its activation becomes active. */
   activateBy: number | undefined;
   targets: Set<string>;
+  /** The upstream session (`GatewayState.upGeneration`) that delivered this entry: acks are reported on it only. */
+  upGeneration: number;
   /** The SG's own delivery policy (from the server), overriding the GW-wide one. */
   policy: DeliveryPolicy | undefined;
   /** The SG requires signed messages (passed on to the member PNEs with the key). */
@@ -44,8 +46,10 @@ export interface SgDelivery {
   sent: number | undefined;
   /** Highest epoch the PNE acked (it holds the SG: later updates may go by broadcast). */
   acked: number | undefined;
-  /** Highest epoch reported to the server (one report per PNE and epoch). */
+  /** Highest epoch reported to the server on the current upstream session (one report per PNE, epoch, session). */
   reported: number | undefined;
+  /** How and when the PNE acked `acked` (reported again on a new upstream session, reports.ts). */
+  ackedHow: { method: DeliveryEntry['method']; at: number } | undefined;
   /** Epoch this PNE was sent by broadcast / by unicast fallback (how its ack is reported). */
   broadcastEpoch: number | undefined;
   fallbackEpoch: number | undefined;
@@ -105,6 +109,8 @@ export interface GatewayState {
   /** `${sgId}|${epoch}` -> pending delivery report entries (reports.ts). */
   readonly reports: Map<string, { sgId: string; epoch: number; entries: DeliveryEntry[] }>;
   reportTimer: NodeJS.Timeout | undefined;
+  /** Counts the sessions up to the server (reports.ts `newUpstreamSession`). */
+  upGeneration: number;
   /** Relay of the PNE ↔ server end-to-end tunnels (created with the first server session). */
   relay: TunnelRelay | null;
   up: Session | null;
@@ -135,6 +141,7 @@ export function createState(o: {
     bq: Promise.resolve(),
     reports: new Map(),
     reportTimer: undefined,
+    upGeneration: 0,
     relay: null,
     up: null,
     upUrl: null,
@@ -172,6 +179,7 @@ export function deliveryOf(c: PneConn, sgId: string): SgDelivery {
       sent: undefined,
       acked: undefined,
       reported: undefined,
+      ackedHow: undefined,
       broadcastEpoch: undefined,
       fallbackEpoch: undefined,
     };

@@ -9,6 +9,7 @@ import { Control, codeOf } from '../protocol/control.js';
 import { CloseCode, type Session } from '../transport/session.js';
 import { TunnelRelay } from '../transport/tunnel-relay.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
+import { newUpstreamSession } from './reports.js';
 import type { GatewayState, PneConn } from './state.js';
 import { onUpstreamFrame } from './upstream-messages.js';
 
@@ -16,6 +17,7 @@ export function onUpstream(st: GatewayState, s: Session, url: string): void {
   st.up = s;
   st.upUrl = url;
   st.registered = false;
+  newUpstreamSession(st);
   const control = Control.forSession(s);
   st.upControl = control;
   if (!st.relay) {
