@@ -3,7 +3,7 @@ import { isCpnsError } from '../../src/core/errors.js';
 import type { PnGateway } from '../../src/gateway/index.js';
 import type { PneClient } from '../../src/pne/index.js';
 import type { CpnsServer } from '../../src/server/index.js';
-import { startGateway, startPne, startServer, tempDir } from '../integration/helpers.js';
+import { startGateway, startPne, startServer, tempDir, until } from '../integration/helpers.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let server: CpnsServer;
@@ -40,6 +40,8 @@ describe('PNE SDK', () => {
   it('open() of a tampered message fails with BAD_MAC and emits nothing', async () => {
     const { sgId } = await a.createGroup({ name: 't', joinPolicy: 'open' });
     await b.joinGroup(sgId);
+    // Both hold the same epoch first (the join may update the key): else b could refuse the epoch, not the MAC.
+    await until(() => b.currentEpoch(sgId) !== undefined && a.currentEpoch(sgId) === b.currentEpoch(sgId));
     const msg = a.send(sgId, 'tamper me');
     const bad = Buffer.from(msg);
     bad[bad.length - 1]! ^= 1;
