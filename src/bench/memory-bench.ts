@@ -122,7 +122,9 @@ export async function benchMemory(o: { gateways: number; pnes: number; log: (l: 
         });
       },
     );
-    await pool(creds, 32, async (c, i) => {
+    // 8 at a time: on a loaded 2-core machine 32 concurrent handshakes (session plus tunnel) outran the 10 s
+    // tunnel deadline; what is measured is idle memory, not setup speed.
+    await pool(creds, 8, async (c, i) => {
       sims[i] = await SimPne.connect(gw.url, c);
     });
     const s3 = await server.measure();

@@ -8,18 +8,31 @@ import type { CpnsError } from '../core/errors.js';
 import { Control, codeOf, decodeControl, handleInOrder } from '../protocol/control.js';
 import { MessageSocket } from '../transport/message-socket.js';
 import type { TunnelStream } from '../transport/tunnel-stream.js';
-import { acceptTunnelTls } from '../transport/tunnel-tls.js';
+import { acceptTunnelTls, type TunnelTlsContext, tunnelTlsContext } from '../transport/tunnel-tls.js';
 import { loseAttachment, proveAttach } from './attachment.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { countSession } from './events.js';
 import { handlePne } from './pne-messages.js';
 import { type GwConn, isRevoked, type PneTunnel, type ServerState } from './state.js';
 
+/** One TLS context for all the server's tunnels, remade if its certificate changes (tunnel-tls.ts). */
+const contexts = new WeakMap<ServerState['serverCert'], TunnelTlsContext>();
+
+function contextOf(srv: ServerState): TunnelTlsContext {
+  let ctx = contexts.get(srv.serverCert);
+  if (!ctx) {
+    ctx = tunnelTlsContext({ ...srv.serverCert, caPem: srv.ca.certPem });
+    contexts.set(srv.serverCert, ctx);
+  }
+  return ctx;
+}
+
 export function onTunnel(srv: ServerState, conn: GwConn, stream: TunnelStream): void {
   acceptTunnelTls(stream, {
     certPem: srv.serverCert.certPem,
     keyPem: srv.serverCert.keyPem,
     caPem: srv.ca.certPem,
+    context: contextOf(srv),
     allowedRoles: ['pne'],
     isRevoked: (id, serial) => isRevoked(srv, id, serial),
   }).then(

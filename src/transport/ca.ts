@@ -343,3 +343,30 @@ export function certInfo(cert: CertInput): CertInfo {
 export function identityFromCert(cert: CertInput): string {
   return certInfo(cert).identity;
 }
+
+/** OID of the extended key usage id-kp-clientAuth (RFC 5280 §4.2.1.12). */
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * Whether `leaf` is a client certificate the CPNS CA `ca` issued that is valid at `now`: issued by it (issuer name
+ * and key identifier, `checkIssued`), signed by its key, not itself a CA, for client authentication (every CPNS
+ * leaf has clientAuth, `issueLeaf`), and within its own and the CA's validity. The CPNS PKI has one level (the CA,
+ * pathLen 0, issues every identity directly), so this is the whole path; a chain the peer sends is not used.
+ * Used where node's TLS server cannot verify for us: the server end of a tunnel (tunnel-tls.ts). The TLS
+ * handshake itself proves the peer holds the leaf's key (CertificateVerify).
+ */
+export function issuedByCa(leaf: NodeX509Certificate, ca: NodeX509Certificate, now = Date.now()): boolean {
+  try {
+    if (leaf.ca || !ca.ca) return false;
+    if (!(leaf.keyUsage ?? []).includes(CLIENT_AUTH_OID)) return false;
+    if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) return false;
+    for (const c of [leaf, ca]) {
+      const from = Date.parse(c.validFrom);
+      const to = Date.parse(c.validTo);
+      if (!(from <= now && now <= to)) return false; // NaN (unparsable) refuses too
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}

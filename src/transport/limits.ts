@@ -133,10 +133,5 @@ export const DEFAULT_MAX_TUNNELS_PER_SESSION = 64;
 export const DEFAULT_MAX_TUNNELS_PER_PNE = 8;
 /** Default bound (ms) on the end-to-end TLS handshake inside a tunnel, acceptance byte included. */
 export const DEFAULT_TUNNEL_TLS_TIMEOUT_MS = 10_000;
-/**
- * The server's overall tunnel-accept deadline fires this long (ms) after its TLS `handshakeTimeout`, so the TLS
- * timeout reports first when it can.
- */
-export const TUNNEL_ACCEPT_DEADLINE_SLACK_MS = 500;
 /** Default largest length-prefixed message on a tunnel TLS socket (`MessageSocket`), sent or accepted. */
 export const DEFAULT_MAX_TUNNEL_MESSAGE_BYTES = 1024 * 1024;

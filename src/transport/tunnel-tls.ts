@@ -5,11 +5,12 @@
  * can neither read them (no keys) nor alter them undetected (the record's AEAD fails and the connection dies).
  * The PNE identity therefore comes from the certificate inside the tunnel, never from the GW.
  */
+import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import tls, { type PeerCertificate } from 'node:tls';
-import { type CertInfo, type CpnsRole, certInfo } from './ca.js';
+import tls, { type PeerCertificate, type SecureContext } from 'node:tls';
+import { type CertInfo, type CpnsRole, certInfo, issuedByCa } from './ca.js';
 import { TransportError } from './errors.js';
-import { DEFAULT_TUNNEL_TLS_TIMEOUT_MS, TUNNEL_ACCEPT_DEADLINE_SLACK_MS } from './limits.js';
+import { DEFAULT_TUNNEL_TLS_TIMEOUT_MS } from './limits.js';
 import type { Session } from './session.js';
 import { TLS_PARAMS } from './tls-params.js';
 import { tunnelMuxFor } from './tunnel-mux.js';
@@ -172,22 +173,52 @@ export function openTunnelTls(session: Session, opts: OpenTunnelTlsOptions): Pro
   return withTimeout(done, opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS, () => socket.destroy());
 }
 
+/**
+ * The server end's TLS state, shared by all its tunnels: one SecureContext (certificate, key, CA) and the CA
+ * certificate, parsed once. A context per tunnel cost about 38 KiB of native memory per connected PNE at the
+ * server (docs/benchmarks.md "Memory per connection"). Make a new one when the credentials change.
+ */
+export interface TunnelTlsContext {
+  readonly secureContext: SecureContext;
+  readonly ca: X509Certificate;
+}
+
+export function tunnelTlsContext(c: TunnelTlsCredentials): TunnelTlsContext {
+  return {
+    secureContext: tls.createSecureContext({
+      cert: c.certPem,
+      key: c.keyPem,
+      ca: c.caPem,
+      ...TUNNEL_TLS_VERSIONS,
+    }),
+    ca: new X509Certificate(c.caPem),
+  };
+}
+
 export interface AcceptTunnelTlsOptions extends TunnelTlsCredentials {
   /** Roles accepted at the far end of the tunnel. Default ['pne']. */
   allowedRoles?: readonly CpnsRole[];
   isRevoked?: (identity: string, serialHex: string) => boolean;
   timeoutMs?: number;
+  /** The shared TLS state (`tunnelTlsContext` of these credentials); made for this tunnel alone if absent. */
+  context?: TunnelTlsContext;
 }
 
-/** The server's verdict on the tunnel client's verified certificate: its identity, or the refusal to send. */
+/**
+ * The server's verdict on the tunnel client's certificate: its identity, or the refusal to send. The certificate
+ * is checked here (`issuedByCa`), not by node: a server TLSSocket made without a tls.Server does not verify its
+ * peer (`authorized` stays false), and one tls.Server per tunnel is what cost the memory.
+ */
 function vetTunnelClient(
   socket: TLSSocket,
+  ctx: TunnelTlsContext,
   opts: AcceptTunnelTlsOptions,
 ): { peer: CertInfo } | { code: number; err: TransportError } {
   let peer: CertInfo;
   try {
-    if (!socket.authorized) throw new Error('unauthorized');
-    peer = certInfo(socket.getPeerCertificate());
+    const cert = socket.getPeerX509Certificate();
+    if (!cert || !issuedByCa(cert, ctx.ca)) throw new Error('unauthorized');
+    peer = certInfo(cert);
   } catch {
     return {
       code: TunnelAccept.NOT_AUTHENTICATED,
@@ -209,29 +240,32 @@ function vetTunnelClient(
 }
 
 /**
- * Server side: runs a TLS 1.3 server over an incoming tunnel, requiring a client certificate from the CPNS CA.
- * The PNE identity comes from that certificate — not from the GW, which only relayed the bytes.
- * A tls.Server (never listening) is used because injecting the stream as a 'connection' is node's documented
- * way to get full server-side certificate verification over an arbitrary Duplex.
+ * Server side: runs a TLS 1.3 server over an incoming tunnel, requiring a client certificate (a handshake
+ * without one fails), and accepts only a certificate of the CPNS CA (`vetTunnelClient`). The PNE identity comes
+ * from that certificate — not from the GW, which only relayed the bytes.
  */
 export function acceptTunnelTls(
   stream: TunnelStream,
   opts: AcceptTunnelTlsOptions,
 ): Promise<TunnelTlsSocket> {
-  const server = tls.createServer({
-    cert: opts.certPem,
-    key: opts.keyPem,
-    ca: opts.caPem,
-    ...TUNNEL_TLS_VERSIONS,
+  const ctx = opts.context ?? tunnelTlsContext(opts);
+  const socket = new tls.TLSSocket(stream, {
+    isServer: true,
+    secureContext: ctx.secureContext,
     requestCert: true,
     rejectUnauthorized: true,
-    handshakeTimeout: opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS,
   });
   const done = new Promise<TunnelTlsSocket>((resolve, reject) => {
-    server.once('secureConnection', (socket: TLSSocket) => {
+    const onError = (err: Error): void => {
+      stream.destroy();
+      reject(new TransportError('TLS_REFUSED', 'tunnel TLS failed', undefined, { cause: err }));
+    };
+    socket.once('error', onError);
+    socket.once('secure', () => {
+      socket.off('error', onError);
       // Errors after acceptance belong to the socket's user; before that, to us.
       socket.on('error', () => {});
-      const verdict = vetTunnelClient(socket, opts);
+      const verdict = vetTunnelClient(socket, ctx, opts);
       if ('code' in verdict) {
         socket.end(Buffer.from([verdict.code]));
         reject(verdict.err);
@@ -240,16 +274,8 @@ export function acceptTunnelTls(
       socket.write(Buffer.from([TunnelAccept.ACCEPTED]));
       resolve({ socket, peer: verdict.peer, stream });
     });
-    server.once('tlsClientError', (err: Error) => {
-      stream.destroy();
-      reject(new TransportError('TLS_REFUSED', 'tunnel TLS failed', undefined, { cause: err }));
-    });
     stream.once('close', () => reject(new TransportError('CLOSED', 'tunnel closed during handshake')));
   });
-  server.emit('connection', stream);
-  return withTimeout(
-    done,
-    (opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS) + TUNNEL_ACCEPT_DEADLINE_SLACK_MS,
-    () => stream.destroy(),
-  );
+  // The whole accept (handshake, check, acceptance byte) within the deadline; a silent tunnel is destroyed.
+  return withTimeout(done, opts.timeoutMs ?? DEFAULT_TUNNEL_TLS_TIMEOUT_MS, () => stream.destroy());
 }

@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 import {
   type Ca,
   createCa,
@@ -31,6 +32,40 @@ export async function device(ca: Ca, role: 'gw' | 'pne'): Promise<Creds> {
   const { keyPem, csrPem } = await generateKeyAndCsr('hint');
   const certPem = await issueFromCsr(ca, csrPem, identity, 30);
   return { identity, certPem, keyPem, caPem: ca.certPem };
+}
+
+/**
+ * A PNE certificate of `ca`, made as the CA makes them but expired a minute ago: the right CA, the wrong time.
+ * (The CA itself refuses to issue one: its validity is at least a day from now.)
+ */
+export async function expiredPne(ca: Ca): Promise<Creds> {
+  const identity = formatIdentity('pne', randomUUID());
+  const alg = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+  const k = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '4b01',
+    subject: [{ CN: [identity] }],
+    issuer: ca.cert.subjectName,
+    notBefore: new Date(now - 120_000),
+    notAfter: new Date(now - 60_000),
+    publicKey: k.publicKey,
+    signingKey: ca.key,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identity }], false),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
+      await x509.SubjectKeyIdentifierExtension.create(k.publicKey),
+    ],
+  });
+  const keyPem = x509.PemConverter.encode(
+    await webcrypto.subtle.exportKey('pkcs8', k.privateKey),
+    'PRIVATE KEY',
+  );
+  return { identity, certPem: cert.toString('pem'), keyPem, caPem: ca.certPem };
 }
 
 export async function makePki(): Promise<Pki> {

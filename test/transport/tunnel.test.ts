@@ -10,10 +10,17 @@ import { nextTunnelId } from '../../src/transport/tunnel-frames.js';
 import { tunnelMuxFor } from '../../src/transport/tunnel-mux.js';
 import { type RelayTapInfo, TunnelRelay } from '../../src/transport/tunnel-relay.js';
 import type { TunnelStream } from '../../src/transport/tunnel-stream.js';
-import { acceptTunnelTls, openTunnelTls, type TunnelTlsSocket } from '../../src/transport/tunnel-tls.js';
-import { type Creds, makePki, type Pki, waitFor } from './fixtures.js';
+import {
+  acceptTunnelTls,
+  openTunnelTls,
+  type TunnelTlsSocket,
+  tunnelTlsContext,
+} from '../../src/transport/tunnel-tls.js';
+import { type Creds, expiredPne, makePki, type Pki, waitFor } from './fixtures.js';
 
 const MARKER = 'PLAINTEXT-MARKER-7f3a';
+/** The server's whole-accept deadline in these tests (the default is 10 s). */
+const ACCEPT_TIMEOUT_MS = 3000;
 const revokedInTunnel = new Set<string>();
 
 interface World {
@@ -34,6 +41,8 @@ beforeAll(async () => {
   const pki = await makePki();
   const serverTunnels: TunnelTlsSocket[] = [];
   const serverTunnelErrors: unknown[] = [];
+  // One TLS context for every tunnel, as the CPNS Server keeps it (src/server/pne-tunnel.ts).
+  const context = tunnelTlsContext({ ...pki.server, caPem: pki.ca.certPem });
   const server = new SecureServer({
     certPem: pki.server.certPem,
     keyPem: pki.server.keyPem,
@@ -44,7 +53,12 @@ beforeAll(async () => {
   // Server role: accept tunnels on GW sessions, run TLS over them, echo messages back prefixed.
   server.on('session', (gwSession: Session) => {
     tunnelMuxFor(gwSession).on('tunnel', (stream: TunnelStream) => {
-      acceptTunnelTls(stream, { ...pki.server, isRevoked: (id) => revokedInTunnel.has(id) }).then(
+      acceptTunnelTls(stream, {
+        ...pki.server,
+        context,
+        isRevoked: (id) => revokedInTunnel.has(id),
+        timeoutMs: ACCEPT_TIMEOUT_MS,
+      }).then(
         (t) => {
           serverTunnels.push(t);
           const ms = new MessageSocket(t.socket);
@@ -187,6 +201,52 @@ describe('PNE ↔ server TLS tunnelled through the GW', () => {
     expect(w.serverTunnelErrors.length).toBe(errs + 1);
     sess.close();
   });
+
+  it('the server refuses a tunnel whose inner certificate is from the CPNS CA but expired', async () => {
+    const sess = await pneSession(w.pki.pne);
+    const errs = w.serverTunnelErrors.length;
+    const expired = await expiredPne(w.pki.ca);
+    await expect(openTunnelTls(sess, { ...expired, caPem: w.pki.ca.certPem })).rejects.toSatisfy((e) =>
+      isTransportError(e, 'NOT_AUTHENTICATED'),
+    );
+    await vi.waitFor(() => expect(w.serverTunnelErrors.length).toBe(errs + 1), { timeout: 2000 });
+    expect(w.serverTunnelErrors.at(-1)).toSatisfy((e) => isTransportError(e, 'NOT_AUTHENTICATED'));
+    sess.close();
+  });
+
+  it('the server refuses tunnel TLS without a client certificate', async () => {
+    const sess = await pneSession(w.pki.pne);
+    const errs = w.serverTunnelErrors.length;
+    const socket = tls.connect({
+      socket: tunnelMuxFor(sess).open(),
+      ca: w.pki.ca.certPem,
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: () => undefined,
+    });
+    socket.on('error', () => {});
+    // TLS 1.3: the client finishes before the server has seen the (missing) certificate; no acceptance byte ever.
+    const first = await new Promise<string>((resolve) => {
+      socket.once('data', (d: Buffer) => resolve(`data ${d[0]}`));
+      socket.once('close', () => resolve('closed'));
+    });
+    expect(first).toBe('closed');
+    await vi.waitFor(() => expect(w.serverTunnelErrors.length).toBe(errs + 1), { timeout: 2000 });
+    expect(w.serverTunnelErrors.at(-1)).toSatisfy((e) => isTransportError(e, 'TLS_REFUSED'));
+    sess.close();
+  });
+
+  it('the server closes a tunnel that never speaks once its accept deadline is past', async () => {
+    const sess = await pneSession(w.pki.pne);
+    const errs = w.serverTunnelErrors.length;
+    const silent = tunnelMuxFor(sess).open();
+    silent.resume(); // reads (nothing comes), so the end of the stream is seen
+    const t0 = Date.now();
+    await new Promise<void>((resolve) => silent.once('close', () => resolve()));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(ACCEPT_TIMEOUT_MS - 100);
+    await vi.waitFor(() => expect(w.serverTunnelErrors.length).toBe(errs + 1), { timeout: 2000 });
+    expect(w.serverTunnelErrors.at(-1)).toSatisfy((e) => isTransportError(e, 'TIMEOUT'));
+    sess.close();
+  }, 15_000);
 
   it('a revoked PNE is refused inside the tunnel with a typed error', async () => {
     const sess = await pneSession(w.pki.pne2);
