@@ -83,8 +83,9 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   Group message protect+open against raw node:crypto AEAD (ratios in one run), Subset-Difference broadcast.
   --quick                  fewer rounds
   -h, --help               this text`,
-  'bench rekey': `usage: cpns bench rekey [--members 1000] [--gateways 100] [--rounds 5]
-       cpns bench rekey --scale [--sizes 250,500,1000,2000] [--per-gw 10] [--rounds 5] [--policy unicast]
+  'bench rekey': `usage: cpns bench rekey [--members 1000] [--gateways 100] [--rounds 5] [--workers <n>] [--gw-workers]
+                        [--sgs 100] [--sg-rounds 5]
+       cpns bench rekey --scale [--sizes 250,500,1000,2000] [--per-gw 10] [--rounds 5] [--policy unicast|broadcast|both]
        cpns bench rekey --cluster [--nodes 3] [--members 300] [--gateways 30] [--rounds 20] [--sgs 50]
                         [--store <postgres://…> --nats <url>[,<url>...]]
   A rekey of one Service Group over many GWs on loopback, unicast vs broadcast delivery: all acked, tracked by
@@ -93,6 +94,10 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
   (bench/results/rekey-scale-<date>.json). With --cluster: one node
   on SQLite vs a cluster of --nodes nodes on PostgreSQL + NATS (started on loopback unless given), GWs spread over
   the nodes: all-acked median and p99, and key updates per second across --sgs distinct SGs.
+  --workers <n>            simulated PNEs in n worker processes (default: available parallelism; 0: all in this
+                           process, the older in-process bench); per update also member-ack p50/p99/max, CPU per
+                           update, and key updates/s across --sgs distinct SGs (--sg-rounds updates each, 0: skip)
+  --gw-workers             the PN GWs in the workers too (with their PNEs): this process is the server's alone
   -h, --help               this text`,
   'bench relay': `usage: cpns bench relay [--members 100] [--gateways 10] [--bytes 1024] [--messages 200] [--rounds 5]
   Group-message fan-out: one sender to --members members over --gateways PN GWs, every member decrypting, against

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runClusterRekeyBench } from '../bench/cluster-bench.js';
 import { runCoreBench } from '../bench/core-bench.js';
 import { runMemoryBench } from '../bench/memory-bench.js';
 import { runRekeyBench, runRekeyScale } from '../bench/rekey-bench.js';
+import { runRekeyWorkers } from '../bench/rekey-workers.js';
 import { runRelayBench } from '../bench/relay-bench.js';
 import { isCodedError } from '../core/errors.js';
 import { adminCommand } from './admin.js';
@@ -161,7 +162,10 @@ export async function main(argv: string[]): Promise<number> {
           rounds: { type: 'string', default: cluster ? '20' : '5' },
           cluster: { type: 'boolean', default: false },
           nodes: { type: 'string', default: '3' },
-          sgs: { type: 'string', default: '50' },
+          sgs: { type: 'string', default: cluster ? '50' : '100' },
+          'sg-rounds': { type: 'string', default: '5' },
+          workers: { type: 'string', default: String(availableParallelism()) },
+          'gw-workers': { type: 'boolean', default: false },
           store: { type: 'string' },
           nats: { type: 'string' },
           scale: { type: 'boolean', default: false },
@@ -175,6 +179,47 @@ export async function main(argv: string[]): Promise<number> {
         if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} takes a positive integer`);
         return v;
       };
+      const workers = Number(values.workers);
+      if (!Number.isInteger(workers) || workers < 0 || workers > 64)
+        throw new UsageError('--workers takes an integer 0-64 (0: everything in this process)');
+      if (!cluster && workers > 0) {
+        const policy = String(values.policy);
+        if (!['unicast', 'broadcast', 'both'].includes(policy))
+          throw new UsageError('--policy is unicast, broadcast or both');
+        let sizes = [n('members')];
+        let perGw = Math.ceil(n('members') / n('gateways'));
+        if (values.scale) {
+          sizes = String(values.sizes)
+            .split(',')
+            .map((x) => Number(x.trim()));
+          if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1))
+            throw new UsageError('--sizes takes two or more positive integers, comma-separated');
+          perGw = Number(values['per-gw']);
+          if (!Number.isInteger(perGw) || perGw < 1)
+            throw new UsageError('--per-gw takes a positive integer');
+        }
+        const sgs = Number(values.sgs);
+        const sgRounds = Number(values['sg-rounds']);
+        if (!Number.isInteger(sgs) || sgs < 0) throw new UsageError('--sgs takes an integer >= 0');
+        if (!Number.isInteger(sgRounds) || sgRounds < 1)
+          throw new UsageError('--sg-rounds takes a positive integer');
+        await runRekeyWorkers({
+          sizes,
+          perGw,
+          rounds: n('rounds'),
+          policies:
+            policy === 'both'
+              ? ['unicast', 'broadcast']
+              : values.scale
+                ? [policy as 'unicast']
+                : ['unicast', 'broadcast'],
+          workers,
+          gwWorkers: values['gw-workers'] === true,
+          sgs,
+          sgRounds,
+        });
+        return 0;
+      }
       if (values.scale) {
         const sizes = String(values.sizes)
           .split(',')

@@ -1,0 +1,134 @@
+/**
+ * A worker process of `cpns bench rekey` (docs/benchmarks.md "10,000 members: worker processes", issue #11 §2):
+ * it hosts a share of the simulated PNEs (SimPne: a real mTLS session to its real GW, the real control protocol,
+ * the end-to-end tunnel to the server, real UDP multicast for broadcasts) and, with `--gw-workers`, the real PN
+ * GWs they sit behind. Driven over the IPC channel only: the one-time enrollment tokens come over it (never on a
+ * command line or in the environment), each PNE and GW generates its own key here and enrolls itself, and ack
+ * times (performance.timeOrigin + performance.now(), comparable across processes) and byte counts go back over
+ * it. Exits when its parent goes away (the IPC channel closes), so no worker outlives the benchmark.
+ * Internal: not a public entry point.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pino from 'pino';
+import { PnGateway } from '../gateway/index.js';
+import { PneClient } from '../pne/index.js';
+import { pool } from './measure.js';
+import { SimPne } from './sim-pne.js';
+
+export type WorkerRequest =
+  | {
+      t: 'gws';
+      id: number;
+      serverUrl: string;
+      enrollUrl: string;
+      caPem: string;
+      items: { i: number; token: string; port: number }[];
+    }
+  | {
+      t: 'pnes';
+      id: number;
+      caPem: string;
+      items: { i: number; gwUrl: string; gwEnrollUrl: string; token: string }[];
+    }
+  | { t: 'wait'; id: number; sgId: string; epoch: number; members: number[] }
+  | { t: 'close'; id: number };
+
+export interface WaitReply {
+  /** Absolute ack times (performance.timeOrigin + performance.now() at the ack), one per member asked for. */
+  readonly times: number[];
+  /** Key delivery bytes received by unicast so far by all the PNEs of this worker. */
+  readonly unicastBytes: number;
+  /** Broadcast bytes sent so far by the GWs of this worker. */
+  readonly broadcastBytes: number;
+  /** process.cpuUsage() of this worker so far (µs). */
+  readonly cpu: { user: number; system: number };
+}
+
+/** The bench's limits on not-yet-authenticated connections: its own setup stampede, not an attack. */
+export const BENCH_LIMITS = { maxUnauthenticated: 4096, maxUnauthenticatedPerAddress: 4096 } as const;
+
+const send = (m: object) => process.send?.(m);
+const logger = pino({ level: 'silent' });
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cpns-bench-worker-'));
+  const gws = new Map<number, PnGateway>();
+  const sims = new Map<number, SimPne>();
+  let broadcastBytes = 0;
+  let closing = false;
+  const close = async () => {
+    closing = true;
+    await Promise.all([...sims.values()].map((s) => s.close().catch(() => {})));
+    await pool([...gws.values()], 16, (g) => g.close().catch(() => {}));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // The parent went away (exit, crash, SIGKILL): so do we.
+  process.on('disconnect', () => {
+    if (!closing) void close().finally(() => process.exit(1));
+  });
+  process.on('message', async (m: WorkerRequest) => {
+    try {
+      if (m.t === 'gws') {
+        const out: { i: number; url: string; enrollUrl: string }[] = [];
+        await pool(m.items, 8, async ({ i, token, port }) => {
+          const credentials = await PnGateway.enroll({ enrollUrl: m.enrollUrl, caPem: m.caPem, token });
+          const gw = await PnGateway.start({
+            serverUrl: m.serverUrl,
+            credentials,
+            heartbeat: false,
+            logger,
+            limits: BENCH_LIMITS,
+            enrollLimits: BENCH_LIMITS,
+            dataDir: join(dir, `gw${i}`),
+            broadcastMedia: [{ name: 'wifi', group: '239.255.78.1', port }],
+          });
+          gw.on('delivery', (d: { bytes: number }) => {
+            broadcastBytes += d.bytes;
+          });
+          gws.set(i, gw);
+          out.push({ i, url: gw.url, enrollUrl: gw.enrollUrl });
+        });
+        send({ t: 'reply', id: m.id, gws: out });
+      } else if (m.t === 'pnes') {
+        const out: { i: number; identity: string }[] = [];
+        await pool(m.items, 16, async ({ i, gwUrl, gwEnrollUrl, token }) => {
+          const c = await PneClient.enroll({ enrollUrl: gwEnrollUrl, caPem: m.caPem, token });
+          const sim = await SimPne.connect(gwUrl, c, ['wifi']);
+          sims.set(i, sim);
+          out.push({ i, identity: sim.identity });
+        });
+        send({ t: 'reply', id: m.id, pnes: out });
+      } else if (m.t === 'wait') {
+        const members = m.members.map((i) => sims.get(i)!);
+        await Promise.all(members.map((s) => s.waitEpoch(m.sgId, m.epoch)));
+        const times = members.map((s) => performance.timeOrigin + s.acked.get(m.sgId)!.get(m.epoch)!);
+        let unicastBytes = 0;
+        for (const s of sims.values()) unicastBytes += s.unicastBytes;
+        const cpu = process.cpuUsage();
+        send({
+          t: 'reply',
+          id: m.id,
+          times,
+          unicastBytes,
+          broadcastBytes,
+          cpu: { user: cpu.user, system: cpu.system },
+        } satisfies WaitReply & { t: string; id: number });
+      } else if (m.t === 'close') {
+        await close();
+        send({ t: 'reply', id: m.id });
+        process.disconnect();
+        process.exit(0);
+      }
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      // codes and fixed texts only: a token or key never goes into an error reply
+      send({ t: 'reply', id: m.id, error: String(err.code ?? 'ERROR') });
+    }
+  });
+  send({ t: 'ready' });
+}
+
+void main();
