@@ -181,6 +181,8 @@ interface Env {
   readonly pnes: { identity: string; worker: number }[];
   /** Broadcast bytes sent so far by the GWs in this process. */
   readonly local: { broadcastBytes: number };
+  /** Per SG, who waits for its next 'key.ack' event (one listener on the server's events for all). */
+  readonly ackWakers: Map<string, Set<() => void>>;
   readonly setupSec: number;
   close(): Promise<void>;
 }
@@ -201,6 +203,7 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
   let workers: Workers | undefined;
   const localGws: PnGateway[] = [];
   const close = async () => {
+    server.events.off('change', onChange);
     await workers?.close();
     await pool(localGws, 16, (g) => g.close());
     await server.close();
@@ -211,7 +214,13 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
     gateways,
     pnes: [] as { identity: string; worker: number }[],
     local: { broadcastBytes: 0 },
+    ackWakers: new Map<string, Set<() => void>>(),
   };
+  const onChange = (e: { kind: string; sgId?: string }) => {
+    if (e.kind !== 'key.ack' || e.sgId === undefined) return;
+    for (const w of env.ackWakers.get(e.sgId) ?? []) w();
+  };
+  server.events.on('change', onChange);
   try {
     workers = await Workers.start(o.workers);
     const W = workers.size;
@@ -272,7 +281,7 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
     await Promise.all(
       Array.from({ length: W }, async (_, w) => {
         const mine = Array.from({ length: members }, (_, i) => i).filter((i) => workerOf(i) === w);
-        for (let k = 0; k < mine.length; k += 100) {
+        const chunk = async (k: number) => {
           const items = [];
           for (const i of mine.slice(k, k + 100)) {
             const gw = gwInfo[i % gateways]!;
@@ -283,6 +292,13 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
               token: await server.admin.createToken('pne'),
             });
           }
+          return items;
+        };
+        // the next chunk's tokens are made while the worker enrolls this one
+        let next = chunk(0);
+        for (let k = 0; k < mine.length; k += 100) {
+          const items = await next;
+          next = chunk(k + 100);
           const r = await workers!.call<{ pnes: { i: number; identity: string }[] }>(w, {
             t: 'pnes',
             caPem: server.caPem,
@@ -327,12 +343,46 @@ async function waitAll(env: Env, sgId: string, epoch: number, members: readonly 
   };
 }
 
-/** Polls the server's delivery tracking until every member of `sgId` is on its current epoch. */
+/**
+ * Waits until the server's delivery tracking (admin groupStatus: the batched ack writes flushed, then the status
+ * query) shows every member of `sgId` on its current epoch. It asks again only once a 'key.ack' event of that SG
+ * came in since its last question (or after 50 ms), and no sooner than its last question took (at least 5 ms),
+ * so that a hundred SGs waiting at once, or one of 10,000 members, do not flood the server with O(M) status
+ * queries that compete with the acks they wait for.
+ */
 async function tracked(env: Env, sgId: string): Promise<void> {
-  for (;;) {
-    const st = (await env.server.admin.groupStatus(sgId)) as unknown as { members: { lag: number | null }[] };
-    if (st.members.every((m) => m.lag === 0)) return;
-    await new Promise((res) => setTimeout(res, 5));
+  const wakers = env.ackWakers.get(sgId) ?? new Set<() => void>();
+  env.ackWakers.set(sgId, wakers);
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  const onAck = () => {
+    dirty = true;
+    wake?.();
+  };
+  wakers.add(onAck);
+  try {
+    for (;;) {
+      dirty = false;
+      const q0 = performance.now();
+      const st = (await env.server.admin.groupStatus(sgId)) as unknown as {
+        members: { lag: number | null }[];
+      };
+      if (st.members.every((m) => m.lag === 0)) return;
+      // at most half of the server's time in these queries: the next one no sooner than this one took
+      await new Promise((res) => setTimeout(res, Math.max(5, performance.now() - q0)));
+      if (!dirty)
+        await new Promise<void>((res) => {
+          const t = setTimeout(res, 50);
+          wake = () => {
+            clearTimeout(t);
+            res();
+          };
+        });
+      wake = undefined;
+    }
+  } finally {
+    wakers.delete(onAck);
+    if (wakers.size === 0) env.ackWakers.delete(sgId);
   }
 }
 
