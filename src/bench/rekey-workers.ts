@@ -166,6 +166,8 @@ export interface UpdatesPerSec {
   readonly updatesPerSec: number;
   /** Per update: ms from the update call until it completed (tracked). */
   readonly latencyMs: { p50: number; p99: number; max: number };
+  /** CPU ms of this process (the server, and the GWs unless gwWorkers) per completed update. */
+  readonly parentCpuMsPerUpdate: number;
 }
 
 const pct = (xs: number[], p: number): number => {
@@ -467,6 +469,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
   }
   await Promise.all(groups.map((g) => waitAll(env, g.sgId, 1, g.members).then(() => tracked(env, g.sgId))));
   const lat: number[] = [];
+  const cpu0 = process.cpuUsage();
   const t0 = now();
   await Promise.all(
     groups.map(async (g) => {
@@ -480,6 +483,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
     }),
   );
   const seconds = (now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   for (const g of groups) await env.server.admin.deleteGroup(g.sgId);
   return {
     sgs: o.sgs,
@@ -488,6 +492,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
     seconds,
     updatesPerSec: lat.length / seconds,
     latencyMs: { p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: pct(lat, 1) },
+    parentCpuMsPerUpdate: (cpu.user + cpu.system) / 1000 / lat.length,
   };
 }
 
@@ -576,7 +581,8 @@ export async function runRekeyWorkers(
   if (r.updates)
     log(
       `key updates/s across ${r.updates.sgs} distinct SGs (${r.updates.membersPerSg} members each, SQLite): ${r.updates.updatesPerSec.toFixed(0)} ` +
-        `(${r.updates.updates} completed in ${r.updates.seconds.toFixed(2)} s; per update p50 ${r.updates.latencyMs.p50.toFixed(0)} ms, p99 ${r.updates.latencyMs.p99.toFixed(0)} ms)`,
+        `(${r.updates.updates} completed in ${r.updates.seconds.toFixed(2)} s; per update p50 ${r.updates.latencyMs.p50.toFixed(0)} ms, p99 ${r.updates.latencyMs.p99.toFixed(0)} ms; ` +
+        `CPU of this process ${r.updates.parentCpuMsPerUpdate.toFixed(1)} ms per update)`,
     );
   const outDir = o.outDir ?? join(process.cwd(), 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
@@ -605,6 +611,6 @@ export async function runRekeyWorkers(
   write(`rekey-${max}x${gateways}-workers-${day}.json`, { points: top });
   if (sizes.length > 1)
     write(`rekey-scale-workers-${day}.json`, { points: r.points, exponents: r.exponents });
-  if (r.updates) write(`rekey-updates-per-s-${day}.json`, { updates: r.updates });
+  if (r.updates) write(`rekey-updates-per-s-${max}x${gateways}-${day}.json`, { updates: r.updates });
   return r;
 }
