@@ -5,56 +5,26 @@
  * GWs they sit behind. Driven over the IPC channel only: the one-time enrollment tokens come over it (never on a
  * command line or in the environment), each PNE and GW generates its own key here and enrolls itself, and ack
  * times (performance.timeOrigin + performance.now(), comparable across processes) and byte counts go back over
- * it. Exits when its parent goes away (the IPC channel closes), so no worker outlives the benchmark.
+ * it. Exits when its parent goes away (the IPC channel closes), so no worker outlives the benchmark. Its one
+ * argument is its directory (a path inside the parent's temporary directory, no secret).
  * Internal: not a public entry point.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
 import { pool } from './measure.js';
+import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
 import { SimPne } from './sim-pne.js';
-
-export type WorkerRequest =
-  | {
-      t: 'gws';
-      id: number;
-      serverUrl: string;
-      enrollUrl: string;
-      caPem: string;
-      items: { i: number; token: string; port: number }[];
-    }
-  | {
-      t: 'pnes';
-      id: number;
-      caPem: string;
-      items: { i: number; gwUrl: string; gwEnrollUrl: string; token: string }[];
-    }
-  | { t: 'wait'; id: number; sgId: string; epoch: number; members: number[] }
-  | { t: 'close'; id: number };
-
-export interface WaitReply {
-  /** Absolute ack times (performance.timeOrigin + performance.now() at the ack), one per member asked for. */
-  readonly times: number[];
-  /** Key delivery bytes received by unicast so far by all the PNEs of this worker. */
-  readonly unicastBytes: number;
-  /** Broadcast bytes sent so far by the GWs of this worker. */
-  readonly broadcastBytes: number;
-  /** process.cpuUsage() of this worker so far (µs). */
-  readonly cpu: { user: number; system: number };
-}
-
-/** The bench's limits on not-yet-authenticated connections: its own setup stampede, not an attack. */
-export const BENCH_LIMITS = { maxUnauthenticated: 4096, maxUnauthenticatedPerAddress: 4096 } as const;
 
 const send = (m: object) => process.send?.(m);
 const logger = pino({ level: 'silent' });
 
-async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'cpns-bench-worker-'));
+/** `dir`: this worker's own directory (the GWs' broadcast state), inside the parent's, which removes it too. */
+async function main(dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const gws = new Map<number, PnGateway>();
   const sims = new Map<number, SimPne>();
   let broadcastBytes = 0;
@@ -131,4 +101,5 @@ async function main(): Promise<void> {
   send({ t: 'ready' });
 }
 
-void main();
+// Only as a forked worker (with an IPC channel and its directory): importing this module starts nothing.
+if (process.send && process.argv[2]) void main(process.argv[2]);

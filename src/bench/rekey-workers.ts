@@ -21,7 +21,7 @@ import { startServer } from '../embed/index.js';
 import { PnGateway } from '../gateway/index.js';
 import { median, pool } from './measure.js';
 import { fittedExponent } from './rekey-bench.js';
-import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-worker.js';
+import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
 
 type Policy = 'unicast' | 'broadcast';
 const POLICIES = {
@@ -45,15 +45,20 @@ export class Workers {
   readonly #killAll = () => {
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   };
+  /** The bench's temporary directory (the server's and the workers' state): removed on a signal too. */
+  #dir = '';
   readonly #onSignal = (sig: NodeJS.Signals) => {
     this.#killAll();
+    rmSync(this.#dir, { recursive: true, force: true });
     process.exit(sig === 'SIGINT' ? 130 : 143);
   };
 
   private constructor() {}
 
-  static async start(n: number): Promise<Workers> {
+  /** `n` workers, worker i keeping its state in `<dir>/worker<i>`. */
+  static async start(n: number, dir: string): Promise<Workers> {
     const w = new Workers();
+    w.#dir = dir;
     process.on('exit', w.#killAll);
     process.on('SIGINT', w.#onSignal);
     process.on('SIGTERM', w.#onSignal);
@@ -62,8 +67,8 @@ export class Workers {
     const file = self.replace(/rekey-workers\.(ts|js)$/, `rekey-worker.${ts ? 'ts' : 'js'}`);
     try {
       await Promise.all(
-        Array.from({ length: n }, () => {
-          const child = fork(file, [], {
+        Array.from({ length: n }, (_, i) => {
+          const child = fork(file, [join(dir, `worker${i}`)], {
             execArgv: ts ? ['--import', 'tsx'] : [],
             stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
           });
@@ -224,7 +229,7 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
   };
   server.events.on('change', onChange);
   try {
-    workers = await Workers.start(o.workers);
+    workers = await Workers.start(o.workers, dir);
     const W = workers.size;
     const gwInfo: { url: string; enrollUrl: string }[] = [];
     if (o.gwWorkers) {
