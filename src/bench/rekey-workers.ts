@@ -173,6 +173,8 @@ export interface UpdatesPerSec {
   readonly latencyMs: { p50: number; p99: number; max: number };
   /** CPU ms of this process (the server, and the GWs unless gwWorkers) per completed update. */
   readonly parentCpuMsPerUpdate: number;
+  /** CPU ms of all workers (PNEs, and GWs with gwWorkers) per completed update. */
+  readonly workersCpuMsPerUpdate: number;
 }
 
 const pct = (xs: number[], p: number): number => {
@@ -475,6 +477,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
   await Promise.all(groups.map((g) => waitAll(env, g.sgId, 1, g.members).then(() => tracked(env, g.sgId))));
   const lat: number[] = [];
   const cpu0 = process.cpuUsage();
+  const w0 = (await waitAll(env, '', 0, [])).cpuMs;
   const t0 = now();
   await Promise.all(
     groups.map(async (g) => {
@@ -489,6 +492,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
   );
   const seconds = (now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const w1 = (await waitAll(env, '', 0, [])).cpuMs;
   for (const g of groups) await env.server.admin.deleteGroup(g.sgId);
   return {
     sgs: o.sgs,
@@ -498,6 +502,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
     updatesPerSec: lat.length / seconds,
     latencyMs: { p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: pct(lat, 1) },
     parentCpuMsPerUpdate: (cpu.user + cpu.system) / 1000 / lat.length,
+    workersCpuMsPerUpdate: (w1 - w0) / lat.length,
   };
 }
 
@@ -587,7 +592,7 @@ export async function runRekeyWorkers(
     log(
       `key updates/s across ${r.updates.sgs} distinct SGs (${r.updates.membersPerSg} members each, SQLite): ${r.updates.updatesPerSec.toFixed(0)} ` +
         `(${r.updates.updates} completed in ${r.updates.seconds.toFixed(2)} s; per update p50 ${r.updates.latencyMs.p50.toFixed(0)} ms, p99 ${r.updates.latencyMs.p99.toFixed(0)} ms; ` +
-        `CPU of this process ${r.updates.parentCpuMsPerUpdate.toFixed(1)} ms per update)`,
+        `CPU per update: this process ${r.updates.parentCpuMsPerUpdate.toFixed(1)} ms, workers ${r.updates.workersCpuMsPerUpdate.toFixed(1)} ms)`,
     );
   const outDir = o.outDir ?? join(process.cwd(), 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
