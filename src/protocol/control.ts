@@ -14,10 +14,13 @@ import {
 } from '../core/codec/index.js';
 import { CpnsError, ErrorCode, isCodedError } from '../core/errors.js';
 import { TransportError, TransportErrorCode } from '../transport/errors.js';
-import { decodeFrame, encodeFrame } from '../transport/framing.js';
+import { decodeFrame, encodeFrame, groupPayloadOf } from '../transport/framing.js';
 import type { Session } from '../transport/session.js';
 
 export const silentLogger: Logger = pino({ level: 'silent' });
+
+/** Frames from the upstream (the GW's server, the PNE's GW) are bounded by the session's maxPayload already. */
+const UPSTREAM_LIMITS = { maxFrame: Number.POSITIVE_INFINITY } as const;
 
 /** Fixed, attacker-free text for each code sent in an `error` reply. */
 const TEXT: Partial<Record<string, string>> = {
@@ -259,12 +262,16 @@ export function serveFrame(
 ): void {
   let msg: ControlMessage;
   try {
-    const f = decodeFrame(buf, { maxFrame: conn.session.maxPayload });
-    if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
-    if (f.kind === 'group') {
-      onGroup(buf, Buffer.from(f.payload));
+    const limits = { maxFrame: conn.session.maxPayload };
+    // The payload is a view into the frame (no copy): onGroup copies what it keeps.
+    const group = groupPayloadOf(buf, limits);
+    if (group) {
+      onGroup(buf, group);
       return;
     }
+    const f = decodeFrame(buf, limits);
+    if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
+    if (f.kind === 'group') return; // not reached: group frames are handled above
     msg = decodeControl(f.payload);
   } catch (e) {
     conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
@@ -288,11 +295,14 @@ export function readUpstreamFrame(
 ): ControlMessage | undefined {
   let msg: ControlMessage;
   try {
-    const f = decodeFrame(buf, { maxFrame: Number.POSITIVE_INFINITY });
-    if (f.kind === 'group') {
-      onGroup(buf, Buffer.from(f.payload));
+    const limits = UPSTREAM_LIMITS;
+    // The payload is a view into the frame (no copy): onGroup copies what it keeps.
+    const group = groupPayloadOf(buf, limits);
+    if (group) {
+      onGroup(buf, group);
       return undefined;
     }
+    const f = decodeFrame(buf, limits);
     if (f.kind !== 'control') return undefined;
     msg = decodeControl(f.payload);
   } catch (e) {

@@ -125,6 +125,25 @@ export function encodeGroupFrame(parts: readonly Uint8Array[], limits: FrameLimi
   return out;
 }
 
+/**
+ * The payload of a group message frame (0x05), as a view into `buf` and checked as `decodeFrame` checks it
+ * (TOO_LARGE, MALFORMED); undefined for every other kind. Group frames are most of a session's traffic: this
+ * needs no frame object, and callers that dispatch on it decode the other kinds with `decodeFrame`.
+ */
+export function groupPayloadOf(buf: Buffer, limits: FrameLimits = {}): Buffer | undefined {
+  if (buf.length === 0 || buf[0] !== FrameKind.GROUP) return undefined;
+  if (buf.length > (limits.maxFrame ?? DEFAULT_MAX_FRAME))
+    throw new CpnsError('TOO_LARGE', 'frame too large', 'frame');
+  if (buf.length < 2) throw new CpnsError('MALFORMED', 'empty payload', 'payload');
+  return buf.subarray(1);
+}
+
+/** True when `buf` is a tunnel frame by its kind byte (0x02, 0x03, 0x04); says nothing about the rest. */
+export function isTunnelKind(buf: Uint8Array): boolean {
+  const k = buf[0];
+  return k === FrameKind.TUNNEL_DATA || k === FrameKind.TUNNEL_OPEN || k === FrameKind.TUNNEL_CLOSE;
+}
+
 function readTunnelId(buf: Uint8Array): number {
   if (buf.length < TUNNEL_HEADER) throw new CpnsError('MALFORMED', 'truncated tunnel header', 'tunnelId');
   const id = ((buf[1]! << 24) | (buf[2]! << 16) | (buf[3]! << 8) | buf[4]!) >>> 0;

@@ -21,6 +21,8 @@ import {
   DEFAULT_HEARTBEAT_TIMEOUT_MS,
 } from './limits.js';
 
+const BINARY = { binary: true } as const;
+
 /** WebSocket close codes used by CPNS sessions (4000-4999 are private-use per RFC 6455 §7.4.2). */
 export const CloseCode = {
   NORMAL: 1000,
@@ -136,7 +138,9 @@ export class Session extends EventEmitter {
       if (cb) queueMicrotask(() => cb(new TransportError('CLOSED', 'session is closed')));
       return;
     }
-    this.#ws.send(frame, { binary: true }, (err) => cb?.(err ?? undefined));
+    // Without `cb`, no callback per frame (a fan-out sends the same frame to many sessions).
+    if (cb) this.#ws.send(frame, BINARY, (err) => cb(err ?? undefined));
+    else this.#ws.send(frame, BINARY);
   }
 
   sendAsync(frame: Uint8Array): Promise<void> {

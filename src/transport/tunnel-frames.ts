@@ -3,7 +3,7 @@
  * the GW relay pick them out of a session's frames. Every other kind is the role layer's.
  */
 import { CpnsError } from '../core/errors.js';
-import { decodeFrame, encodeFrame, type Frame } from './framing.js';
+import { decodeFrame, encodeFrame, type Frame, isTunnelKind } from './framing.js';
 import type { Session } from './session.js';
 
 export type TunnelFrame = Extract<Frame, { kind: 'tunnel-data' | 'tunnel-open' | 'tunnel-close' }>;
@@ -14,6 +14,8 @@ function isTunnelFrame(f: Frame): f is TunnelFrame {
 
 /** Decodes a session frame if it is a tunnel frame; anything else (or malformed) is left to the role layer. */
 export function tunnelFrameOf(buf: Buffer, maxFrame: number): TunnelFrame | undefined {
+  // Every frame of a session passes here (group messages too): other kinds are told by their first byte.
+  if (!isTunnelKind(buf)) return undefined;
   try {
     const f = decodeFrame(buf, { maxFrame });
     return isTunnelFrame(f) ? f : undefined;

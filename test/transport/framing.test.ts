@@ -6,6 +6,8 @@ import {
   encodeFrame,
   encodeGroupFrame,
   type Frame,
+  groupPayloadOf,
+  isTunnelKind,
   MAX_TUNNEL_META,
 } from '../../src/transport/framing.js';
 
@@ -121,5 +123,43 @@ describe('encodeGroupFrame (pieces of a protected message)', () => {
       expect.objectContaining({ code: 'TOO_LARGE' }),
     );
     expect(encodeGroupFrame([Buffer.alloc(8), Buffer.alloc(7)], { maxFrame: 16 }).length).toBe(16);
+  });
+});
+
+describe('groupPayloadOf (the group frame fast path)', () => {
+  it('agrees with decodeFrame on every input: the same payload, the same refusal, or not a group frame', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 40 }),
+        fc.integer({ min: 1, max: 48 }),
+        (bytes, maxFrame) => {
+          const buf = Buffer.from(bytes);
+          if (buf.length > 0 && bytes[0]! % 3 === 0) buf[0] = 0x05;
+          let expected: { payload?: Buffer; code?: string; other?: true };
+          try {
+            const f = decodeFrame(buf, { maxFrame });
+            expected = f.kind === 'group' ? { payload: Buffer.from(f.payload) } : { other: true };
+          } catch (e) {
+            expected = buf[0] === 0x05 ? { code: (e as CpnsError).code } : { other: true };
+          }
+          let got: typeof expected;
+          try {
+            const p = groupPayloadOf(buf, { maxFrame });
+            got = p === undefined ? { other: true } : { payload: Buffer.from(p) };
+          } catch (e) {
+            got = { code: (e as CpnsError).code };
+          }
+          expect(got).toEqual(expected);
+          expect(isTunnelKind(buf)).toBe(buf.length > 0 && buf[0]! >= 0x02 && buf[0]! <= 0x04);
+        },
+      ),
+    );
+  });
+
+  it('is a view into the frame, not a copy', () => {
+    const buf = Buffer.from([0x05, 1, 2, 3]);
+    const p = groupPayloadOf(buf)!;
+    buf[1] = 9;
+    expect(p[0]).toBe(9);
   });
 });
