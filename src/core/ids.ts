@@ -54,3 +54,41 @@ export function toPneIdentity(pne: string): string {
   if (s.startsWith(PNE_PREFIX) && UUID_RE.test(s.slice(PNE_PREFIX.length))) return s;
   throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'not a PNE identity or UUID', 'pne');
 }
+
+/**
+ * The text form of a group-message header's SG id and sender id (bytes 8..40, docs/group-messages.md), formatted
+ * once for a run of messages with the same ids instead of once per message: it keeps the last ids' bytes and
+ * their text. `sender` formats the sender id (senderIdentity at a GW, pneIdentityOf at the server).
+ */
+export class HeaderIdText {
+  readonly #bytes = Buffer.alloc(32);
+  #valid = false;
+  readonly #sender: (senderId: Uint8Array) => string;
+  sgId = '';
+  sender = '';
+
+  constructor(sender: (senderId: Uint8Array) => string) {
+    this.#sender = sender;
+  }
+
+  /** Sets `sgId` and `sender` from `msg`, a group message whose header was validated (>= 56 bytes). */
+  of(msg: Uint8Array): this {
+    const b = this.#bytes;
+    if (this.#valid) {
+      let same = true;
+      for (let i = 0; i < 32; i++) {
+        if (msg[8 + i] !== b[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this;
+    }
+    this.#valid = false;
+    b.set(msg.subarray(8, 40));
+    this.sgId = bytesToUuid(b.subarray(0, 16));
+    this.sender = this.#sender(b.subarray(16, 32));
+    this.#valid = true;
+    return this;
+  }
+}

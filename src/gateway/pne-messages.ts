@@ -8,7 +8,6 @@ import type { ControlMessage, MessageOf, MessageType } from '../core/codec/index
 import { ErrorCode } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
-import { bytesToUuid } from '../core/ids.js';
 import { type AuthzRow, rowOf } from '../protocol/authz.js';
 import { codeOf, fail, uuidOf, uuidToBytes } from '../protocol/control.js';
 import { CloseCode } from '../transport/session.js';
@@ -130,8 +129,9 @@ export function admitGroupMessage(st: GatewayState, c: PneConn, payload: Buffer)
   if (payload.length > DEFAULT_MAX_MESSAGE_BYTES) fail(ErrorCode.TOO_LARGE, 'message');
   const h = readHeader(payload);
   // Attribution: the header's sender must be this PNE as named in its certificate.
-  if (!h.senderId.equals(uuidToBytes(uuidOf(c.id)))) fail(ErrorCode.FORBIDDEN, 'senderId');
-  const sgId = bytesToUuid(h.sgId);
+  c.senderId ??= uuidToBytes(uuidOf(c.id));
+  if (!h.senderId.equals(c.senderId)) fail(ErrorCode.FORBIDDEN, 'senderId');
+  const sgId = st.idsFromPne.of(payload).sgId;
   const e = st.keys.get(sgId);
   if (!e?.targets.has(c.id)) fail(ErrorCode.NOT_MEMBER, 'sgId');
   if (h.epoch > e.epoch) fail(ErrorCode.UNKNOWN_EPOCH, 'epoch');

@@ -6,8 +6,7 @@
  */
 import { type CpnsError, isCpnsError } from '../core/errors.js';
 import { readHeader } from '../core/group/header.js';
-import { bytesToUuid } from '../core/ids.js';
-import { codeOf, senderIdentity } from '../protocol/control.js';
+import { codeOf } from '../protocol/control.js';
 import { attachedTargets } from './decisions.js';
 import { admitGroupMessage } from './pne-messages.js';
 import { countDrop, type GatewayState, type PneConn } from './state.js';
@@ -38,9 +37,10 @@ export function deliverLocal(
   let sender = exclude;
   if (sgId === undefined) {
     try {
-      const h = readHeader(payload);
-      sgId = bytesToUuid(h.sgId);
-      sender = senderIdentity(h.senderId);
+      readHeader(payload); // the header is checked once here, for a message from the server
+      const ids = st.idsFromServer.of(payload);
+      sgId = ids.sgId;
+      sender = ids.sender;
     } catch (err) {
       countDrop(st, codeOf(err)); // from the server: a header this GW cannot read
       return;

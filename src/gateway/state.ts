@@ -6,6 +6,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Medium, MessageOf } from '../core/codec/index.js';
+import { HeaderIdText, senderIdentity } from '../core/ids.js';
 import { Control, type Logger } from '../protocol/control.js';
 import type { DeliveryPolicy, GatewayBroadcaster } from '../protocol/index.js';
 import type { ReconnectingClient } from '../transport/reconnecting-client.js';
@@ -73,6 +74,8 @@ export interface PneConn {
   /** Tree (id:version) of the GKDK the PNE acked; broadcast-capable only while it matches the current tree. */
   gkdkTree: string | undefined;
   queue: Promise<void>;
+  /** The 16 id bytes of `id`, as a group message header of this PNE carries them (made on first use). */
+  senderId?: Buffer;
 }
 
 /** Plain counts of what this GW did (`PnGateway.stats()`; the CLI exports them to Prometheus). */
@@ -120,6 +123,9 @@ export interface GatewayState {
   registered: boolean;
   closed: boolean;
   readonly counters: GatewayCounters;
+  /** Text ids of the last group message's header, from a PNE and from the server (formatted once per run). */
+  readonly idsFromPne: HeaderIdText;
+  readonly idsFromServer: HeaderIdText;
 }
 
 export function createState(o: {
@@ -149,6 +155,8 @@ export function createState(o: {
     registered: false,
     closed: false,
     counters: { broadcasts: 0, broadcastDatagrams: 0, fallbacks: 0, drops: new Map(), enrollSessions: 0 },
+    idsFromPne: new HeaderIdText(senderIdentity),
+    idsFromServer: new HeaderIdText(senderIdentity),
   };
 }
 

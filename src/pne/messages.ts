@@ -5,7 +5,7 @@
  */
 import { CpnsError, ErrorCode } from '../core/errors.js';
 import { OFF } from '../core/group/header.js';
-import type { OpenedMessage } from '../core/group/receiver.js';
+import type { OpenedMessage, SenderInstance } from '../core/group/receiver.js';
 import { bytesToUuid, codeOf, senderIdentity, uuidToBytes } from '../protocol/control.js';
 import { encodeGroupFrame } from '../transport/framing.js';
 import { MAX_PENDING } from './defaults.js';
@@ -49,20 +49,35 @@ export function onGroupMessage(st: PneState, payload: Buffer, retried = false): 
     st.events.emit('drop', { code, sgId });
     if (code === ErrorCode.UNKNOWN_EPOCH && sgId !== undefined && !retried) {
       const list = st.pending.get(sgId) ?? [];
-      if (list.length < MAX_PENDING) list.push(payload);
+      // A copy: the payload is a view into the session's read buffer, which a kept message must not pin.
+      if (list.length < MAX_PENDING) list.push(Buffer.from(payload));
       st.pending.set(sgId, list);
       fetchPending(st, sgId);
     }
     return;
   }
-  const h = opened.header;
+  const ids = idsOf(st, opened.from);
   const ev: GroupMessageEvent = {
-    sgId: bytesToUuid(h.sgId),
-    sender: senderIdentity(h.senderId),
-    epoch: h.epoch,
+    sgId: ids.sgId,
+    sender: ids.sender,
+    epoch: opened.header.epoch,
     plaintext: opened.plaintext,
   };
   st.events.emit('message', ev);
+}
+
+/** The text ids of a sender instance, formatted once per instance (not per message). */
+function idsOf(st: PneState, from: SenderInstance): { readonly sgId: string; readonly sender: string } {
+  const c = st.senderIds;
+  if (c.last === from) return c.ids;
+  let ids = c.byInstance.get(from);
+  if (!ids) {
+    ids = { sgId: bytesToUuid(from.sgId), sender: senderIdentity(from.senderId) };
+    c.byInstance.set(from, ids);
+  }
+  c.last = from;
+  c.ids = ids;
+  return ids;
 }
 
 /** A key of `sgId` was installed: retry (once) the messages kept for it. */

@@ -9,7 +9,7 @@ import type { EventEmitter } from 'node:events';
 import type { Ed25519KeyPair } from '../core/crypto/ed25519.js';
 import { ed25519Generate } from '../core/crypto/ed25519.js';
 import { GroupKeyRing } from '../core/group/keyring.js';
-import { GroupReceiver } from '../core/group/receiver.js';
+import { GroupReceiver, type SenderInstance } from '../core/group/receiver.js';
 import { GroupSender } from '../core/group/sender.js';
 import { type Control, type Logger, silentLogger, uuidOf, uuidToBytes } from '../protocol/control.js';
 import type { BroadcastKeyListener } from '../protocol/index.js';
@@ -76,6 +76,14 @@ export interface BroadcastState {
   readonly drops: Map<string, number>;
 }
 
+export interface SenderIdCache {
+  /** Weak: an instance the receiver dropped (its epoch retired) takes its entry with it. */
+  readonly byInstance: WeakMap<SenderInstance, { readonly sgId: string; readonly sender: string }>;
+  /** The instance of the last message, and its ids (a sender usually sends several in a row). */
+  last: SenderInstance | undefined;
+  ids: { readonly sgId: string; readonly sender: string };
+}
+
 export interface PneState {
   readonly identity: string;
   readonly opts: PneConnectOptions;
@@ -93,6 +101,8 @@ export interface PneState {
   readonly pending: Map<string, Buffer[]>;
   /** SGs whose key is being fetched because of such a message (once at a time per SG). */
   readonly fetching: Set<string>;
+  /** The text ids (SG, sender) of the sender instances messages came from, formatted once per instance. */
+  readonly senderIds: SenderIdCache;
   readonly link: GwLink;
   readonly tunnel: ServerTunnel;
   readonly broadcast: BroadcastState;
@@ -118,6 +128,7 @@ export function createState(opts: PneConnectOptions, events: EventEmitter): PneS
     sender: new GroupSender({ senderId: uuidToBytes(uuidOf(identity)), signingKey: signing.privateKey }),
     pending: new Map(),
     fetching: new Set(),
+    senderIds: { byInstance: new WeakMap(), last: undefined, ids: { sgId: '', sender: '' } },
     link: { state: { phase: 'connecting' }, client: null },
     tunnel: { ms: null, srv: null, attempt: 0 },
     broadcast: { listener: undefined, chain: Promise.resolve(), drops: new Map() },

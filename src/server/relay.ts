@@ -20,10 +20,12 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
     const payload = frame.subarray(1);
     const envelope = relayEnvelope(conn.registered, payload.length, DEFAULT_MAX_MESSAGE_BYTES);
     if (envelope) fail(envelope.code, envelope.field);
-    const h = readHeader(payload);
-    const sgId = bytesToUuid(h.sgId);
+    const h = readHeader(payload); // the header is checked once at this hop
+    const ids = srv.relayIds.of(payload, h);
+    const sgId = ids.sgId;
     const st = srv.groups.get(sgId);
-    if (st) sender = pneIdentityOf(h.senderId);
+    if (st) sender = ids.sender;
+    const keys = { mk: ids.mk, sk: ids.sk };
     // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
     const refusal = admitRelay({
       group: st,
@@ -31,11 +33,11 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
       senderProvenHere: sender !== undefined && provenAt(srv.pneAt, sender, conn.id, conn.attached),
       epoch: h.epoch,
       counter: h.counter,
-      relayMark: relayMarkOf(srv, sgId, h),
+      relayMark: srv.marks.get(keys.mk)?.get(keys.sk),
       now: Date.now(),
     });
     if (refusal) fail(refusal.code, refusal.field);
-    setMark(srv, sgId, h);
+    setMarkAt(srv, keys, h.counter);
     fanOut(srv, st!, frame, conn.id); // admitted, so the SG exists
     toOtherNodes(srv, payload);
     srv.metrics.relayed(payload.length);
@@ -94,6 +96,34 @@ export function relayFromNode(srv: ServerState, data: Uint8Array): void {
   }
 }
 
+/**
+ * The text a relayed header maps to, formatted once for a run of messages of one sender instance (header bytes
+ * 4..48: epoch, SG, sender, instance): the SG id, the sender's PNE identity, and its relay-mark keys (`markKeys`).
+ */
+export class RelayIds {
+  readonly #bytes = Buffer.alloc(44);
+  #valid = false;
+  sgId = '';
+  sender = '';
+  mk = '';
+  sk = '';
+
+  /** `h` is the validated header of `msg`. */
+  of(msg: Buffer, h: GroupHeader): this {
+    const b = this.#bytes;
+    if (this.#valid && msg.compare(b, 0, 44, 4, 48) === 0) return this;
+    this.#valid = false;
+    msg.copy(b, 0, 4, 48);
+    this.sgId = bytesToUuid(h.sgId);
+    this.sender = pneIdentityOf(h.senderId);
+    const k = markKeys(this.sgId, h);
+    this.mk = k.mk;
+    this.sk = k.sk;
+    this.#valid = true;
+    return this;
+  }
+}
+
 function markKeys(sgId: string, h: GroupHeader): { mk: string; sk: string } {
   return { mk: `${sgId}|${h.epoch}`, sk: `${h.senderId.toString('hex')}|${h.instance.toString('hex')}` };
 }
@@ -105,13 +135,16 @@ function relayMarkOf(srv: ServerState, sgId: string, h: GroupHeader): number | u
 }
 
 function setMark(srv: ServerState, sgId: string, h: GroupHeader): void {
-  const { mk, sk } = markKeys(sgId, h);
+  setMarkAt(srv, markKeys(sgId, h), h.counter);
+}
+
+function setMarkAt(srv: ServerState, { mk, sk }: { mk: string; sk: string }, counter: number): void {
   let marks = srv.marks.get(mk);
   if (!marks) {
     marks = new Map();
     srv.marks.set(mk, marks);
   }
-  marks.set(sk, h.counter);
+  marks.set(sk, counter);
   srv.dirtyMarks.add(`${mk}|${sk}`);
 }
 

@@ -20,6 +20,7 @@ import { AckTracker } from './ack-tracker.js';
 import type { ClusterLink } from './cluster.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { DeliveryWriter, writeAcks } from './delivery-writer.js';
+import { RelayIds } from './relay.js';
 import type { ServerOptions } from './types.js';
 
 /** The actor of operator actions (admin surface) in the audit log and as an SG's owner. */
@@ -61,6 +62,8 @@ export interface ServerState {
   /** `${sgId}|${epoch}` -> `${senderHex}|${instanceHex}` -> highest relayed counter. */
   readonly marks: Map<string, Map<string, number>>;
   readonly dirtyMarks: Set<string>;
+  /** Text ids of the last relayed header (relay.ts), formatted once per run of one sender instance. */
+  readonly relayIds: RelayIds;
   readonly locks: Map<string, Promise<unknown>>;
   /** Per SG, the members that have not acked its current epoch yet, and the ack latency timing (acks.ts). */
   readonly acks: AckTracker;
@@ -94,6 +97,7 @@ export function createState(o: {
     revokedSerials: new Set(),
     marks: new Map(),
     dirtyMarks: new Set(),
+    relayIds: new RelayIds(),
     locks: new Map(),
     acks: new AckTracker(),
     deliveries: new DeliveryWriter(

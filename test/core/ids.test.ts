@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   bytesToUuid,
+  HeaderIdText,
   isUuid,
   NIL_UUID,
   pneIdentityOf,
@@ -42,5 +43,38 @@ describe('ids (one module for the product)', () => {
     const u = randomUUID();
     if (ok) expect(toPneIdentity(make(u))).toBe(`urn:cpns:pne:${u}`);
     else expect(() => toPneIdentity(make(u))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describe('HeaderIdText (text ids of a run of group messages)', () => {
+  const header = (sg: string, sender: Uint8Array): Buffer => {
+    const b = Buffer.alloc(56);
+    uuidToBytes(sg).copy(b, 8);
+    Buffer.from(sender).copy(b, 24);
+    return b;
+  };
+  it('gives the text of each message header, whether its ids change or repeat', () => {
+    const t = new HeaderIdText(senderIdentity);
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })), { maxLength: 30 }),
+        (seq) => {
+          const sgs = [randomUUID(), randomUUID(), NIL_UUID];
+          const senders = [uuidToBytes(randomUUID()), uuidToBytes(randomUUID()), uuidToBytes(NIL_UUID)];
+          for (const [g, s] of seq) {
+            const r = t.of(header(sgs[g]!, senders[s]!));
+            expect(r.sgId).toBe(sgs[g]);
+            expect(r.sender).toBe(senderIdentity(senders[s]!));
+          }
+        },
+      ),
+    );
+  });
+  it('the server form names the sender by its PNE identity', () => {
+    const sender = uuidToBytes(randomUUID());
+    const sg = randomUUID();
+    const r = new HeaderIdText(pneIdentityOf).of(header(sg, sender));
+    expect(r.sgId).toBe(sg);
+    expect(r.sender).toBe(pneIdentityOf(sender));
   });
 });

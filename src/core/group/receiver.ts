@@ -34,6 +34,20 @@ export interface OpenedMessage {
   readonly header: GroupHeader;
   readonly plaintext: Buffer;
   readonly signed: boolean;
+  /**
+   * The sender instance the message came from: the same object for every message of one (epoch, SG, sender,
+   * instance), so a caller can cache what it derives from the header ids (their text form) instead of
+   * formatting them per message.
+   */
+  readonly from: SenderInstance;
+}
+
+/** One sender instance in one epoch of one SG, as a receiver tracks it (copies of the header's id bytes). */
+export interface SenderInstance {
+  readonly epoch: number;
+  readonly sgId: Buffer;
+  readonly senderId: Buffer;
+  readonly instance: Buffer;
 }
 
 interface PeerState {
@@ -44,6 +58,8 @@ interface PeerState {
   readonly sgKey: string;
   /** Header bytes [4, 48) of this sender instance. */
   readonly idBytes: Buffer;
+  /** What `open` returns as `from` (no key material). */
+  readonly from: SenderInstance;
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 65536 + HEADER_BYTES + TAG_BYTES + ED25519_SIGNATURE_BYTES;
@@ -176,24 +192,26 @@ export class GroupReceiver {
     if (known) {
       known.window.commit(header.counter);
       this.last = known;
-    } else {
-      const window =
-        anchor === undefined
-          ? new ReplayWindow(this.windowSize)
-          : ReplayWindow.anchoredAt(anchor, this.windowSize);
-      window.commit(header.counter);
-      const state: PeerState = {
-        mk,
-        window,
-        id,
-        sgKey,
-        idBytes: Buffer.from(msg.subarray(ID_START, ID_END)),
-      };
-      this.peers.set(id, state);
-      this.anchors.delete(id);
-      this.last = state;
+      return { header, plaintext: body, signed, from: known.from };
     }
-    return { header, plaintext: body, signed };
+    const window =
+      anchor === undefined
+        ? new ReplayWindow(this.windowSize)
+        : ReplayWindow.anchoredAt(anchor, this.windowSize);
+    window.commit(header.counter);
+    const idBytes = Buffer.from(msg.subarray(ID_START, ID_END));
+    const from: SenderInstance = Object.freeze({
+      epoch: header.epoch,
+      // Copies of their own, not views into idBytes: a caller writing into them cannot change what is matched.
+      sgId: Buffer.from(header.sgId),
+      senderId: Buffer.from(header.senderId),
+      instance: Buffer.from(header.instance),
+    });
+    const state: PeerState = { mk, window, id, sgKey, idBytes, from };
+    this.peers.set(id, state);
+    this.anchors.delete(id);
+    this.last = state;
+    return { header, plaintext: body, signed, from: state.from };
   }
 
   private dropEpoch(sgKey: string, epoch: number): void {

@@ -96,3 +96,38 @@ describe('receiver: the last sender instance is recognised by its header bytes',
     expect(code(() => t.receiver.open(next))).toBe('OK');
   });
 });
+
+describe('open: the sender instance a message came from', () => {
+  it('is one object per (epoch, SG, sender, instance), with the header ids, and another for another instance', () => {
+    const t = setup();
+    const a = new GroupSender({ senderId: ALICE });
+    const a2 = new GroupSender({ senderId: ALICE });
+    const b = new GroupSender({ senderId: BOB });
+    const m1 = t.receiver.open(a.protect(SG, t.gk(), Buffer.from('1')));
+    const m2 = t.receiver.open(a.protect(SG, t.gk(), Buffer.from('2')));
+    const n = t.receiver.open(b.protect(SG, t.gk(), Buffer.from('3')));
+    const m3 = t.receiver.open(a.protect(SG, t.gk(), Buffer.from('4')));
+    const o = t.receiver.open(a2.protect(SG, t.gk(), Buffer.from('5')));
+    expect(m2.from).toBe(m1.from);
+    expect(m3.from).toBe(m1.from);
+    expect(n.from).not.toBe(m1.from);
+    expect(o.from).not.toBe(m1.from);
+    expect(m1.from.sgId.equals(SG)).toBe(true);
+    expect(m1.from.senderId.equals(ALICE)).toBe(true);
+    expect(m1.from.instance.equals(a.instance)).toBe(true);
+    expect(m1.from.epoch).toBe(1);
+    expect(n.from.senderId.equals(BOB)).toBe(true);
+    expect(Object.isFrozen(m1.from)).toBe(true);
+  });
+
+  it('writing into its bytes does not change how later messages of the instance are matched', () => {
+    const t = setup();
+    const a = new GroupSender({ senderId: ALICE });
+    const m1 = t.receiver.open(a.protect(SG, t.gk(), Buffer.from('1')));
+    m1.from.senderId.fill(0);
+    m1.from.sgId.fill(0);
+    const m2 = t.receiver.open(a.protect(SG, t.gk(), Buffer.from('2')));
+    expect(m2.from).toBe(m1.from);
+    expect(t.receiver.trackedSenders).toBe(1);
+  });
+});
