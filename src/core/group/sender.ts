@@ -105,9 +105,18 @@ export class GroupSender {
     );
     // GCM and ChaCha20-Poly1305 need no plaintextLength (only CCM does).
     cipher.setAAD(out.subarray(0, H));
-    let n = H + cipher.update(plaintext).copy(out, H);
-    n += cipher.final().copy(out, n);
-    n += cipher.getAuthTag().copy(out, n);
+    // TypedArray#set, not Buffer#copy: the same copy without copy's argument handling (per message).
+    const ct = cipher.update(plaintext);
+    out.set(ct, H);
+    let n = H + ct.length;
+    const last = cipher.final(); // empty for GCM and ChaCha20-Poly1305
+    if (last.length > 0) {
+      out.set(last, n);
+      n += last.length;
+    }
+    const tag = cipher.getAuthTag();
+    out.set(tag, n);
+    n += tag.length;
     if (sign) ed25519Sign(this.signingKey!, out.subarray(0, n)).copy(out, n);
     return out;
   }

@@ -1,8 +1,10 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Suite } from '../../../src/core/crypto/aead.js';
 import { ErrorCode } from '../../../src/core/errors.js';
 import { GroupKeyRing, GroupReceiver, GroupSender, readHeader } from '../../../src/core/group/index.js';
+import { nonceFor } from '../../../src/core/group/message-key.js';
 import { ALICE, BOB, code, SG, setup } from './helpers.js';
 
 describe('protectParts', () => {
@@ -129,5 +131,22 @@ describe('open: the sender instance a message came from', () => {
     const m2 = t.receiver.open(a.protect(SG, t.gk(), Buffer.from('2')));
     expect(m2.from).toBe(m1.from);
     expect(t.receiver.trackedSenders).toBe(1);
+  });
+});
+
+describe('nonceFor', () => {
+  it('is iv XOR (0^4 || counter as uint64 BE) for every counter below 2^48', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+        (iv, c) => {
+          const ctr = Buffer.alloc(12);
+          ctr.writeBigUInt64BE(BigInt(c), 4);
+          const want = Buffer.from(iv.map((b, i) => b ^ ctr[i]!));
+          expect(nonceFor(Buffer.from(iv), c, Buffer.alloc(12)).equals(want)).toBe(true);
+        },
+      ),
+    );
   });
 });
