@@ -18,7 +18,13 @@ import type { GroupMessageEvent } from './types.js';
  * (a view into the frame handed to the session: header, ciphertext and tag are copied once, into the frame).
  */
 export function send(st: PneState, sgId: string, data: Uint8Array | string): Buffer {
-  const sg = uuidToBytes(sgId);
+  // The id bytes of the SG sent to last: a sender usually sends several messages to one SG in a row.
+  const c = st.sendTo;
+  if (c.sgId !== sgId) {
+    c.bytes = uuidToBytes(sgId);
+    c.sgId = sgId;
+  }
+  const sg = c.bytes;
   const gk = st.ring.current(sg);
   if (!gk) throw new CpnsError(ErrorCode.UNKNOWN_GROUP, 'no Group Key held for this Service Group', 'sgId');
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;

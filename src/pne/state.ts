@@ -103,6 +103,8 @@ export interface PneState {
   readonly fetching: Set<string>;
   /** The text ids (SG, sender) of the sender instances messages came from, formatted once per instance. */
   readonly senderIds: SenderIdCache;
+  /** The SG sent to last and its id bytes (messages.ts `send`; the bytes are never written to). */
+  readonly sendTo: { sgId: string | undefined; bytes: Buffer };
   readonly link: GwLink;
   readonly tunnel: ServerTunnel;
   readonly broadcast: BroadcastState;
@@ -129,6 +131,7 @@ export function createState(opts: PneConnectOptions, events: EventEmitter): PneS
     pending: new Map(),
     fetching: new Set(),
     senderIds: { byInstance: new WeakMap(), last: undefined, ids: { sgId: '', sender: '' } },
+    sendTo: { sgId: undefined, bytes: Buffer.alloc(16) },
     link: { state: { phase: 'connecting' }, client: null },
     tunnel: { ms: null, srv: null, attempt: 0 },
     broadcast: { listener: undefined, chain: Promise.resolve(), drops: new Map() },
