@@ -43,7 +43,7 @@ import type {
 } from '../store.js';
 import * as adminTokens from './admin-tokens.js';
 import * as audit from './audit.js';
-import { type Ctx, type Db, mapError, tx } from './db.js';
+import { type Ctx, cacheStatements, type Db, mapError, tx } from './db.js';
 import * as delivery from './delivery.js';
 import * as groups from './groups.js';
 import * as inventory from './inventory.js';
@@ -134,6 +134,7 @@ export class SqliteStore implements Store {
       if (!memory) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
+      cacheStatements(db);
       const { version, applied } = migrate(db, opts.migrations ?? MIGRATIONS);
       const sealer = initMeta(db, opts.masterKey);
       const ctx: Ctx = { db, sealer, now: opts.now ?? Date.now };
