@@ -13,10 +13,11 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
-import { PnGateway } from '../gateway/index.js';
+import type { PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
+import { startBenchGateway } from './bench-gateway.js';
 import { pool } from './measure.js';
-import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
+import type { WaitReply, WorkerRequest } from './rekey-protocol.js';
 import { SimPne } from './sim-pne.js';
 
 const send = (m: object) => process.send?.(m);
@@ -44,19 +45,17 @@ async function main(dir: string): Promise<void> {
       if (m.t === 'gws') {
         const out: { i: number; url: string; enrollUrl: string }[] = [];
         await pool(m.items, 8, async ({ i, token, port }) => {
-          const credentials = await PnGateway.enroll({ enrollUrl: m.enrollUrl, caPem: m.caPem, token });
-          const gw = await PnGateway.start({
+          const gw = await startBenchGateway({
             serverUrl: m.serverUrl,
-            credentials,
-            heartbeat: false,
+            enrollUrl: m.enrollUrl,
+            caPem: m.caPem,
+            token,
             logger,
-            limits: BENCH_LIMITS,
-            enrollLimits: BENCH_LIMITS,
             dataDir: join(dir, `gw${i}`),
-            broadcastMedia: [{ name: 'wifi', group: '239.255.78.1', port }],
-          });
-          gw.on('delivery', (d: { bytes: number }) => {
-            broadcastBytes += d.bytes;
+            port,
+            onBroadcastBytes: (n) => {
+              broadcastBytes += n;
+            },
           });
           gws.set(i, gw);
           out.push({ i, url: gw.url, enrollUrl: gw.enrollUrl });

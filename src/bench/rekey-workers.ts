@@ -18,7 +18,8 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { startServer } from '../embed/index.js';
-import { PnGateway } from '../gateway/index.js';
+import type { PnGateway } from '../gateway/index.js';
+import { startBenchGateway } from './bench-gateway.js';
 import { median, pool } from './measure.js';
 import { fittedExponent } from './rekey-bench.js';
 import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
@@ -258,23 +259,17 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
         Array.from({ length: gateways }, (_, i) => i),
         8,
         async (i) => {
-          const credentials = await PnGateway.enroll({
+          const gw = await startBenchGateway({
+            serverUrl: server.url,
             enrollUrl: server.enrollUrl,
             caPem: server.caPem,
             token: await server.admin.createToken('gw'),
-          });
-          const gw = await PnGateway.start({
-            serverUrl: server.url,
-            credentials,
-            heartbeat: false,
             logger,
-            limits: BENCH_LIMITS,
-            enrollLimits: BENCH_LIMITS,
             dataDir: join(dir, `gw${i}`),
-            broadcastMedia: [{ name: 'wifi', group: '239.255.78.1', port: BROADCAST_PORT_BASE + i }],
-          });
-          gw.on('delivery', (d: { bytes: number }) => {
-            env.local.broadcastBytes += d.bytes;
+            port: BROADCAST_PORT_BASE + i,
+            onBroadcastBytes: (n) => {
+              env.local.broadcastBytes += n;
+            },
           });
           localGws[i] = gw;
           gwInfo[i] = { url: gw.url, enrollUrl: gw.enrollUrl };

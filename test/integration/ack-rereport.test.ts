@@ -8,10 +8,9 @@
  * it the server would show the members as not holding the epoch for as long as the epoch lasts.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { PnGateway } from '../../src/gateway/index.js';
 import { PneClient } from '../../src/pne/index.js';
 import { CutProxy } from '../pg-proxy.js';
-import { BACKOFF, enrollPne, startServer, tempDir, until } from './helpers.js';
+import { BACKOFF, enrollPne, startGateway, startServer, tempDir, until } from './helpers.js';
 
 const tmp = tempDir();
 const closers: (() => Promise<unknown>)[] = [];
@@ -31,15 +30,8 @@ describe('acks re-reported on a new upstream session', () => {
     closers.push(() => proxy.cut());
     const viaProxy = new URL(server.url);
     viaProxy.port = String(proxy.port);
-    const gw = await PnGateway.start({
+    const gw = await startGateway(server, undefined, {
       serverUrl: viaProxy.toString(),
-      credentials: await PnGateway.enroll({
-        enrollUrl: server.enrollUrl,
-        caPem: server.caPem,
-        token: await server.admin.createToken('gw'),
-      }),
-      heartbeat: false,
-      reconnect: BACKOFF,
       reportBatchMs: 60_000,
     });
     closers.push(() => gw.close());
