@@ -284,6 +284,10 @@ function failureLine(err: unknown): string {
     process.stderr.write(`${e?.stack ?? String(err)}\n`);
   if (typeof e?.code === 'string' && typeof e.path === 'string')
     return `FILE_ERROR: cannot use ${e.path} (${e.code})`;
+  // A listen address of ours (--host, --port and the like) that another process holds.
+  const l = e as { code?: unknown; address?: unknown; port?: unknown } | null;
+  if (l?.code === 'EADDRINUSE' && typeof l.address === 'string' && typeof l.port === 'number')
+    return `ADDRESS_IN_USE: ${l.address}:${l.port} is in use by another process (choose another port)`;
   return 'INTERNAL: unexpected failure (CPNS_LOG_LEVEL=debug shows the details)';
 }
 

@@ -5,6 +5,7 @@
  * line `cpns: <CODE>: <message>`, no raw Node error text.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -186,6 +187,19 @@ describe('cpns errors say what to do', () => {
     expect(used).toContain('already used');
     expect(used).toContain('cpns admin token create --role pne');
   }, 90_000);
+
+  it('a listen port another process holds: ADDRESS_IN_USE, naming the address', async () => {
+    const busy = createNetServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const r = await cli.run(['server', '--data-dir', dir(), '--port', String(port), '--enroll-port', '0']);
+      const line = failure(r, 'ADDRESS_IN_USE');
+      expect(line).toContain(`127.0.0.1:${port}`);
+    } finally {
+      busy.close();
+    }
+  }, 60_000);
 
   it('a PNE whose GW is not there: UNREACHABLE, naming --gw', async () => {
     const P = dir();
