@@ -270,8 +270,8 @@ export function serveFrame(
       return;
     }
     const f = decodeFrame(buf, limits);
-    if (f.kind === 'tunnel-data' || f.kind === 'tunnel-open' || f.kind === 'tunnel-close') return;
-    if (f.kind === 'group') return; // not reached: group frames are handled above
+    // Tunnel frames are the tunnel layer's (tunnel-frames.ts); group frames were handled above.
+    if (f.kind !== 'control') return;
     msg = decodeControl(f.payload);
   } catch (e) {
     conn.control.sendError(codeOf(e), undefined, (e as CpnsError).field);
