@@ -871,6 +871,19 @@ export function runStoreSuite(name: string, factory: HarnessFactory, caps: Backe
         await rejectsStore(s.deliveryStatus(randomUUID()), 'NOT_FOUND');
         // a batch is all-or-nothing
         await rejectsInvalid(s.recordDeliveries([{ ...ack, epoch: 1 }, ack]), 'epoch');
+        // each row is checked against its own group's epochs (a batch names several groups)
+        const other = await s.createGroup(group());
+        await s.rotateGroupKey(other.sgId, randomBytes(32), 'create', KC);
+        await s.rotateGroupKey(other.sgId, randomBytes(32), 'manual', KU);
+        await rejectsInvalid(s.recordDeliveries([{ ...ack, sgId: other.sgId }, ack]), 'epoch');
+        await rejectsInvalid(
+          s.recordGatewayAcks([
+            { sgId: other.sgId, epoch: 2, gwId: ack.gwId },
+            { sgId: g.sgId, epoch: 2, gwId: ack.gwId },
+          ]),
+          'epoch',
+        );
+        expect(await h.raw(s, 'SELECT * FROM gw_deliveries')).toEqual([]);
         expect((await s.deliveryStatus(g.sgId)).members).toEqual([]);
         expect(await h.raw(s, 'SELECT * FROM deliveries')).toEqual([]);
       });

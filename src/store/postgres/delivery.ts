@@ -13,14 +13,24 @@ import * as v from '../validate.js';
 import { all, type Ctx, one, type Queryable, readTx, run, tx } from './db.js';
 import { currentEpoch } from './keys.js';
 
-/** The group exists and the epoch was allocated (the FK check of the insert then holds the group row). */
-async function checkEpoch(q: Queryable, sgId: string, epoch: number): Promise<void> {
-  const g = await one<{ epoch_hwm: number }>(q, 'SELECT epoch_hwm FROM service_groups WHERE sg_id = $1', [
-    sgId,
-  ]);
-  if (g === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
-  if (epoch > g.epoch_hwm)
-    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'epoch was never allocated', 'epoch');
+/**
+ * Each row's group exists and its epoch was allocated, in row order (the first failing row names the error), with
+ * one query for the batch's groups, not one per row (a batch is up to `deliveryBatchMax` acks of a few SGs). The
+ * FK check of the insert that follows then holds each group row.
+ */
+async function checkEpochs(q: Queryable, rows: readonly { sgId: string; epoch: number }[]): Promise<void> {
+  const ids = [...new Set(rows.map((r) => r.sgId))];
+  const got = await all<{ sg_id: string; epoch_hwm: number | string }>(
+    q,
+    'SELECT sg_id, epoch_hwm FROM service_groups WHERE sg_id = ANY($1::text[])',
+    [ids],
+  );
+  const hwm = new Map(got.map((g) => [g.sg_id, Number(g.epoch_hwm)]));
+  for (const r of rows) {
+    const h = hwm.get(r.sgId);
+    if (h === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
+    if (r.epoch > h) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'epoch was never allocated', 'epoch');
+  }
 }
 
 interface CheckedAck {
@@ -46,16 +56,24 @@ function checkAck(ctx: Ctx, a: DeliveryAck): CheckedAck {
 /** The first ack of (sg, pne, epoch) wins: retransmitted acks do not move ackedAt. */
 export async function recordDeliveries(ctx: Ctx, acks: readonly DeliveryAck[]): Promise<void> {
   const checked = acks.map((a) => checkAck(ctx, a));
+  if (checked.length === 0) return;
   await tx(ctx, async (c) => {
-    for (const a of checked) {
-      await checkEpoch(c, a.sgId, a.epoch);
-      await run(
-        c,
-        `INSERT INTO deliveries (sg_id, pne_id, epoch, gw_id, method, acked_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT DO NOTHING`,
-        [a.sgId, a.pneId, a.epoch, a.gwId, a.method, a.ackedAt],
-      );
-    }
+    await checkEpochs(c, checked);
+    // One statement for the batch; rows keep their order, so of two acks of one (sg, pne, epoch) the first wins.
+    await run(
+      c,
+      `INSERT INTO deliveries (sg_id, pne_id, epoch, gw_id, method, acked_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[])
+       ON CONFLICT DO NOTHING`,
+      [
+        checked.map((a) => a.sgId),
+        checked.map((a) => a.pneId),
+        checked.map((a) => a.epoch),
+        checked.map((a) => a.gwId),
+        checked.map((a) => a.method),
+        checked.map((a) => a.ackedAt),
+      ],
+    );
   });
 }
 
@@ -67,15 +85,21 @@ export async function recordGatewayAcks(ctx: Ctx, acks: readonly GatewayAck[]): 
     gwId: v.gwId(a.gwId),
     at: a.ackedAt === undefined ? ctx.now() : v.time(a.ackedAt, 'ackedAt'),
   }));
+  if (checked.length === 0) return;
   await tx(ctx, async (c) => {
-    for (const a of checked) {
-      await checkEpoch(c, a.sgId, a.epoch);
-      await run(
-        c,
-        'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
-        [a.sgId, a.gwId, a.epoch, a.at],
-      );
-    }
+    await checkEpochs(c, checked);
+    await run(
+      c,
+      `INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+       ON CONFLICT DO NOTHING`,
+      [
+        checked.map((a) => a.sgId),
+        checked.map((a) => a.gwId),
+        checked.map((a) => a.epoch),
+        checked.map((a) => a.at),
+      ],
+    );
   });
 }
 

@@ -13,13 +13,21 @@ import * as v from '../validate.js';
 import { type Ctx, i2b, readTx, tx } from './db.js';
 import { currentEpoch } from './keys.js';
 
-function checkEpoch(ctx: Ctx, sgId: string, epoch: number): void {
-  const g = ctx.db.prepare('SELECT epoch_hwm FROM service_groups WHERE sg_id = ?').get(sgId) as
-    | { epoch_hwm: number }
-    | undefined;
-  if (g === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
-  if (epoch > g.epoch_hwm)
-    throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'epoch was never allocated', 'epoch');
+/**
+ * The SG exists and `epoch` was allocated. `hwms` caches each SG's high-water mark for one transaction: a batch of
+ * acks names a few SGs many times, and the mark cannot change inside the transaction that reads it.
+ */
+function checkEpoch(ctx: Ctx, sgId: string, epoch: number, hwms?: Map<string, number>): void {
+  let hwm = hwms?.get(sgId);
+  if (hwm === undefined) {
+    const g = ctx.db.prepare('SELECT epoch_hwm FROM service_groups WHERE sg_id = ?').get(sgId) as
+      | { epoch_hwm: number }
+      | undefined;
+    if (g === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
+    hwm = g.epoch_hwm;
+    hwms?.set(sgId, hwm);
+  }
+  if (epoch > hwm) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'epoch was never allocated', 'epoch');
 }
 
 interface CheckedAck {
@@ -50,8 +58,9 @@ export function recordDeliveries(ctx: Ctx, acks: readonly DeliveryAck[]): void {
       `INSERT INTO deliveries (sg_id, pne_id, epoch, gw_id, method, acked_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
     );
+    const hwms = new Map<string, number>();
     for (const a of checked) {
-      checkEpoch(ctx, a.sgId, a.epoch);
+      checkEpoch(ctx, a.sgId, a.epoch, hwms);
       ins.run(a.sgId, a.pneId, a.epoch, a.gwId, a.method, a.ackedAt);
     }
   });
@@ -69,8 +78,9 @@ export function recordGatewayAcks(ctx: Ctx, acks: readonly GatewayAck[]): void {
     const ins = ctx.db.prepare(
       'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
     );
+    const hwms = new Map<string, number>();
     for (const a of checked) {
-      checkEpoch(ctx, a.sgId, a.epoch);
+      checkEpoch(ctx, a.sgId, a.epoch, hwms);
       ins.run(a.sgId, a.gwId, a.epoch, a.at);
     }
   });
