@@ -8,6 +8,7 @@ import { type Credentials, PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
 import { median, pool } from './measure.js';
 import { SimPne } from './sim-pne.js';
+import { DeliveredWatch } from './tracked.js';
 
 export interface RekeyRun {
   readonly policy: 'unicast' | 'broadcast';
@@ -127,8 +128,9 @@ async function setUp(o: {
 
 /**
  * `rounds` operator updates of `sgId` (members `members`), after `warmup` uncounted ones: per update, the time
- * until the last member acked (PNE side) and until the server's delivery tracking (admin groupStatus, polled every
- * 5 ms) shows every member on the new epoch; and the PN-hop bytes of the last update.
+ * until the last member acked (PNE side) and until the server's delivery tracking shows every member on the new
+ * epoch (its 'key.delivered' event, confirmed by admin groupStatus: tracked.ts); and the PN-hop bytes of the last
+ * update.
  */
 async function measure(
   env: BenchEnv,
@@ -148,20 +150,15 @@ async function measure(
       lastAccepted.set(e.epoch, performance.now());
   };
   env.server.events.on('change', onChange);
+  const watch = new DeliveredWatch(env.server);
   for (let r = 0; r < warmup + rounds; r++) {
     const before = members.reduce((n, s) => n + s.unicastBytes, 0) + env.broadcastBytes;
     const start = performance.now();
     const { epoch } = await env.server.admin.rekey(sgId);
+    const trackedAt = watch.tracked(sgId, epoch).then(() => performance.now());
     await Promise.all(members.map((s) => s.waitEpoch(sgId, epoch)));
     const acked = Math.max(...members.map((s) => s.acked.get(sgId)!.get(epoch)!)) - start;
-    for (;;) {
-      const st = (await env.server.admin.groupStatus(sgId)) as unknown as {
-        members: { lag: number | null }[];
-      };
-      if (st.members.every((m) => m.lag === 0)) break;
-      await new Promise((res) => setTimeout(res, 5));
-    }
-    const tracked = performance.now() - start;
+    const tracked = (await trackedAt) - start;
     const accepted = (lastAccepted.get(epoch) ?? Number.NaN) - start;
     bytes = members.reduce((n, s) => n + s.unicastBytes, 0) + env.broadcastBytes - before;
     if (r < warmup) continue;
@@ -170,6 +167,7 @@ async function measure(
     acceptedMs.push(accepted);
   }
   env.server.events.off('change', onChange);
+  watch.close();
   return { allAckedMs, trackedMs, acceptedMs, bytes };
 }
 

@@ -23,6 +23,7 @@ import { startBenchGateway } from './bench-gateway.js';
 import { median, pool } from './measure.js';
 import { fittedExponent } from './rekey-bench.js';
 import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
+import { DeliveredWatch } from './tracked.js';
 
 type Policy = 'unicast' | 'broadcast';
 const POLICIES = {
@@ -191,8 +192,8 @@ interface Env {
   readonly pnes: { identity: string; worker: number }[];
   /** Broadcast bytes sent so far by the GWs in this process. */
   readonly local: { broadcastBytes: number };
-  /** Per SG, who waits for its next 'key.ack' event (one listener on the server's events for all). */
-  readonly ackWakers: Map<string, Set<() => void>>;
+  /** The server's 'key.delivered' events, and the status query confirming each (tracked.ts). */
+  readonly watch: DeliveredWatch;
   readonly setupSec: number;
   close(): Promise<void>;
 }
@@ -213,7 +214,7 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
   let workers: Workers | undefined;
   const localGws: PnGateway[] = [];
   const close = async () => {
-    server.events.off('change', onChange);
+    watch.close();
     await workers?.close();
     await pool(localGws, 16, (g) => g.close());
     await server.close();
@@ -224,13 +225,8 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
     gateways,
     pnes: [] as { identity: string; worker: number }[],
     local: { broadcastBytes: 0 },
-    ackWakers: new Map<string, Set<() => void>>(),
   };
-  const onChange = (e: { kind: string; sgId?: string }) => {
-    if (e.kind !== 'key.ack' || e.sgId === undefined) return;
-    for (const w of env.ackWakers.get(e.sgId) ?? []) w();
-  };
-  server.events.on('change', onChange);
+  const watch = new DeliveredWatch(server);
   try {
     workers = await Workers.start(o.workers, dir);
     const W = workers.size;
@@ -325,7 +321,7 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
   o.log(
     `  setup: ${gateways} GWs, ${members} PNEs in ${workers!.size} workers, enrolled and attached in ${setupSec.toFixed(1)} s`,
   );
-  return { ...env, workers: workers!, setupSec, close };
+  return { ...env, workers: workers!, watch, setupSec, close };
 }
 
 /** Waits until every member in `members` (PNE indices) holds `epoch` of `sgId`; their absolute ack times and counters. */
@@ -347,49 +343,6 @@ async function waitAll(env: Env, sgId: string, epoch: number, members: readonly 
   };
 }
 
-/**
- * Waits until the server's delivery tracking (admin groupStatus: the batched ack writes flushed, then the status
- * query) shows every member of `sgId` on its current epoch. It asks again only once a 'key.ack' event of that SG
- * came in since its last question (or after 50 ms), and no sooner than its last question took (at least 5 ms),
- * so that a hundred SGs waiting at once, or one of 10,000 members, do not flood the server with O(M) status
- * queries that compete with the acks they wait for.
- */
-async function tracked(env: Env, sgId: string): Promise<void> {
-  const wakers = env.ackWakers.get(sgId) ?? new Set<() => void>();
-  env.ackWakers.set(sgId, wakers);
-  let dirty = true;
-  let wake: (() => void) | undefined;
-  const onAck = () => {
-    dirty = true;
-    wake?.();
-  };
-  wakers.add(onAck);
-  try {
-    for (;;) {
-      dirty = false;
-      const q0 = performance.now();
-      const st = (await env.server.admin.groupStatus(sgId)) as unknown as {
-        members: { lag: number | null }[];
-      };
-      if (st.members.every((m) => m.lag === 0)) return;
-      // at most half of the server's time in these queries: the next one no sooner than this one took
-      await new Promise((res) => setTimeout(res, Math.max(5, performance.now() - q0)));
-      if (!dirty)
-        await new Promise<void>((res) => {
-          const t = setTimeout(res, 50);
-          wake = () => {
-            clearTimeout(t);
-            res();
-          };
-        });
-      wake = undefined;
-    }
-  } finally {
-    wakers.delete(onAck);
-    if (wakers.size === 0) env.ackWakers.delete(sgId);
-  }
-}
-
 async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Promise<DistPoint> {
   const g = Math.ceil(m / o.perGw);
   const members = env.pnes
@@ -403,7 +356,7 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     deliveryPolicy: POLICIES[policy],
   });
   let last = await waitAll(env, sgId, 1, members);
-  await tracked(env, sgId);
+  await env.watch.tracked(sgId, 1);
   const allAckedMs: number[] = [];
   const trackedMs: number[] = [];
   const memberMs: number[] = [];
@@ -414,9 +367,10 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     const cpu0 = process.cpuUsage();
     const start = now();
     const { epoch } = await env.server.admin.rekey(sgId);
+    // The server's tracking is timed by itself, not after the workers' answer (which comes over IPC).
+    const trackedAt = env.watch.tracked(sgId, epoch).then(now);
     const a = await waitAll(env, sgId, epoch, members);
-    await tracked(env, sgId);
-    const t = now() - start;
+    const t = (await trackedAt) - start;
     const cpu = process.cpuUsage(cpu0);
     const prev = last;
     last = a;
@@ -469,7 +423,9 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
     });
     groups.push({ sgId, members });
   }
-  await Promise.all(groups.map((g) => waitAll(env, g.sgId, 1, g.members).then(() => tracked(env, g.sgId))));
+  await Promise.all(
+    groups.map((g) => Promise.all([waitAll(env, g.sgId, 1, g.members), env.watch.tracked(g.sgId, 1)])),
+  );
   const lat: number[] = [];
   const cpu0 = process.cpuUsage();
   const w0 = (await waitAll(env, '', 0, [])).cpuMs;
@@ -479,8 +435,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
       for (let r = 0; r < o.sgRounds; r++) {
         const start = now();
         const { epoch } = await env.server.admin.rekey(g.sgId);
-        await waitAll(env, g.sgId, epoch, g.members);
-        await tracked(env, g.sgId);
+        await Promise.all([waitAll(env, g.sgId, epoch, g.members), env.watch.tracked(g.sgId, epoch)]);
         lat.push(now() - start);
       }
     }),

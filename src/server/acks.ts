@@ -24,7 +24,8 @@ export function mayAckFor(
 
 /**
  * After an accepted ack: event, and, for members' acks, the ack tracker (ack-tracker.ts): the ack latency is
- * observed once, at the ack that leaves no member of the SG that is online here without this epoch. O(1) per ack:
+ * observed, and 'key.delivered' emitted, once, at the ack that leaves no member of the SG that is online here
+ * without this epoch. O(1) per ack:
  * no status query. "Online here": served by a GW of this node and not waiting for its join update (it is not sent
  * this epoch). In a cluster each node so times the members its own GWs serve (docs/operator.md "Metrics").
  */
@@ -52,6 +53,14 @@ export function onKeyAcked(
     const ms = Date.now() - t0;
     srv.metrics.ackLatency(ms / 1000);
     srv.log.info({ sgId, epoch, updateId: st.updateId, ms }, 'all members online here acked the key update');
+    // The same moment as an event: a client waiting for an update to reach every member (an operator's script,
+    // `cpns bench rekey`) is told once, instead of polling the O(M) delivery status (docs/operator.md).
+    emit(srv, {
+      kind: 'key.delivered',
+      sgId,
+      epoch,
+      ...(st.updateId !== undefined ? { updateId: st.updateId } : {}),
+    });
   }
 }
 

@@ -8,7 +8,10 @@ import type { ServerState } from './state.js';
  * material. The operator surface (src/admin) streams these to the console.
  */
 export interface ChangeEvent {
-  /** e.g. 'sg.create', 'sg.delete', 'member.add', 'member.remove', 'key.update', 'key.ack', 'pn.change'. */
+  /**
+   * e.g. 'sg.create', 'sg.delete', 'member.add', 'member.remove', 'key.update', 'key.ack', 'key.delivered',
+   * 'pn.change'.
+   */
   kind: string;
   sgId?: string;
   epoch?: number;
@@ -17,7 +20,7 @@ export interface ChangeEvent {
   gwId?: string;
   identity?: string;
   online?: boolean;
-  /** 'key.update': the id of the update's cause (docs/operator.md "Following a key update"). */
+  /** 'key.update', 'key.delivered': the id of the update's cause (docs/operator.md "Following a key update"). */
   updateId?: string;
 }
 

@@ -19,6 +19,11 @@ let pnes: PneClient[] = [];
 const metrics = new CpnsMetrics({ defaultMetrics: false });
 const latency = vi.spyOn(metrics, 'ackLatency');
 const acks: ChangeEvent[] = [];
+/** key.ack and key.delivered events, in the order the server emitted them. */
+const seen: ChangeEvent[] = [];
+/** The key.delivered events of `sgId`: their epochs, in order. */
+const delivered = (sgId: string) =>
+  seen.filter((e) => e.kind === 'key.delivered' && e.sgId === sgId).map((e) => e.epoch);
 /** Acks the server accepted of `epoch` (the GW reports several PNEs in one key.delivery.report: one event). */
 const ackEvents = (sgId: string, epoch: number) => acks.filter((e) => e.sgId === sgId && e.epoch === epoch);
 
@@ -27,6 +32,7 @@ beforeAll(async () => {
   server = await startServer(tmp.dir, { metrics, deliveryBatchMs: 60_000 });
   server.events.on('change', (e: ChangeEvent) => {
     if (e.kind === 'key.ack') acks.push(e);
+    if (e.kind === 'key.ack' || e.kind === 'key.delivered') seen.push(e);
   });
   gw = await startGateway(server);
   pnes = await Promise.all([startPne(server, gw), startPne(server, gw), startPne(server, gw)]);
@@ -50,6 +56,13 @@ describe('batched delivery records and the in-memory ack tracker', () => {
     // The ack latency is observed when the last member's ack is accepted (not written).
     await until(() => latency.mock.calls.length === 1, 5000, 'acks of epoch 1');
     expect(ackEvents(sgId, 1).length).toBeGreaterThan(0);
+    // ... and said once, as 'key.delivered', after the last accepted ack of the epoch, with the update's id.
+    expect(delivered(sgId)).toEqual([1]);
+    const d1 = seen.findIndex((e) => e.kind === 'key.delivered' && e.sgId === sgId);
+    expect(seen.findLastIndex((e) => e.kind === 'key.ack' && e.sgId === sgId && e.epoch === 1)).toBeLessThan(
+      d1,
+    );
+    expect(seen[d1]!.updateId).toMatch(/^[0-9a-f-]{36}$/);
 
     // Accepted but still queued (nothing reached 512 rows, the delay is a minute): the store has none yet...
     expect((await srv.store.deliveryStatus(sgId)).members.map((m) => m.ackedEpoch)).toEqual([
@@ -81,6 +94,7 @@ describe('batched delivery records and the in-memory ack tracker', () => {
     // Once per epoch: late or repeated acks do not observe it again.
     await new Promise((r) => setTimeout(r, 100));
     expect(latency).toHaveBeenCalledTimes(3);
+    expect(delivered(sgId)).toEqual([1, epoch, epoch + 1]);
     expect((await srv.store.deliveryStatus(sgId)).members.filter((m) => m.ackedEpoch === epoch + 1)).toEqual(
       [],
     );
