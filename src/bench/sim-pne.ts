@@ -48,7 +48,7 @@ export class SimPne {
       heartbeat: false,
     });
     const sim = new SimPne(creds.identity, session, media);
-    sim.#send({ t: 'pne.attach', pneId: creds.identity, media: media as ('wifi' | 'bt')[] });
+    sim.#send({ t: 'pne.attach', pneId: creds.identity, media: media as ('wifi' | 'bt')[] }, true);
     sim.#tunnel = await openTunnelTls(session, creds);
     return sim;
   }
@@ -68,8 +68,12 @@ export class SimPne {
     this.#session.close(1000, 'bench done');
   }
 
-  #send(msg: ControlMessageInit): void {
-    const payload = encodeMessage({ ...msg, id: this.#nextId++ } as ControlMessageInit);
+  /**
+   * Acks go without an id, as the PNE SDK sends them (src/pne/keys.ts, broadcast.ts): the GW then sends no `ok`
+   * back, which with an id would add a frame each way per member to what the bench measures.
+   */
+  #send(msg: ControlMessageInit, withId = false): void {
+    const payload = encodeMessage((withId ? { ...msg, id: this.#nextId++ } : msg) as ControlMessageInit);
     this.#session.send(encodeFrame({ kind: 'control', payload }));
   }
 
