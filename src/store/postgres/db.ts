@@ -56,6 +56,16 @@ export async function all<T>(q: Queryable, sql: string, args: readonly unknown[]
   return r.rows as T[];
 }
 
+/**
+ * This transaction's commit need not survive a database crash, for bookkeeping only: delivery records and the
+ * pruning of superseded epochs (docs/store.md "What a crash can lose"). `synchronous_commit = off` returns before
+ * the WAL is flushed; a later synchronous commit flushes it, in order. Never for a key rotation, a membership
+ * change or anything else a delivery or a refusal depends on.
+ */
+export async function relaxCommit(c: Queryable): Promise<void> {
+  await c.query('SET LOCAL synchronous_commit TO OFF');
+}
+
 /** Number of rows an INSERT / UPDATE / DELETE touched. */
 export async function run(q: Queryable, sql: string, args: readonly unknown[] = []): Promise<number> {
   const r = await q.query(sql, args as unknown[]);

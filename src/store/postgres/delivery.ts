@@ -10,7 +10,7 @@ import type {
   MemberDeliveryStatus,
 } from '../store.js';
 import * as v from '../validate.js';
-import { all, type Ctx, one, type Queryable, readTx, run, tx } from './db.js';
+import { all, type Ctx, one, type Queryable, readTx, relaxCommit, run, tx } from './db.js';
 import { currentEpoch } from './keys.js';
 
 /**
@@ -58,6 +58,7 @@ export async function recordDeliveries(ctx: Ctx, acks: readonly DeliveryAck[]): 
   const checked = acks.map((a) => checkAck(ctx, a));
   if (checked.length === 0) return;
   await tx(ctx, async (c) => {
+    await relaxCommit(c);
     await checkEpochs(c, checked);
     // One statement for the batch; rows keep their order, so of two acks of one (sg, pne, epoch) the first wins.
     await run(
@@ -87,6 +88,7 @@ export async function recordGatewayAcks(ctx: Ctx, acks: readonly GatewayAck[]): 
   }));
   if (checked.length === 0) return;
   await tx(ctx, async (c) => {
+    await relaxCommit(c);
     await checkEpochs(c, checked);
     await run(
       c,

@@ -11,7 +11,7 @@ import { StoreError } from '../errors.js';
 import type { GroupKey, KeyMeta, RotateOptions } from '../store.js';
 import * as v from '../validate.js';
 import { insertAudit } from './audit.js';
-import { all, type Ctx, one, type Queryable, run, tx } from './db.js';
+import { all, type Ctx, one, type Queryable, relaxCommit, run, tx } from './db.js';
 import { insertOutbox } from './outbox.js';
 
 interface KeyRow {
@@ -136,7 +136,9 @@ export async function listKeyEpochs(ctx: Ctx, sgId: string): Promise<KeyMeta[]> 
 export async function pruneKeys(ctx: Ctx, sgId: string, keepFromEpoch: number): Promise<number> {
   const id = v.sgId(sgId);
   const keep = v.epoch(keepFromEpoch, 'keepFromEpoch');
+  // Garbage collection: a prune undone by a crash is done again by the next one (docs/store.md).
   return tx(ctx, async (c) => {
+    await relaxCommit(c);
     const n = await run(c, 'DELETE FROM group_keys WHERE sg_id = $1 AND epoch < $2', [id, keep]);
     await run(c, 'DELETE FROM relay_marks WHERE sg_id = $1 AND epoch < $2', [id, keep]);
     // Old delivery history goes too, except each member's / GW's latest ack (delivery status needs it).

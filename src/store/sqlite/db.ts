@@ -48,6 +48,23 @@ export function tx<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
 }
 
+/**
+ * A write transaction whose commit need not survive an OS crash or power loss, for bookkeeping only: delivery
+ * records and the pruning of superseded epochs (docs/store.md "What a crash can lose"). In WAL mode,
+ * `synchronous = NORMAL` commits without an fsync: the commit still reaches the OS, so a process crash loses
+ * nothing, and the next FULL commit's fsync of the WAL makes it durable too, in order. Never for a key rotation,
+ * a membership change or anything else a delivery or a refusal depends on.
+ */
+export function relaxedTx<T>(db: Db, fn: () => T): T {
+  if (db.inTransaction) return fn();
+  db.exec('PRAGMA synchronous = NORMAL');
+  try {
+    return db.transaction(fn).immediate();
+  } finally {
+    db.exec('PRAGMA synchronous = FULL');
+  }
+}
+
 /** A consistent snapshot for multi-statement reads (deferred transaction: no write lock). */
 export function readTx<T>(db: Db, fn: () => T): T {
   if (db.inTransaction) return fn();

@@ -10,7 +10,7 @@ import type {
   MemberDeliveryStatus,
 } from '../store.js';
 import * as v from '../validate.js';
-import { type Ctx, i2b, readTx, tx } from './db.js';
+import { type Ctx, i2b, readTx, relaxedTx } from './db.js';
 import { currentEpoch } from './keys.js';
 
 /**
@@ -53,7 +53,8 @@ function checkAck(ctx: Ctx, a: DeliveryAck): CheckedAck {
 /** The first ack of (sg, pne, epoch) wins: retransmitted acks do not move ackedAt. */
 export function recordDeliveries(ctx: Ctx, acks: readonly DeliveryAck[]): void {
   const checked = acks.map((a) => checkAck(ctx, a));
-  tx(ctx.db, () => {
+  // Bookkeeping: a batch lost to a power cut is re-reported by the GWs (docs/store.md).
+  relaxedTx(ctx.db, () => {
     const ins = ctx.db.prepare(
       `INSERT INTO deliveries (sg_id, pne_id, epoch, gw_id, method, acked_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
@@ -74,7 +75,7 @@ export function recordGatewayAcks(ctx: Ctx, acks: readonly GatewayAck[]): void {
     gwId: v.gwId(a.gwId),
     at: a.ackedAt === undefined ? ctx.now() : v.time(a.ackedAt, 'ackedAt'),
   }));
-  tx(ctx.db, () => {
+  relaxedTx(ctx.db, () => {
     const ins = ctx.db.prepare(
       'INSERT INTO gw_deliveries (sg_id, gw_id, epoch, acked_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
     );

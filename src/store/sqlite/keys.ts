@@ -9,7 +9,7 @@ import { StoreError } from '../errors.js';
 import type { GroupKey, KeyMeta, RotateOptions } from '../store.js';
 import * as v from '../validate.js';
 import { insertAudit } from './audit.js';
-import { type Ctx, tx } from './db.js';
+import { type Ctx, relaxedTx, tx } from './db.js';
 import { insertOutbox } from './outbox.js';
 
 interface KeyRow {
@@ -124,7 +124,8 @@ export function listKeyEpochs(ctx: Ctx, sgId: string): KeyMeta[] {
 export function pruneKeys(ctx: Ctx, sgId: string, keepFromEpoch: number): number {
   const id = v.sgId(sgId);
   const keep = v.epoch(keepFromEpoch, 'keepFromEpoch');
-  return tx(ctx.db, () => {
+  // Garbage collection: a prune undone by a power cut is done again by the next one (docs/store.md).
+  return relaxedTx(ctx.db, () => {
     const n = ctx.db.prepare('DELETE FROM group_keys WHERE sg_id = ? AND epoch < ?').run(id, keep).changes;
     ctx.db.prepare('DELETE FROM relay_marks WHERE sg_id = ? AND epoch < ?').run(id, keep);
     // Old delivery history goes too, except each member's / GW's latest ack (delivery status needs it).
