@@ -21,7 +21,7 @@ import { startServer } from '../embed/index.js';
 import { PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
 import type { CpnsServer } from '../server/index.js';
-import { median, pool } from './measure.js';
+import { median, percentile, pool } from './measure.js';
 import { SimPne } from './sim-pne.js';
 
 export interface ClusterBenchOptions {
@@ -45,10 +45,7 @@ export interface SetupResult {
   readonly updatesPerSec: number;
 }
 
-const p99 = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)] ?? 0;
-};
+const p99 = (xs: number[]): number => (xs.length === 0 ? 0 : percentile(xs, 0.99));
 
 interface Setup {
   readonly servers: CpnsServer[];

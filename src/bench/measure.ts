@@ -37,6 +37,12 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** The p-quantile of `xs` (nearest rank: the smallest value with at least p of the values at or below it); NaN if empty. */
+export function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * p) - 1))] ?? Number.NaN;
+}
+
 export interface Comparison {
   readonly subject: number;
   readonly baseline: number;

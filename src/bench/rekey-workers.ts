@@ -20,7 +20,7 @@ import pino from 'pino';
 import { startServer } from '../embed/index.js';
 import type { PnGateway } from '../gateway/index.js';
 import { startBenchGateway } from './bench-gateway.js';
-import { median, pool } from './measure.js';
+import { median, percentile, pool } from './measure.js';
 import { fittedExponent } from './rekey-bench.js';
 import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
 import { DeliveredWatch } from './tracked.js';
@@ -153,7 +153,7 @@ export interface DistPoint {
   readonly gateways: number;
   /** Per update: ms from the update call until the last member acked (PNE side). */
   readonly allAckedMs: number[];
-  /** Per update: ms until the server's delivery tracking (admin groupStatus, polled) shows every member acked. */
+  /** Per update: ms until the server's delivery tracking shows every member acked (tracked.ts). */
   readonly trackedMs: number[];
   /** Per-member ack latency over members × rounds (ms after the update call). */
   readonly memberAckMs: { p50: number; p99: number; max: number };
@@ -178,11 +178,6 @@ export interface UpdatesPerSec {
   /** CPU ms of all workers (PNEs, and GWs with gwWorkers) per completed update. */
   readonly workersCpuMsPerUpdate: number;
 }
-
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * p) - 1))] ?? Number.NaN;
-};
 
 interface Env {
   readonly server: Awaited<ReturnType<typeof startServer>>;
@@ -393,7 +388,11 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     gateways: g,
     allAckedMs,
     trackedMs,
-    memberAckMs: { p50: pct(memberMs, 0.5), p99: pct(memberMs, 0.99), max: pct(memberMs, 1) },
+    memberAckMs: {
+      p50: percentile(memberMs, 0.5),
+      p99: percentile(memberMs, 0.99),
+      max: percentile(memberMs, 1),
+    },
     pnBytesPerUpdate: bytes,
     parentCpuMsPerUpdate: parentCpu / o.rounds,
     workersCpuMsPerUpdate: workersCpu / o.rounds,
@@ -450,7 +449,7 @@ async function updatesPerSec(env: Env, o: DistOptions): Promise<UpdatesPerSec> {
     updates: lat.length,
     seconds,
     updatesPerSec: lat.length / seconds,
-    latencyMs: { p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: pct(lat, 1) },
+    latencyMs: { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: percentile(lat, 1) },
     parentCpuMsPerUpdate: (cpu.user + cpu.system) / 1000 / lat.length,
     workersCpuMsPerUpdate: (w1 - w0) / lat.length,
   };

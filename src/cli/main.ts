@@ -186,18 +186,9 @@ export async function main(argv: string[]): Promise<number> {
         const policy = String(values.policy);
         if (!['unicast', 'broadcast', 'both'].includes(policy))
           throw new UsageError('--policy is unicast, broadcast or both');
-        let sizes = [n('members')];
-        let perGw = Math.ceil(n('members') / n('gateways'));
-        if (values.scale) {
-          sizes = String(values.sizes)
-            .split(',')
-            .map((x) => Number(x.trim()));
-          if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1))
-            throw new UsageError('--sizes takes two or more positive integers, comma-separated');
-          perGw = Number(values['per-gw']);
-          if (!Number.isInteger(perGw) || perGw < 1)
-            throw new UsageError('--per-gw takes a positive integer');
-        }
+        const { sizes, perGw } = values.scale
+          ? scaleArgs(values)
+          : { sizes: [n('members')], perGw: Math.ceil(n('members') / n('gateways')) };
         const sgs = Number(values.sgs);
         const sgRounds = Number(values['sg-rounds']);
         if (!Number.isInteger(sgs) || sgs < 0) throw new UsageError('--sgs takes an integer >= 0');
@@ -207,12 +198,11 @@ export async function main(argv: string[]): Promise<number> {
           sizes,
           perGw,
           rounds: n('rounds'),
+          // One policy only in a scale run that names it; otherwise both.
           policies:
-            policy === 'both'
-              ? ['unicast', 'broadcast']
-              : values.scale
-                ? [policy as 'unicast']
-                : ['unicast', 'broadcast'],
+            values.scale && policy !== 'both'
+              ? [policy as 'unicast' | 'broadcast']
+              : ['unicast', 'broadcast'],
           workers,
           gwWorkers: values['gw-workers'] === true,
           sgs,
@@ -221,13 +211,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (values.scale) {
-        const sizes = String(values.sizes)
-          .split(',')
-          .map((x) => Number(x.trim()));
-        if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1))
-          throw new UsageError('--sizes takes two or more positive integers, comma-separated');
-        const perGw = Number(values['per-gw']);
-        if (!Number.isInteger(perGw) || perGw < 1) throw new UsageError('--per-gw takes a positive integer');
+        const { sizes, perGw } = scaleArgs(values);
         if (values.policy !== 'unicast' && values.policy !== 'broadcast')
           throw new UsageError('--policy is unicast or broadcast');
         await runRekeyScale({ sizes, perGw, rounds: n('rounds'), policy: values.policy });
@@ -270,6 +254,18 @@ export async function main(argv: string[]): Promise<number> {
   }
   process.stderr.write(`${USAGE}\n`);
   return 2;
+}
+
+/** `bench rekey --scale`'s `--sizes` and `--per-gw`, checked (the in-process and the worker bench take both). */
+function scaleArgs(values: { sizes?: string; 'per-gw'?: string }): { sizes: number[]; perGw: number } {
+  const sizes = String(values.sizes)
+    .split(',')
+    .map((x) => Number(x.trim()));
+  if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1))
+    throw new UsageError('--sizes takes two or more positive integers, comma-separated');
+  const perGw = Number(values['per-gw']);
+  if (!Number.isInteger(perGw) || perGw < 1) throw new UsageError('--per-gw takes a positive integer');
+  return { sizes, perGw };
 }
 
 /**
