@@ -56,13 +56,47 @@ export function toPneIdentity(pne: string): string {
 }
 
 /**
+ * Whether a group message's header bytes [start, end) are those of the last message passed to `same`: the one
+ * compare behind caching what is derived from header ids (their text) per run of messages instead of per message.
+ */
+export class LastHeaderBytes {
+  readonly #bytes: Buffer;
+  #valid = false;
+
+  constructor(
+    private readonly start: number,
+    private readonly end: number,
+  ) {
+    this.#bytes = Buffer.alloc(end - start);
+  }
+
+  /** True when `msg` (a validated header, >= `end` bytes) repeats the last one's bytes; else remembers its bytes. */
+  same(msg: Uint8Array): boolean {
+    const b = this.#bytes;
+    const o = this.start;
+    if (this.#valid) {
+      let i = 0;
+      while (i < b.length && msg[o + i] === b[i]) i++;
+      if (i === b.length) return true;
+    }
+    b.set(msg.subarray(o, this.end));
+    this.#valid = true;
+    return false;
+  }
+
+  /** What `same` compared against was not derived after all (the derivation threw): compare nothing next time. */
+  forget(): void {
+    this.#valid = false;
+  }
+}
+
+/**
  * The text form of a group-message header's SG id and sender id (bytes 8..40, docs/group-messages.md), formatted
- * once for a run of messages with the same ids instead of once per message: it keeps the last ids' bytes and
- * their text. `sender` formats the sender id (senderIdentity at a GW, pneIdentityOf at the server).
+ * once for a run of messages with the same ids instead of once per message. `sender` formats the sender id
+ * (senderIdentity at a GW, pneIdentityOf at the server).
  */
 export class HeaderIdText {
-  readonly #bytes = Buffer.alloc(32);
-  #valid = false;
+  readonly #last = new LastHeaderBytes(8, 40);
   readonly #sender: (senderId: Uint8Array) => string;
   sgId = '';
   sender = '';
@@ -73,22 +107,14 @@ export class HeaderIdText {
 
   /** Sets `sgId` and `sender` from `msg`, a group message whose header was validated (>= 56 bytes). */
   of(msg: Uint8Array): this {
-    const b = this.#bytes;
-    if (this.#valid) {
-      let same = true;
-      for (let i = 0; i < 32; i++) {
-        if (msg[8 + i] !== b[i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return this;
+    if (this.#last.same(msg)) return this;
+    try {
+      this.sgId = bytesToUuid(msg.subarray(8, 24));
+      this.sender = this.#sender(msg.subarray(24, 40));
+    } catch (e) {
+      this.#last.forget();
+      throw e;
     }
-    this.#valid = false;
-    b.set(msg.subarray(8, 40));
-    this.sgId = bytesToUuid(b.subarray(0, 16));
-    this.sender = this.#sender(b.subarray(16, 32));
-    this.#valid = true;
     return this;
   }
 }

@@ -7,7 +7,7 @@
 import { type CpnsError, ErrorCode } from '../core/errors.js';
 import { type GroupHeader, readHeader } from '../core/group/header.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../core/group/receiver.js';
-import { bytesToUuid, pneIdentityOf } from '../core/ids.js';
+import { bytesToUuid, LastHeaderBytes, pneIdentityOf } from '../core/ids.js';
 import { codeOf, fail, uuidToBytes } from '../protocol/control.js';
 import { encodeFrame } from '../transport/framing.js';
 import { admitRelay, isReplay, provenAt, relayEnvelope, relayGws, SERVER_SENDER } from './decisions.js';
@@ -25,7 +25,6 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
     const sgId = ids.sgId;
     const st = srv.groups.get(sgId);
     if (st) sender = ids.sender;
-    const keys = { mk: ids.mk, sk: ids.sk };
     // Attribution: the GW checked the sender against the PNE's certificate; we check the PNE is its own.
     const refusal = admitRelay({
       group: st,
@@ -33,11 +32,11 @@ export function relayGroupFrame(srv: ServerState, conn: GwConn, frame: Buffer): 
       senderProvenHere: sender !== undefined && provenAt(srv.pneAt, sender, conn.id, conn.attached),
       epoch: h.epoch,
       counter: h.counter,
-      relayMark: srv.marks.get(keys.mk)?.get(keys.sk),
+      relayMark: srv.marks.get(ids.mk)?.get(ids.sk),
       now: Date.now(),
     });
     if (refusal) fail(refusal.code, refusal.field);
-    setMarkAt(srv, keys, h.counter);
+    setMarkAt(srv, ids, h.counter);
     fanOut(srv, st!, frame, conn.id); // admitted, so the SG exists
     toOtherNodes(srv, payload);
     srv.metrics.relayed(payload.length);
@@ -101,8 +100,7 @@ export function relayFromNode(srv: ServerState, data: Uint8Array): void {
  * 4..48: epoch, SG, sender, instance): the SG id, the sender's PNE identity, and its relay-mark keys (`markKeys`).
  */
 export class RelayIds {
-  readonly #bytes = Buffer.alloc(44);
-  #valid = false;
+  readonly #last = new LastHeaderBytes(4, 48);
   sgId = '';
   sender = '';
   mk = '';
@@ -110,16 +108,17 @@ export class RelayIds {
 
   /** `h` is the validated header of `msg`. */
   of(msg: Buffer, h: GroupHeader): this {
-    const b = this.#bytes;
-    if (this.#valid && msg.compare(b, 0, 44, 4, 48) === 0) return this;
-    this.#valid = false;
-    msg.copy(b, 0, 4, 48);
-    this.sgId = bytesToUuid(h.sgId);
-    this.sender = pneIdentityOf(h.senderId);
-    const k = markKeys(this.sgId, h);
-    this.mk = k.mk;
-    this.sk = k.sk;
-    this.#valid = true;
+    if (this.#last.same(msg)) return this;
+    try {
+      this.sgId = bytesToUuid(h.sgId);
+      this.sender = pneIdentityOf(h.senderId);
+      const k = markKeys(this.sgId, h);
+      this.mk = k.mk;
+      this.sk = k.sk;
+    } catch (e) {
+      this.#last.forget();
+      throw e;
+    }
     return this;
   }
 }

@@ -5,6 +5,7 @@ import {
   bytesToUuid,
   HeaderIdText,
   isUuid,
+  LastHeaderBytes,
   NIL_UUID,
   pneIdentityOf,
   senderIdentity,
@@ -76,5 +77,41 @@ describe('HeaderIdText (text ids of a run of group messages)', () => {
     const r = new HeaderIdText(pneIdentityOf).of(header(sg, sender));
     expect(r.sgId).toBe(sg);
     expect(r.sender).toBe(pneIdentityOf(sender));
+  });
+});
+
+describe('LastHeaderBytes (the compare behind HeaderIdText and the server relay ids)', () => {
+  it('repeats only when every byte of its range repeats; bytes outside the range do not count', () => {
+    const last = new LastHeaderBytes(4, 48);
+    const a = Buffer.alloc(56, 7);
+    expect(last.same(a)).toBe(false); // nothing seen yet
+    expect(last.same(Buffer.from(a))).toBe(true);
+    for (const i of [4, 47]) {
+      const b = Buffer.from(a);
+      b[i] ^= 1;
+      expect(last.same(b), `byte ${i}`).toBe(false);
+      expect(last.same(a)).toBe(false); // b was remembered; a differs from it
+    }
+    const outside = Buffer.from(a);
+    outside[3] ^= 1;
+    outside[48] ^= 1;
+    expect(last.same(outside)).toBe(true);
+    last.forget();
+    expect(last.same(a)).toBe(false);
+  });
+
+  it('HeaderIdText whose sender format throws keeps nothing: the next message is formatted again', () => {
+    let fail = true;
+    const t = new HeaderIdText((b) => {
+      if (fail) throw new Error('boom');
+      return senderIdentity(b);
+    });
+    const msg = Buffer.alloc(56);
+    const sg = randomUUID();
+    uuidToBytes(sg).copy(msg, 8);
+    expect(() => t.of(msg)).toThrow('boom');
+    fail = false;
+    expect(t.of(msg).sgId).toBe(sg);
+    expect(t.sender).toBe('server');
   });
 });
