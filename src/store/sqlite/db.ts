@@ -59,7 +59,7 @@ export function relaxedTx<T>(db: Db, fn: () => T): T {
   if (db.inTransaction) return fn();
   db.exec('PRAGMA synchronous = NORMAL');
   try {
-    return db.transaction(fn).immediate();
+    return tx(db, fn);
   } finally {
     db.exec('PRAGMA synchronous = FULL');
   }

@@ -17,15 +17,15 @@ import { currentEpoch } from './keys.js';
  * The SG exists and `epoch` was allocated. `hwms` caches each SG's high-water mark for one transaction: a batch of
  * acks names a few SGs many times, and the mark cannot change inside the transaction that reads it.
  */
-function checkEpoch(ctx: Ctx, sgId: string, epoch: number, hwms?: Map<string, number>): void {
-  let hwm = hwms?.get(sgId);
+function checkEpoch(ctx: Ctx, sgId: string, epoch: number, hwms: Map<string, number>): void {
+  let hwm = hwms.get(sgId);
   if (hwm === undefined) {
     const g = ctx.db.prepare('SELECT epoch_hwm FROM service_groups WHERE sg_id = ?').get(sgId) as
       | { epoch_hwm: number }
       | undefined;
     if (g === undefined) throw new StoreError('NOT_FOUND', 'no such service group', 'sgId');
     hwm = g.epoch_hwm;
-    hwms?.set(sgId, hwm);
+    hwms.set(sgId, hwm);
   }
   if (epoch > hwm) throw new CpnsError(ErrorCode.INVALID_ARGUMENT, 'epoch was never allocated', 'epoch');
 }
