@@ -8,6 +8,6 @@ export {
   PostgresStore,
   type PostgresStoreOptions,
 } from './postgres/index.js';
-export { openSqliteStore, SqliteStore, type SqliteStoreOptions } from './sqlite/index.js';
+export { openSqliteStore, SQLITE_DEFAULTS, SqliteStore, type SqliteStoreOptions } from './sqlite/index.js';
 export * from './store.js';
 export { hashToken } from './token.js';

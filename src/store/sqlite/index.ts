@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { CpnsError, ErrorCode } from '../../core/errors.js';
 import { RowSealer, STORE_ID_BYTES } from '../at-rest.js';
 import { StoreError } from '../errors.js';
 import type {
@@ -45,6 +46,7 @@ import * as adminTokens from './admin-tokens.js';
 import * as audit from './audit.js';
 import { type Ctx, cacheStatements, type Db, mapError, tx } from './db.js';
 import * as delivery from './delivery.js';
+import { GroupCommit } from './group-commit.js';
 import * as groups from './groups.js';
 import * as inventory from './inventory.js';
 import * as keys from './keys.js';
@@ -66,7 +68,15 @@ export interface SqliteStoreOptions {
   readonly now?: () => number;
   /** Migration list override, for migration tests only. */
   readonly migrations?: readonly Migration[];
+  /**
+   * Most key rotations committed in one transaction by group commit (default 64; 1 commits each on its own).
+   * docs/store.md "Group commit of key rotations".
+   */
+  readonly groupCommitMax?: number;
 }
+
+/** Defaults of the SQLite store's limits (SqliteStoreOptions). */
+export const SQLITE_DEFAULTS = { busyTimeoutMs: 5000, groupCommitMax: 64 } as const;
 
 function initMeta(db: Db, masterKey: Uint8Array): RowSealer {
   return tx(db, () => {
@@ -104,15 +114,23 @@ function initMeta(db: Db, masterKey: Uint8Array): RowSealer {
 export class SqliteStore implements Store {
   readonly #db: Db;
   readonly #ctx: Ctx;
+  readonly #rotations: GroupCommit;
   #closed = false;
   /** Highest migration version of the database. */
   readonly schemaVersion: number;
   /** Migrations applied by this open (empty when the database was up to date). */
   readonly appliedMigrations: readonly number[];
 
-  private constructor(db: Db, ctx: Ctx, schemaVersion: number, applied: readonly number[]) {
+  private constructor(
+    db: Db,
+    ctx: Ctx,
+    schemaVersion: number,
+    applied: readonly number[],
+    groupCommitMax: number,
+  ) {
     this.#db = db;
     this.#ctx = ctx;
+    this.#rotations = new GroupCommit(() => this.#use(), groupCommitMax);
     this.schemaVersion = schemaVersion;
     this.appliedMigrations = applied;
   }
@@ -120,6 +138,13 @@ export class SqliteStore implements Store {
   static open(opts: SqliteStoreOptions): SqliteStore {
     if (!(opts.masterKey instanceof Uint8Array) || opts.masterKey.length !== 32)
       throw new StoreError('MASTER_KEY_INVALID', 'master key must be 32 bytes', 'masterKey');
+    const groupCommitMax = opts.groupCommitMax ?? SQLITE_DEFAULTS.groupCommitMax;
+    if (!Number.isInteger(groupCommitMax) || groupCommitMax < 1 || groupCommitMax > 10_000)
+      throw new CpnsError(
+        ErrorCode.INVALID_ARGUMENT,
+        'expected an integer from 1 to 10000',
+        'groupCommitMax',
+      );
     const memory = opts.path === ':memory:' || opts.path === '';
     const created = !memory && !existsSync(opts.path);
     let db: Db;
@@ -130,7 +155,9 @@ export class SqliteStore implements Store {
     }
     try {
       if (created) chmodSync(opts.path, 0o600);
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+      db.pragma(
+        `busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? SQLITE_DEFAULTS.busyTimeoutMs))}`,
+      );
       if (!memory) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
@@ -138,7 +165,7 @@ export class SqliteStore implements Store {
       const { version, applied } = migrate(db, opts.migrations ?? MIGRATIONS);
       const sealer = initMeta(db, opts.masterKey);
       const ctx: Ctx = { db, sealer, now: opts.now ?? Date.now };
-      return new SqliteStore(db, ctx, version, applied);
+      return new SqliteStore(db, ctx, version, applied, groupCommitMax);
     } catch (e) {
       db.close();
       throw mapError(e);
@@ -315,7 +342,9 @@ export class SqliteStore implements Store {
 
   // Group Keys
   rotateGroupKey(sgId: string, key: Uint8Array, reason: string, opts: RotateOptions): Promise<KeyMeta> {
-    return this.#run((c) => keys.rotateGroupKey(c, sgId, key, reason, opts));
+    // Durable before delivery, and committed together with the rotations of other SGs asked for in the same
+    // turn of the event loop (one fsync for all; group-commit.ts).
+    return this.#rotations.run((c) => keys.rotateGroupKey(c, sgId, key, reason, opts));
   }
   getCurrentKey(sgId: string, now?: number): Promise<GroupKey | undefined> {
     return this.#run((c) => keys.getCurrentKey(c, sgId, now));
@@ -388,6 +417,7 @@ export class SqliteStore implements Store {
   /** Idempotent. Checkpoints the WAL into the main file, closes the connection and wipes the key copy. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#rotations.drain();
     this.#closed = true;
     try {
       if (this.#db.open && !this.#db.memory) this.#db.pragma('wal_checkpoint(TRUNCATE)');
