@@ -3,20 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runClusterRekeyBench } from '../bench/cluster-bench.js';
-import { runCoreBench } from '../bench/core-bench.js';
-import { runMemoryBench } from '../bench/memory-bench.js';
-import { runRekeyBench, runRekeyScale } from '../bench/rekey-bench.js';
-import { runRekeyWorkers } from '../bench/rekey-workers.js';
-import { runRelayBench } from '../bench/relay-bench.js';
 import { isCodedError } from '../core/errors.js';
-import { adminCommand } from './admin.js';
-import { runCoreDemo } from './core-demo.js';
-import { gatewayCommand, pneCommand, serverCommand, UsageError } from './daemons.js';
-import { runDemo } from './demo.js';
-import { runClusterDemo } from './demo-cluster.js';
-import { startServices } from './dev-services.js';
 import { COMMAND_HELP, commandKey, version, wantsHelp } from './help.js';
+import { UsageError } from './usage.js';
+
+// Each command's module is imported when that command runs, not at start: the daemons, demos and benchmarks
+// pull in the server, the GW, the PNE SDK, PostgreSQL and NATS clients, which `cpns admin …` and `cpns help`
+// never use (docs/cli.md "Start time").
 
 const USAGE = `usage: cpns <command>
 
@@ -86,19 +79,23 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(
           `unknown argument ${JSON.stringify(extra[0])}\n\n${COMMAND_HELP[core ? 'demo core' : 'demo']}`,
         );
-      if (core) await runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
+      if (core)
+        await (await import('./core-demo.js')).runCoreDemo({ log: (l) => process.stdout.write(`${l}\n`) });
       else
-        await runDemo({ log: (l) => process.stdout.write(`${l}\n`), keepDataDir: args.includes('--keep') });
+        await (await import('./demo.js')).runDemo({
+          log: (l) => process.stdout.write(`${l}\n`),
+          keepDataDir: args.includes('--keep'),
+        });
       return 0;
     }
     case 'server':
-      return serverCommand(rest);
+      return (await import('./daemons.js')).serverCommand(rest);
     case 'gateway':
-      return gatewayCommand(rest);
+      return (await import('./daemons.js')).gatewayCommand(rest);
     case 'pne':
-      return pneCommand(rest);
+      return (await import('./daemons.js')).pneCommand(rest);
     case 'admin':
-      return adminCommand(rest);
+      return (await import('./admin.js')).adminCommand(rest);
     case 'bench': {
       if (rest[0] === 'core') {
         const extra = rest.slice(1).filter((a) => a !== '--quick');
@@ -106,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
           throw new UsageError(
             `unknown argument ${JSON.stringify(extra[0])}\n\n${COMMAND_HELP['bench core']}`,
           );
-        runCoreBench({ quick: rest.includes('--quick') });
+        (await import('../bench/core-bench.js')).runCoreBench({ quick: rest.includes('--quick') });
         return 0;
       }
       if (rest[0] === 'memory') {
@@ -123,7 +120,10 @@ export async function main(argv: string[]): Promise<number> {
             throw new UsageError(`--${name} takes an integer 1-10000`);
           return v;
         };
-        await runMemoryBench({ gateways: n('gateways'), pnes: n('pnes') });
+        await (await import('../bench/memory-bench.js')).runMemoryBench({
+          gateways: n('gateways'),
+          pnes: n('pnes'),
+        });
         return 0;
       }
       if (rest[0] === 'relay') {
@@ -143,7 +143,7 @@ export async function main(argv: string[]): Promise<number> {
             throw new UsageError(`--${name} takes an integer 1-${max}`);
           return v;
         };
-        await runRelayBench({
+        await (await import('../bench/relay-bench.js')).runRelayBench({
           members: n('members', 2000),
           gateways: n('gateways', 200),
           bytes: n('bytes', 60_000),
@@ -194,7 +194,7 @@ export async function main(argv: string[]): Promise<number> {
         if (!Number.isInteger(sgs) || sgs < 0) throw new UsageError('--sgs takes an integer >= 0');
         if (!Number.isInteger(sgRounds) || sgRounds < 1)
           throw new UsageError('--sg-rounds takes a positive integer');
-        await runRekeyWorkers({
+        await (await import('../bench/rekey-workers.js')).runRekeyWorkers({
           sizes,
           perGw,
           rounds: n('rounds'),
@@ -214,11 +214,20 @@ export async function main(argv: string[]): Promise<number> {
         const { sizes, perGw } = scaleArgs(values);
         if (values.policy !== 'unicast' && values.policy !== 'broadcast')
           throw new UsageError('--policy is unicast or broadcast');
-        await runRekeyScale({ sizes, perGw, rounds: n('rounds'), policy: values.policy });
+        await (await import('../bench/rekey-bench.js')).runRekeyScale({
+          sizes,
+          perGw,
+          rounds: n('rounds'),
+          policy: values.policy,
+        });
         return 0;
       }
       if (!cluster) {
-        await runRekeyBench({ members: n('members'), gateways: n('gateways'), rounds: n('rounds') });
+        await (await import('../bench/rekey-bench.js')).runRekeyBench({
+          members: n('members'),
+          gateways: n('gateways'),
+          rounds: n('rounds'),
+        });
         return 0;
       }
       if ((values.store === undefined) !== (values.nats === undefined))
@@ -227,9 +236,9 @@ export async function main(argv: string[]): Promise<number> {
       const svc =
         values.store !== undefined && values.nats !== undefined
           ? { store: values.store, nats: values.nats.split(',').filter(Boolean), stop: () => {} }
-          : startServices(dir, (l) => process.stdout.write(`${l}\n`));
+          : (await import('./dev-services.js')).startServices(dir, (l) => process.stdout.write(`${l}\n`));
       try {
-        await runClusterRekeyBench({
+        await (await import('../bench/cluster-bench.js')).runClusterRekeyBench({
           members: n('members'),
           gateways: n('gateways'),
           rounds: n('rounds'),
@@ -325,7 +334,7 @@ async function demoCluster(argv: string[]): Promise<number> {
   } catch {
     throw new UsageError(COMMAND_HELP['demo cluster'] ?? USAGE);
   }
-  await runClusterDemo({
+  await (await import('./demo-cluster.js')).runClusterDemo({
     log: (l) => process.stdout.write(`${l}\n`),
     ...(values.nodes !== undefined ? { nodes: Number(values.nodes) } : {}),
     ...(values.store !== undefined ? { store: values.store } : {}),
