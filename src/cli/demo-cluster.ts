@@ -219,15 +219,23 @@ export async function runClusterDemo(o: ClusterDemoOptions): Promise<void> {
     const killedAt = Date.now();
     a.proc.kill('SIGKILL');
     log(`[node a]   killed (SIGKILL, pid ${a.proc.pid})`);
+    // The timer is cleared once the GW is back: left running, it kept the demo's process alive 90 s after "done".
+    let failoverTimer: NodeJS.Timeout | undefined;
     const back = await Promise.race([
       registered,
-      sleep(90_000).then(() => {
-        throw new DaemonError(
-          'TIMEOUT',
-          `timed out waiting for the GW failover; node b said: ${b.stderrTail()}`,
+      new Promise<never>((_, reject) => {
+        failoverTimer = setTimeout(
+          () =>
+            reject(
+              new DaemonError(
+                'TIMEOUT',
+                `timed out waiting for the GW failover; node b said: ${b.stderrTail()}`,
+              ),
+            ),
+          90_000,
         );
       }),
-    ]);
+    ]).finally(() => clearTimeout(failoverTimer));
     const now = nodes.find((n) => n.url === gw1.serverUrl)?.name ?? '?';
     log(`[PN 1]     PN GW failed over to node ${now} in ${back - killedAt} ms`);
 

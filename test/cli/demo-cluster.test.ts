@@ -32,13 +32,19 @@ describe.skipIf(SKIP !== undefined)(`cpns demo cluster${SKIP ? ` (skipped: ${SKI
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
+    let doneAt: number | undefined;
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
+      if (doneAt === undefined && out.includes('[cluster]  done:')) doneAt = Date.now();
     });
     child.stderr.on('data', (d: Buffer) => {
       out += d.toString();
     });
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    // It stops its nodes, GWs, PostgreSQL and NATS and exits: nothing (such as a timeout timer of a wait that
+    // already ended, which once held it 90 s) keeps the process alive after it said "done".
+    expect(doneAt, out).toBeDefined();
+    expect(Date.now() - doneAt!).toBeLessThan(30_000);
     expect(out, out).toContain('[carol]    reads it: relayed node a -> NATS -> node b -> PN GW 2');
     expect(out).toMatch(/\[dave\] {5}same PN as carol, not a member: cannot read it \(UNKNOWN_GROUP\)/);
     expect(out).toMatch(/\[node a\] {3}killed \(SIGKILL, pid \d+\)/);
