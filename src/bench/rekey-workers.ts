@@ -155,6 +155,11 @@ export interface DistPoint {
   readonly allAckedMs: number[];
   /** Per update: ms until the server's delivery tracking shows every member acked (tracked.ts). */
   readonly trackedMs: number[];
+  /**
+   * Per update: ms until the server's 'key.delivered' event (its in-memory tracking counted the last ack);
+   * trackedMs adds the status query that confirms it from the store, O(members). NaN for an update without one.
+   */
+  readonly deliveredEventMs: number[];
   /** Per-member ack latency over members × rounds (ms after the update call). */
   readonly memberAckMs: { p50: number; p99: number; max: number };
   /** Group Key delivery bytes on the PN hop (GW -> PNEs) per update: unicast frames + broadcast datagrams. */
@@ -354,6 +359,7 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
   await env.watch.tracked(sgId, 1);
   const allAckedMs: number[] = [];
   const trackedMs: number[] = [];
+  const deliveredEventMs: number[] = [];
   const memberMs: number[] = [];
   let bytes = 0;
   let parentCpu = 0;
@@ -377,6 +383,10 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     }
     allAckedMs.push(maxAck - start);
     trackedMs.push(t);
+    // deliveredAt is performance.now() of this process; start is on the cross-process clock (timeOrigin + now).
+    deliveredEventMs.push(
+      performance.timeOrigin + (env.watch.deliveredAt(sgId, epoch) ?? Number.NaN) - start,
+    );
     bytes = a.bytes - prev.bytes;
     parentCpu += (cpu.user + cpu.system) / 1000;
     workersCpu += a.cpuMs - prev.cpuMs;
@@ -388,6 +398,7 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     gateways: g,
     allAckedMs,
     trackedMs,
+    deliveredEventMs,
     memberAckMs: {
       p50: percentile(memberMs, 0.5),
       p99: percentile(memberMs, 0.99),
@@ -477,7 +488,7 @@ export async function benchRekeyWorkers(o: DistOptions): Promise<DistResult> {
             .map((x) => x.toFixed(0))
             .join(
               ', ',
-            )} ms; tracked ${p.trackedMs.map((x) => x.toFixed(0)).join(', ')} ms (load ${loadavg()[0]!.toFixed(1)})`,
+            )} ms; tracked ${p.trackedMs.map((x) => x.toFixed(0)).join(', ')} ms (event ${p.deliveredEventMs.map((x) => x.toFixed(0)).join(', ')} ms) (load ${loadavg()[0]!.toFixed(1)})`,
         );
       }
     }
@@ -526,11 +537,11 @@ export async function runRekeyWorkers(
   const r = await benchRekeyWorkers({ ...o, workers, log });
   const loadAfter = loadavg();
   log(
-    'policy     members   GWs  all-acked median / max ms  member ack p50 / p99 / max ms  tracked median ms  PN bytes/update  CPU ms/update parent / workers',
+    'policy     members   GWs  all-acked median / max ms  member ack p50 / p99 / max ms  tracked median ms  event median ms  PN bytes/update  CPU ms/update parent / workers',
   );
   for (const p of r.points) {
     log(
-      `${p.policy.padEnd(10)} ${String(p.members).padStart(7)} ${String(p.gateways).padStart(5)} ${`${median(p.allAckedMs).toFixed(0)} / ${Math.max(...p.allAckedMs).toFixed(0)}`.padStart(26)} ${`${p.memberAckMs.p50.toFixed(0)} / ${p.memberAckMs.p99.toFixed(0)} / ${p.memberAckMs.max.toFixed(0)}`.padStart(30)} ${median(p.trackedMs).toFixed(0).padStart(18)} ${String(Math.round(p.pnBytesPerUpdate)).padStart(16)} ${`${p.parentCpuMsPerUpdate.toFixed(0)} / ${p.workersCpuMsPerUpdate.toFixed(0)}`.padStart(20)}`,
+      `${p.policy.padEnd(10)} ${String(p.members).padStart(7)} ${String(p.gateways).padStart(5)} ${`${median(p.allAckedMs).toFixed(0)} / ${Math.max(...p.allAckedMs).toFixed(0)}`.padStart(26)} ${`${p.memberAckMs.p50.toFixed(0)} / ${p.memberAckMs.p99.toFixed(0)} / ${p.memberAckMs.max.toFixed(0)}`.padStart(30)} ${median(p.trackedMs).toFixed(0).padStart(18)} ${median(p.deliveredEventMs).toFixed(0).padStart(16)} ${String(Math.round(p.pnBytesPerUpdate)).padStart(16)} ${`${p.parentCpuMsPerUpdate.toFixed(0)} / ${p.workersCpuMsPerUpdate.toFixed(0)}`.padStart(20)}`,
     );
   }
   for (const [policy, e] of Object.entries(r.exponents))

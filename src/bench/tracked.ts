@@ -19,15 +19,19 @@ interface StatusView {
  */
 export class DeliveredWatch {
   readonly #server: Server;
-  /** Per SG: the highest epoch reported delivered. */
+  /** Per SG: the highest epoch reported delivered, and when its event came (performance.now()). */
   readonly #delivered = new Map<string, number>();
+  readonly #deliveredAt = new Map<string, number>();
   /** Per SG: who waits for its next 'key.delivered' or 'key.ack' event. */
   readonly #wakers = new Map<string, Set<() => void>>();
   readonly #fallbackMs: number;
   readonly #onChange = (e: { kind: string; sgId?: string; epoch?: number }) => {
     if (e.sgId === undefined) return;
     if (e.kind === 'key.delivered' && e.epoch !== undefined) {
-      if (e.epoch > (this.#delivered.get(e.sgId) ?? 0)) this.#delivered.set(e.sgId, e.epoch);
+      if (e.epoch > (this.#delivered.get(e.sgId) ?? 0)) {
+        this.#delivered.set(e.sgId, e.epoch);
+        this.#deliveredAt.set(e.sgId, performance.now());
+      }
     } else if (e.kind !== 'key.ack') return;
     for (const w of this.#wakers.get(e.sgId) ?? []) w();
   };
@@ -36,6 +40,14 @@ export class DeliveredWatch {
     this.#server = server;
     this.#fallbackMs = fallbackMs;
     server.events.on('change', this.#onChange);
+  }
+
+  /**
+   * When the server's 'key.delivered' event for (sgId, epoch) came: the moment its in-memory tracking counted the
+   * last ack, before the confirming status query; undefined if that epoch's event has not come (yet).
+   */
+  deliveredAt(sgId: string, epoch: number): number | undefined {
+    return this.#delivered.get(sgId) === epoch ? this.#deliveredAt.get(sgId) : undefined;
   }
 
   close(): void {

@@ -44,6 +44,12 @@ describe('bench rekey in worker processes (issue #11 §2)', () => {
       expect(p.memberAckMs.max).toBeCloseTo(Math.max(...p.allAckedMs), 6);
       // the server cannot have tracked an ack before the PNE sent it (clocks comparable across processes)
       expect(median(p.trackedMs)).toBeGreaterThanOrEqual(median(p.allAckedMs) - 5);
+      // the server's key.delivered event came for every update, after the last ack and before its confirmation
+      expect(p.deliveredEventMs).toHaveLength(2);
+      p.deliveredEventMs.forEach((x, i) => {
+        expect(x).toBeGreaterThanOrEqual(p.allAckedMs[i]! - 5);
+        expect(x).toBeLessThanOrEqual(p.trackedMs[i]! + 1);
+      });
       expect(p.pnBytesPerUpdate).toBeGreaterThan(0);
       expect(p.parentCpuMsPerUpdate).toBeGreaterThan(0);
       expect(p.workersCpuMsPerUpdate).toBeGreaterThan(0);
