@@ -7,6 +7,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { freePort } from '../free-port.js';
 
 export interface ClusterNode {
@@ -30,6 +32,24 @@ async function ok(url: string, check: (body: unknown) => boolean = () => true): 
     return r.ok && check(await r.json());
   } catch {
     return false;
+  }
+}
+
+/**
+ * Whether a JetStream API request ($JS.API.INFO) is answered within 2 s. A meta leader in /jsz is not enough:
+ * under load (two test files at a time on 2 cores) the first request right after the election went unanswered
+ * for the bus's whole 10 s management timeout (test/admin/readiness.test.ts in CI).
+ */
+async function answersJetStream(urls: readonly string[]): Promise<boolean> {
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    nc = await connect({ servers: [...urls], timeout: 2000, reconnect: false });
+    await jetstreamManager(nc, { timeout: 2000 });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await nc?.close().catch(() => {});
   }
 }
 
@@ -104,7 +124,7 @@ export async function startPrivateCluster(
       (await ok(`http://127.0.0.1:${nodes[0]!.monitor}/jsz`, (j) =>
         Boolean((j as { meta_cluster?: { leader?: string } }).meta_cluster?.leader),
       ));
-    if (leader) return cluster;
+    if (leader && (await answersJetStream(cluster.urls))) return cluster;
     if (Date.now() > end || nodes.some((n) => n.proc.exitCode !== null)) {
       await cluster.stop();
       throw new Error('private NATS cluster did not come up');
