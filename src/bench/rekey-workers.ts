@@ -383,10 +383,7 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     }
     allAckedMs.push(maxAck - start);
     trackedMs.push(t);
-    // deliveredAt is performance.now() of this process; start is on the cross-process clock (timeOrigin + now).
-    deliveredEventMs.push(
-      performance.timeOrigin + (env.watch.deliveredAt(sgId, epoch) ?? Number.NaN) - start,
-    );
+    deliveredEventMs.push((env.watch.deliveredAt(sgId, epoch) ?? Number.NaN) - start);
     bytes = a.bytes - prev.bytes;
     parentCpu += (cpu.user + cpu.system) / 1000;
     workersCpu += a.cpuMs - prev.cpuMs;

@@ -19,19 +19,19 @@ interface StatusView {
  */
 export class DeliveredWatch {
   readonly #server: Server;
-  /** Per SG: the highest epoch reported delivered, and when its event came (performance.now()). */
-  readonly #delivered = new Map<string, number>();
-  readonly #deliveredAt = new Map<string, number>();
+  /**
+   * Per SG: the highest epoch reported delivered, and when its event came, on the bench's cross-process clock
+   * (performance.timeOrigin + performance.now(), as the workers' ack times).
+   */
+  readonly #delivered = new Map<string, { epoch: number; at: number }>();
   /** Per SG: who waits for its next 'key.delivered' or 'key.ack' event. */
   readonly #wakers = new Map<string, Set<() => void>>();
   readonly #fallbackMs: number;
   readonly #onChange = (e: { kind: string; sgId?: string; epoch?: number }) => {
     if (e.sgId === undefined) return;
     if (e.kind === 'key.delivered' && e.epoch !== undefined) {
-      if (e.epoch > (this.#delivered.get(e.sgId) ?? 0)) {
-        this.#delivered.set(e.sgId, e.epoch);
-        this.#deliveredAt.set(e.sgId, performance.now());
-      }
+      if (e.epoch > (this.#delivered.get(e.sgId)?.epoch ?? 0))
+        this.#delivered.set(e.sgId, { epoch: e.epoch, at: performance.timeOrigin + performance.now() });
     } else if (e.kind !== 'key.ack') return;
     for (const w of this.#wakers.get(e.sgId) ?? []) w();
   };
@@ -47,7 +47,8 @@ export class DeliveredWatch {
    * last ack, before the confirming status query; undefined if that epoch's event has not come (yet).
    */
   deliveredAt(sgId: string, epoch: number): number | undefined {
-    return this.#delivered.get(sgId) === epoch ? this.#deliveredAt.get(sgId) : undefined;
+    const d = this.#delivered.get(sgId);
+    return d?.epoch === epoch ? d.at : undefined;
   }
 
   close(): void {
@@ -64,7 +65,7 @@ export class DeliveredWatch {
     try {
       let ask = false;
       for (;;) {
-        if (ask || (this.#delivered.get(sgId) ?? 0) >= epoch) {
+        if (ask || (this.#delivered.get(sgId)?.epoch ?? 0) >= epoch) {
           const q0 = performance.now();
           const st = (await this.#server.admin.groupStatus(sgId)) as unknown as StatusView;
           if (st.members.every((m) => m.lag === 0)) return;
