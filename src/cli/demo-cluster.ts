@@ -215,29 +215,22 @@ export async function runClusterDemo(o: ClusterDemoOptions): Promise<void> {
     log(`[dave]     same PN as carol, not a member: ${tryOpen(dave, raw)}`);
 
     // Kill node a: PN 1's GW fails over to the next node in its list.
-    const registered = new Promise<number>((r) => gw1.once('registered', () => r(Date.now())));
+    let back: number | undefined;
+    gw1.once('registered', () => {
+      back = Date.now();
+    });
     const killedAt = Date.now();
     a.proc.kill('SIGKILL');
     log(`[node a]   killed (SIGKILL, pid ${a.proc.pid})`);
-    // The timer is cleared once the GW is back: left running, it kept the demo's process alive 90 s after "done".
-    let failoverTimer: NodeJS.Timeout | undefined;
-    const back = await Promise.race([
-      registered,
-      new Promise<never>((_, reject) => {
-        failoverTimer = setTimeout(
-          () =>
-            reject(
-              new DaemonError(
-                'TIMEOUT',
-                `timed out waiting for the GW failover; node b said: ${b.stderrTail()}`,
-              ),
-            ),
-          90_000,
-        );
-      }),
-    ]).finally(() => clearTimeout(failoverTimer));
+    // The demo's own deadline wait (no timer of its own left behind: one kept the process alive 90 s after "done").
+    await until(() => back !== undefined, 90_000, 'the GW failover').catch(() => {
+      throw new DaemonError(
+        'TIMEOUT',
+        `timed out waiting for the GW failover; node b said: ${b.stderrTail()}`,
+      );
+    });
     const now = nodes.find((n) => n.url === gw1.serverUrl)?.name ?? '?';
-    log(`[PN 1]     PN GW failed over to node ${now} in ${back - killedAt} ms`);
+    log(`[PN 1]     PN GW failed over to node ${now} in ${back! - killedAt} ms`);
 
     // After the failover: bob is removed on node b; the new epoch reaches alice (PN 1) and carol, not bob.
     await adminRequest(
