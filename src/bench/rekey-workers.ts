@@ -326,10 +326,13 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
 
 /** Waits until every member in `members` (PNE indices) holds `epoch` of `sgId`; their absolute ack times and counters. */
 async function waitAll(env: Env, sgId: string, epoch: number, members: readonly number[]) {
+  // One push per member: this runs on the server's event loop right after the update call.
   const byWorker = new Map<number, number[]>();
   for (const i of members) {
     const w = env.pnes[i]!.worker;
-    byWorker.set(w, [...(byWorker.get(w) ?? []), i]);
+    const l = byWorker.get(w);
+    if (l) l.push(i);
+    else byWorker.set(w, [i]);
   }
   const replies = await Promise.all(
     Array.from({ length: env.workers.size }, (_, w) =>
