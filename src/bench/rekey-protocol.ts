@@ -18,6 +18,8 @@ export type WorkerRequest =
       items: { i: number; gwUrl: string; gwEnrollUrl: string; token: string }[];
     }
   | { t: 'wait'; id: number; sgId: string; epoch: number; members: number[] }
+  /** Start a CPU profile of the worker, or stop it and write it to `file` (`--cpu-prof`, cpu-profile.ts). */
+  | { t: 'profile'; id: number; file?: string }
   | { t: 'close'; id: number };
 
 export interface WaitReply {

@@ -16,6 +16,7 @@ import pino from 'pino';
 import type { PnGateway } from '../gateway/index.js';
 import { PneClient } from '../pne/index.js';
 import { startBenchGateway } from './bench-gateway.js';
+import { CpuProfile } from './cpu-profile.js';
 import { pool } from './measure.js';
 import type { WaitReply, WorkerRequest } from './rekey-protocol.js';
 import { SimPne } from './sim-pne.js';
@@ -30,6 +31,7 @@ async function main(dir: string): Promise<void> {
   const sims = new Map<number, SimPne>();
   let broadcastBytes = 0;
   let closing = false;
+  let profile: CpuProfile | undefined;
   const close = async () => {
     closing = true;
     await Promise.all([...sims.values()].map((s) => s.close().catch(() => {})));
@@ -85,6 +87,13 @@ async function main(dir: string): Promise<void> {
           broadcastBytes,
           cpu: { user: cpu.user, system: cpu.system },
         } satisfies WaitReply & { t: string; id: number });
+      } else if (m.t === 'profile') {
+        if (m.file === undefined) profile ??= await CpuProfile.start();
+        else {
+          await profile?.stop(m.file);
+          profile = undefined;
+        }
+        send({ t: 'reply', id: m.id });
       } else if (m.t === 'close') {
         await close();
         send({ t: 'reply', id: m.id });

@@ -20,6 +20,7 @@ import pino from 'pino';
 import { startServer } from '../embed/index.js';
 import type { PnGateway } from '../gateway/index.js';
 import { startBenchGateway } from './bench-gateway.js';
+import { CpuProfile } from './cpu-profile.js';
 import { median, percentile, pool } from './measure.js';
 import { fittedExponent } from './rekey-bench.js';
 import { BENCH_LIMITS, type WaitReply, type WorkerRequest } from './rekey-protocol.js';
@@ -144,6 +145,11 @@ export interface DistOptions {
   readonly sgs: number;
   /** Updates per SG in that measure. */
   readonly sgRounds: number;
+  /**
+   * Directory for CPU profiles of this process and of each worker over the measured updates of each policy and
+   * size (not setup, not the warm-up update): `<policy>-<members>-server.cpuprofile`, `...-worker<i>.cpuprofile`.
+   */
+  readonly cpuProfDir?: string | undefined;
   readonly log: (l: string) => void;
 }
 
@@ -367,7 +373,9 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
   let bytes = 0;
   let parentCpu = 0;
   let workersCpu = 0;
+  let profile: CpuProfile | undefined;
   for (let r = 0; r < 1 + o.rounds; r++) {
+    if (r === 1 && o.cpuProfDir !== undefined) profile = await startProfiles(env);
     const cpu0 = process.cpuUsage();
     const start = now();
     const { epoch } = await env.server.admin.rekey(sgId);
@@ -391,6 +399,7 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     parentCpu += (cpu.user + cpu.system) / 1000;
     workersCpu += a.cpuMs - prev.cpuMs;
   }
+  if (profile) await stopProfiles(env, profile, join(o.cpuProfDir!, `${policy}-${members.length}`));
   await env.server.admin.deleteGroup(sgId);
   return {
     policy,
@@ -408,6 +417,24 @@ async function measure(env: Env, policy: Policy, m: number, o: DistOptions): Pro
     parentCpuMsPerUpdate: parentCpu / o.rounds,
     workersCpuMsPerUpdate: workersCpu / o.rounds,
   };
+}
+
+/** CPU profiles of this process and every worker from now on (`--cpu-prof`). */
+async function startProfiles(env: Env): Promise<CpuProfile> {
+  await Promise.all(
+    Array.from({ length: env.workers.size }, (_, w) => env.workers.call(w, { t: 'profile' })),
+  );
+  return CpuProfile.start();
+}
+
+/** Stops them: `<prefix>-server.cpuprofile` (this process) and `<prefix>-worker<i>.cpuprofile`. */
+async function stopProfiles(env: Env, parent: CpuProfile, prefix: string): Promise<void> {
+  await parent.stop(`${prefix}-server.cpuprofile`);
+  await Promise.all(
+    Array.from({ length: env.workers.size }, (_, w) =>
+      env.workers.call(w, { t: 'profile', file: `${prefix}-worker${w}.cpuprofile` }),
+    ),
+  );
 }
 
 /**
@@ -533,6 +560,7 @@ export async function runRekeyWorkers(
         .map((x) => x.toFixed(2))
         .join(' ')}`,
   );
+  if (o.cpuProfDir !== undefined) mkdirSync(o.cpuProfDir, { recursive: true, mode: 0o700 });
   const loadBefore = loadavg();
   const r = await benchRekeyWorkers({ ...o, workers, log });
   const loadAfter = loadavg();

@@ -166,6 +166,7 @@ export async function main(argv: string[]): Promise<number> {
           'sg-rounds': { type: 'string', default: '5' },
           workers: { type: 'string', default: String(availableParallelism()) },
           'gw-workers': { type: 'boolean', default: false },
+          'cpu-prof': { type: 'string' },
           store: { type: 'string' },
           nats: { type: 'string' },
           scale: { type: 'boolean', default: false },
@@ -205,6 +206,7 @@ export async function main(argv: string[]): Promise<number> {
               : ['unicast', 'broadcast'],
           workers,
           gwWorkers: values['gw-workers'] === true,
+          cpuProfDir: values['cpu-prof'],
           sgs,
           sgRounds,
         });

@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { median } from '../../src/bench/measure.js';
 import { benchRekeyWorkers } from '../../src/bench/rekey-workers.js';
@@ -17,6 +20,7 @@ const workerChildren = (): string[] => {
 describe('bench rekey in worker processes (issue #11 §2)', () => {
   it('20 members over 4 GWs in 2 workers: every member acks, figures are sane, no worker is left', async () => {
     const lines: string[] = [];
+    const profDir = mkdtempSync(join(tmpdir(), 'cpns-prof-'));
     const r = await benchRekeyWorkers({
       sizes: [10, 20],
       perGw: 5,
@@ -26,6 +30,7 @@ describe('bench rekey in worker processes (issue #11 §2)', () => {
       gwWorkers: true,
       sgs: 4,
       sgRounds: 2,
+      cpuProfDir: profDir,
       log: (l) => lines.push(l),
     });
     expect(r.points.map((p) => [p.policy, p.members, p.gateways])).toEqual([
@@ -61,5 +66,28 @@ describe('bench rekey in worker processes (issue #11 §2)', () => {
     expect(r.updates?.updates).toBe(8);
     expect(r.updates?.updatesPerSec).toBeGreaterThan(0);
     expect(workerChildren()).toEqual([]);
+
+    // --cpu-prof: one profile of this process and one per worker for each policy and size, of the measured
+    // updates only (a setup-only function such as the GW start is not in a worker's profile)
+    const files = readdirSync(profDir).sort();
+    const names = (p: string) => ['server', 'worker0', 'worker1'].map((w) => `${p}-${w}.cpuprofile`);
+    expect(files).toEqual(
+      [
+        ...names('broadcast-10'),
+        ...names('broadcast-20'),
+        ...names('unicast-10'),
+        ...names('unicast-20'),
+      ].sort(),
+    );
+    for (const f of files) {
+      const prof = JSON.parse(readFileSync(join(profDir, f), 'utf8')) as {
+        nodes: { callFrame: { functionName: string } }[];
+        samples: number[];
+      };
+      expect(prof.samples.length).toBeGreaterThan(0);
+      const fns = new Set(prof.nodes.map((n) => n.callFrame.functionName));
+      expect(fns.has('startBenchGateway')).toBe(false);
+    }
+    rmSync(profDir, { recursive: true, force: true });
   }, 60_000);
 });
