@@ -17,7 +17,10 @@ export const GATEWAY_DEFAULTS = Object.freeze({
   enrollRelayTimeoutMs: 15_000,
   /** End-to-end tunnels one PNE session may have open through this GW at once. */
   maxTunnelsPerPne: 4,
-  /** Per-PNE delivery reports wait at most this long (ms), or until this many entries, before going upstream. */
+  /**
+   * Per-PNE delivery reports wait at most this long (ms), or until this many entries, or until every attached
+   * target of the epoch has acked, before going upstream (reports.ts).
+   */
   reportBatchMs: 10,
   reportBatchMax: 1024,
 });

@@ -1,7 +1,8 @@
 /**
  * Per-PNE delivery reports (key.delivery.report, rule K2 at the server) are batched per (SG, epoch) for a few
  * milliseconds, so a rekey acked by many PNEs costs the server one store transaction per batch instead of one
- * per PNE.
+ * per PNE. A batch goes at once when the last attached target of its epoch has acked: waiting longer would
+ * gather nothing more, and only delay the server's count of the update as delivered (issue #11 §1).
  *
  * Reports are per upstream session: a report queued or in flight when the session drops may never have been
  * written by the server (the node died with it, or the report was lost with the session). So a new session
@@ -13,21 +14,40 @@ import { codeOf } from '../protocol/control.js';
 import { GATEWAY_DEFAULTS } from './defaults.js';
 import type { DeliveryEntry, GatewayState, PneConn } from './state.js';
 
+/** Queues one PNE's ack of `epoch` (the caller has marked it reported) for the next key.delivery.report. */
 export function report(st: GatewayState, sgId: string, epoch: number, entry: DeliveryEntry): void {
   const k = `${sgId}|${epoch}`;
-  const r = st.reports.get(k) ?? { sgId, epoch, entries: [] };
-  st.reports.set(k, r);
+  let r = st.reports.get(k);
+  if (r === undefined) {
+    // Counted once per report, not per ack: O(targets) per batch of at least reportBatchMs.
+    r = { sgId, epoch, entries: [], outstanding: unreported(st, sgId, epoch) };
+    st.reports.set(k, r);
+  } else if (r.outstanding > 0) r.outstanding--;
   r.entries.push(entry);
   const max = Math.max(
     1,
     Math.min(st.opts.reportBatchMax ?? GATEWAY_DEFAULTS.reportBatchMax, GATEWAY_DEFAULTS.reportBatchMax),
   );
-  if (r.entries.length >= max) flushReports(st);
+  // At 0 nothing more is expected; a target that attaches later, or one that never acks, only means the
+  // count is off by one either way: the report then goes early with the rest following, or after the delay.
+  if (r.entries.length >= max || r.outstanding === 0) flushReports(st);
   else
     st.reportTimer ??= setTimeout(
       () => flushReports(st),
       st.opts.reportBatchMs ?? GATEWAY_DEFAULTS.reportBatchMs,
     ).unref();
+}
+
+/** Attached targets of the key held for `sgId`, if it is `epoch`'s, whose ack of it is not reported yet; else -1. */
+function unreported(st: GatewayState, sgId: string, epoch: number): number {
+  const e = st.keys.get(sgId);
+  if (e === undefined || e.epoch !== epoch) return -1;
+  let n = 0;
+  for (const id of e.targets) {
+    const c = st.pnes.get(id);
+    if (c?.phase === 'attached' && (c.sgs.get(sgId)?.reported ?? -1) < epoch) n++;
+  }
+  return n;
 }
 
 /** A new session up to the server: nothing is reported on it yet; what was queued for the old one is dropped. */

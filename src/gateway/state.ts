@@ -18,6 +18,18 @@ import type { GatewayOptions } from './types.js';
 
 export type DeliveryEntry = MessageOf<'key.delivery.report'>['entries'][number];
 
+/** A key.delivery.report being gathered (reports.ts). */
+export interface PendingReport {
+  readonly sgId: string;
+  readonly epoch: number;
+  readonly entries: DeliveryEntry[];
+  /**
+   * Attached targets of the epoch not yet reported when this report was begun, less those reported since: at 0
+   * the report goes at once instead of after `reportBatchMs`; -1 when not known (the key held is another epoch).
+   */
+  outstanding: number;
+}
+
 /** The Group Key this GW holds for one SG (from the server's key.deliver). */
 export interface KeyEntry {
   epoch: number;
@@ -110,7 +122,7 @@ export interface GatewayState {
   /** Broadcast sends, one after the other (datagrams of successive epochs leave in order). */
   bq: Promise<void>;
   /** `${sgId}|${epoch}` -> pending delivery report entries (reports.ts). */
-  readonly reports: Map<string, { sgId: string; epoch: number; entries: DeliveryEntry[] }>;
+  readonly reports: Map<string, PendingReport>;
   reportTimer: NodeJS.Timeout | undefined;
   /** Counts the sessions up to the server (reports.ts `newUpstreamSession`). */
   upGeneration: number;

@@ -61,7 +61,10 @@ export interface GatewayOptions {
   maxSpentLeaves?: number;
   /** Delivery policy until the server pushes one (gw.policy). Default DEFAULT_POLICY. */
   deliveryPolicy?: DeliveryPolicy;
-  /** PNEs' acks wait at most this long (ms) before going upstream in one key.delivery.report. Default 10. */
+  /**
+   * PNEs' acks wait at most this long (ms) before going upstream in one key.delivery.report; the report goes at
+   * once when every attached target of the epoch has acked. Default 10.
+   */
   reportBatchMs?: number;
   /** ... or until this many are queued (1..1024, the report's bound). Default 1024. */
   reportBatchMax?: number;

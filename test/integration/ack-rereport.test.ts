@@ -2,7 +2,8 @@
  * A PNE's ack that the server never recorded is reported again by its GW on the GW's next upstream session
  * (issue #11 §1, docs/store.md "What a crash can lose"; src/gateway/reports.ts).
  *
- * The GW batches reports for a minute here (`reportBatchMs`), so the PNEs' acks are still queued at the GW when
+ * The GW batches reports for a minute here (`reportBatchMs`), and a third member attached at the GW never acks (a
+ * report goes at once when every attached target has acked), so the PNEs' acks are still queued at the GW when
  * its session up to the server is cut (a TCP proxy between them): the server never heard them. After the
  * reconnect the server's catch-up delivery of the current epoch makes the GW report them again, at once; without
  * it the server would show the members as not holding the epoch for as long as the epoch lasts.
@@ -11,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PneClient } from '../../src/pne/index.js';
 import { CutProxy } from '../pg-proxy.js';
 import { BACKOFF, enrollPne, startGateway, startServer, tempDir, until } from './helpers.js';
+import { silentPne } from './raw.js';
 
 const tmp = tempDir();
 const closers: (() => Promise<unknown>)[] = [];
@@ -48,25 +50,34 @@ describe('acks re-reported on a new upstream session', () => {
     for (const p of pnes) closers.push(() => p.close());
     const [p, q] = pnes;
     if (!p || !q) throw new Error('PNEs did not start');
+    const quiet = await silentPne(gw.url, await enrollPne(server, gw));
+    closers.push(async () => quiet.close());
     const { sgId } = await p.createGroup({ name: 're-report', joinPolicy: 'open' });
+    await server.admin.addMember(sgId, quiet.identity);
     await q.joinGroup(sgId);
-    await until(() => p.currentEpoch(sgId) === 2 && q.currentEpoch(sgId) === 2, 5000, 'epoch 2 at the PNEs');
-    // Both acked epoch 2 at the GW (the PNE acks once it installed the key); the reports wait in the GW's batch.
-    await until(() => gw.ackedEpochs(sgId).size === 2, 5000, 'acks at the GW');
-    expect([...gw.ackedEpochs(sgId).values()]).toEqual([2, 2]);
-    const before = await server.admin.groupStatus(sgId);
-    expect(before.members.map((m) => m.ackedEpoch)).not.toContain(2);
+    // epoch 1 at creation, 2 when the silent member was added, 3 when q joined
+    const E = 3;
+    await until(() => p.currentEpoch(sgId) === E && q.currentEpoch(sgId) === E, 5000, 'epoch 3 at the PNEs');
+    // Both acked epoch 3 at the GW (the PNE acks once it installed the key); the reports wait in the GW's batch.
+    await until(
+      () => [...gw.ackedEpochs(sgId).values()].filter((e) => e === E).length === 2,
+      5000,
+      'acks at the GW',
+    );
+    const ours = (st: Awaited<ReturnType<typeof server.admin.groupStatus>>) =>
+      st.members.filter((m) => m.pneId === p.identity || m.pneId === q.identity);
+    expect(ours(await server.admin.groupStatus(sgId)).map((m) => m.ackedEpoch)).not.toContain(E);
 
     await proxy.cut();
     await proxy.restore();
     await until(
-      async () => (await server.admin.groupStatus(sgId)).members.every((m) => m.ackedEpoch === 2),
+      async () => ours(await server.admin.groupStatus(sgId)).every((m) => m.ackedEpoch === E),
       10_000,
-      'acks of epoch 2 at the server',
+      'acks of epoch 3 at the server',
     );
     // No new epoch was needed for it: the server learned the acks of the epoch it already had.
     const after = await server.admin.groupStatus(sgId);
-    expect(after.currentEpoch).toBe(2);
-    expect(after.members.map((m) => m.method)).toEqual(['unicast', 'unicast']);
+    expect(after.currentEpoch).toBe(E);
+    expect(ours(after).map((m) => m.method)).toEqual(['unicast', 'unicast']);
   }, 30_000);
 });

@@ -5,8 +5,11 @@ import {
   decodeMessage,
   encodeMessage,
 } from '../../src/core/codec/index.js';
+import type { Credentials } from '../../src/protocol/enroll-client.js';
+import { connectSession } from '../../src/transport/connect-session.js';
 import { decodeFrame, encodeFrame } from '../../src/transport/framing.js';
 import type { Session } from '../../src/transport/session.js';
+import { openTunnelTls } from '../../src/transport/tunnel-tls.js';
 
 /** A raw authenticated client: sends hand-made frames, collects decoded control replies. */
 export class RawPeer {
@@ -56,4 +59,34 @@ export class RawPeer {
     const m = await this.next((x) => x.t === 'error', from);
     return m.t === 'error' ? m.code : '';
   }
+}
+
+/**
+ * A PNE that attaches and proves it is behind its GW (the end-to-end tunnel, rule A1), so the server names it as a
+ * target of its SGs' keys, but never acks a key unless told to (`ack`): the member a GW waits for.
+ */
+export async function silentPne(
+  gwUrl: string,
+  creds: Credentials,
+): Promise<{ peer: RawPeer; identity: string; ack(sgId: string, epoch: number): void; close(): void }> {
+  const session = await connectSession(gwUrl, {
+    caPem: creds.caPem,
+    certPem: creds.certPem,
+    keyPem: creds.keyPem,
+    expectedServerRole: 'gw',
+    heartbeat: false,
+  });
+  const peer = new RawPeer(session);
+  const id = peer.control({ t: 'pne.attach', pneId: creds.identity, media: [] });
+  await peer.next((m) => m.t === 'ok' && m.ref === id);
+  const tunnel = await openTunnelTls(session, creds);
+  return {
+    peer,
+    identity: creds.identity,
+    ack: (sgId, epoch) => peer.control({ t: 'key.ack', sgId, epoch, method: 'unicast' }),
+    close: () => {
+      tunnel.socket.destroy();
+      session.close(1000, 'test done');
+    },
+  };
 }
