@@ -33,7 +33,9 @@ export function runCoreBench(opts: CoreBenchOptions = {}): CoreBenchResult {
   log(
     'Service Group message protect+open vs raw seal+open of the same AEAD in node:crypto (same run, median of interleaved rounds)',
   );
-  log('suite              size    pairs/s     MB/s   raw MB/s  raw cipher          ratio  target');
+  log(
+    'suite              size    pairs/s     MB/s   raw MB/s  raw cipher          ratio  target        raw + message alloc',
+  );
   for (const r of group) {
     const ok = r.ratio >= r.target ? 'ok' : 'BELOW';
     log(
@@ -41,7 +43,7 @@ export function runCoreBench(opts: CoreBenchOptions = {}): CoreBenchResult {
         .toFixed(1)
         .padStart(
           8,
-        )} ${r.baselineMbPerSec.toFixed(1).padStart(10)}  ${r.baselineCipher.padEnd(17)} ${r.ratio.toFixed(2).padStart(7)}  >=${r.target} ${ok}`,
+        )} ${r.baselineMbPerSec.toFixed(1).padStart(10)}  ${r.baselineCipher.padEnd(17)} ${r.ratio.toFixed(2).padStart(7)}  >=${r.target} ${ok.padEnd(5)}  ${r.allocCeiling.toFixed(2).padStart(19)}`,
     );
   }
 
