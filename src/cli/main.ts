@@ -183,6 +183,8 @@ export async function main(argv: string[]): Promise<number> {
       const workers = Number(values.workers);
       if (!Number.isInteger(workers) || workers < 0 || workers > 64)
         throw new UsageError('--workers takes an integer 0-64 (0: everything in this process)');
+      if (values['cpu-prof'] !== undefined && (cluster || workers === 0))
+        throw new UsageError('--cpu-prof takes a directory, with --workers 1 or more and without --cluster');
       if (!cluster && workers > 0) {
         const policy = String(values.policy);
         if (!['unicast', 'broadcast', 'both'].includes(policy))

@@ -89,6 +89,7 @@ describe('cpns --help', () => {
       ['demo', '--nosuch'],
       ['bench', 'core', '--rounds', '1'],
       ['bench', 'rekey', '--members', 'many'],
+      ['bench', 'rekey', '--workers', '0', '--cpu-prof', '/tmp/cpns-never-written'],
       ['bench', 'relay', '--members', '0'],
       ['bench', 'memory', '--pnes', 'x'],
       ['bench', 'nosuch'],
