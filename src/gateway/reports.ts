@@ -17,20 +17,16 @@ import type { DeliveryEntry, GatewayState, PneConn } from './state.js';
 /** Queues one PNE's ack of `epoch` (the caller has marked it reported) for the next key.delivery.report. */
 export function report(st: GatewayState, sgId: string, epoch: number, entry: DeliveryEntry): void {
   const k = `${sgId}|${epoch}`;
-  let r = st.reports.get(k);
-  if (r === undefined) {
-    // Counted once per report, not per ack: O(targets) per batch of at least reportBatchMs.
-    r = { sgId, epoch, entries: [], outstanding: unreported(st, sgId, epoch) };
-    st.reports.set(k, r);
-  } else if (r.outstanding > 0) r.outstanding--;
+  const r = st.reports.get(k) ?? { sgId, epoch, entries: [] };
+  st.reports.set(k, r);
   r.entries.push(entry);
   const max = Math.max(
     1,
     Math.min(st.opts.reportBatchMax ?? GATEWAY_DEFAULTS.reportBatchMax, GATEWAY_DEFAULTS.reportBatchMax),
   );
-  // At 0 nothing more is expected; a target that attaches later, or one that never acks, only means the
-  // count is off by one either way: the report then goes early with the rest following, or after the delay.
-  if (r.entries.length >= max || r.outstanding === 0) flushReports(st);
+  // Counted for every report, also one that fills the batch.
+  const last = lastOutstanding(st, sgId, epoch);
+  if (r.entries.length >= max || last) flushReports(st);
   else
     st.reportTimer ??= setTimeout(
       () => flushReports(st),
@@ -38,16 +34,24 @@ export function report(st: GatewayState, sgId: string, epoch: number, entry: Del
     ).unref();
 }
 
-/** Attached targets of the key held for `sgId`, if it is `epoch`'s, whose ack of it is not reported yet; else -1. */
-function unreported(st: GatewayState, sgId: string, epoch: number): number {
+/**
+ * One more ack of `epoch` reported: true when no attached target of the key held (if it is that epoch's) is left
+ * unreported. Counted once per epoch and session (O(targets)), then one decrement per report. A target that
+ * attaches after the count, or one that never acks, only puts the count off by one: the report then goes a little
+ * early with the rest following, or after `reportBatchMs` as before.
+ */
+function lastOutstanding(st: GatewayState, sgId: string, epoch: number): boolean {
   const e = st.keys.get(sgId);
-  if (e === undefined || e.epoch !== epoch) return -1;
-  let n = 0;
-  for (const id of e.targets) {
-    const c = st.pnes.get(id);
-    if (c?.phase === 'attached' && (c.sgs.get(sgId)?.reported ?? -1) < epoch) n++;
-  }
-  return n;
+  if (e === undefined || e.epoch !== epoch) return false;
+  if (e.unreported === undefined) {
+    let n = 0;
+    for (const id of e.targets) {
+      const c = st.pnes.get(id);
+      if (c?.phase === 'attached' && (c.sgs.get(sgId)?.reported ?? -1) < epoch) n++;
+    }
+    e.unreported = n;
+  } else if (e.unreported > 0) e.unreported--;
+  return e.unreported === 0;
 }
 
 /** A new session up to the server: nothing is reported on it yet; what was queued for the old one is dropped. */
@@ -57,6 +61,7 @@ export function newUpstreamSession(st: GatewayState): void {
   st.reports.clear();
   st.upGeneration++;
   for (const c of st.pnes.values()) for (const d of c.sgs.values()) d.reported = undefined;
+  for (const e of st.keys.values()) e.unreported = undefined;
 }
 
 /**

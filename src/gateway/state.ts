@@ -23,11 +23,6 @@ export interface PendingReport {
   readonly sgId: string;
   readonly epoch: number;
   readonly entries: DeliveryEntry[];
-  /**
-   * Attached targets of the epoch not yet reported when this report was begun, less those reported since: at 0
-   * the report goes at once instead of after `reportBatchMs`; -1 when not known (the key held is another epoch).
-   */
-  outstanding: number;
 }
 
 /** The Group Key this GW holds for one SG (from the server's key.deliver). */
@@ -51,6 +46,12 @@ export interface KeyEntry {
   sourceAuth: boolean;
   /** The server's id of this key update, for the logs (docs/operator.md "Following a key update"). */
   updateId: string | undefined;
+  /**
+   * Attached targets whose ack of this epoch is not yet reported on the current upstream session: counted at the
+   * first report of the epoch, less one per report since (reports.ts); at 0 the report goes at once. Undefined
+   * until counted, and again after a new upstream session.
+   */
+  unreported?: number | undefined;
 }
 
 /** Where Group Key delivery of one SG stands for one PNE (on its current session). */

@@ -70,4 +70,24 @@ describe('delivery reports at the GW', () => {
       'all three acks at the server',
     );
   });
+
+  it('a report that fills the batch (reportBatchMax) still counts: the last ack of the epoch goes at once', async () => {
+    const gw2 = await startGateway(server, undefined, { reportBatchMs: 60_000, reportBatchMax: 2 });
+    const three = await Promise.all([0, 1, 2].map(() => startPne(server, gw2)));
+    try {
+      const { sgId } = await server.admin.createGroup({
+        name: 'max-2',
+        members: three.map((p) => p.identity),
+      });
+      // two acks fill a batch of 2 (sent); the third is the last outstanding one and goes at once too
+      await until(
+        async () => (await acked(sgId)).every(([, e]) => e === 1),
+        5000,
+        'all three acks at the server',
+      );
+    } finally {
+      await Promise.all(three.map((p) => p.close()));
+      await gw2.close();
+    }
+  });
 });
