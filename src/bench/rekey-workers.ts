@@ -141,6 +141,11 @@ export interface DistOptions {
   readonly workers: number;
   /** GWs in the workers (with the PNEs behind them) instead of this process: this process is the server's. */
   readonly gwWorkers: boolean;
+  /**
+   * With `gwWorkers` and 2 or more workers: the GWs in the first half of the workers, their PNEs in the other half,
+   * so a GW's process runs no device code (a GW reads a PNE's ack without waiting for co-hosted PNEs' handlers).
+   */
+  readonly splitRoles?: boolean | undefined;
   /** Distinct SGs updated concurrently for key updates per second (0: not measured). */
   readonly sgs: number;
   /** Updates per SG in that measure. */
@@ -236,11 +241,17 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
   try {
     workers = await Workers.start(o.workers, dir);
     const W = workers.size;
+    // Which worker runs GW g, and which runs PNE i (behind GW i mod G): the same one unless splitRoles.
+    const split = o.gwWorkers && o.splitRoles === true && W >= 2;
+    const gwWorkerCount = split ? Math.ceil(W / 2) : W;
+    const gwWorkerOf = (g: number) => g % gwWorkerCount;
+    const workerOf = (i: number) =>
+      !o.gwWorkers ? i % W : split ? gwWorkerCount + (i % (W - gwWorkerCount)) : gwWorkerOf(i % gateways);
     const gwInfo: { url: string; enrollUrl: string }[] = [];
     if (o.gwWorkers) {
       await Promise.all(
-        Array.from({ length: W }, async (_, w) => {
-          const mine = Array.from({ length: gateways }, (_, g) => g).filter((g) => g % W === w);
+        Array.from({ length: gwWorkerCount }, async (_, w) => {
+          const mine = Array.from({ length: gateways }, (_, g) => g).filter((g) => gwWorkerOf(g) === w);
           for (let k = 0; k < mine.length; k += 50) {
             const items = [];
             for (const i of mine.slice(k, k + 50))
@@ -279,10 +290,8 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
       );
     }
     o.log(
-      `  ${gateways} GWs up (${o.gwWorkers ? `in ${W} workers` : 'in this process'}) after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `  ${gateways} GWs up (${o.gwWorkers ? `in ${gwWorkerCount} workers${split ? `, their PNEs in the other ${W - gwWorkerCount}` : ''}` : 'in this process'}) after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
-    // PNE i is behind GW i mod G; with the GWs in the workers, in its GW's worker.
-    const workerOf = (i: number) => (o.gwWorkers ? (i % gateways) % W : i % W);
     let done = 0;
     await Promise.all(
       Array.from({ length: W }, async (_, w) => {

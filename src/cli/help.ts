@@ -98,6 +98,7 @@ export const COMMAND_HELP: Readonly<Record<string, string>> = {
                            process, the older in-process bench); per update also member-ack p50/p99/max, CPU per
                            update, and key updates/s across --sgs distinct SGs (--sg-rounds updates each, 0: skip)
   --gw-workers             the PN GWs in the workers too (with their PNEs): this process is the server's alone
+  --split-roles            with --gw-workers: the GWs in half of the workers, their PNEs in the other half
   --cpu-prof <dir>         with --workers: CPU profiles (.cpuprofile) of this process and of each worker over the
                            measured updates of each policy and size (not setup, not the warm-up update)
   -h, --help               this text`,

@@ -166,6 +166,7 @@ export async function main(argv: string[]): Promise<number> {
           'sg-rounds': { type: 'string', default: '5' },
           workers: { type: 'string', default: String(availableParallelism()) },
           'gw-workers': { type: 'boolean', default: false },
+          'split-roles': { type: 'boolean', default: false },
           'cpu-prof': { type: 'string' },
           store: { type: 'string' },
           nats: { type: 'string' },
@@ -183,6 +184,8 @@ export async function main(argv: string[]): Promise<number> {
       const workers = Number(values.workers);
       if (!Number.isInteger(workers) || workers < 0 || workers > 64)
         throw new UsageError('--workers takes an integer 0-64 (0: everything in this process)');
+      if (values['split-roles'] === true && (cluster || workers < 2 || values['gw-workers'] !== true))
+        throw new UsageError('--split-roles needs --gw-workers and --workers 2 or more (not --cluster)');
       if (values['cpu-prof'] !== undefined && (cluster || workers === 0))
         throw new UsageError('--cpu-prof takes a directory, with --workers 1 or more and without --cluster');
       if (!cluster && workers > 0) {
@@ -208,6 +211,7 @@ export async function main(argv: string[]): Promise<number> {
               : ['unicast', 'broadcast'],
           workers,
           gwWorkers: values['gw-workers'] === true,
+          splitRoles: values['split-roles'] === true,
           cpuProfDir: values['cpu-prof'],
           sgs,
           sgRounds,

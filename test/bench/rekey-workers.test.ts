@@ -90,4 +90,27 @@ describe('bench rekey in worker processes (issue #11 §2)', () => {
     }
     rmSync(profDir, { recursive: true, force: true });
   }, 60_000);
+
+  it('--split-roles: GWs in one worker, their PNEs in the other; every member still acks', async () => {
+    const lines: string[] = [];
+    const r = await benchRekeyWorkers({
+      sizes: [10],
+      perGw: 5,
+      rounds: 1,
+      policies: ['unicast', 'broadcast'],
+      workers: 2,
+      gwWorkers: true,
+      splitRoles: true,
+      sgs: 0,
+      sgRounds: 1,
+      log: (l) => lines.push(l),
+    });
+    expect(lines.some((l) => l.includes('2 GWs up (in 1 workers, their PNEs in the other 1)'))).toBe(true);
+    for (const p of r.points) {
+      expect(p.allAckedMs).toHaveLength(1);
+      expect(p.memberAckMs.p50).toBeGreaterThan(0);
+      expect(median(p.trackedMs)).toBeGreaterThanOrEqual(median(p.allAckedMs) - 5);
+    }
+    expect(workerChildren()).toEqual([]);
+  }, 60_000);
 });

@@ -90,6 +90,7 @@ describe('cpns --help', () => {
       ['bench', 'core', '--rounds', '1'],
       ['bench', 'rekey', '--members', 'many'],
       ['bench', 'rekey', '--workers', '0', '--cpu-prof', '/tmp/cpns-never-written'],
+      ['bench', 'rekey', '--workers', '2', '--split-roles'],
       ['bench', 'relay', '--members', '0'],
       ['bench', 'memory', '--pnes', 'x'],
       ['bench', 'nosuch'],
