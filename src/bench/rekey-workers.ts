@@ -290,7 +290,7 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
       );
     }
     o.log(
-      `  ${gateways} GWs up (${o.gwWorkers ? `in ${gwWorkerCount} workers${split ? `, their PNEs in the other ${W - gwWorkerCount}` : ''}` : 'in this process'}) after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `  ${gateways} GWs up (${o.gwWorkers ? `in ${workersText(gwWorkerCount)}${split ? `, their PNEs in the other ${W - gwWorkerCount}` : ''}` : 'in this process'}) after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     let done = 0;
     await Promise.all(
@@ -338,6 +338,8 @@ async function setUp(o: DistOptions, members: number): Promise<Env> {
   );
   return { ...env, workers: workers!, watch, setupSec, close };
 }
+
+const workersText = (n: number) => `${n} worker${n === 1 ? '' : 's'}`;
 
 /** Waits until every member in `members` (PNE indices) holds `epoch` of `sgId`; their absolute ack times and counters. */
 async function waitAll(env: Env, sgId: string, epoch: number, members: readonly number[]) {

@@ -105,7 +105,7 @@ describe('bench rekey in worker processes (issue #11 §2)', () => {
       sgRounds: 1,
       log: (l) => lines.push(l),
     });
-    expect(lines.some((l) => l.includes('2 GWs up (in 1 workers, their PNEs in the other 1)'))).toBe(true);
+    expect(lines.some((l) => l.includes('2 GWs up (in 1 worker, their PNEs in the other 1)'))).toBe(true);
     for (const p of r.points) {
       expect(p.allAckedMs).toHaveLength(1);
       expect(p.memberAckMs.p50).toBeGreaterThan(0);
