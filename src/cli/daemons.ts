@@ -407,12 +407,6 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     }
   }
   const metricsUrl = metrics ? { metricsUrl: metrics.url } : {};
-  writeJson(dataDir, 'gateway.json', {
-    identity: gw.identity,
-    url: gw.url,
-    enrollUrl: gw.enrollUrl,
-    ...metricsUrl,
-  });
   saveSettings(dataDir, {
     server: serverUrls,
     host,
@@ -420,6 +414,13 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     'enroll-port': enrollPort,
     media,
     ...(broadcastInterface !== undefined ? { 'broadcast-interface': broadcastInterface } : {}),
+  });
+  // Last: gateway.json says the GW is up, so whoever waits for it finds the settings of this start saved too.
+  writeJson(dataDir, 'gateway.json', {
+    identity: gw.identity,
+    url: gw.url,
+    enrollUrl: gw.enrollUrl,
+    ...metricsUrl,
   });
   log.info({ identity: gw.identity, url: gw.url, enrollUrl: gw.enrollUrl, ...metricsUrl }, 'PN GW ready');
   await untilDone(
