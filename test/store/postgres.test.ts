@@ -515,6 +515,15 @@ if (URL_ === undefined || URL_ === '') {
         [schema],
       );
       expect(r.rowCount).toBeGreaterThan(0);
+      // pg_terminate_backend only signals: wait until those backends are gone, and let the pool see the closes.
+      for (let i = 0; i < 100; i++) {
+        const left = await adminPool().query('SELECT 1 FROM pg_stat_activity WHERE application_name = $1', [
+          schema,
+        ]);
+        if (left.rowCount === 0) break;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      await new Promise((res) => setTimeout(res, 50));
       expect((await s.rotateGroupKey(g.sgId, randomBytes(32), 'manual', KU)).epoch).toBe(1);
       expect((await s.listGroups()).map((x) => x.sgId)).toEqual([g.sgId]);
     });
