@@ -16,6 +16,7 @@ let gw: PnGateway;
 let a: PneClient;
 let b: PneClient;
 let quiet: Awaited<ReturnType<typeof silentPne>>;
+let quiet2: Awaited<ReturnType<typeof silentPne>>;
 
 /** The epochs the server has recorded as acked, per member, in member order (groupStatus writes its queue first). */
 const acked = async (sgId: string) =>
@@ -27,10 +28,12 @@ beforeAll(async () => {
   gw = await startGateway(server, undefined, { reportBatchMs: 60_000 });
   [a, b] = await Promise.all([startPne(server, gw), startPne(server, gw)]);
   quiet = await silentPne(gw.url, await enrollPne(server, gw));
+  quiet2 = await silentPne(gw.url, await enrollPne(server, gw));
 });
 
 afterAll(async () => {
   quiet?.close();
+  quiet2?.close();
   await Promise.all([a?.close(), b?.close()]);
   await gw?.close();
   await server?.close();
@@ -64,6 +67,32 @@ describe('delivery reports at the GW', () => {
     // Nothing reached the server: the report waits for the silent target (or the minute).
     expect((await acked(sgId)).map(([, e]) => e)).toEqual([null, null, null]);
     quiet.ack(sgId, 1);
+    await until(
+      async () => (await acked(sgId)).every(([, e]) => e === 1),
+      5000,
+      'all three acks at the server',
+    );
+  });
+
+  it('a target repeating its ack (or acking an older epoch) does not count twice: the batch still waits', async () => {
+    const { sgId } = await server.admin.createGroup({
+      name: 'repeat',
+      members: [a.identity, quiet.identity, quiet2.identity],
+    });
+    await until(
+      () => [quiet, quiet2].every((q) => q.peer.got.some((m) => m.t === 'key.deliver' && m.sgId === sgId)),
+      5000,
+      'key at both silent PNEs',
+    );
+    await until(() => gw.ackedEpochs(sgId).size === 1, 5000, 'a acked at the GW');
+    // the attacker: a member that acks again and again, and an epoch that is not the current one
+    for (let i = 0; i < 5; i++) quiet.ack(sgId, 1);
+    quiet.ack(sgId, 0);
+    await until(() => gw.ackedEpochs(sgId).size === 2, 5000, 'quiet acked at the GW');
+    await new Promise((r) => setTimeout(r, 300));
+    // quiet2 is still outstanding: nothing went upstream (a count released by repeats would show a and quiet)
+    expect((await acked(sgId)).map(([, e]) => e)).toEqual([null, null, null]);
+    quiet2.ack(sgId, 1);
     await until(
       async () => (await acked(sgId)).every(([, e]) => e === 1),
       5000,
